@@ -1,0 +1,152 @@
+//! `doc-serve status` and `doc-serve where`: read-only views of a project.
+
+use serde_json::{Value, json};
+
+use super::{Context, client_runtime, output};
+use crate::config::Flags;
+use crate::discovery::runtime::{RuntimeFile, RuntimeState};
+use crate::discovery::{self, Resident};
+use crate::error::exit;
+
+/// runtime.json as shown to users: everything but the token.
+fn public(state: &RuntimeState) -> Value {
+    let mut v = serde_json::to_value(state).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("token");
+    }
+    v
+}
+
+pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
+    let project = &ctx.project;
+    ctx.config(&Flags::default())?;
+    let found = client_runtime()?.block_on(discovery::inspect(project))?;
+    let (state, runtime, why) = match &found.resident {
+        Resident::Running(s) => ("running", Some(public(s)), None),
+        Resident::Stopped => ("stopped", None, None),
+        Resident::Starting { pid, runtime } => (
+            "starting",
+            None,
+            Some(format!(
+                "pid {} holds the lifetime lock; runtime.json is {runtime}",
+                pid.map_or("unknown".into(), |p| p.to_string())
+            )),
+        ),
+        Resident::Unresponsive { state, why } => {
+            ("unresponsive", Some(public(state)), Some(why.clone()))
+        }
+    };
+    let report = json!({
+        "state": state,
+        "project_root": project.root,
+        "state_dir": project.state_dir,
+        "runtime": runtime,
+        "why": why,
+        "stale": found.stale,
+    });
+    output::emit(json, &report, |out| {
+        match &found.resident {
+            Resident::Running(s) => {
+                writeln!(
+                    out,
+                    "running: {} (pid {}, {} activation, since {})",
+                    s.base_url, s.pid, s.activation, s.started_at
+                )?;
+            }
+            Resident::Stopped => writeln!(out, "not running")?,
+            _ => writeln!(out, "{state}: {}", why.as_deref().unwrap_or_default())?,
+        }
+        writeln!(out, "project: {}", project.root.display())?;
+        for f in &found.stale {
+            writeln!(out, "stale: {}: {}", f.path.display(), f.reason)?;
+        }
+        if !found.stale.is_empty() {
+            writeln!(
+                out,
+                "(`doc-serve start` or `doc-serve stop` removes stale files)"
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(if matches!(found.resident, Resident::Running(_)) {
+        exit::OK
+    } else {
+        exit::NOTHING
+    })
+}
+
+pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
+    let project = &ctx.project;
+    let config = ctx.config(&Flags::default())?;
+    let mut addresses = Vec::new();
+    let runtime = RuntimeFile::read(&project.runtime_file());
+    if let RuntimeFile::Valid(s) = &runtime {
+        addresses.push(json!({ "address": s.base_url, "source": "runtime.json" }));
+        if let Some(sock) = &s.socket_path {
+            addresses.push(json!({ "address": format!("unix:{}", sock.display()), "source": "runtime.json socket_path" }));
+        }
+    }
+    if config.port != 0 {
+        let host = if config.bind_host.contains(':') {
+            format!("[{}]", config.bind_host)
+        } else {
+            config.bind_host.clone()
+        };
+        addresses.push(json!({ "address": format!("http://{host}:{}", config.port), "source": "configured bind_host:port" }));
+    }
+    let report = json!({
+        "project_root": project.root,
+        "reason": project.reason,
+        "reason_text": project.reason.to_string(),
+        "state_dir": project.state_dir,
+        "project_id": project.id(),
+        "mode": config.mode,
+        "config_file": project.config_file(),
+        "config_exists": project.config_file().exists(),
+        "runtime_file": project.runtime_file(),
+        "runtime": runtime.describe(),
+        "addresses": addresses,
+    });
+    output::emit(json, &report, |out| {
+        writeln!(
+            out,
+            "project root: {} ({})",
+            project.root.display(),
+            project.reason
+        )?;
+        writeln!(out, "state dir:    {}", project.state_dir.display())?;
+        writeln!(out, "project id:   {}", project.id())?;
+        writeln!(
+            out,
+            "config:       {}{}",
+            project.config_file().display(),
+            if project.config_file().exists() {
+                ""
+            } else {
+                " (absent: defaults)"
+            }
+        )?;
+        writeln!(
+            out,
+            "runtime file: {} ({})",
+            project.runtime_file().display(),
+            runtime.describe()
+        )?;
+        if addresses.is_empty() {
+            writeln!(
+                out,
+                "addresses:    none yet (`doc-serve start` starts a resident)"
+            )?;
+        }
+        for a in &addresses {
+            writeln!(
+                out,
+                "address:      {} ({})",
+                a["address"].as_str().unwrap_or_default(),
+                a["source"].as_str().unwrap_or_default()
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,294 @@
+//! `doc-serve start` and `doc-serve stop`.
+//!
+//! `start` holds start.lock while it works, so racing starts line up: the first spawns
+//! a resident, the others find it healthy and report it. The lifetime lock is still
+//! what forbids a second resident; start.lock only saves needless spawns.
+//! `stop` signals a PID only after its identity (start time, boot id) matches the one
+//! recorded in runtime.json: a reused PID is never signalled.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use super::{Context, client_runtime, output};
+use crate::config::{Config, Flags};
+use crate::discovery::runtime::RuntimeState;
+use crate::discovery::{self, Resident, StaleFile, lock};
+use crate::error::exit;
+use crate::events::EventLog;
+use crate::fsutil;
+use crate::process::{self, Liveness};
+
+const POLL: Duration = Duration::from_millis(20);
+
+pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Result<i32> {
+    let mut flags = Flags::default();
+    flags.set("idle_timeout_seconds", idle_timeout);
+    let config = ctx.config(&flags)?;
+    let project = &ctx.project;
+    project.create_state_dir()?;
+    let log_dir = project.state_path(&config.log_dir);
+    let events = EventLog::new(&log_dir, config.event_log_max_bytes);
+    let timeout = Duration::from_secs(config.start_timeout_seconds);
+    let deadline = Instant::now() + timeout;
+
+    let _start_lock = lock::lock_within(&project.start_lock_file(), timeout)
+        .context("cannot take start.lock")?
+        .with_context(|| format!("another `doc-serve start` held start.lock for {timeout:?}"))?;
+    let rt = client_runtime()?;
+    let mut child: Option<Spawned> = None;
+    let mut last_why = String::new();
+    loop {
+        let found = rt.block_on(discovery::inspect(project))?;
+        match found.resident {
+            Resident::Running(state) => {
+                let existing = child.is_none();
+                return report_started(&state, existing, json);
+            }
+            Resident::Stopped if child.is_none() => {
+                let cleaned = discovery::clean_stale(project)?;
+                record_cleanup(&events, &cleaned);
+                child = Some(spawn(ctx, &config, &log_dir, idle_timeout)?);
+            }
+            Resident::Stopped => last_why = "the new resident has not taken its lock yet".into(),
+            Resident::Starting { pid, runtime } => {
+                last_why = format!(
+                    "pid {} holds the lifetime lock but runtime.json is {runtime}",
+                    pid.map_or("unknown".into(), |p| p.to_string())
+                )
+            }
+            Resident::Unresponsive { state, why } => {
+                last_why = format!("pid {} holds the lifetime lock but {why}", state.pid)
+            }
+        }
+        if let Some(spawned) = child.as_mut() {
+            if let Some(status) = spawned.child.try_wait()? {
+                bail!(
+                    "the resident exited during start-up ({status}); its log {}:\n{}",
+                    spawned.log.display(),
+                    spawned.tail()
+                );
+            }
+        }
+        if Instant::now() >= deadline {
+            let tail = child
+                .as_ref()
+                .map(|c| format!("\nits log:\n{}", c.tail()))
+                .unwrap_or_default();
+            bail!("no healthy resident within {timeout:?}: {last_why}{tail}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn report_started(state: &RuntimeState, existing: bool, json: bool) -> anyhow::Result<i32> {
+    let report = json!({
+        "base_url": state.base_url,
+        "pid": state.pid,
+        "instance_id": state.instance_id,
+        "project_root": state.project_root,
+        "existing": existing,
+    });
+    output::emit(json, &report, |out| {
+        let how = if existing {
+            "already running"
+        } else {
+            "started"
+        };
+        writeln!(out, "{} ({how}, pid {})", state.base_url, state.pid)
+    })?;
+    Ok(exit::OK)
+}
+
+fn record_cleanup(events: &EventLog, cleaned: &[StaleFile]) {
+    for file in cleaned {
+        tracing::info!("removed stale {}: {}", file.path.display(), file.reason);
+        events.record(
+            "stale_cleanup",
+            json!({ "path": file.path, "reason": file.reason }),
+        );
+    }
+}
+
+/// A resident spawned by `start`, and where its output goes.
+struct Spawned {
+    child: Child,
+    log: PathBuf,
+    log_offset: u64,
+}
+
+impl Spawned {
+    /// The last lines the resident wrote since it was spawned.
+    fn tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.seek(SeekFrom::Start(self.log_offset));
+            let _ = f.take(64 * 1024).read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        if tail.is_empty() {
+            "(empty)".into()
+        } else {
+            tail
+        }
+    }
+}
+
+/// Size at which serve.log is rotated before a new resident appends to it.
+const SERVE_LOG_MAX: u64 = 4 << 20;
+
+fn spawn(
+    ctx: &Context,
+    config: &Config,
+    log_dir: &Path,
+    idle: Option<u64>,
+) -> anyhow::Result<Spawned> {
+    fsutil::create_private_dir(log_dir)?;
+    let log = log_dir.join("serve.log");
+    if fs::metadata(&log).is_ok_and(|m| m.len() > SERVE_LOG_MAX) {
+        let _ = fs::rename(&log, log_dir.join("serve.log.1"));
+    }
+    let out =
+        fsutil::open_append(&log).with_context(|| format!("cannot open {}", log.display()))?;
+    let log_offset = out.metadata().map_or(0, |m| m.len());
+    let exe = std::env::current_exe().context("cannot find the doc-serve executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--path").arg(&ctx.project.root).arg("serve");
+    if let Some(secs) = idle {
+        cmd.arg("--idle-timeout").arg(secs.to_string());
+    }
+    cmd.current_dir(&ctx.project.root)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        // The resident is ours, not our supervisor's: it must not inherit sockets or
+        // notify a service manager on our behalf.
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
+    // SAFETY: setsid is async-signal-safe, touches no memory of the parent, and is
+    // the only call made between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().context("cannot spawn `doc-serve serve`")?;
+    tracing::debug!(
+        "spawned resident pid {} (timeout {:?})",
+        child.id(),
+        config.start_timeout_seconds
+    );
+    Ok(Spawned {
+        child,
+        log,
+        log_offset,
+    })
+}
+
+pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
+    let config = ctx.config(&Flags::default())?;
+    let project = &ctx.project;
+    let events = EventLog::new(
+        &project.state_path(&config.log_dir),
+        config.event_log_max_bytes,
+    );
+    let rt = client_runtime()?;
+    let wait_start = Duration::from_secs(config.start_timeout_seconds);
+    let deadline = Instant::now() + wait_start;
+
+    // A resident still starting is waited for: its runtime.json names what to signal.
+    let state = loop {
+        let found = rt.block_on(discovery::inspect(project))?;
+        match found.resident {
+            Resident::Running(s) | Resident::Unresponsive { state: s, .. } => break Some(s),
+            Resident::Stopped => break None,
+            Resident::Starting { pid, runtime } if Instant::now() >= deadline => bail!(
+                "pid {} holds the lifetime lock but runtime.json is {runtime}; not signalling a \
+                 process whose identity cannot be checked",
+                pid.map_or("unknown".into(), |p| p.to_string())
+            ),
+            Resident::Starting { .. } => std::thread::sleep(POLL),
+        }
+    };
+    let stopped_pid = match state {
+        Some(state) => {
+            let drain = Duration::from_secs(config.drain_timeout_seconds + 5);
+            terminate(&state, drain, force)?;
+            Some(state.pid)
+        }
+        None => None,
+    };
+    let cleaned = discovery::clean_stale(project)?;
+    record_cleanup(&events, &cleaned);
+    let report =
+        json!({ "stopped": stopped_pid.is_some(), "pid": stopped_pid, "cleaned": cleaned });
+    output::emit(json, &report, |out| {
+        match stopped_pid {
+            Some(pid) => writeln!(out, "stopped pid {pid}")?,
+            None => writeln!(out, "not running")?,
+        }
+        for f in &cleaned {
+            writeln!(out, "removed stale {}: {}", f.path.display(), f.reason)?;
+        }
+        Ok(())
+    })?;
+    Ok(exit::OK)
+}
+
+/// SIGTERM (and SIGCONT, so a stopped process can act on it), then wait; SIGKILL after
+/// `wait` when `force`. The identity is checked before every signal.
+fn terminate(state: &RuntimeState, wait: Duration, force: bool) -> anyhow::Result<()> {
+    let pid = Pid::from_raw(i32::try_from(state.pid).context("PID out of range")?);
+    let send = |sig: Signal| -> anyhow::Result<bool> {
+        match process::check(state.pid, &state.process) {
+            Liveness::Ours => {
+                kill(pid, sig).with_context(|| format!("cannot send {sig} to pid {pid}"))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    };
+    if !send(Signal::SIGTERM)? {
+        return Ok(());
+    }
+    let _ = send(Signal::SIGCONT);
+    if wait_exit(state, wait) {
+        return Ok(());
+    }
+    if !force {
+        bail!(
+            "pid {pid} did not exit within {wait:?} of SIGTERM; `doc-serve stop --force` kills it"
+        );
+    }
+    send(Signal::SIGKILL)?;
+    if !wait_exit(state, Duration::from_secs(5)) {
+        bail!("pid {pid} survived SIGKILL");
+    }
+    Ok(())
+}
+
+fn wait_exit(state: &RuntimeState, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if process::check(state.pid, &state.process) != Liveness::Ours {
+            return true;
+        }
+        std::thread::sleep(POLL);
+    }
+    false
+}

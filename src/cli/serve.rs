@@ -1,0 +1,80 @@
+//! `doc-serve serve`: the resident in the foreground.
+//!
+//! Order matters: the lifetime lock first (a second resident must not touch the
+//! listeners or runtime.json), then the PID file, then the listeners (inherited fds are
+//! taken while the process has one thread), then the runtime and the server.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::{Context, ServeArgs};
+use crate::config::{Flags, Mode};
+use crate::discovery::lock::{LifetimeLock, read_pid};
+use crate::discovery::runtime::RuntimeFile;
+use crate::error::{Error, exit};
+use crate::events::EventLog;
+use crate::server::{self, Setup, listener::Listeners};
+
+pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
+    let mut flags = Flags::default();
+    flags.set("idle_timeout_seconds", args.idle_timeout);
+    flags.set("bind_host", args.bind_host.as_ref());
+    flags.set("port", args.port);
+    let config = ctx.config(&flags)?;
+    let project = ctx.project.clone();
+    if config.mode == Mode::Shared {
+        anyhow::bail!(
+            "{} sets mode \"shared\", but this doc-serve has no shared daemon yet; \
+             set \"mode\": \"project\" to run a resident for this project",
+            project.config_file().display()
+        );
+    }
+    project.create_state_dir()?;
+    let events = EventLog::new(
+        &project.state_path(&config.log_dir),
+        config.event_log_max_bytes,
+    );
+
+    let Some(lock) = LifetimeLock::acquire(&project.lock_file(), &project.pid_file())? else {
+        let base_url = match RuntimeFile::read(&project.runtime_file()) {
+            RuntimeFile::Valid(s) => Some(s.base_url),
+            _ => None,
+        };
+        let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
+        return Err(Error::AlreadyRunning { pid, base_url }.into());
+    };
+    let listeners = match Listeners::inherited()? {
+        Some(inherited) => inherited,
+        None => Listeners::bind(&config)?,
+    };
+    events.record(
+        "start",
+        json!({ "project_root": project.root, "activation": listeners.activation }),
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let setup = Setup {
+        project,
+        config,
+        listeners,
+        events: events.clone(),
+    };
+    let result = runtime.block_on(server::run(setup));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    lock.release();
+    match result {
+        Ok(cause) => {
+            events.record(cause.event(), json!({ "cause": cause.to_string() }));
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            events.record("error", json!({ "message": e.to_string() }));
+            Err(e.into())
+        }
+    }
+}

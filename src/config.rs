@@ -1,0 +1,454 @@
+//! Settings, read in one place: defaults < config.json < `DOC_SERVE_*` < flags.
+//!
+//! Every layer sets keys by the same name (`port` in config.json is `DOC_SERVE_PORT` in
+//! the environment and `--port` on the command line), and every value is type-checked
+//! with the name of its source, so a bad value is reported as `config.json: key "port":
+//! ...` or `DOC_SERVE_PORT: ...`. Unknown keys and variables are warnings, not failures.
+//! Nothing else in the crate reads the environment.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Project mode (one resident per project) or shared mode (one daemon for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Project,
+    Shared,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Project => "project",
+            Mode::Shared => "shared",
+        })
+    }
+}
+
+/// How index writers in different processes are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinationMode {
+    /// An exclusive flock on `data/.index.lock` around every write batch (the default).
+    FileLock,
+    /// No cross-process lock: only safe when one process ever writes the index.
+    None,
+}
+
+/// The validated settings of one project.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub mode: Mode,
+    /// Address a self-bound resident listens on. Loopback unless deliberately changed.
+    pub bind_host: String,
+    /// TCP port of a self-bound resident; 0 lets the OS choose.
+    pub port: u16,
+    /// Index directory, relative to the state dir unless absolute.
+    pub data_dir: PathBuf,
+    /// Log directory, relative to the state dir unless absolute.
+    pub log_dir: PathBuf,
+    pub shared_server_url: Option<String>,
+    /// Globs of the files to index.
+    pub include: Vec<String>,
+    /// Globs of files never to index.
+    pub exclude: Vec<String>,
+    pub chunk_size: u64,
+    pub chunk_overlap: u64,
+    /// Seconds without requests after which `serve` exits; 0 means never.
+    pub idle_timeout_seconds: u64,
+    /// Seconds a writer waits for the index lock before skipping a cycle.
+    pub lock_timeout_seconds: u64,
+    pub coordination_mode: CoordinationMode,
+    /// Seconds `start` waits for a new resident to become healthy.
+    pub start_timeout_seconds: u64,
+    /// Seconds shutdown waits for in-flight requests.
+    pub drain_timeout_seconds: u64,
+    /// Seconds a client may take to send request headers, and a request body.
+    pub request_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: u64,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: u64,
+    /// Size at which logs/events.jsonl is rotated, in bytes.
+    pub event_log_max_bytes: u64,
+    /// Messages about the configuration that are not errors (unknown keys).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Project,
+            bind_host: "127.0.0.1".into(),
+            port: 0,
+            data_dir: "data".into(),
+            log_dir: "logs".into(),
+            shared_server_url: None,
+            include: ["md", "markdown", "mdx", "rst", "adoc", "txt"]
+                .iter()
+                .map(|e| format!("**/*.{e}"))
+                .collect(),
+            exclude: Vec::new(),
+            chunk_size: 512,
+            chunk_overlap: 50,
+            idle_timeout_seconds: 0,
+            lock_timeout_seconds: 5,
+            coordination_mode: CoordinationMode::FileLock,
+            start_timeout_seconds: 15,
+            drain_timeout_seconds: 5,
+            request_timeout_seconds: 10,
+            max_connections: 256,
+            max_body_bytes: 1 << 20,
+            event_log_max_bytes: 1 << 20,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A value as it arrives from one source.
+enum Raw<'a> {
+    Json(&'a Value),
+    Text(&'a str),
+}
+
+/// Types a setting can have, parsed from JSON or from an environment variable's text.
+trait Setting: DeserializeOwned {
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        serde_json::from_value(Value::String(s.to_owned())).map_err(|e| e.to_string())
+    }
+}
+impl Setting for String {}
+impl Setting for PathBuf {}
+impl Setting for Mode {}
+impl Setting for CoordinationMode {}
+impl Setting for Option<String> {
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        Ok((!s.is_empty()).then(|| s.to_owned()))
+    }
+}
+impl Setting for u16 {
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        s.trim().parse().map_err(|e| format!("{e}: {s:?}"))
+    }
+}
+impl Setting for u64 {
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        s.trim().parse().map_err(|e| format!("{e}: {s:?}"))
+    }
+}
+impl Setting for Vec<String> {
+    /// A comma-separated list.
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        Ok(s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect())
+    }
+}
+
+fn parse<T: Setting>(raw: Raw) -> std::result::Result<T, String> {
+    match raw {
+        Raw::Json(v) => T::deserialize(v).map_err(|e| e.to_string()),
+        Raw::Text(s) => T::from_text(s),
+    }
+}
+
+impl Config {
+    /// Sets one key; `Ok(false)` when the key is unknown.
+    fn set(&mut self, key: &str, raw: Raw) -> std::result::Result<bool, String> {
+        match key {
+            "mode" => self.mode = parse(raw)?,
+            "bind_host" => self.bind_host = parse(raw)?,
+            "port" => self.port = parse(raw)?,
+            "data_dir" => self.data_dir = parse(raw)?,
+            "log_dir" => self.log_dir = parse(raw)?,
+            "shared_server_url" => self.shared_server_url = parse(raw)?,
+            "include" => self.include = parse(raw)?,
+            "exclude" => self.exclude = parse(raw)?,
+            "chunk_size" => self.chunk_size = parse(raw)?,
+            "chunk_overlap" => self.chunk_overlap = parse(raw)?,
+            "idle_timeout_seconds" => self.idle_timeout_seconds = parse(raw)?,
+            "lock_timeout_seconds" => self.lock_timeout_seconds = parse(raw)?,
+            "coordination_mode" => self.coordination_mode = parse(raw)?,
+            "start_timeout_seconds" => self.start_timeout_seconds = parse(raw)?,
+            "drain_timeout_seconds" => self.drain_timeout_seconds = parse(raw)?,
+            "request_timeout_seconds" => self.request_timeout_seconds = parse(raw)?,
+            "max_connections" => self.max_connections = parse(raw)?,
+            "max_body_bytes" => self.max_body_bytes = parse(raw)?,
+            "event_log_max_bytes" => self.event_log_max_bytes = parse(raw)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Reads config.json (if present), then the environment, then `flags`, and validates.
+    pub fn load(config_file: &Path, env: &Environment, flags: &Flags) -> Result<Config> {
+        let mut config = Config::default();
+        config.apply_file(config_file)?;
+        config.apply_env(env)?;
+        for (key, value) in &flags.0 {
+            config
+                .set(key, Raw::Text(value))
+                .map_err(|message| Error::Setting {
+                    name: format!("--{}", key.replace('_', "-")),
+                    message,
+                })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        };
+        let err = |message: String| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(err("expected a JSON object at the top level".into()));
+        };
+        for (key, value) in &map {
+            let known = self
+                .set(key, Raw::Json(value))
+                .map_err(|e| err(format!("key \"{key}\": {e}")))?;
+            if !known && !key.starts_with('$') {
+                self.warnings
+                    .push(format!("{}: unknown key \"{key}\" ignored", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &Environment) -> Result<()> {
+        for (name, value) in &env.vars {
+            let Some(key) = name.strip_prefix("DOC_SERVE_") else {
+                continue;
+            };
+            if NON_CONFIG_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            let key = key.to_ascii_lowercase();
+            let known = self
+                .set(&key, Raw::Text(value))
+                .map_err(|message| Error::Setting {
+                    name: name.clone(),
+                    message,
+                })?;
+            if !known {
+                self.warnings
+                    .push(format!("unknown environment variable {name} ignored"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |name: &str, message: String| {
+            Err(Error::Setting {
+                name: name.into(),
+                message,
+            })
+        };
+        if self.bind_host != "localhost" && self.bind_host.parse::<IpAddr>().is_err() {
+            return bad(
+                "bind_host",
+                format!("{:?} is not an IP address or \"localhost\"", self.bind_host),
+            );
+        }
+        if self.chunk_size == 0 || self.chunk_overlap >= self.chunk_size {
+            return bad(
+                "chunk_overlap",
+                format!(
+                    "chunk_overlap ({}) must be smaller than chunk_size ({}), and chunk_size above 0",
+                    self.chunk_overlap, self.chunk_size
+                ),
+            );
+        }
+        for (name, value) in [
+            ("start_timeout_seconds", self.start_timeout_seconds),
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            ("max_connections", self.max_connections),
+            ("max_body_bytes", self.max_body_bytes),
+        ] {
+            if value == 0 {
+                return bad(name, "must be above 0".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the configured bind address is a loopback address.
+    pub fn binds_loopback(&self) -> bool {
+        self.bind_host == "localhost"
+            || self
+                .bind_host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// `DOC_SERVE_*` variables that are not config keys.
+pub const NON_CONFIG_VARS: &[&str] = &["DOC_SERVE_PROJECT", "DOC_SERVE_LOG"];
+
+/// The part of the process environment doc-serve reads, captured once.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// Every `DOC_SERVE_*` variable.
+    pub vars: BTreeMap<String, String>,
+    pub home: Option<PathBuf>,
+}
+
+impl Environment {
+    /// Captures the process environment. A `DOC_SERVE_*` value that is not UTF-8 is an
+    /// error naming the variable.
+    pub fn capture() -> Result<Environment> {
+        let mut vars = BTreeMap::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| n.starts_with("DOC_SERVE_")) else {
+                continue;
+            };
+            let value = value.into_string().map_err(|_| Error::Setting {
+                name: name.into(),
+                message: "value is not valid UTF-8".into(),
+            })?;
+            vars.insert(name.to_owned(), value);
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        Ok(Environment { vars, home })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Settings given as command-line flags, by config key.
+#[derive(Debug, Default, Clone)]
+pub struct Flags(pub Vec<(&'static str, String)>);
+
+impl Flags {
+    pub fn set(&mut self, key: &'static str, value: Option<impl ToString>) {
+        if let Some(v) = value {
+            self.0.push((key, v.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: Option<&str>, env: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        if let Some(j) = json {
+            std::fs::write(&file, j).unwrap();
+        }
+        let env = Environment {
+            vars: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            home: None,
+        };
+        Config::load(&file, &env, &Flags::default())
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let c = load(Some(r#"{"port": 7000, "idle_timeout_seconds": 30}"#), &[]).unwrap();
+        assert_eq!((c.port, c.idle_timeout_seconds), (7000, 30));
+        let c = load(Some(r#"{"port": 7000}"#), &[("DOC_SERVE_PORT", "7001")]).unwrap();
+        assert_eq!(c.port, 7001);
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment {
+            vars: [("DOC_SERVE_PORT".to_string(), "7001".to_string())].into(),
+            home: None,
+        };
+        let mut flags = Flags::default();
+        flags.set("port", Some(7002));
+        let c = Config::load(&dir.path().join("none.json"), &env, &flags).unwrap();
+        assert_eq!(c.port, 7002);
+    }
+
+    #[test]
+    fn wrong_type_names_file_and_key() {
+        let err = load(Some(r#"{"port": "high"}"#), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("\"port\""),
+            "{err}"
+        );
+        let err = load(Some(r#"{"port": 70000}"#), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"port\""), "{err}");
+        let err = load(Some("{\"port\": 1,"), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("config.json") && err.contains("not valid JSON"),
+            "{err}"
+        );
+        let err = load(Some("[]"), &[]).unwrap_err().to_string();
+        assert!(err.contains("JSON object"), "{err}");
+        let err = load(None, &[("DOC_SERVE_PORT", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DOC_SERVE_PORT"), "{err}");
+        let err = load(Some(r#"{"mode": "solo"}"#), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"mode\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let c = load(
+            Some(r#"{"prot": 1, "$schema": "x"}"#),
+            &[("DOC_SERVE_PROT", "1")],
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("\"prot\""));
+        assert!(c.warnings[1].contains("DOC_SERVE_PROT"));
+    }
+
+    #[test]
+    fn env_lists_and_validation() {
+        let c = load(None, &[("DOC_SERVE_INCLUDE", "*.md, *.rst")]).unwrap();
+        assert_eq!(c.include, ["*.md", "*.rst"]);
+        assert!(load(Some(r#"{"bind_host": "example.com"}"#), &[]).is_err());
+        assert!(load(Some(r#"{"chunk_size": 10, "chunk_overlap": 10}"#), &[]).is_err());
+        assert!(
+            load(None, &[("DOC_SERVE_BIND_HOST", "::1")])
+                .unwrap()
+                .binds_loopback()
+        );
+        assert!(
+            !load(None, &[("DOC_SERVE_BIND_HOST", "0.0.0.0")])
+                .unwrap()
+                .binds_loopback()
+        );
+    }
+}

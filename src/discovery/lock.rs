@@ -1,0 +1,125 @@
+//! The lifetime lock, the PID file, and the lock that serialises `start`.
+//!
+//! A resident holds an exclusive `flock` on doc-serve.lock for its whole life; the
+//! kernel releases it when the process dies however it dies, so "lock free" is the one
+//! reliable proof that no resident lives, whatever runtime.json or the PID file say.
+//! flock belongs to the open file description: two opens in one process conflict, and
+//! the descriptor is close-on-exec so spawned children never inherit it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// An exclusive flock, released on drop.
+pub type FileLock = Flock<File>;
+
+/// Takes an exclusive lock on `path` (created 0600) without blocking.
+/// `Ok(None)` means another open file description holds it.
+pub fn try_lock(path: &Path) -> io::Result<Option<FileLock>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(io::Error::from(errno)),
+    }
+}
+
+/// Polls [`try_lock`] until it succeeds or `timeout` passes.
+pub fn lock_within(path: &Path, timeout: Duration) -> io::Result<Option<FileLock>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(lock) = try_lock(path)? {
+            return Ok(Some(lock));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether some process holds the lock on `path`. Takes and drops the lock when it is
+/// free, so a resident starting at that instant must retry briefly (see
+/// [`LifetimeLock::acquire`]).
+pub fn is_held(path: &Path) -> io::Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    Ok(try_lock(path)?.is_none())
+}
+
+/// The resident's lifetime lock plus the PID file written under it.
+#[derive(Debug)]
+pub struct LifetimeLock {
+    lock: FileLock,
+    pid_file: PathBuf,
+}
+
+/// How long a starting resident retries a busy lock: long enough to ride over a
+/// client's momentary probe, short enough to fail fast beside a live resident.
+const ACQUIRE_GRACE: Duration = Duration::from_millis(1000);
+
+impl LifetimeLock {
+    /// Takes the lock and writes our PID; `Ok(None)` when a resident already holds it.
+    pub fn acquire(lock_file: &Path, pid_file: &Path) -> Result<Option<LifetimeLock>> {
+        let ctx = |e| Error::io(format!("cannot lock {}", lock_file.display()), e);
+        let Some(lock) = lock_within(lock_file, ACQUIRE_GRACE).map_err(ctx)? else {
+            return Ok(None);
+        };
+        let pid = format!("{}\n", std::process::id());
+        fsutil::write_atomic(pid_file, pid.as_bytes(), 0o600)?;
+        Ok(Some(LifetimeLock {
+            lock,
+            pid_file: pid_file.to_path_buf(),
+        }))
+    }
+
+    /// Removes the PID file, then releases the lock: in that order, so nobody sees a
+    /// PID file that no lock stands behind.
+    pub fn release(self) {
+        if let Err(e) = fsutil::remove_if_exists(&self.pid_file) {
+            tracing::warn!("cannot remove {}: {e}", self.pid_file.display());
+        }
+        drop(self.lock);
+    }
+}
+
+/// Reads a PID file; `None` when absent or not a number.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_refused_until_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, p) = (dir.path().join("x.lock"), dir.path().join("x.pid"));
+        assert!(!is_held(&l).unwrap());
+        let first = LifetimeLock::acquire(&l, &p).unwrap().unwrap();
+        assert_eq!(read_pid(&p), Some(std::process::id()));
+        assert!(is_held(&l).unwrap());
+        assert!(try_lock(&l).unwrap().is_none());
+        first.release();
+        assert!(!p.exists());
+        assert!(!is_held(&l).unwrap());
+        // The lock file itself stays: deleting it would let two holders lock two inodes.
+        assert!(l.exists());
+    }
+}

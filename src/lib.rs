@@ -1,0 +1,33 @@
+//! doc-serve: a local documentation search service.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library so that tests and
+//! benchmarks can drive the same code.
+//!
+//! # Layout
+//!
+//! - [`error`]: typed errors with stable codes, HTTP statuses and exit codes.
+//! - [`project`]: project root resolution (SPEC §4), project ids, state-dir paths.
+//! - [`config`]: defaults < config.json < `DOC_SERVE_*` < flags, into one [`config::Config`].
+//! - [`fsutil`]: atomic writes and private (0600/0700) files and directories.
+//! - [`process`]: process identity (start time, boot id) so a reused PID never passes for ours.
+//! - [`discovery`]: runtime.json, the lifetime lock and PID file, and stale-state detection.
+//! - [`events`]: the `logs/events.jsonl` lifecycle log.
+//! - [`logging`]: journald or stderr, chosen by comparing JOURNAL_STREAM with stderr.
+//! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
+//! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
+//! - [`cli`]: the commands; only `cli::output` prints.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod fsutil;
+pub mod logging;
+pub mod process;
+pub mod project;
+pub mod server;
+
+/// The version reported by `/health`, `runtime.json` and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,14 @@
+//! The `doc-serve` binary: run the CLI, print the error chain, map to an exit code.
+
+use doc_serve::error::exit;
+
+fn main() {
+    let code = match doc_serve::cli::run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("doc-serve: error: {err:#}");
+            exit::ERROR
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,278 @@
+//! Request handling: the security gate, then the routes.
+//!
+//! The gate, in order: a Host that is not a loopback name or address gets 403, and so
+//! does an Origin that is present but not loopback (a web page in a browser must not
+//! reach us through DNS rebinding); over TCP every route but /health needs the bearer
+//! token from the 0600 runtime.json (401), while over a Unix socket the file mode is the
+//! gate; bodies are capped (413) and must arrive in time (408). Every error is JSON:
+//! `{"code", "message"}` with a stable code.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::state::Shared;
+
+/// How a request reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Unix,
+}
+
+/// An error answered as `{"code", "message"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// The hyper service function.
+pub async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    transport: Transport,
+) -> Result<Reply, Infallible> {
+    let _busy = shared.activity.begin();
+    let reply = match route(req, &shared, transport).await {
+        Ok(body) => json_reply(StatusCode::OK, &body),
+        Err(e) => {
+            let mut reply = json_reply(e.status, &json!({"code": e.code, "message": e.message}));
+            if e.status == StatusCode::UNAUTHORIZED {
+                reply
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            reply
+        }
+    };
+    Ok(reply)
+}
+
+async fn route(
+    req: Request<Incoming>,
+    shared: &Shared,
+    transport: Transport,
+) -> Result<Value, ApiError> {
+    check_host(&req, &shared.bind_host)?;
+    check_origin(&req)?;
+    let path = req.uri().path().to_owned();
+    if path != "/health" && transport == Transport::Tcp {
+        check_token(&req, &shared.token)?;
+    }
+    let method = req.method().clone();
+    let _body = read_body(req, shared).await?;
+    match (path.as_str(), method) {
+        ("/health", Method::GET | Method::HEAD) => Ok(shared.health()),
+        ("/status", Method::GET | Method::HEAD) => Ok(shared.status()),
+        ("/health" | "/status", m) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{m} is not allowed on {path}; use GET"),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {path}"),
+        )),
+    }
+}
+
+fn json_reply(status: StatusCode, body: &Value) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    reply
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    reply
+}
+
+/// Reads the whole body within the size cap and the request timeout.
+async fn read_body(req: Request<Incoming>, shared: &Shared) -> Result<Bytes, ApiError> {
+    let limit = shared.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let collect = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(shared.request_timeout, collect).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "request body not received within {:?}",
+                shared.request_timeout
+            ),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            e.to_string(),
+        )),
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+    }
+}
+
+fn forbidden(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+/// A Host header must name a loopback host (or the configured bind host). Requests
+/// without one (HTTP/1.0 tools) are not from a browser and pass.
+fn check_host(req: &Request<Incoming>, bind_host: &str) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::HOST) else {
+        return Ok(());
+    };
+    let host = value.to_str().ok().map(strip_port).unwrap_or_default();
+    if is_loopback_host(host) || host.eq_ignore_ascii_case(bind_host) {
+        return Ok(());
+    }
+    Err(forbidden(
+        "forbidden_host",
+        format!("Host {value:?} is not a loopback address; doc-serve only answers local clients"),
+    ))
+}
+
+/// An Origin, when present, must be an http(s) origin on a loopback host.
+fn check_origin(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let ok = value
+        .to_str()
+        .ok()
+        .and_then(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+        })
+        .is_some_and(|authority| is_loopback_host(strip_port(authority)));
+    if ok {
+        return Ok(());
+    }
+    Err(forbidden(
+        "forbidden_origin",
+        format!("Origin {value:?} is not a loopback origin"),
+    ))
+}
+
+fn check_token(req: &Request<Incoming>, token: &str) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "the bearer token is wrong; read the current one from runtime.json",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "this route needs Authorization: Bearer <token>, the token being in runtime.json",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `host:port`, `[v6]:port`, `[v6]` or `host` -> the host part.
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => authority,
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            "localhost",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.5.6.7",
+            "::1",
+            "a.localhost",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.com",
+            "localhost.evil.com",
+            "10.0.0.1",
+            "0.0.0.0",
+            "::",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+        assert_eq!(strip_port("127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+        assert_eq!(strip_port("localhost"), "localhost");
+        assert_eq!(strip_port("::1"), "::1");
+        assert_eq!(strip_port("evil.com:x"), "evil.com:x");
+    }
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

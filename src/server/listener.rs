@@ -1,0 +1,151 @@
+//! Listening sockets: inherited from a supervisor, or bound by us.
+//!
+//! Inherited descriptors must be taken before the tokio runtime starts: listenfd reads
+//! and removes LISTEN_PID/LISTEN_FDS from the environment, which is only sound while the
+//! process has one thread. listenfd sets close-on-exec but not O_NONBLOCK, which tokio
+//! needs; a wrong-type take leaves the fd in place, so TCP is tried before Unix.
+//! LISTEN_FDNAMES (`--fdname`, `FileDescriptorName=`) is parsed here: listenfd ignores it.
+//! We never unlink or re-bind a socket the supervisor owns; dropping our descriptor
+//! leaves the supervisor's copy listening.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::discovery::runtime::{Activation, ListenerInfo};
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: Socket,
+    /// The supervisor's name for it (LISTEN_FDNAMES), if any.
+    pub name: Option<String>,
+}
+
+/// The sockets a resident serves, and who made them.
+#[derive(Debug)]
+pub struct Listeners {
+    pub list: Vec<Listener>,
+    pub activation: Activation,
+}
+
+impl Listeners {
+    /// Takes sockets passed by systemd (LISTEN_FDS), or `None` when there are none.
+    pub fn inherited() -> Result<Option<Listeners>> {
+        let mut fds = listenfd::ListenFd::from_env();
+        if fds.len() == 0 {
+            return Ok(None);
+        }
+        let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+            .map(|v| v.split(':').map(String::from).collect())
+            .unwrap_or_default();
+        let mut list = Vec::new();
+        for index in 0..fds.len() {
+            let ctx = |e| Error::io(format!("inherited socket {index} (fd {})", 3 + index), e);
+            let socket = if let Ok(Some(tcp)) = fds.take_tcp_listener(index) {
+                tcp.set_nonblocking(true).map_err(ctx)?;
+                Socket::Tcp(tcp)
+            } else if let Some(unix) = fds.take_unix_listener(index).map_err(ctx)? {
+                unix.set_nonblocking(true).map_err(ctx)?;
+                Socket::Unix(unix)
+            } else {
+                continue;
+            };
+            let name = names
+                .get(index)
+                .filter(|n| !n.is_empty() && *n != "unknown")
+                .cloned();
+            list.push(Listener { socket, name });
+        }
+        if list.is_empty() {
+            return Err(Error::Setting {
+                name: "LISTEN_FDS".into(),
+                message: "no inherited descriptor is a listening TCP or Unix stream socket".into(),
+            });
+        }
+        Ok(Some(Listeners {
+            list,
+            activation: Activation::Systemd,
+        }))
+    }
+
+    /// Binds `bind_host:port` from the configuration.
+    pub fn bind(config: &Config) -> Result<Listeners> {
+        let ip: IpAddr = if config.bind_host == "localhost" {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            config.bind_host.parse().map_err(|_| Error::Setting {
+                name: "bind_host".into(),
+                message: format!("{:?} is not an IP address", config.bind_host),
+            })?
+        };
+        let addr = SocketAddr::new(ip, config.port);
+        let tcp = TcpListener::bind(addr).map_err(|e| {
+            let what = if e.kind() == io::ErrorKind::AddrInUse {
+                format!("cannot listen on {addr}: the port is already in use by another program")
+            } else {
+                format!("cannot listen on {addr}")
+            };
+            Error::io(what, e)
+        })?;
+        tcp.set_nonblocking(true)
+            .map_err(|e| Error::io("cannot make the listener non-blocking", e))?;
+        Ok(Listeners {
+            list: vec![Listener {
+                socket: Socket::Tcp(tcp),
+                name: None,
+            }],
+            activation: Activation::SelfBound,
+        })
+    }
+
+    /// The first TCP address, which becomes runtime.json's base_url.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.list.iter().find_map(|l| match &l.socket {
+            Socket::Tcp(t) => t.local_addr().ok(),
+            Socket::Unix(_) => None,
+        })
+    }
+
+    /// The first Unix socket path.
+    pub fn unix_path(&self) -> Option<PathBuf> {
+        self.list.iter().find_map(|l| match &l.socket {
+            Socket::Unix(u) => u.local_addr().ok()?.as_pathname().map(PathBuf::from),
+            Socket::Tcp(_) => None,
+        })
+    }
+
+    pub fn info(&self) -> Vec<ListenerInfo> {
+        self.list
+            .iter()
+            .map(|l| {
+                let (kind, address) = match &l.socket {
+                    Socket::Tcp(t) => (
+                        "tcp",
+                        t.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    ),
+                    Socket::Unix(u) => (
+                        "unix",
+                        u.local_addr()
+                            .ok()
+                            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                            .unwrap_or_else(|| "(unnamed)".into()),
+                    ),
+                };
+                ListenerInfo {
+                    kind: kind.into(),
+                    address,
+                    name: l.name.clone(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,293 @@
+//! The resident: serve every listener until a shutdown cause, then leave cleanly.
+//!
+//! Shape after mini-redis: [`run`] takes listeners made by the caller (inherited or
+//! bound before the runtime started) and owns one explicit, bounded shutdown sequence:
+//! notify STOPPING, stop accepting, remove runtime.json, drain in-flight requests within
+//! `drain_timeout_seconds`. The caller then removes the PID file and releases the lock.
+//! Per-connection errors are logged, never bubbled to the accept loop.
+
+pub mod http;
+pub mod lifecycle;
+pub mod listener;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use sd_notify::NotifyState;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::discovery::runtime::{RuntimeFile, RuntimeState, SCHEMA_VERSION};
+use crate::error::{Error, Result};
+use crate::events::{EventLog, now_rfc3339};
+use crate::process;
+use crate::project::Project;
+use http::Transport;
+use lifecycle::{Cause, notify};
+use listener::{Listeners, Socket};
+use state::{Activity, Shared};
+
+/// Everything a resident needs, prepared before the async runtime starts.
+pub struct Setup {
+    pub project: Project,
+    pub config: Config,
+    pub listeners: Listeners,
+    pub events: EventLog,
+}
+
+/// Serves until SIGTERM, SIGINT or the idle timeout, and returns which it was.
+pub async fn run(setup: Setup) -> Result<Cause> {
+    let Setup {
+        project,
+        config,
+        listeners,
+        events,
+    } = setup;
+    let runtime = runtime_state(&project, &config, &listeners)?;
+    let shared = Arc::new(Shared {
+        token: runtime.token.clone(),
+        bind_host: config.bind_host.clone(),
+        max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(config.request_timeout_seconds),
+        idle_timeout: (config.idle_timeout_seconds > 0)
+            .then(|| Duration::from_secs(config.idle_timeout_seconds)),
+        started: Instant::now(),
+        activity: Activity::default(),
+        runtime,
+    });
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.request_timeout)
+        .keep_alive(true);
+    let conns = Conns {
+        builder: Arc::new(builder),
+        graceful: Arc::new(GracefulShutdown::new()),
+        permits: Arc::new(Semaphore::new(
+            usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        )),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accepting = Vec::new();
+    for l in listeners.list {
+        accepting.push(tokio::spawn(accept_loop(
+            l.socket,
+            shared.clone(),
+            conns.clone(),
+            stop_rx.clone(),
+        )?));
+    }
+
+    // Listeners are accepting: only now may clients find us.
+    let runtime_file = project.runtime_file();
+    shared.runtime.write(&runtime_file)?;
+    let status = format!(
+        "serving {} at {}",
+        project.root.display(),
+        shared.runtime.base_url
+    );
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    lifecycle::spawn_watchdog();
+    tracing::info!("ready: {status}");
+    events.record(
+        "ready",
+        json!({
+            "instance_id": shared.runtime.instance_id,
+            "base_url": shared.runtime.base_url,
+            "activation": shared.runtime.activation,
+        }),
+    );
+
+    let cause = lifecycle::wait_for_cause(shared.clone())
+        .await
+        .map_err(|e| Error::io("cannot install signal handlers", e))?;
+
+    tracing::info!("stopping: {cause}");
+    notify(&[
+        NotifyState::Stopping,
+        NotifyState::Status(&format!("stopping: {cause}")),
+    ]);
+    let _ = stop_tx.send(true);
+    for task in accepting {
+        let _ = task.await;
+    }
+    remove_runtime_if_ours(&runtime_file, &shared.runtime.instance_id);
+    drain(conns, Duration::from_secs(config.drain_timeout_seconds)).await;
+    Ok(cause)
+}
+
+fn runtime_state(
+    project: &Project,
+    config: &Config,
+    listeners: &Listeners,
+) -> Result<RuntimeState> {
+    let tcp = listeners.tcp_addr();
+    let socket_path = listeners.unix_path();
+    let base_url = match (&tcp, &socket_path) {
+        (Some(addr), _) => format!("http://{addr}"),
+        (None, Some(path)) => format!("unix:{}", path.display()),
+        (None, None) => {
+            return Err(Error::Setting {
+                name: "listeners".into(),
+                message: "no usable listener".into(),
+            });
+        }
+    };
+    Ok(RuntimeState {
+        schema_version: SCHEMA_VERSION,
+        mode: config.mode,
+        project_root: project.root.clone(),
+        base_url,
+        instance_id: format!("ds_{}", random_hex(3)?),
+        project_id: project.id(),
+        bind_host: tcp.map(|a| a.ip().to_string()).unwrap_or_default(),
+        port: tcp.map_or(0, |a| a.port()),
+        pid: std::process::id(),
+        started_at: now_rfc3339(),
+        token: random_hex(32)?,
+        socket_path,
+        activation: listeners.activation,
+        version: crate::VERSION.into(),
+        process: process::own_identity(),
+        listeners: listeners.info(),
+    })
+}
+
+/// `n` random bytes from the OS, as hex.
+fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        Error::io(
+            "cannot read random bytes from the OS",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Removes runtime.json unless a newer resident has already replaced it.
+fn remove_runtime_if_ours(path: &std::path::Path, instance_id: &str) {
+    if let RuntimeFile::Valid(state) = RuntimeFile::read(path) {
+        if state.instance_id == instance_id {
+            if let Err(e) = crate::fsutil::remove_if_exists(path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// What every connection shares: the HTTP settings, the drain signal, the cap.
+#[derive(Clone)]
+struct Conns {
+    builder: Arc<http1::Builder>,
+    graceful: Arc<GracefulShutdown>,
+    permits: Arc<Semaphore>,
+}
+
+enum AsyncListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+fn accept_loop(
+    socket: Socket,
+    shared: Arc<Shared>,
+    conns: Conns,
+    mut stop: watch::Receiver<bool>,
+) -> Result<impl Future<Output = ()>> {
+    let ctx = |e| Error::io("cannot register a listener with the runtime", e);
+    let listener = match socket {
+        Socket::Tcp(t) => AsyncListener::Tcp(tokio::net::TcpListener::from_std(t).map_err(ctx)?),
+        Socket::Unix(u) => AsyncListener::Unix(tokio::net::UnixListener::from_std(u).map_err(ctx)?),
+    };
+    Ok(async move {
+        loop {
+            // Wait for a free slot before accepting: past the cap, clients wait in the
+            // kernel's backlog instead of being accepted and starved.
+            let permit = tokio::select! {
+                p = conns.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
+            let accepted = tokio::select! {
+                a = accept(&listener) => a,
+                _ = stop.changed() => return,
+            };
+            let (shared, conns2) = (shared.clone(), conns.clone());
+            match accepted {
+                Ok(Accepted::Tcp(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    serve_connection(stream, Transport::Tcp, shared, conns2, permit);
+                }
+                Ok(Accepted::Unix(stream)) => {
+                    serve_connection(stream, Transport::Unix, shared, conns2, permit);
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &AsyncListener) -> std::io::Result<Accepted> {
+    match listener {
+        AsyncListener::Tcp(l) => l.accept().await.map(|(s, _)| Accepted::Tcp(s)),
+        AsyncListener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+fn serve_connection<S>(
+    stream: S,
+    transport: Transport,
+    shared: Arc<Shared>,
+    conns: Conns,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| http::handle(req, shared.clone(), transport));
+    let conn = conns
+        .builder
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = conns.graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("connection ended with an error: {e}");
+        }
+        drop(permit);
+    });
+}
+
+/// Lets open connections finish their requests, within `bound`.
+async fn drain(conns: Conns, bound: Duration) {
+    let Conns { graceful, .. } = conns;
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        tracing::warn!("connections still shared at shutdown; not waiting for them");
+        return;
+    };
+    let open = graceful.count();
+    if tokio::time::timeout(bound, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("{open} connection(s) did not finish within {bound:?}; closing them");
+    }
+}

@@ -1,0 +1,123 @@
+//! What every request handler can see: the resident's identity and its activity.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::discovery::runtime::RuntimeState;
+
+/// Shared, read-mostly state of a running resident.
+#[derive(Debug)]
+pub struct Shared {
+    pub runtime: RuntimeState,
+    pub token: String,
+    pub bind_host: String,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub started: Instant,
+    pub activity: Activity,
+}
+
+impl Shared {
+    pub fn health(&self) -> Value {
+        json!({
+            "status": "ok",
+            "instance_id": self.runtime.instance_id,
+            "version": self.runtime.version,
+            "project_root": self.runtime.project_root,
+            "pid": self.runtime.pid,
+        })
+    }
+
+    pub fn status(&self) -> Value {
+        let r = &self.runtime;
+        json!({
+            "status": "ok",
+            "mode": r.mode,
+            "instance_id": r.instance_id,
+            "version": r.version,
+            "project_root": r.project_root,
+            "project_id": r.project_id,
+            "pid": r.pid,
+            "started_at": r.started_at,
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "activation": r.activation,
+            "listeners": r.listeners,
+            "idle_timeout_seconds": self.idle_timeout.map_or(0, |d| d.as_secs()),
+            "requests": {
+                "in_flight": self.activity.in_flight(),
+                "served": self.activity.served(),
+            },
+        })
+    }
+
+    pub fn project_root(&self) -> &PathBuf {
+        &self.runtime.project_root
+    }
+}
+
+/// Requests in flight and the time of the last one, for the idle timeout.
+#[derive(Debug)]
+pub struct Activity {
+    in_flight: AtomicUsize,
+    served: AtomicU64,
+    last: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    /// Marks a request as started; the guard marks it finished.
+    pub fn begin(&self) -> Busy<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        Busy(self)
+    }
+
+    fn touch(&self) {
+        // A poisoned lock only means a panic elsewhere; the Instant is still valid.
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// How long nothing has been in flight; zero while a request is.
+    pub fn idle_for(&self) -> Duration {
+        if self.in_flight() > 0 {
+            return Duration::ZERO;
+        }
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+}
+
+/// Dropped when a request's handler finishes.
+pub struct Busy<'a>(&'a Activity);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.served.fetch_add(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
