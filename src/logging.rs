@@ -65,6 +65,8 @@ pub fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
+    // st_dev and st_ino are not u64 on every platform (macOS).
+    #[allow(clippy::unnecessary_cast)]
     match nix::sys::stat::fstat(std::io::stderr().as_fd()) {
         Ok(st) => st.st_dev as u64 == dev && st.st_ino as u64 == ino,
         Err(_) => false,

@@ -58,6 +58,9 @@ pub struct Project {
     pub state_dir: PathBuf,
 }
 
+/// A reason, and the test that a directory carries its marker.
+type Marker<'a> = (RootReason, &'a dyn Fn(&Path) -> bool);
+
 /// The state dir of a project, relative to its root.
 pub const STATE_DIR: &str = ".claude/doc-serve";
 
@@ -89,7 +92,7 @@ impl Project {
             .canonicalize()
             .map_err(|e| Error::io(format!("current directory {}", cwd.display()), e))?;
         let home = home.and_then(|h| h.canonicalize().ok());
-        let markers: [(RootReason, &dyn Fn(&Path) -> bool); 4] = [
+        let markers: [Marker; 4] = [
             (RootReason::StateDir, &|d| {
                 d.join(STATE_DIR).join("config.json").is_file()
             }),

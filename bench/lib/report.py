@@ -114,8 +114,11 @@ def section_start(res, meta):
     rows = read_tsv(path)
     t = {s: [int(r["us"]) / 1000 for r in rows if r["side"] == s] for s in SIDES}
     rss = {s: [int(r["rss_kb"]) for r in rows if r["side"] == s] for s in SIDES}
-    # Sample i of each side ran back to back, so they form a pair.
-    pairs = [a / b for a, b in zip(t["doc-serve"], t["floor"]) if b > 0]
+    # The two samples of one pair ran back to back: their ratio is the least noisy figure.
+    by_pair = {}
+    for r in rows:
+        by_pair.setdefault(r["pair"], {})[r["side"]] = int(r["us"])
+    pairs = [p["doc-serve"] / p["floor"] for p in by_pair.values() if len(p) == 2 and p["floor"] > 0]
     out = ["### Start to ready", "",
            "`doc-serve --path P start --json` on a fresh project P (an empty git repo) until it "
            "returns, which it does once its detached resident answers /health; `stop` follows, "

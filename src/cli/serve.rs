@@ -10,12 +10,38 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{Context, ServeArgs};
-use crate::config::{Flags, Mode};
+use crate::config::{Config, Flags, Mode};
 use crate::discovery::lock::{LifetimeLock, read_pid};
 use crate::discovery::runtime::RuntimeFile;
 use crate::error::{Error, exit};
 use crate::events::EventLog;
-use crate::server::{self, Setup, listener::Listeners};
+use crate::project::Project;
+use crate::server::{self, Setup, lifecycle::Cause, listener::Listeners};
+
+/// Everything after the lock, so that any failure still releases it.
+fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::Result<Cause> {
+    let listeners = match Listeners::inherited()? {
+        Some(inherited) => inherited,
+        None => Listeners::bind(&config)?,
+    };
+    events.record(
+        "start",
+        json!({ "project_root": project.root, "activation": listeners.activation }),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let setup = Setup {
+        project,
+        config,
+        listeners,
+        events: events.clone(),
+    };
+    let result = runtime.block_on(server::run(setup));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(result?)
+}
 
 pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
     let mut flags = Flags::default();
@@ -45,27 +71,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
         let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
         return Err(Error::AlreadyRunning { pid, base_url }.into());
     };
-    let listeners = match Listeners::inherited()? {
-        Some(inherited) => inherited,
-        None => Listeners::bind(&config)?,
-    };
-    events.record(
-        "start",
-        json!({ "project_root": project.root, "activation": listeners.activation }),
-    );
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let setup = Setup {
-        project,
-        config,
-        listeners,
-        events: events.clone(),
-    };
-    let result = runtime.block_on(server::run(setup));
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    let result = serve_locked(project, config, &events);
     lock.release();
     match result {
         Ok(cause) => {
@@ -73,8 +79,8 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
         Err(e) => {
-            events.record("error", json!({ "message": e.to_string() }));
-            Err(e.into())
+            events.record("error", json!({ "message": format!("{e:#}") }));
+            Err(e)
         }
     }
 }

@@ -1,0 +1,121 @@
+//! Configuration layers and their errors, through the binary.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let t = TestEnv::new();
+    t.ok(&["init"]);
+    let file = t.state_file("config.json");
+    let cases = [
+        ("{\"port\": 1,", vec!["config.json", "not valid JSON"]),
+        ("{\"port\": \"high\"}", vec!["config.json", "\"port\""]),
+        (
+            "{\"idle_timeout_seconds\": -1}",
+            vec!["config.json", "\"idle_timeout_seconds\""],
+        ),
+        ("[1, 2]", vec!["config.json", "JSON object"]),
+        ("", vec!["config.json", "not valid JSON"]),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(&file, text).unwrap();
+        for args in [&["status"][..], &["start"], &["serve"]] {
+            let out = t.run(args);
+            assert_eq!(out.status.code(), Some(2), "{text} {args:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            for n in &needles {
+                assert!(err.contains(n), "{text}: {err}");
+            }
+        }
+        // Nothing was started, nothing was lost.
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        assert!(!t.state_file("runtime.json").exists());
+    }
+}
+
+#[test]
+fn unknown_keys_warn_and_bad_env_fails() {
+    let mut t = TestEnv::new();
+    t.ok(&["init"]);
+    std::fs::write(t.state_file("config.json"), "{\"prot\": 8080}").unwrap();
+    let out = t.run(&["where"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key \"prot\""));
+
+    t.set("DOC_SERVE_PORT", "eighty");
+    let out = t.run(&["where"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DOC_SERVE_PORT"));
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let mut t = TestEnv::new();
+    t.ok(&["init"]);
+    let (p_file, p_env, p_flag) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        t.state_file("config.json"),
+        format!("{{\"port\": {p_file}}}"),
+    )
+    .unwrap();
+
+    let pid = t.spawn_serve(&[]);
+    assert_eq!(t.wait_runtime(Duration::from_secs(10))["port"], p_file);
+    signal(pid, Signal::SIGTERM);
+    assert_eq!(t.wait_child(pid, Duration::from_secs(10)), Some(0));
+
+    t.set("DOC_SERVE_PORT", &p_env.to_string());
+    let pid = t.spawn_serve(&[]);
+    assert_eq!(t.wait_runtime(Duration::from_secs(10))["port"], p_env);
+    signal(pid, Signal::SIGTERM);
+    assert_eq!(t.wait_child(pid, Duration::from_secs(10)), Some(0));
+
+    let pid = t.spawn_serve(&["--port", &p_flag.to_string()]);
+    assert_eq!(t.wait_runtime(Duration::from_secs(10))["port"], p_flag);
+
+    // `where` lists the configured address among those a client would try.
+    let v = t.json(&["where", "--json"]);
+    let addrs: Vec<String> = v["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        addrs.contains(&format!("http://127.0.0.1:{p_flag}")),
+        "{addrs:?}"
+    );
+    assert!(
+        addrs.contains(&format!("http://127.0.0.1:{p_env}")),
+        "{addrs:?}"
+    );
+    signal(pid, Signal::SIGTERM);
+    assert_eq!(t.wait_child(pid, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let t = TestEnv::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = t.run(&["serve", "--port", &port]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&port) && err.contains("already in use"),
+        "{err}"
+    );
+    // The lock and PID file are released with the failed resident.
+    assert!(!t.state_file("doc-serve.pid").exists());
+    assert!(!t.state_file("runtime.json").exists());
+}

@@ -1,0 +1,214 @@
+//! The HTTP surface: routes, errors, and the security gate.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn serving(t: &mut TestEnv) -> (String, String) {
+    t.spawn_serve(&[]);
+    let rt = t.wait_runtime(WAIT);
+    (addr_of(&rt), rt["token"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn health_status_and_errors() {
+    let mut t = TestEnv::new();
+    let (addr, token) = serving(&mut t);
+    let auth = format!("Authorization: Bearer {token}");
+
+    let h = get(&addr, "/health", &[]);
+    assert_eq!(h.status, 200);
+    let v = h.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["project_root"], t.project.display().to_string());
+    assert!(
+        h.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+
+    let s = get(&addr, "/status", &[&auth]);
+    assert_eq!(s.status, 200);
+    let v = s.json();
+    assert_eq!(v["activation"], "self");
+    assert!(v["requests"]["served"].as_u64().unwrap() >= 1);
+
+    let e = get(&addr, "/nope", &[&auth]);
+    assert_eq!(e.status, 404);
+    assert_eq!(e.json()["code"], "not_found");
+    assert!(e.json()["message"].as_str().unwrap().contains("/nope"));
+
+    let r = raw(
+        &addr,
+        format!("DELETE /status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["code"], "method_not_allowed");
+}
+
+#[test]
+fn token_is_required_over_tcp_except_for_health() {
+    let mut t = TestEnv::new();
+    let (addr, token) = serving(&mut t);
+    let none = get(&addr, "/status", &[]);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["code"], "missing_token");
+    assert!(
+        none.head
+            .to_ascii_lowercase()
+            .contains("www-authenticate: bearer")
+    );
+    let wrong = get(
+        &addr,
+        "/status",
+        &[&format!("Authorization: Bearer {}", "f".repeat(64))],
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.json()["code"], "bad_token");
+    let truncated = get(
+        &addr,
+        "/status",
+        &[&format!("Authorization: Bearer {}", &token[..63])],
+    );
+    assert_eq!(truncated.status, 401);
+    // Unknown routes are not revealed without the token either.
+    assert_eq!(get(&addr, "/nope", &[]).status, 401);
+    assert_eq!(get(&addr, "/health", &[]).status, 200);
+}
+
+#[test]
+fn dns_rebinding_is_refused() {
+    let mut t = TestEnv::new();
+    let (addr, token) = serving(&mut t);
+    let auth = format!("Authorization: Bearer {token}");
+    let port = addr.rsplit(':').next().unwrap();
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "localhost.evil.example",
+        "10.0.0.1",
+        "0.0.0.0",
+    ] {
+        for path in ["/health", "/status"] {
+            let r = raw(
+                &addr,
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            assert_eq!(r.status, 403, "Host {host} {path}");
+            assert_eq!(r.json()["code"], "forbidden_host");
+        }
+    }
+    for host in [
+        "localhost",
+        &format!("localhost:{port}"),
+        "127.0.0.1",
+        "[::1]:1",
+        "LOCALHOST",
+    ] {
+        let r = raw(
+            &addr,
+            format!("GET /status HTTP/1.1\r\nHost: {host}\r\n{auth}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "Host {host}");
+    }
+    for origin in [
+        "http://evil.example",
+        "https://evil.example:443",
+        "null",
+        "file://",
+        "http://127.0.0.1.evil.example",
+    ] {
+        let r = get(&addr, "/health", &[&format!("Origin: {origin}")]);
+        assert_eq!(r.status, 403, "Origin {origin}");
+        assert_eq!(r.json()["code"], "forbidden_origin");
+    }
+    for origin in [
+        "http://localhost:3000",
+        "http://127.0.0.1",
+        "https://[::1]:8443",
+    ] {
+        assert_eq!(
+            get(&addr, "/health", &[&format!("Origin: {origin}")]).status,
+            200,
+            "{origin}"
+        );
+    }
+}
+
+#[test]
+fn oversized_and_slow_requests() {
+    let mut t = TestEnv::new();
+    t.set("DOC_SERVE_MAX_BODY_BYTES", "1000");
+    t.set("DOC_SERVE_REQUEST_TIMEOUT_SECONDS", "1");
+    let (addr, token) = serving(&mut t);
+    let auth = format!("Authorization: Bearer {token}");
+
+    // Declared too large: refused before reading.
+    let r = raw(&addr, format!("POST /status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["code"], "body_too_large");
+    // Chunked and too large: refused while reading.
+    let chunk = "x".repeat(1500);
+    let r = raw(&addr, format!("POST /status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len()).as_bytes());
+    assert_eq!(r.status, 413);
+
+    // A body that never finishes: 408 after the request timeout.
+    let begun = Instant::now();
+    let r = raw(&addr, format!("POST /status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nContent-Length: 10\r\nConnection: close\r\n\r\nab").as_bytes());
+    assert_eq!(r.status, 408);
+    assert!(begun.elapsed() < Duration::from_secs(5));
+
+    // Headers that never finish: the connection is closed.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: loc").unwrap();
+    let begun = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "slow headers held the connection"
+    );
+
+    // Garbage is a 400, and the server keeps serving.
+    let r = raw(&addr, b"\x00\x01garbage\r\n\r\n");
+    assert!(r.status == 400 || r.status == 0, "{r:?}");
+    assert_eq!(get(&addr, "/health", &[]).status, 200);
+}
+
+#[test]
+fn connection_cap_holds_extra_clients_in_the_backlog() {
+    let mut t = TestEnv::new();
+    t.set("DOC_SERVE_MAX_CONNECTIONS", "2");
+    let (addr, _) = serving(&mut t);
+    let a = TcpStream::connect(&addr).unwrap();
+    let _b = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.write_all(
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        c.read(&mut byte).is_err(),
+        "a third connection was served past the cap"
+    );
+    drop(a);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = byte[..0].to_vec();
+    c.read_to_end(&mut buf).unwrap();
+    assert_eq!(parse_reply(&buf).status, 200);
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `doc-serve` binary in a temp HOME/XDG tree.
+
+mod activation;
+mod config;
+mod http;
+mod lifecycle;
+mod project;
+mod stale;
+mod util;

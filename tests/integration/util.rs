@@ -1,0 +1,304 @@
+//! The test harness: a private HOME/XDG tree, a project, and the real binary.
+//!
+//! Every command runs with a cleared environment (PATH plus what the test sets), so
+//! nothing from the developer's shell leaks in. Dropping a `TestEnv` kills every
+//! process whose command line names its temp dir, so no resident outlives its test.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_doc-serve");
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub project: PathBuf,
+    pub env: Vec<(String, String)>,
+    children: Vec<Child>,
+}
+
+impl TestEnv {
+    /// A temp tree with `home/`, XDG dirs and a git-rooted `project/`.
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new()
+            .prefix("ds-test-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let project = root.join("project");
+        std::fs::create_dir_all(project.join(".git")).unwrap();
+        let mut env = vec![(
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_default(),
+        )];
+        for (k, sub) in [
+            ("HOME", "home"),
+            ("XDG_CONFIG_HOME", "home/.config"),
+            ("XDG_DATA_HOME", "home/.local/share"),
+            ("XDG_STATE_HOME", "home/.local/state"),
+            ("XDG_CACHE_HOME", "home/.cache"),
+            ("XDG_RUNTIME_DIR", "run"),
+        ] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).unwrap();
+            env.push((k.into(), p.display().to_string()));
+        }
+        TestEnv {
+            dir,
+            project,
+            env,
+            children: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.project.join(".claude/doc-serve")
+    }
+
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.state_dir().join(name)
+    }
+
+    /// `doc-serve ARGS` in the project directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(&self.project).env_clear();
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts the exit code, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.expect(args, 0)
+    }
+
+    pub fn expect(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "doc-serve {args:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        self.json_code(args, 0)
+    }
+
+    pub fn json_code(&self, args: &[&str], code: i32) -> Value {
+        serde_json::from_str(&self.expect(args, code)).unwrap()
+    }
+
+    /// Spawns a process that is killed when the env drops.
+    pub fn spawn(&mut self, mut cmd: Command) -> u32 {
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// `doc-serve serve ARGS` in the foreground, stderr to `serve.err` in the temp dir.
+    pub fn spawn_serve(&mut self, args: &[&str]) -> u32 {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        let mut cmd = self.cmd(&full);
+        let err = std::fs::File::create(self.root().join("serve.err")).unwrap();
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+        self.spawn(cmd)
+    }
+
+    /// Waits for the child with this PID, returning its exit code.
+    pub fn wait_child(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
+        let idx = self.children.iter().position(|c| c.id() == pid).unwrap();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.children[idx].try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn runtime(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.state_file("runtime.json")).unwrap())
+            .unwrap()
+    }
+
+    /// Waits until runtime.json parses (a resident is ready).
+    pub fn wait_runtime(&self, timeout: Duration) -> Value {
+        wait_for(timeout, "runtime.json", || {
+            let text = std::fs::read_to_string(self.state_file("runtime.json")).ok()?;
+            serde_json::from_str(&text).ok()
+        })
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.state_file("logs/events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Residents spawned by `start` are not our children: find them by the temp
+        // dir in their command line.
+        let marker = self.dir.path().to_string_lossy().into_owned();
+        let canonical = self.root().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if pid as u32 != std::process::id()
+                && (cmdline.contains(&marker) || cmdline.contains(&canonical))
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Sends a signal to a PID.
+pub fn signal(pid: u32, sig: Signal) {
+    kill(Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+/// Polls `f` until it returns Some, panicking after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // A zombie has exited; only its exit status remains.
+    !stat.is_empty()
+        && !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+}
+
+/// An HTTP answer read off the wire.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends raw request bytes and reads one answer (the server closes or we read it all).
+pub fn raw(addr: &str, request: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_reply(&buf)
+}
+
+pub fn parse_reply(buf: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// GET with `Connection: close` and extra header lines.
+pub fn get(addr: &str, path: &str, headers: &[&str]) -> Reply {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    raw(addr, req.as_bytes())
+}
+
+/// `host:port` of a base_url.
+pub fn addr_of(runtime: &Value) -> String {
+    runtime["base_url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_string()
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// True in CI, where tests must not skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Skips (returns true) outside CI when `tool` is missing; fails in CI.
+pub fn skip_without(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if found {
+        return false;
+    }
+    assert!(!in_ci(), "{tool} is required in CI");
+    eprintln!("SKIP: {tool} is not installed (apt-get install systemd)");
+    true
+}
