@@ -4,6 +4,7 @@ mod activation;
 mod config;
 mod http;
 mod lifecycle;
+mod logging;
 mod project;
 mod stale;
 mod util;
