@@ -67,6 +67,14 @@ pub struct Config {
     /// Seconds a writer waits for the index lock before skipping a cycle.
     pub lock_timeout_seconds: u64,
     pub coordination_mode: CoordinationMode,
+    /// Files larger than this (bytes) are not indexed.
+    pub max_file_bytes: u64,
+    /// Quiet time after a file change before it is indexed, in milliseconds.
+    pub debounce_ms: u64,
+    /// Seconds between full reconciliations of the index with the disk; 0 never.
+    pub reconcile_interval_seconds: u64,
+    /// Most hits one file may contribute to a result list.
+    pub max_hits_per_file: u64,
     /// Seconds `start` waits for a new resident to become healthy.
     pub start_timeout_seconds: u64,
     /// Seconds shutdown waits for in-flight requests.
@@ -103,6 +111,10 @@ impl Default for Config {
             idle_timeout_seconds: 0,
             lock_timeout_seconds: 5,
             coordination_mode: CoordinationMode::FileLock,
+            max_file_bytes: 4 << 20,
+            debounce_ms: 200,
+            reconcile_interval_seconds: 600,
+            max_hits_per_file: 3,
             start_timeout_seconds: 15,
             drain_timeout_seconds: 5,
             request_timeout_seconds: 10,
@@ -180,6 +192,10 @@ impl Config {
             "idle_timeout_seconds" => self.idle_timeout_seconds = parse(raw)?,
             "lock_timeout_seconds" => self.lock_timeout_seconds = parse(raw)?,
             "coordination_mode" => self.coordination_mode = parse(raw)?,
+            "max_file_bytes" => self.max_file_bytes = parse(raw)?,
+            "debounce_ms" => self.debounce_ms = parse(raw)?,
+            "reconcile_interval_seconds" => self.reconcile_interval_seconds = parse(raw)?,
+            "max_hits_per_file" => self.max_hits_per_file = parse(raw)?,
             "start_timeout_seconds" => self.start_timeout_seconds = parse(raw)?,
             "drain_timeout_seconds" => self.drain_timeout_seconds = parse(raw)?,
             "request_timeout_seconds" => self.request_timeout_seconds = parse(raw)?,
@@ -285,6 +301,8 @@ impl Config {
             ("request_timeout_seconds", self.request_timeout_seconds),
             ("max_connections", self.max_connections),
             ("max_body_bytes", self.max_body_bytes),
+            ("max_file_bytes", self.max_file_bytes),
+            ("max_hits_per_file", self.max_hits_per_file),
         ] {
             if value == 0 {
                 return bad(name, "must be above 0".into());

@@ -13,6 +13,8 @@
 //! - [`discovery`]: runtime.json, the lifetime lock and PID file, and stale-state detection.
 //! - [`events`]: the `logs/events.jsonl` lifecycle log.
 //! - [`logging`]: journald or stderr, chosen by comparing JOURNAL_STREAM with stderr.
+//! - [`engine`]: the tantivy index: schema, analyzers, cross-process writes, search.
+//! - [`ingest`]: walking sources, chunking by section, reconciling, watching.
 //! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
 //! - [`cli`]: the commands; only `cli::output` prints.
@@ -21,9 +23,11 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod discovery;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod fsutil;
+pub mod ingest;
 pub mod logging;
 pub mod process;
 pub mod project;

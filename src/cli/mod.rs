@@ -7,6 +7,7 @@ mod init;
 mod inspect;
 mod lifecycle;
 mod output;
+mod search;
 mod serve;
 
 use std::path::PathBuf;
@@ -85,6 +86,32 @@ pub enum Command {
     ///
     /// Exits 0 when a healthy resident answers, 1 otherwise.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring the index in line with the files on disk (only changed files are read)
+    Index {
+        /// Re-read and re-index every file, changed or not
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the docs: ranked sections with path, line range and snippet
+    ///
+    /// Words are ranked (sections with all of them first), "quoted phrases" must
+    /// appear, -word excludes, path:PREFIX keeps hits under a path. Exits 1 when nothing
+    /// matches.
+    Query {
+        /// The query, e.g. 'tokio runtime "block on" -async path:docs/'
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// Most hits to show
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+        /// Only hits whose path starts with this
+        #[arg(long, value_name = "PREFIX")]
+        path_prefix: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -170,6 +197,13 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Stop { force, json } => lifecycle::stop(&ctx, force, json),
         Command::Status { json } => inspect::status(&ctx, json),
         Command::Where { json } => inspect::where_(&ctx, json),
+        Command::Index { full, json } => search::index(&ctx, full, json),
+        Command::Query {
+            query,
+            limit,
+            path_prefix,
+            json,
+        } => search::query(&ctx, &query.join(" "), limit, path_prefix, json),
     }
 }
 

@@ -1,0 +1,282 @@
+//! Tokenisation: words, and code identifiers found both whole and by their parts.
+//!
+//! Documentation is full of `snake_case`, `CamelCase`, `foo::bar`, `path.to.thing` and
+//! `--flags`. A plain word tokenizer splits them into fragments and loses the whole; a
+//! whitespace tokenizer keeps the whole and loses the parts. [`CodeTokenizer`] emits
+//! both: the whole compound at position p and its parts at p, p+1, ..., so a search for
+//! `snake_case`, for `snake`, or for the phrase "snake case" all match. The same
+//! analyzer runs on queries, so query and document tokens agree.
+
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
+
+/// Name of the stemmed analyzer (English), used for the main text fields.
+pub const STEMMED: &str = "ds_stemmed";
+/// Name of the unstemmed analyzer, used for the exact fields.
+pub const EXACT: &str = "ds_exact";
+
+/// Tokens longer than this (bytes) are dropped: hashes and base64 blobs are noise.
+const MAX_TOKEN: usize = 80;
+
+pub fn stemmed() -> TextAnalyzer {
+    TextAnalyzer::builder(CodeTokenizer)
+        .filter(RemoveLongFilter::limit(MAX_TOKEN))
+        .filter(LowerCaser)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+pub fn exact() -> TextAnalyzer {
+    TextAnalyzer::builder(CodeTokenizer)
+        .filter(RemoveLongFilter::limit(MAX_TOKEN))
+        .filter(LowerCaser)
+        .build()
+}
+
+/// Splits text into words and identifiers (see the module doc).
+#[derive(Clone, Default)]
+pub struct CodeTokenizer;
+
+pub struct CodeTokenStream {
+    tokens: Vec<Token>,
+    next: usize,
+}
+
+impl Tokenizer for CodeTokenizer {
+    type TokenStream<'a> = CodeTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream {
+        CodeTokenStream {
+            tokens: tokenize(text),
+            next: 0,
+        }
+    }
+}
+
+impl TokenStream for CodeTokenStream {
+    fn advance(&mut self) -> bool {
+        self.next += 1;
+        self.next <= self.tokens.len()
+    }
+    fn token(&self) -> &Token {
+        &self.tokens[self.next - 1]
+    }
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.tokens[self.next - 1]
+    }
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Byte ranges of compounds: `[-|--]word(connector word)*`, connectors `::` `.` `-`.
+fn compounds(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        let dashes = if c == '-' {
+            // A leading `-` or `--` counts only right before a word character.
+            let rest = &text[start..];
+            let n = if rest.starts_with("--") { 2 } else { 1 };
+            match rest[n..].chars().next() {
+                Some(d) if is_word(d) => n,
+                _ => continue,
+            }
+        } else if is_word(c) {
+            0
+        } else {
+            continue;
+        };
+        for _ in 1..dashes {
+            chars.next();
+        }
+        // Dashes are one byte each; otherwise the compound starts with `c`.
+        let mut end = if dashes > 0 {
+            start + dashes
+        } else {
+            start + c.len_utf8()
+        };
+        loop {
+            // Consume word characters.
+            while let Some(&(i, d)) = chars.peek() {
+                if !is_word(d) {
+                    break;
+                }
+                end = i + d.len_utf8();
+                chars.next();
+            }
+            // A connector continues the compound only if a word character follows it.
+            let rest = &text[end..];
+            let conn = if rest.starts_with("::") {
+                2
+            } else if rest.starts_with('.') || rest.starts_with('-') {
+                1
+            } else {
+                0
+            };
+            if conn == 0 || !rest[conn..].chars().next().is_some_and(is_word) {
+                break;
+            }
+            for _ in 0..conn {
+                chars.next();
+            }
+            end += conn;
+        }
+        if end > start
+            && bytes[start..end]
+                .iter()
+                .any(|b| b.is_ascii_alphanumeric() || *b >= 0x80)
+        {
+            out.push((start, end));
+        }
+    }
+    out
+}
+
+/// Parts of a compound: split on non-alphanumerics, then on camelCase boundaries.
+fn parts(text: &str, base: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        if !c.is_alphanumeric() {
+            if let Some(s) = start.take() {
+                out.push((base + s, base + i));
+            }
+            continue;
+        }
+        if let Some(s) = start {
+            let prev = chars[k - 1].1;
+            let next = chars.get(k + 1).map(|x| x.1);
+            // fooBar | HTTPServer: split before an upper-case letter that follows a
+            // lower-case one, or that starts a capitalised word after an acronym.
+            let boundary = c.is_uppercase()
+                && (prev.is_lowercase()
+                    || (prev.is_uppercase() && next.is_some_and(char::is_lowercase)));
+            if boundary {
+                out.push((base + s, base + i));
+                start = Some(i);
+            }
+        } else {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push((base + s, base + text.len()));
+    }
+    out
+}
+
+fn tokenize(text: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut position = 0;
+    let push = |tokens: &mut Vec<Token>, from: usize, to: usize, position: usize| {
+        tokens.push(Token {
+            offset_from: from,
+            offset_to: to,
+            position,
+            text: text[from..to].to_owned(),
+            position_length: 1,
+        });
+    };
+    for (start, end) in compounds(text) {
+        let pieces = parts(&text[start..end], start);
+        let whole_is_part = pieces.len() == 1 && pieces[0] == (start, end);
+        if !whole_is_part {
+            push(&mut tokens, start, end, position);
+        }
+        for (k, &(from, to)) in pieces.iter().enumerate() {
+            push(&mut tokens, from, to, position + k);
+        }
+        position += pieces.len().max(1);
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(analyzer: &mut TextAnalyzer, s: &str) -> Vec<(String, usize)> {
+        let mut stream = analyzer.token_stream(s);
+        let mut out = Vec::new();
+        while stream.advance() {
+            let t = stream.token();
+            out.push((t.text.clone(), t.position));
+        }
+        out
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        texts(&mut exact(), s).into_iter().map(|(t, _)| t).collect()
+    }
+
+    #[test]
+    fn identifiers_whole_and_parts() {
+        assert_eq!(words("snake_case"), ["snake_case", "snake", "case"]);
+        assert_eq!(words("CamelCase"), ["camelcase", "camel", "case"]);
+        assert_eq!(words("HTTPServer"), ["httpserver", "http", "server"]);
+        assert_eq!(
+            words("std::fs::read"),
+            ["std::fs::read", "std", "fs", "read"]
+        );
+        assert_eq!(words("--dry-run"), ["--dry-run", "dry", "run"]);
+        assert_eq!(words("use -v now"), ["use", "-v", "v", "now"]);
+        assert_eq!(words("a.b end."), ["a.b", "a", "b", "end"]);
+        assert_eq!(words("x - y"), ["x", "y"]);
+        assert_eq!(
+            words("naïve Ünïcode 日本語"),
+            ["naïve", "ünïcode", "日本語"]
+        );
+        assert_eq!(words("__init__"), ["__init__", "init"]);
+        assert_eq!(words("___ -- :: ."), Vec::<String>::new());
+    }
+
+    #[test]
+    fn positions_allow_phrases_over_parts() {
+        let t = texts(&mut exact(), "the snake_case name");
+        assert_eq!(
+            t,
+            [
+                ("the".into(), 0),
+                ("snake_case".into(), 1),
+                ("snake".into(), 1),
+                ("case".into(), 2),
+                ("name".into(), 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn stemming() {
+        let t: Vec<String> = texts(&mut stemmed(), "Running indexes")
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(t, ["run", "index"]);
+    }
+
+    #[test]
+    fn never_panics_on_odd_text() {
+        for s in [
+            "",
+            "-",
+            "--",
+            "a-",
+            "-é",
+            "é::",
+            "::a",
+            "a::",
+            "a..b",
+            "\u{0}\u{ffff}",
+            "--é-ü",
+        ] {
+            let _ = words(s);
+        }
+        let long = "x".repeat(200);
+        assert!(words(&long).is_empty());
+    }
+}

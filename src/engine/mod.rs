@@ -1,0 +1,202 @@
+//! The search engine: a tantivy index of sections, safe to share between processes.
+//!
+//! No tokio and no sockets here: callers on an async runtime run these functions in
+//! `spawn_blocking`. One [`Engine`] per process holds the index and one reader for the
+//! life of the process (a searcher per request). Writes go through [`writer`], which
+//! serialises writers of every process with a flock on `data/.index.lock` and holds a
+//! tantivy `IndexWriter` only for the length of a batch.
+
+pub mod analyzer;
+pub mod query;
+pub mod schema;
+pub mod search;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tantivy::collector::DocSetCollector;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use crate::config::CoordinationMode;
+use crate::discovery::lock;
+use schema::{Fields, KIND_FILE, SCHEMA_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process held the index lock for the whole lock timeout.
+    #[error("the index is busy: another writer held {} for {timeout:?}", path.display())]
+    Busy { path: PathBuf, timeout: Duration },
+    #[error("{0}")]
+    BadQuery(String),
+    #[error("indexing was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Config(#[from] crate::error::Error),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+    let context = context.into();
+    move |source| EngineError::Io { context, source }
+}
+
+/// How writes are coordinated between processes.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub coordination: CoordinationMode,
+    pub lock_timeout: Duration,
+}
+
+/// What is indexed for one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub hash: String,
+    pub size: u64,
+    pub mtime_ns: u64,
+}
+
+pub struct Engine {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    dir: PathBuf,
+    lock_file: PathBuf,
+    write: WriteOptions,
+}
+
+impl Engine {
+    /// Opens the index under `data_dir`, creating it (under the index lock) if needed.
+    pub fn open(data_dir: &Path, write: WriteOptions) -> Result<Engine> {
+        let dir = data_dir.join(format!("index-v{SCHEMA_VERSION}"));
+        crate::fsutil::create_private_dir(&dir).map_err(|e| EngineError::Io {
+            context: format!("cannot create {}", dir.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let lock_file = data_dir.join(".index.lock");
+        let (schema, fields) = schema::build();
+        let open = || -> Result<Index> {
+            let directory = MmapDirectory::open(&dir).map_err(|e| {
+                tantivy::TantivyError::from(tantivy::directory::error::OpenDirectoryError::from(e))
+            })?;
+            Ok(Index::open_or_create(directory, schema.clone())?)
+        };
+        let index = if dir.join("meta.json").exists() {
+            open()?
+        } else {
+            // Two processes creating the same index at once would race on meta.json.
+            let _guard = Self::lock(&lock_file, &write)?;
+            open()?
+        };
+        index
+            .tokenizers()
+            .register(analyzer::STEMMED, analyzer::stemmed());
+        index
+            .tokenizers()
+            .register(analyzer::EXACT, analyzer::exact());
+        // Other processes' commits show up within about half a second (meta.json is polled).
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .try_into()?;
+        Ok(Engine {
+            index,
+            reader,
+            fields,
+            dir,
+            lock_file,
+            write,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// Takes the cross-process index lock, waiting up to the lock timeout.
+    fn lock(path: &Path, write: &WriteOptions) -> Result<Option<lock::FileLock>> {
+        if write.coordination == CoordinationMode::None {
+            return Ok(None);
+        }
+        match lock::lock_within(path, write.lock_timeout)
+            .map_err(io(format!("cannot lock {}", path.display())))?
+        {
+            Some(l) => Ok(Some(l)),
+            None => Err(EngineError::Busy {
+                path: path.to_path_buf(),
+                timeout: write.lock_timeout,
+            }),
+        }
+    }
+
+    /// Picks up commits made since the last reload (by us or another process).
+    pub fn reload(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    pub fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    /// Every indexed file and what was indexed of it, from the current reader.
+    pub fn manifest(&self) -> Result<HashMap<String, FileRecord>> {
+        let searcher = self.reader.searcher();
+        let f = &self.fields;
+        let q = TermQuery::new(
+            Term::from_field_text(f.kind, KIND_FILE),
+            IndexRecordOption::Basic,
+        );
+        let mut out = HashMap::new();
+        for addr in searcher.search(&q, &DocSetCollector)? {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let text = |field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let num = |field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or_default()
+            };
+            out.insert(
+                text(f.path),
+                FileRecord {
+                    hash: text(f.hash),
+                    size: num(f.size),
+                    mtime_ns: num(f.mtime_ns),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// (files, chunks) in the current reader.
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(
+            Term::from_field_text(self.fields.kind, KIND_FILE),
+            IndexRecordOption::Basic,
+        );
+        let files = searcher.search(&q, &tantivy::collector::Count)? as u64;
+        Ok((files, searcher.num_docs().saturating_sub(files)))
+    }
+}

@@ -1,0 +1,66 @@
+//! The index schema: one document per section ("chunk") plus one per file ("file").
+//!
+//! File documents carry what change detection needs (size, mtime, content hash), so the
+//! manifest of what is indexed lives in the same commits as the chunks and can never
+//! disagree with them, even after a crash. Changing anything here, or in the analyzer,
+//! means bumping [`SCHEMA_VERSION`]: the index lives in `index-v<N>/`, so a new version
+//! builds a fresh index beside the old one instead of misreading it.
+
+use tantivy::schema::{
+    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+
+use super::analyzer;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const KIND_CHUNK: &str = "chunk";
+pub const KIND_FILE: &str = "file";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub kind: Field,
+    /// Path relative to the root, `/`-separated; the key of every update.
+    pub path: Field,
+    pub title: Field,
+    pub title_exact: Field,
+    /// One value per heading of the trail, outermost first.
+    pub headings: Field,
+    pub headings_exact: Field,
+    pub body: Field,
+    pub body_exact: Field,
+    pub line_start: Field,
+    pub line_end: Field,
+    /// File documents only: SHA-256 of the content, size, and mtime in nanoseconds.
+    pub hash: Field,
+    pub size: Field,
+    pub mtime_ns: Field,
+}
+
+fn text(analyzer: &str, stored: bool) -> TextOptions {
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(analyzer)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let opts = TextOptions::default().set_indexing_options(indexing);
+    if stored { opts.set_stored() } else { opts }
+}
+
+pub fn build() -> (Schema, Fields) {
+    let mut s = Schema::builder();
+    let fields = Fields {
+        kind: s.add_text_field("kind", STRING),
+        path: s.add_text_field("path", STRING | STORED),
+        title: s.add_text_field("title", text(analyzer::STEMMED, true)),
+        title_exact: s.add_text_field("title_exact", text(analyzer::EXACT, false)),
+        headings: s.add_text_field("headings", text(analyzer::STEMMED, true)),
+        headings_exact: s.add_text_field("headings_exact", text(analyzer::EXACT, false)),
+        body: s.add_text_field("body", text(analyzer::STEMMED, true)),
+        body_exact: s.add_text_field("body_exact", text(analyzer::EXACT, false)),
+        line_start: s.add_u64_field("line_start", STORED),
+        line_end: s.add_u64_field("line_end", STORED),
+        hash: s.add_text_field("hash", STORED),
+        size: s.add_u64_field("size", STORED | INDEXED),
+        mtime_ns: s.add_u64_field("mtime_ns", STORED),
+    };
+    (s.build(), fields)
+}

@@ -1,0 +1,325 @@
+//! Ranked search: BM25 over title, headings and body, stemmed and exact.
+//!
+//! Every word is a SHOULD clause across the fields (title > headings > body, the exact
+//! unstemmed fields adding weight to literal matches), plus a bonus clause that only
+//! documents holding every word satisfy: all-terms matches rank first, partial matches
+//! still come back. Phrases are MUST clauses, exclusions MUST_NOT, path prefixes a
+//! filter. One file cannot take more than `max_per_file` of the hits.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RegexQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{TantivyDocument, Term};
+
+use super::query::{self, Parsed};
+use super::schema::KIND_CHUNK;
+use super::{Engine, EngineError, Result, analyzer};
+
+/// Longest query accepted, in bytes; longer is a 400, not a slow scan.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Most words a query may have.
+const MAX_TERMS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub q: String,
+    pub limit: usize,
+    pub path_prefix: Option<String>,
+    pub max_per_file: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hit {
+    pub path: String,
+    pub title: String,
+    pub headings: Vec<String>,
+    pub line_start: u64,
+    pub line_end: u64,
+    pub score: f32,
+    pub snippet: String,
+    /// `[start, end)` character offsets of the matched words in `snippet`.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Response {
+    pub query: String,
+    pub hits: Vec<Hit>,
+    /// Sections matching the query before the per-file cap and the limit.
+    pub total_matches: usize,
+    pub took_ms: f64,
+}
+
+struct Weights {
+    field: Field,
+    boost: f32,
+    analyzer: &'static str,
+}
+
+impl Engine {
+    pub fn search(&self, req: &Request) -> Result<Response> {
+        let started = Instant::now();
+        if req.q.len() > MAX_QUERY_BYTES {
+            return Err(EngineError::BadQuery(format!(
+                "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                req.q.len()
+            )));
+        }
+        let mut parsed = query::parse(&req.q);
+        if let Some(p) = req.path_prefix.as_deref().filter(|p| !p.is_empty()) {
+            parsed
+                .path_prefixes
+                .push(p.trim_start_matches("./").to_owned());
+        }
+        if !parsed.has_positive_terms() {
+            return Err(EngineError::BadQuery(
+                "the query has no words to search for".into(),
+            ));
+        }
+        if parsed.words.len() + parsed.phrases.len() > MAX_TERMS {
+            return Err(EngineError::BadQuery(format!(
+                "the query has more than {MAX_TERMS} terms"
+            )));
+        }
+        let query = self.build(&parsed)?;
+        let searcher = self.searcher();
+        let limit = req.limit.clamp(1, 1000);
+        let want = (limit * 5).max(limit + 50);
+        let (top, total) = searcher.search(&query, &(TopDocs::with_limit(want), Count))?;
+
+        let f = &self.fields;
+        let mut snippets = SnippetGenerator::create(&searcher, &*query, f.body)?;
+        snippets.set_max_num_chars(240);
+        let mut per_file: HashMap<String, usize> = HashMap::new();
+        let mut hits = Vec::new();
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let text = |field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let path = text(f.path);
+            let seen = per_file.entry(path.clone()).or_default();
+            if *seen >= req.max_per_file.max(1) {
+                continue;
+            }
+            *seen += 1;
+            let (snippet, highlights) = snippet_of(&snippets, &doc, &text(f.body));
+            let num = |field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or_default()
+            };
+            hits.push(Hit {
+                title: text(f.title),
+                headings: doc
+                    .get_all(f.headings)
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                line_start: num(f.line_start),
+                line_end: num(f.line_end),
+                score,
+                snippet,
+                highlights,
+                path,
+            });
+            if hits.len() == limit {
+                break;
+            }
+        }
+        Ok(Response {
+            query: req.q.clone(),
+            hits,
+            total_matches: total,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    fn weights(&self) -> [Weights; 6] {
+        let f = &self.fields;
+        let w = |field, boost, analyzer| Weights {
+            field,
+            boost,
+            analyzer,
+        };
+        [
+            w(f.title, 3.0, analyzer::STEMMED),
+            w(f.headings, 2.0, analyzer::STEMMED),
+            w(f.body, 1.0, analyzer::STEMMED),
+            w(f.title_exact, 1.5, analyzer::EXACT),
+            w(f.headings_exact, 1.0, analyzer::EXACT),
+            w(f.body_exact, 0.5, analyzer::EXACT),
+        ]
+    }
+
+    fn analyzer(&self, name: &str) -> Result<TextAnalyzer> {
+        self.index
+            .tokenizers()
+            .get(name)
+            .ok_or_else(|| EngineError::BadQuery(format!("analyzer {name} is not registered")))
+    }
+
+    /// Tokens of `text` with their positions.
+    fn tokens(&self, analyzer: &str, text: &str) -> Result<Vec<(usize, String)>> {
+        let mut a = self.analyzer(analyzer)?;
+        let mut stream = a.token_stream(text);
+        let mut out = Vec::new();
+        while let Some(t) = stream.next() {
+            out.push((t.position, t.text.clone()));
+        }
+        Ok(out)
+    }
+
+    /// A word matched anywhere: SHOULD over every field and every token of the word.
+    fn word_query(&self, word: &str) -> Result<Option<Box<dyn Query>>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for w in self.weights() {
+            for (_, token) in self.tokens(w.analyzer, word)? {
+                let term = Term::from_field_text(w.field, &token);
+                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(q), w.boost)),
+                ));
+            }
+        }
+        Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
+    }
+
+    /// A phrase in any of the stemmed fields.
+    fn phrase_query(&self, phrase: &str) -> Result<Option<Box<dyn Query>>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for w in self
+            .weights()
+            .into_iter()
+            .filter(|w| w.analyzer == analyzer::STEMMED)
+        {
+            // An identifier yields its whole form and its first part at one position;
+            // keep the parts, which is what the document's positions line up with.
+            let mut by_pos: Vec<(usize, String)> = Vec::new();
+            for (pos, tok) in self.tokens(w.analyzer, phrase)? {
+                match by_pos.last_mut() {
+                    Some(last) if last.0 == pos => last.1 = tok,
+                    _ => by_pos.push((pos, tok)),
+                }
+            }
+            let q: Box<dyn Query> = match by_pos.len() {
+                0 => continue,
+                1 => Box::new(TermQuery::new(
+                    Term::from_field_text(w.field, &by_pos[0].1),
+                    IndexRecordOption::WithFreqs,
+                )),
+                _ => {
+                    let base = by_pos[0].0;
+                    let terms = by_pos
+                        .iter()
+                        .map(|(p, t)| (p - base, Term::from_field_text(w.field, t)))
+                        .collect();
+                    Box::new(PhraseQuery::new_with_offset(terms))
+                }
+            };
+            clauses.push((Occur::Should, Box::new(BoostQuery::new(q, w.boost))));
+        }
+        Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
+    }
+
+    fn build(&self, p: &Parsed) -> Result<Box<dyn Query>> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut words = Vec::new();
+        for w in &p.words {
+            if let Some(q) = self.word_query(w)? {
+                words.push(q);
+            }
+        }
+        if words.len() > 1 {
+            // The all-terms bonus: matched only by sections holding every word.
+            let all = words.iter().map(|q| (Occur::Must, q.box_clone())).collect();
+            clauses.push((Occur::Should, Box::new(BooleanQuery::new(all))));
+        }
+        let any_word = !words.is_empty();
+        clauses.extend(words.into_iter().map(|q| (Occur::Should, q)));
+        let mut any_phrase = false;
+        for ph in &p.phrases {
+            if let Some(q) = self.phrase_query(ph)? {
+                clauses.push((Occur::Must, q));
+                any_phrase = true;
+            }
+        }
+        if !any_word && !any_phrase {
+            return Err(EngineError::BadQuery(
+                "the query has no searchable words".into(),
+            ));
+        }
+        for ex in &p.excluded {
+            if let Some(q) = self.phrase_query(ex)? {
+                clauses.push((Occur::MustNot, q));
+            }
+        }
+        let kind = TermQuery::new(
+            Term::from_field_text(f.kind, KIND_CHUNK),
+            IndexRecordOption::Basic,
+        );
+        clauses.push((
+            Occur::Must,
+            Box::new(ConstScoreQuery::new(Box::new(kind), 0.0)),
+        ));
+        if !p.path_prefixes.is_empty() {
+            let mut prefixes: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for prefix in &p.path_prefixes {
+                let pattern = format!("{}.*", escape_regex(prefix));
+                let q = RegexQuery::from_pattern(&pattern, f.path)?;
+                prefixes.push((Occur::Should, Box::new(q)));
+            }
+            let q = BooleanQuery::new(prefixes);
+            clauses.push((
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(q), 0.0)),
+            ));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+}
+
+fn escape_regex(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The snippet and its highlights in characters; the start of the body when the
+/// matches are in the title or headings only.
+fn snippet_of(
+    generator: &SnippetGenerator,
+    doc: &TantivyDocument,
+    body: &str,
+) -> (String, Vec<[usize; 2]>) {
+    let s = generator.snippet_from_doc(doc);
+    if s.fragment().is_empty() {
+        let head: String = body.chars().take(240).collect();
+        return (head, Vec::new());
+    }
+    let fragment = s.fragment();
+    let to_chars = |byte: usize| fragment.get(..byte).map_or(0, |p| p.chars().count());
+    let highlights = s
+        .highlighted()
+        .iter()
+        .map(|r| [to_chars(r.start), to_chars(r.end)])
+        .collect();
+    (fragment.to_owned(), highlights)
+}

@@ -1,0 +1,112 @@
+//! Writing the index: one batch at a time, under the cross-process lock.
+//!
+//! A [`Lease`] is the index lock plus a tantivy `IndexWriter`, taken for one batch and
+//! dropped after its commit, so a writer in another process gets its turn between
+//! batches. tantivy's own `.tantivy-writer.lock` is never touched: if it is busy despite
+//! our flock (another process with coordination "none"), we wait like for our lock.
+//! Dropping a lease without [`Lease::commit`] rolls the batch back.
+
+use std::time::Instant;
+
+use tantivy::schema::Term;
+use tantivy::{IndexWriter, TantivyDocument, TantivyError};
+
+use super::schema::{KIND_CHUNK, KIND_FILE};
+use super::{Engine, EngineError, FileRecord, Result};
+use crate::discovery::lock::FileLock;
+use crate::ingest::chunk::Document;
+
+/// Memory for one writer; tantivy splits it among its indexing threads.
+const WRITER_MEMORY: usize = 96 << 20;
+
+pub struct Lease<'e> {
+    engine: &'e Engine,
+    writer: IndexWriter,
+    _lock: Option<FileLock>,
+    pub changed: usize,
+}
+
+impl Engine {
+    /// Takes the index lock and a writer, waiting up to the lock timeout for either.
+    pub fn lease(&self) -> Result<Lease<'_>> {
+        let deadline = Instant::now() + self.write.lock_timeout;
+        let lock = Self::lock(&self.lock_file, &self.write)?;
+        let writer = loop {
+            match self.index.writer(WRITER_MEMORY) {
+                Ok(w) => break w,
+                Err(TantivyError::LockFailure(..)) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TantivyError::LockFailure(..)) => {
+                    return Err(EngineError::Busy {
+                        path: self.dir.join(".tantivy-writer.lock"),
+                        timeout: self.write.lock_timeout,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(Lease {
+            engine: self,
+            writer,
+            _lock: lock,
+            changed: 0,
+        })
+    }
+}
+
+impl Lease<'_> {
+    /// Replaces everything indexed for `path` with `doc`'s chunks and `record`.
+    pub fn upsert(&mut self, path: &str, record: &FileRecord, doc: &Document) -> Result<()> {
+        self.delete(path);
+        let f = self.engine.fields;
+        let mut file = TantivyDocument::new();
+        file.add_text(f.kind, KIND_FILE);
+        file.add_text(f.path, path);
+        file.add_text(f.hash, &record.hash);
+        file.add_u64(f.size, record.size);
+        file.add_u64(f.mtime_ns, record.mtime_ns);
+        self.writer.add_document(file)?;
+        for chunk in &doc.chunks {
+            let mut d = TantivyDocument::new();
+            d.add_text(f.kind, KIND_CHUNK);
+            d.add_text(f.path, path);
+            d.add_text(f.title, &doc.title);
+            d.add_text(f.title_exact, &doc.title);
+            for h in &chunk.headings {
+                d.add_text(f.headings, h);
+                d.add_text(f.headings_exact, h);
+            }
+            d.add_text(f.body, &chunk.text);
+            d.add_text(f.body_exact, &chunk.text);
+            d.add_u64(f.line_start, chunk.line_start as u64);
+            d.add_u64(f.line_end, chunk.line_end as u64);
+            self.writer.add_document(d)?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything indexed for `path`.
+    pub fn delete(&mut self, path: &str) {
+        self.writer
+            .delete_term(Term::from_field_text(self.engine.fields.path, path));
+        self.changed += 1;
+    }
+
+    /// Commits the batch (recording who wrote it), merges, and reloads our reader so
+    /// this process reads its own writes at once.
+    pub fn commit(mut self) -> Result<()> {
+        if self.changed > 0 {
+            let payload = serde_json::json!({
+                "pid": std::process::id(),
+                "at": crate::events::now_rfc3339(),
+                "changed": self.changed,
+            });
+            let mut prepared = self.writer.prepare_commit()?;
+            prepared.set_payload(&payload.to_string());
+            prepared.commit()?;
+        }
+        self.writer.wait_merging_threads()?;
+        self.engine.reload()
+    }
+}

@@ -1,0 +1,216 @@
+//! Reconciliation: make the index equal to the source files on disk.
+//!
+//! Change detection is cheap first (size and mtime against what the index recorded),
+//! exact second (SHA-256 of the content). Files are read while the index lock is held,
+//! so whatever a batch commits is the disk's content at that moment, even with several
+//! processes writing: a later change is the next event's business. Work is committed in
+//! batches, each a lease of its own, so other writers get their turn in between.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::chunk::{self, ChunkOptions, Format};
+use super::walk::{Skipped, SourceFile, Sources};
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, FileRecord, Result, WriteOptions};
+use crate::project::Project;
+
+/// Files per batch, and bytes per batch: bounds how long one writer holds the lock.
+const BATCH_FILES: usize = 400;
+const BATCH_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub full: bool,
+    pub scanned: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+    pub chunks: usize,
+    pub skipped: Vec<Skipped>,
+    pub batches: usize,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+}
+
+pub struct Indexer {
+    pub sources: Sources,
+    pub engine: Arc<Engine>,
+    pub chunking: ChunkOptions,
+    /// Set to abandon work: the batch in progress is rolled back.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Indexer {
+    /// The engine and sources of a project, as configured.
+    pub fn open(project: &Project, config: &Config) -> Result<Indexer> {
+        let write = WriteOptions {
+            coordination: config.coordination_mode,
+            lock_timeout: Duration::from_secs(config.lock_timeout_seconds),
+        };
+        let engine = Engine::open(&project.state_path(&config.data_dir), write)?;
+        Ok(Indexer {
+            sources: Sources::new(&project.root, &project.state_dir, config)?,
+            engine: Arc::new(engine),
+            chunking: ChunkOptions {
+                chunk_size: usize::try_from(config.chunk_size).unwrap_or(usize::MAX),
+                chunk_overlap: usize::try_from(config.chunk_overlap).unwrap_or(usize::MAX),
+            },
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Brings the index in line with the disk; `full` re-reads every file.
+    pub fn reconcile(&self, full: bool, progress: &mut dyn FnMut(Progress)) -> Result<Summary> {
+        let started = Instant::now();
+        self.engine.reload()?;
+        let manifest = self.engine.manifest()?;
+        let (files, skipped) = self.sources.walk();
+        let mut summary = Summary {
+            full,
+            scanned: files.len(),
+            skipped,
+            ..Summary::default()
+        };
+
+        let on_disk: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+        let gone: Vec<String> = manifest
+            .keys()
+            .filter(|p| !on_disk.contains(p.as_str()))
+            .cloned()
+            .collect();
+        let mut todo: Vec<&SourceFile> = Vec::new();
+        for f in &files {
+            match manifest.get(&f.rel) {
+                Some(r) if !full && r.size == f.size && r.mtime_ns == f.mtime_ns => {
+                    summary.unchanged += 1
+                }
+                _ => todo.push(f),
+            }
+        }
+        let total = todo.len() + gone.len();
+        let mut done = 0;
+        progress(Progress { done, total });
+
+        if !gone.is_empty() {
+            let mut lease = self.engine.lease()?;
+            for path in &gone {
+                // Re-checked under the lock: it may have come back since the walk.
+                if !self.sources.root().join(path).exists() {
+                    lease.delete(path);
+                    summary.removed += 1;
+                }
+            }
+            lease.commit()?;
+            summary.batches += 1;
+            done += gone.len();
+            progress(Progress { done, total });
+        }
+
+        for batch in batches(&todo) {
+            let mut lease = self.engine.lease()?;
+            for file in batch {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+                let known = manifest.get(&file.rel);
+                match self.index_file(&mut lease, file, known, full) {
+                    Ok(Some(chunks)) => {
+                        summary.chunks += chunks;
+                        if known.is_some() {
+                            summary.updated += 1
+                        } else {
+                            summary.added += 1
+                        }
+                    }
+                    Ok(None) => summary.unchanged += 1,
+                    Err(reason) => {
+                        if known.is_some() {
+                            lease.delete(&file.rel);
+                        }
+                        tracing::info!("skipped {}: {reason}", file.rel);
+                        summary.skipped.push(Skipped {
+                            path: file.rel.clone(),
+                            reason,
+                        });
+                    }
+                }
+                done += 1;
+                progress(Progress { done, total });
+            }
+            lease.commit()?;
+            summary.batches += 1;
+        }
+        summary.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(summary)
+    }
+
+    /// Indexes one file; `Ok(None)` when its content is what the index already holds.
+    fn index_file(
+        &self,
+        lease: &mut crate::engine::writer::Lease<'_>,
+        file: &SourceFile,
+        known: Option<&FileRecord>,
+        full: bool,
+    ) -> std::result::Result<Option<usize>, String> {
+        let Some(text) = self.sources.read(file)? else {
+            if known.is_some() {
+                lease.delete(&file.rel);
+            }
+            return Ok(None);
+        };
+        let hash = hex(&Sha256::digest(text.as_bytes()));
+        let (size, mtime_ns) = self
+            .sources
+            .stat(&file.abs)
+            .unwrap_or((file.size, file.mtime_ns));
+        if !full && known.is_some_and(|k| k.hash == hash) {
+            return Ok(None);
+        }
+        let stem = file.rel.rsplit('/').next().unwrap_or(&file.rel);
+        let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
+        let doc = chunk::chunk(&text, Format::from_path(&file.abs), stem, &self.chunking);
+        let record = FileRecord {
+            hash,
+            size,
+            mtime_ns,
+        };
+        lease
+            .upsert(&file.rel, &record, &doc)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(doc.chunks.len()))
+    }
+}
+
+fn batches<'a>(files: &'a [&'a SourceFile]) -> Vec<&'a [&'a SourceFile]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, f) in files.iter().enumerate() {
+        if i > start && (i - start >= BATCH_FILES || bytes + f.size > BATCH_BYTES) {
+            out.push(&files[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += f.size;
+    }
+    if start < files.len() {
+        out.push(&files[start..]);
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

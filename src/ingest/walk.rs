@@ -1,0 +1,184 @@
+//! Which files are sources: the walk of the root.
+//!
+//! `.gitignore` and `.ignore` are respected (with or without a git repository), hidden
+//! directories are skipped, and the state dir never appears. Symlinks are followed only
+//! while they stay inside the root; the walker detects loops and reports them as
+//! skipped. Binary files (a NUL byte) and files over the size cap are skipped with a
+//! reason; invalid UTF-8 is decoded lossily; a file that vanishes mid-walk is no error.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to the root, `/`-separated.
+    pub rel: String,
+    pub abs: PathBuf,
+    pub size: u64,
+    pub mtime_ns: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+pub struct Sources {
+    root: PathBuf,
+    state_dir: PathBuf,
+    include: GlobSet,
+    exclude: GlobSet,
+    max_bytes: u64,
+}
+
+fn globset(patterns: &[String], key: &str) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = Glob::new(p).map_err(|e| Error::Setting {
+            name: key.into(),
+            message: format!("bad glob {p:?}: {e}"),
+        })?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| Error::Setting {
+        name: key.into(),
+        message: e.to_string(),
+    })
+}
+
+impl Sources {
+    pub fn new(root: &Path, state_dir: &Path, config: &Config) -> Result<Sources> {
+        Ok(Sources {
+            root: root.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            include: globset(&config.include, "include")?,
+            exclude: globset(&config.exclude, "exclude")?,
+            max_bytes: config.max_file_bytes,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether a root-relative path is a source by name (include and not exclude).
+    pub fn wants(&self, rel: &str) -> bool {
+        self.include.is_match(rel) && !self.exclude.is_match(rel)
+    }
+
+    /// Every source file now on disk, and what was skipped and why.
+    pub fn walk(&self) -> (Vec<SourceFile>, Vec<Skipped>) {
+        let mut files = Vec::new();
+        let mut skipped = Vec::new();
+        let state_dir = self.state_dir.clone();
+        let walker = ignore::WalkBuilder::new(&self.root)
+            .hidden(true)
+            .git_ignore(true)
+            .git_exclude(true)
+            .ignore(true)
+            .parents(false)
+            .require_git(false)
+            .follow_links(true)
+            .filter_entry(move |e| e.path() != state_dir)
+            .build();
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped.push(Skipped {
+                        path: String::new(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let Some(rel) = self.relative(entry.path()) else {
+                continue;
+            };
+            if !self.wants(&rel) {
+                continue;
+            }
+            if entry.path_is_symlink() {
+                // Followed links must not lead out of the root.
+                match entry.path().canonicalize() {
+                    Ok(real) if real.starts_with(&self.root) => {}
+                    _ => {
+                        skipped.push(Skipped {
+                            path: rel,
+                            reason: "symlink leads outside the project root".into(),
+                        });
+                        continue;
+                    }
+                }
+            }
+            match self.stat(entry.path()) {
+                Some((size, _)) if size > self.max_bytes => skipped.push(Skipped {
+                    path: rel,
+                    reason: format!("{size} bytes, over the {} byte cap", self.max_bytes),
+                }),
+                Some((size, mtime_ns)) => files.push(SourceFile {
+                    rel,
+                    abs: entry.path().to_path_buf(),
+                    size,
+                    mtime_ns,
+                }),
+                None => {} // deleted mid-walk
+            }
+        }
+        files.sort_by(|a, b| a.rel.cmp(&b.rel));
+        (files, skipped)
+    }
+
+    fn relative(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
+    /// (size, mtime in ns), following symlinks; `None` when the file is gone.
+    pub fn stat(&self, path: &Path) -> Option<(u64, u64)> {
+        let meta = std::fs::metadata(path).ok()?;
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Some((meta.len(), mtime))
+    }
+
+    /// Reads a source: `Ok(None)` when gone, `Err(reason)` when it must be skipped.
+    pub fn read(&self, file: &SourceFile) -> std::result::Result<Option<String>, String> {
+        let bytes = match std::fs::read(&file.abs) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read: {e}")),
+        };
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(format!(
+                "{} bytes, over the {} byte cap",
+                bytes.len(),
+                self.max_bytes
+            ));
+        }
+        if bytes.contains(&0) {
+            return Err("binary (contains NUL bytes)".into());
+        }
+        Ok(Some(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }))
+    }
+}

@@ -1,0 +1,39 @@
+//! Watching the root for changes (notify: inotify, FSEvents, ...).
+//!
+//! The watcher only says "something changed"; the indexer then reconciles, which
+//! handles renames, new directories and .gitignore edits the same way. Events under the
+//! state dir (our own index writes) and `.git/` are dropped, or every commit would
+//! trigger the next. Access events (a file opened or read) are dropped too.
+
+use std::path::{Path, PathBuf};
+
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+/// Starts watching `root`; `on_change` runs on the watcher's thread for each relevant event.
+pub fn watch(
+    root: &Path,
+    state_dir: &Path,
+    on_change: impl Fn() + Send + 'static,
+) -> notify::Result<RecommendedWatcher> {
+    let state_dir: PathBuf = state_dir.to_path_buf();
+    let git_dir = root.join(".git");
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else {
+            // Overflow or a watch error: a reconcile catches whatever was missed.
+            on_change();
+            return;
+        };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        if event
+            .paths
+            .iter()
+            .any(|p| !p.starts_with(&state_dir) && !p.starts_with(&git_dir))
+        {
+            on_change();
+        }
+    })?;
+    watcher.watch(root, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
