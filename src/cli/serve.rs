@@ -15,6 +15,7 @@ use crate::discovery::lock::{LifetimeLock, read_pid};
 use crate::discovery::runtime::RuntimeFile;
 use crate::error::{Error, exit};
 use crate::events::EventLog;
+use crate::ingest::sync::Indexer;
 use crate::project::Project;
 use crate::server::{self, Setup, lifecycle::Cause, listener::Listeners};
 
@@ -28,6 +29,7 @@ fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::
         "start",
         json!({ "project_root": project.root, "activation": listeners.activation }),
     );
+    let indexer = Indexer::open(&project, &config).context("cannot open the index")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,6 +39,7 @@ fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::
         config,
         listeners,
         events: events.clone(),
+        indexer,
     };
     let result = runtime.block_on(server::run(setup));
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -89,9 +89,7 @@ impl Engine {
         let lock_file = data_dir.join(".index.lock");
         let (schema, fields) = schema::build();
         let open = || -> Result<Index> {
-            let directory = MmapDirectory::open(&dir).map_err(|e| {
-                tantivy::TantivyError::from(tantivy::directory::error::OpenDirectoryError::from(e))
-            })?;
+            let directory = MmapDirectory::open(&dir).map_err(tantivy::TantivyError::from)?;
             Ok(Index::open_or_create(directory, schema.clone())?)
         };
         let index = if dir.join("meta.json").exists() {

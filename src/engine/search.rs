@@ -242,25 +242,34 @@ impl Engine {
                 words.push(q);
             }
         }
+        let mut positive: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if words.len() > 1 {
             // The all-terms bonus: matched only by sections holding every word.
             let all = words.iter().map(|q| (Occur::Must, q.box_clone())).collect();
-            clauses.push((Occur::Should, Box::new(BooleanQuery::new(all))));
+            positive.push((Occur::Should, Box::new(BooleanQuery::new(all))));
         }
-        let any_word = !words.is_empty();
-        clauses.extend(words.into_iter().map(|q| (Occur::Should, q)));
-        let mut any_phrase = false;
+        positive.extend(words.into_iter().map(|q| (Occur::Should, q)));
+        let mut phrases = Vec::new();
         for ph in &p.phrases {
             if let Some(q) = self.phrase_query(ph)? {
-                clauses.push((Occur::Must, q));
-                any_phrase = true;
+                phrases.push((Occur::Must, q));
             }
         }
-        if !any_word && !any_phrase {
+        if positive.is_empty() && phrases.is_empty() {
             return Err(EngineError::BadQuery(
                 "the query has no searchable words".into(),
             ));
         }
+        // Without phrases, at least one word must match; with them, words only rank.
+        let occur = if phrases.is_empty() {
+            Occur::Must
+        } else {
+            Occur::Should
+        };
+        if !positive.is_empty() {
+            clauses.push((occur, Box::new(BooleanQuery::new(positive))));
+        }
+        clauses.extend(phrases);
         for ex in &p.excluded {
             if let Some(q) = self.phrase_query(ex)? {
                 clauses.push((Occur::MustNot, q));

@@ -30,6 +30,7 @@ pub struct Skipped {
     pub reason: String,
 }
 
+#[derive(Clone)]
 pub struct Sources {
     root: PathBuf,
     state_dir: PathBuf,

@@ -17,6 +17,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use super::routes;
 use super::state::Shared;
 
 /// How a request reached us.
@@ -80,15 +81,31 @@ async fn route(
         check_token(&req, &shared.token)?;
     }
     let method = req.method().clone();
-    let _body = read_body(req, shared).await?;
-    match (path.as_str(), method) {
-        ("/health", Method::GET | Method::HEAD) => Ok(shared.health()),
-        ("/status", Method::GET | Method::HEAD) => Ok(shared.status()),
-        ("/health" | "/status", m) => Err(ApiError::new(
+    let qs = req.uri().query().map(String::from);
+    let body = read_body(req, shared).await?;
+    let not_allowed = |allowed: &str| {
+        Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            format!("{m} is not allowed on {path}; use GET"),
-        )),
+            format!("{method} is not allowed on {path}; use {allowed}"),
+        ))
+    };
+    if let Some(doc) = path.strip_prefix("/documents/") {
+        return match method {
+            Method::GET => routes::document(shared, doc, qs.as_deref()).await,
+            _ => not_allowed("GET"),
+        };
+    }
+    match (path.as_str(), &method) {
+        ("/health", &Method::GET | &Method::HEAD) => Ok(shared.health()),
+        ("/status", &Method::GET | &Method::HEAD) => Ok(shared.status()),
+        ("/query", &Method::GET | &Method::POST) => {
+            routes::query(shared, &method, qs.as_deref(), &body).await
+        }
+        ("/index", &Method::POST) => routes::reindex(shared, &body).await,
+        ("/health" | "/status", _) => not_allowed("GET"),
+        ("/query", _) => not_allowed("GET or POST"),
+        ("/index", _) => not_allowed("POST"),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -7,8 +7,10 @@
 //! Per-connection errors are logged, never bubbled to the accept loop.
 
 pub mod http;
+pub mod indexing;
 pub mod lifecycle;
 pub mod listener;
+pub mod routes;
 pub mod state;
 
 use std::sync::Arc;
@@ -27,9 +29,11 @@ use crate::config::Config;
 use crate::discovery::runtime::{RuntimeFile, RuntimeState, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::events::{EventLog, now_rfc3339};
+use crate::ingest::sync::Indexer;
 use crate::process;
 use crate::project::Project;
 use http::Transport;
+use indexing::IndexService;
 use lifecycle::{Cause, notify};
 use listener::{Listeners, Socket};
 use state::{Activity, Shared};
@@ -40,6 +44,7 @@ pub struct Setup {
     pub config: Config,
     pub listeners: Listeners,
     pub events: EventLog,
+    pub indexer: Indexer,
 }
 
 /// Serves until SIGTERM, SIGINT or the idle timeout, and returns which it was.
@@ -49,8 +54,20 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         config,
         listeners,
         events,
+        indexer,
     } = setup;
     let runtime = runtime_state(&project, &config, &listeners)?;
+    let sources = indexer.sources.clone();
+    let (index_service, index) = IndexService::start(
+        indexer,
+        indexing::Settings {
+            debounce: Duration::from_millis(config.debounce_ms),
+            reconcile_every: (config.reconcile_interval_seconds > 0)
+                .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
+            state_dir: project.state_dir.clone(),
+        },
+        events.clone(),
+    );
     let shared = Arc::new(Shared {
         token: runtime.token.clone(),
         bind_host: config.bind_host.clone(),
@@ -61,6 +78,11 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         started: Instant::now(),
         activity: Activity::default(),
         runtime,
+        index,
+        sources,
+        state_dir: project.state_dir.clone(),
+        max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
+        max_file_bytes: config.max_file_bytes,
     });
 
     let mut builder = http1::Builder::new();
@@ -120,7 +142,10 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         let _ = task.await;
     }
     remove_runtime_if_ours(&runtime_file, &shared.runtime.instance_id);
-    drain(conns, Duration::from_secs(config.drain_timeout_seconds)).await;
+    let bound = Duration::from_secs(config.drain_timeout_seconds);
+    drain(conns, bound).await;
+    // The batch in progress commits if it can within the bound, else rolls back.
+    let _ = tokio::task::spawn_blocking(move || index_service.stop(bound)).await;
     Ok(cause)
 }
 

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::indexing::IndexHandle;
 use crate::discovery::runtime::RuntimeState;
+use crate::ingest::walk::Sources;
 
 /// Shared, read-mostly state of a running resident.
-#[derive(Debug)]
 pub struct Shared {
     pub runtime: RuntimeState,
     pub token: String,
@@ -20,6 +21,11 @@ pub struct Shared {
     pub idle_timeout: Option<Duration>,
     pub started: Instant,
     pub activity: Activity,
+    pub index: IndexHandle,
+    pub sources: Sources,
+    pub state_dir: PathBuf,
+    pub max_hits_per_file: usize,
+    pub max_file_bytes: u64,
 }
 
 impl Shared {
@@ -52,6 +58,7 @@ impl Shared {
                 "in_flight": self.activity.in_flight(),
                 "served": self.activity.served(),
             },
+            "index": self.index.freshness(),
         })
     }
 

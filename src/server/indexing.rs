@@ -1,0 +1,301 @@
+//! The resident's indexer: one thread that owns all index writes of this process.
+//!
+//! Jobs arrive on a channel (meilisearch's "one scheduler writes, everyone else
+//! enqueues"): the initial reconciliation, file-change events from the watcher
+//! (debounced), periodic reconciliations, and `POST /index`. A busy index lock makes
+//! the job wait for the next event, or a retry a moment later. Progress and freshness
+//! are published in [`IndexState`] for /status and for systemd's STATUS=.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::lifecycle::notify;
+use crate::engine::{Engine, EngineError};
+use crate::events::{EventLog, now_rfc3339};
+use crate::ingest::sync::{Indexer, Summary};
+use crate::ingest::watcher;
+
+/// How soon a job skipped for a busy lock is tried again without a new event.
+const BUSY_RETRY: Duration = Duration::from_secs(2);
+
+/// Where a requested reconciliation sends its outcome.
+pub type Reply = oneshot::Sender<Result<Summary, String>>;
+
+pub enum Job {
+    Reconcile { full: bool, reply: Option<Reply> },
+    Changed,
+    Stop,
+}
+
+/// What /status reports about the index.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexState {
+    pub indexing: bool,
+    pub progress: Option<[usize; 2]>,
+    /// A change seen but not yet indexed (debouncing, or waiting for the lock).
+    pub pending_changes: bool,
+    pub watcher: String,
+    pub last_commit: Option<String>,
+    pub last_summary: Option<Summary>,
+    pub last_error: Option<String>,
+}
+
+/// What request handlers use: the engine to search, the state to report, the queue.
+#[derive(Clone)]
+pub struct IndexHandle {
+    pub engine: Arc<Engine>,
+    state: Arc<Mutex<IndexState>>,
+    tx: Sender<Job>,
+}
+
+/// The thread and the watcher; stopped once, at shutdown.
+pub struct IndexService {
+    tx: Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+    indexer_cancel: Arc<std::sync::atomic::AtomicBool>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+pub struct Settings {
+    pub debounce: Duration,
+    pub reconcile_every: Option<Duration>,
+    pub state_dir: std::path::PathBuf,
+}
+
+impl IndexService {
+    /// Starts the thread and queues the initial reconciliation.
+    pub fn start(
+        indexer: Indexer,
+        settings: Settings,
+        events: EventLog,
+    ) -> (IndexService, IndexHandle) {
+        let (tx, rx) = channel();
+        let state = Arc::new(Mutex::new(IndexState::default()));
+        let engine = indexer.engine.clone();
+        let watch_tx = tx.clone();
+        let watcher = match watcher::watch(indexer.sources.root(), &settings.state_dir, move || {
+            let _ = watch_tx.send(Job::Changed);
+        }) {
+            Ok(w) => {
+                lock(&state).watcher = "watching".into();
+                Some(w)
+            }
+            Err(e) => {
+                // Periodic reconciliation still keeps the index right, only later.
+                tracing::warn!("file watcher unavailable: {e}");
+                lock(&state).watcher = format!("unavailable: {e}");
+                None
+            }
+        };
+        let _ = tx.send(Job::Reconcile {
+            full: false,
+            reply: None,
+        });
+        let cancel = indexer.cancel.clone();
+        let worker = Worker {
+            indexer,
+            state: state.clone(),
+            settings,
+            events,
+        };
+        let thread = std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || worker.run(rx))
+            .ok();
+        let handle = IndexHandle {
+            engine,
+            state,
+            tx: tx.clone(),
+        };
+        (
+            IndexService {
+                tx,
+                thread,
+                indexer_cancel: cancel,
+                _watcher: watcher,
+            },
+            handle,
+        )
+    }
+}
+
+impl IndexHandle {
+    pub fn state(&self) -> IndexState {
+        lock(&self.state).clone()
+    }
+
+    /// The freshness footer of /query and the index part of /status.
+    pub fn freshness(&self) -> serde_json::Value {
+        let s = self.state();
+        let (files, chunks) = self.engine.counts().unwrap_or_default();
+        serde_json::json!({
+            "files": files,
+            "chunks": chunks,
+            "indexing": s.indexing,
+            "progress": s.progress,
+            "pending_changes": s.pending_changes,
+            "watcher": s.watcher,
+            "last_commit": s.last_commit,
+            "last_error": s.last_error,
+        })
+    }
+
+    /// Queues a reconciliation and waits for its summary.
+    pub async fn reindex(&self, full: bool) -> Result<Summary, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job::Reconcile {
+                full,
+                reply: Some(reply),
+            })
+            .map_err(|_| "the indexer has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the indexer stopped before answering".to_string())?
+    }
+}
+
+impl IndexService {
+    /// Stops the thread: the batch in progress is rolled back if it cannot finish
+    /// within `bound`.
+    pub fn stop(mut self, bound: Duration) {
+        let _ = self.tx.send(Job::Stop);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + bound;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !thread.is_finished() {
+            self.indexer_cancel.store(true, Ordering::Relaxed);
+        }
+        let _ = thread.join();
+    }
+}
+
+fn lock(state: &Mutex<IndexState>) -> std::sync::MutexGuard<'_, IndexState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Worker {
+    indexer: Indexer,
+    state: Arc<Mutex<IndexState>>,
+    settings: Settings,
+    events: EventLog,
+}
+
+impl Worker {
+    fn run(self, rx: Receiver<Job>) {
+        let mut next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            let wake = [next_periodic, retry_at].into_iter().flatten().min();
+            let job = match wake {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => Job::Reconcile {
+                        full: false,
+                        reply: None,
+                    },
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            let (full, reply) = match job {
+                Job::Stop => return,
+                Job::Reconcile { full, reply } => (full, reply),
+                Job::Changed => {
+                    lock(&self.state).pending_changes = true;
+                    match self.debounce(&rx) {
+                        Some(next) => next,
+                        None => return,
+                    }
+                }
+            };
+            if next_periodic.is_some_and(|t| Instant::now() >= t) {
+                next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
+            }
+            let result = self.reconcile(full);
+            retry_at = match &result {
+                Err(EngineError::Busy { .. }) => Some(Instant::now() + BUSY_RETRY),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    /// Waits until no change has arrived for the debounce time. Returns the job to
+    /// run (a request that arrived meanwhile wins), or `None` to stop.
+    fn debounce(&self, rx: &Receiver<Job>) -> Option<(bool, Option<Reply>)> {
+        loop {
+            match rx.recv_timeout(self.settings.debounce) {
+                Ok(Job::Changed) => continue,
+                Ok(Job::Reconcile { full, reply }) => return Some((full, reply)),
+                Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => return Some((false, None)),
+            }
+        }
+    }
+
+    fn reconcile(&self, full: bool) -> Result<Summary, EngineError> {
+        {
+            let mut s = lock(&self.state);
+            s.indexing = true;
+            s.pending_changes = false;
+        }
+        let mut last_report = Instant::now();
+        let result = self.indexer.reconcile(full, &mut |p| {
+            lock(&self.state).progress = Some([p.done, p.total]);
+            if p.total > 0
+                && (last_report.elapsed() > Duration::from_millis(500) || p.done == p.total)
+            {
+                last_report = Instant::now();
+                notify(&[NotifyState::Status(&format!(
+                    "indexing {}/{} files",
+                    p.done, p.total
+                ))]);
+            }
+        });
+        let mut s = lock(&self.state);
+        s.indexing = false;
+        s.progress = None;
+        match &result {
+            Ok(summary) => {
+                let changed = summary.added + summary.updated + summary.removed;
+                if changed > 0 {
+                    s.last_commit = Some(now_rfc3339());
+                    self.events.record(
+                        "indexed",
+                        serde_json::json!({ "added": summary.added, "updated": summary.updated,
+                            "removed": summary.removed, "took_ms": summary.took_ms }),
+                    );
+                }
+                s.last_summary = Some(summary.clone());
+                s.last_error = None;
+                let (files, chunks) = self.indexer.engine.counts().unwrap_or_default();
+                notify(&[NotifyState::Status(&format!(
+                    "serving; {files} files, {chunks} sections indexed"
+                ))]);
+            }
+            Err(e) => {
+                tracing::warn!("indexing skipped: {e}");
+                s.pending_changes = true;
+                s.last_error = Some(e.to_string());
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,217 @@
+//! The routes behind the security gate: search, documents, reindexing.
+//!
+//! Index work never runs on the async runtime: searches go to `spawn_blocking`,
+//! reindexing to the indexer thread.
+
+use std::path::{Component, Path};
+
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::ApiError;
+use super::state::Shared;
+use crate::engine::EngineError;
+use crate::engine::search::Request;
+
+/// Query-string parameters as (name, value) pairs, percent-decoded.
+pub fn params(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn number(params: &[(String, String)], name: &str) -> Result<Option<usize>, ApiError> {
+    param(params, name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                bad(
+                    "bad_parameter",
+                    format!("{name} must be a number, not {v:?}"),
+                )
+            })
+        })
+        .transpose()
+}
+
+#[derive(Deserialize)]
+struct QueryBody {
+    q: String,
+    limit: Option<usize>,
+    path_prefix: Option<String>,
+}
+
+pub async fn query(
+    shared: &Shared,
+    method: &Method,
+    qs: Option<&str>,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
+    let req = if method == Method::POST {
+        let b: QueryBody = serde_json::from_slice(body).map_err(|e| {
+            bad(
+                "bad_body",
+                format!("expected {{\"q\": ..., \"limit\"?, \"path_prefix\"?}}: {e}"),
+            )
+        })?;
+        Request {
+            q: b.q,
+            limit: b.limit.unwrap_or(10),
+            path_prefix: b.path_prefix,
+            max_per_file: shared.max_hits_per_file,
+        }
+    } else {
+        let p = params(qs);
+        let q = param(&p, "q").ok_or_else(|| bad("bad_query", "missing q: /query?q=words"))?;
+        Request {
+            q: q.to_owned(),
+            limit: number(&p, "limit")?.unwrap_or(10),
+            path_prefix: param(&p, "path_prefix").map(String::from),
+            max_per_file: shared.max_hits_per_file,
+        }
+    };
+    let index = shared.index.clone();
+    let resp = tokio::task::spawn_blocking(move || index.engine.search(&req))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(engine_error)?;
+    let mut v = serde_json::to_value(resp).unwrap_or_default();
+    v["index"] = shared.index.freshness();
+    Ok(v)
+}
+
+pub fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::BadQuery(m) => bad("bad_query", m),
+        EngineError::Busy { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_busy", e.to_string())
+        }
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "index_error",
+            other.to_string(),
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct IndexBody {
+    #[serde(default)]
+    full: bool,
+}
+
+pub async fn reindex(shared: &Shared, body: &Bytes) -> Result<Value, ApiError> {
+    let b: IndexBody = if body.iter().all(u8::is_ascii_whitespace) {
+        IndexBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| bad("bad_body", format!("expected {{\"full\": bool}}: {e}")))?
+    };
+    let summary = shared.index.reindex(b.full).await.map_err(|m| {
+        let status = if m.contains("busy") {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        ApiError::new(
+            status,
+            if status.as_u16() == 503 {
+                "index_busy"
+            } else {
+                "index_error"
+            },
+            m,
+        )
+    })?;
+    Ok(json!({ "summary": summary, "index": shared.index.freshness() }))
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no document {path:?} in this project"),
+    )
+}
+
+/// `GET /documents/{path}[?start=N&end=M]`: a source file, or a range of its lines.
+/// Only source files (the include globs) inside the root; `..`, absolute paths, the
+/// state dir and symlinks leading out are all "not found".
+pub async fn document(
+    shared: &Shared,
+    raw_path: &str,
+    qs: Option<&str>,
+) -> Result<Value, ApiError> {
+    let rel = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let p = params(qs);
+    let (start, end) = (number(&p, "start")?, number(&p, "end")?);
+    let root = shared.project_root().clone();
+    let relp = Path::new(&rel);
+    let plain = !rel.is_empty()
+        && !rel.contains('\0')
+        && relp.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain || !shared.sources.wants(&rel) {
+        return Err(not_found(&rel));
+    }
+    let full = root.join(relp);
+    let real = full.canonicalize().map_err(|_| not_found(&rel))?;
+    if !real.starts_with(&root) || real.starts_with(&shared.state_dir) || !real.is_file() {
+        return Err(not_found(&rel));
+    }
+    let max = shared.max_file_bytes;
+    let text = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = Vec::new();
+        std::fs::File::open(&real)?
+            .take(max + 1)
+            .read_to_end(&mut buf)?;
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|_| not_found(&rel))?;
+    if text.len() as u64 > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "document_too_large",
+            format!("{rel} is over {max} bytes"),
+        ));
+    }
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let total = lines.len();
+    let first = start.unwrap_or(1).max(1);
+    let last = end.unwrap_or(total).min(total);
+    if first > last && total > 0 {
+        return Err(bad(
+            "bad_range",
+            format!("lines {first}-{last} are outside 1-{total}"),
+        ));
+    }
+    let body = if total == 0 {
+        String::new()
+    } else {
+        lines[first - 1..last].join("\n")
+    };
+    Ok(json!({
+        "path": rel,
+        "line_start": first.min(total.max(1)),
+        "line_end": last,
+        "total_lines": total,
+        "text": body,
+    }))
+}
