@@ -89,7 +89,15 @@ impl Engine {
                 "the query has more than {MAX_TERMS} terms"
             )));
         }
-        let query = self.build(&parsed)?;
+        let Some(query) = self.build(&parsed)? else {
+            // Only punctuation: nothing can match, and that is an answer, not an error.
+            return Ok(Response {
+                query: req.q.clone(),
+                hits: Vec::new(),
+                total_matches: 0,
+                took_ms: 0.0,
+            });
+        };
         let searcher = self.searcher();
         let limit = req.limit.clamp(1, 1000);
         let want = (limit * 5).max(limit + 50);
@@ -233,7 +241,8 @@ impl Engine {
         Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
     }
 
-    fn build(&self, p: &Parsed) -> Result<Box<dyn Query>> {
+    /// The query, or `None` when no word of it yields a searchable token.
+    fn build(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut words = Vec::new();
@@ -256,9 +265,7 @@ impl Engine {
             }
         }
         if positive.is_empty() && phrases.is_empty() {
-            return Err(EngineError::BadQuery(
-                "the query has no searchable words".into(),
-            ));
+            return Ok(None);
         }
         // Without phrases, at least one word must match; with them, words only rank.
         let occur = if phrases.is_empty() {
@@ -296,7 +303,7 @@ impl Engine {
                 Box::new(ConstScoreQuery::new(Box::new(q), 0.0)),
             ));
         }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        Ok(Some(Box::new(BooleanQuery::new(clauses))))
     }
 }
 

@@ -79,6 +79,7 @@ impl Sources {
         let mut files = Vec::new();
         let mut skipped = Vec::new();
         let state_dir = self.state_dir.clone();
+        let root = self.root.clone();
         let walker = ignore::WalkBuilder::new(&self.root)
             .hidden(true)
             .git_ignore(true)
@@ -87,7 +88,15 @@ impl Sources {
             .parents(false)
             .require_git(false)
             .follow_links(true)
-            .filter_entry(move |e| e.path() != state_dir)
+            // A followed link must not lead out of the root (checked for directories
+            // here, so nothing below an escaping link is even listed).
+            .filter_entry(move |e| {
+                e.path() != state_dir
+                    && (!e.path_is_symlink()
+                        || e.path()
+                            .canonicalize()
+                            .is_ok_and(|real| real.starts_with(&root)))
+            })
             .build();
         for entry in walker {
             let entry = match entry {
@@ -108,19 +117,6 @@ impl Sources {
             };
             if !self.wants(&rel) {
                 continue;
-            }
-            if entry.path_is_symlink() {
-                // Followed links must not lead out of the root.
-                match entry.path().canonicalize() {
-                    Ok(real) if real.starts_with(&self.root) => {}
-                    _ => {
-                        skipped.push(Skipped {
-                            path: rel,
-                            reason: "symlink leads outside the project root".into(),
-                        });
-                        continue;
-                    }
-                }
             }
             match self.stat(entry.path()) {
                 Some((size, _)) if size > self.max_bytes => skipped.push(Skipped {

@@ -6,5 +6,6 @@ mod http;
 mod lifecycle;
 mod logging;
 mod project;
+mod search;
 mod stale;
 mod util;

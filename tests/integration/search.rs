@@ -1,0 +1,405 @@
+//! Indexing and search through the real binary: the CLI standalone, and the resident.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A project holding tests/fixtures/docs under docs/.
+pub fn with_fixtures() -> TestEnv {
+    let t = TestEnv::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docs");
+    copy_dir(&fixtures, &t.project.join("docs"));
+    t
+}
+
+fn paths(v: &Value) -> Vec<String> {
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn query(t: &TestEnv, q: &str) -> Value {
+    let out = t.run(&["query", "--json", "--", q]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn index_then_query() {
+    let t = with_fixtures();
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(v["summary"]["added"], 5, "{v}");
+    assert_eq!(v["files"], 5);
+    assert!(v["chunks"].as_u64().unwrap() >= 5);
+
+    let v = query(&t, "installer platform");
+    let hit = &v["hits"][0];
+    assert_eq!(hit["path"], "docs/guide/install.md");
+    assert_eq!(hit["title"], "Installing Widgetd");
+    for key in [
+        "headings",
+        "line_start",
+        "line_end",
+        "score",
+        "snippet",
+        "highlights",
+    ] {
+        assert!(!hit[key].is_null(), "{key} missing: {hit}");
+    }
+    assert!(hit["line_start"].as_u64().unwrap() <= hit["line_end"].as_u64().unwrap());
+    let snippet = hit["snippet"].as_str().unwrap();
+    let chars: Vec<char> = snippet.chars().collect();
+    for h in hit["highlights"].as_array().unwrap() {
+        let (a, b) = (
+            h[0].as_u64().unwrap() as usize,
+            h[1].as_u64().unwrap() as usize,
+        );
+        let word: String = chars[a..b].iter().collect();
+        assert!(
+            ["installer", "platform"].contains(&word.to_lowercase().as_str()),
+            "{word:?} in {snippet}"
+        );
+    }
+
+    // Human output and exit code 1 for nothing found.
+    let text = t.ok(&["query", "installer"]);
+    assert!(text.contains("docs/guide/install.md:"), "{text}");
+    let out = t.run(&["query", "xyzzyplugh"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn formats_and_stemming() {
+    let t = with_fixtures();
+    t.ok(&["index"]);
+    assert_eq!(
+        paths(&query(&t, "bearer token"))[0],
+        "docs/api/reference.rst"
+    );
+    assert_eq!(
+        paths(&query(&t, "snapshots hourly"))[0],
+        "docs/api/manual.adoc"
+    );
+    assert_eq!(paths(&query(&t, "quorum"))[0], "docs/notes.txt");
+    // Stemming: "throttling" finds "throttled", "compacting" finds "Compaction"? no: stems differ;
+    // "evicting" finds "evicts".
+    assert_eq!(paths(&query(&t, "throttling"))[0], "docs/api/reference.rst");
+    assert_eq!(paths(&query(&t, "evicting"))[0], "docs/guide/tuning.md");
+}
+
+#[test]
+fn identifiers_phrases_exclusions_prefixes() {
+    let t = with_fixtures();
+    t.ok(&["index"]);
+    for q in [
+        "max_connections",
+        "connections max",
+        "ConnectionPool",
+        "widgetd::migrate",
+        "migrate",
+        "--dry-run",
+        "dry-run",
+        "restore_snapshot",
+    ] {
+        let v = query(&t, q);
+        assert!(!paths(&v).is_empty(), "no hit for {q}");
+    }
+    assert_eq!(
+        paths(&query(&t, "widgetd::migrate"))[0],
+        "docs/guide/install.md"
+    );
+    assert_eq!(
+        paths(&query(&t, "restore_snapshot"))[0],
+        "docs/api/manual.adoc"
+    );
+
+    // A phrase must appear as such.
+    assert_eq!(
+        paths(&query(&t, "\"idle sockets warm\"")),
+        ["docs/guide/tuning.md"]
+    );
+    assert!(paths(&query(&t, "\"sockets idle warm\"")).is_empty());
+
+    // Exclusion and path prefix.
+    let both = paths(&query(&t, "idle sockets"));
+    assert!(
+        both.contains(&"docs/guide/install.md".into())
+            && both.contains(&"docs/guide/tuning.md".into())
+    );
+    let v = paths(&query(&t, "idle sockets -pool"));
+    assert!(
+        !v.is_empty() && v.iter().all(|p| p != "docs/guide/tuning.md") || v.is_empty(),
+        "{v:?}"
+    );
+    let v = paths(&query(&t, "token path:docs/api"));
+    assert!(v.iter().all(|p| p.starts_with("docs/api")), "{v:?}");
+    let out = t.run(&["query", "--json", "--path-prefix", "docs/guide", "token"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(paths(&v).iter().all(|p| p.starts_with("docs/guide")), "{v}");
+
+    // Plain words are ranked, not ANDed: one unknown word does not empty the results.
+    assert!(!paths(&query(&t, "backups nonexistentword")).is_empty());
+}
+
+#[test]
+fn odd_queries_never_fail() {
+    let t = with_fixtures();
+    t.ok(&["index"]);
+    for q in [
+        "\"unclosed",
+        "(((",
+        "AND OR NOT",
+        "foo:bar",
+        "a::",
+        "*",
+        "title:x^3",
+        "\\",
+        "-",
+        "😀 émoji",
+        "path:",
+    ] {
+        let out = t.run(&["query", "--json", "--", q]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for q in ["-onlyexcluded", "\"\""] {
+        let out = t.run(&["query", "--", q]);
+        assert_eq!(out.status.code(), Some(2), "{q}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no words"),
+            "{q}"
+        );
+    }
+    let huge = "word ".repeat(2000);
+    let out = t.run(&["query", &huge]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limit"));
+}
+
+#[test]
+fn incremental_updates() {
+    let t = with_fixtures();
+    t.ok(&["index"]);
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(
+        (
+            v["summary"]["added"].as_u64(),
+            v["summary"]["updated"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(v["summary"]["unchanged"], 5);
+
+    let docs = t.project.join("docs");
+    std::fs::write(
+        docs.join("notes.txt"),
+        "Release notes\n\nVersion three adds zanzibar.\n",
+    )
+    .unwrap();
+    std::fs::rename(docs.join("guide/tuning.md"), docs.join("guide/perf.md")).unwrap();
+    std::fs::remove_file(docs.join("api/manual.adoc")).unwrap();
+    std::fs::write(docs.join("new.md"), "# New\n\nFresh quokka content.\n").unwrap();
+    let v = t.json(&["index", "--json"]);
+    let s = &v["summary"];
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["updated"].as_u64(),
+            s["removed"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["files"], 5);
+    assert_eq!(paths(&query(&t, "zanzibar")), ["docs/notes.txt"]);
+    assert!(paths(&query(&t, "quorum")).is_empty());
+    assert_eq!(paths(&query(&t, "evicts"))[0], "docs/guide/perf.md");
+    assert!(paths(&query(&t, "snapshots")).is_empty());
+    // A touched but unchanged file is not rewritten.
+    let content = std::fs::read(docs.join("new.md")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(docs.join("new.md"), content).unwrap();
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(v["summary"]["updated"], 0, "{v}");
+    let v = t.json(&["index", "--full", "--json"]);
+    assert_eq!(v["summary"]["updated"], 5, "{v}");
+}
+
+#[test]
+fn what_is_not_indexed() {
+    let mut t = with_fixtures();
+    t.set("DOC_SERVE_MAX_FILE_BYTES", "2000");
+    let p = &t.project;
+    std::fs::write(p.join(".gitignore"), "ignored/\n").unwrap();
+    std::fs::create_dir_all(p.join("ignored")).unwrap();
+    std::fs::write(p.join("ignored/secret.md"), "ignoredword").unwrap();
+    std::fs::create_dir_all(p.join(".hidden")).unwrap();
+    std::fs::write(p.join(".hidden/h.md"), "hiddenword").unwrap();
+    std::fs::write(p.join("bin.md"), b"binaryword\0\x01\x02").unwrap();
+    std::fs::write(p.join("big.md"), "bigword ".repeat(1000)).unwrap();
+    std::fs::write(p.join("latin1.md"), b"caf\xe9 latinword").unwrap();
+    std::fs::write(p.join("code.rs"), "rustword").unwrap();
+    let outside = t.root().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("o.md"), "outsideword").unwrap();
+    std::os::unix::fs::symlink(&outside, p.join("link-out")).unwrap();
+    std::os::unix::fs::symlink(p, p.join("docs/loop")).unwrap();
+    std::os::unix::fs::symlink(p.join("docs/notes.txt"), p.join("inside-link.txt")).unwrap();
+    t.ok(&["init"]);
+
+    let v = t.json(&["index", "--json"]);
+    let skipped = v["summary"]["skipped"].to_string();
+    assert!(
+        skipped.contains("bin.md") && skipped.contains("NUL"),
+        "{skipped}"
+    );
+    assert!(
+        skipped.contains("big.md") && skipped.contains("cap"),
+        "{skipped}"
+    );
+    for w in [
+        "ignoredword",
+        "hiddenword",
+        "binaryword",
+        "bigword",
+        "rustword",
+        "outsideword",
+    ] {
+        assert!(paths(&query(&t, w)).is_empty(), "{w} should not be indexed");
+    }
+    assert_eq!(paths(&query(&t, "latinword")), ["latin1.md"]);
+    assert!(paths(&query(&t, "quorum")).contains(&"inside-link.txt".to_string()));
+    // Nothing from the state dir, ever.
+    assert!(v["files"].as_u64().unwrap() < 10, "{v}");
+}
+
+#[test]
+fn resident_serves_queries_documents_and_follows_edits() {
+    let mut t = with_fixtures();
+    t.set("DOC_SERVE_DEBOUNCE_MS", "50");
+    t.spawn_serve(&[]);
+    let rt = t.wait_runtime(Duration::from_secs(15));
+    let addr = addr_of(&rt);
+    let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    let q = |words: &str| -> Value {
+        let r = get(
+            &addr,
+            &format!("/query?q={}", words.replace(' ', "+")),
+            &[&auth],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        r.json()
+    };
+    let found = |words: &str, path: &str| paths(&q(words)).iter().any(|p| p == path);
+    wait_for(Duration::from_secs(10), "initial index", || {
+        found("quorum", "docs/notes.txt").then_some(())
+    });
+    let v = q("quorum");
+    for key in [
+        "files",
+        "chunks",
+        "indexing",
+        "pending_changes",
+        "watcher",
+        "last_commit",
+    ] {
+        assert!(
+            v["index"].get(key).is_some(),
+            "freshness footer lacks {key}: {v}"
+        );
+    }
+    assert_eq!(v["index"]["watcher"], "watching");
+
+    // POST /query works as GET does; errors are JSON.
+    let body = r#"{"q": "quorum", "limit": 1}"#;
+    let r = raw(&addr, format!("POST /query HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["hits"].as_array().unwrap().len(), 1);
+    let r = get(&addr, "/query?q=", &[&auth]);
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("bad_query"))
+    );
+    let r = get(&addr, "/query?q=x&limit=lots", &[&auth]);
+    assert_eq!(r.status, 400);
+
+    // Edits are picked up by the watcher.
+    let docs = t.project.join("docs");
+    std::fs::write(docs.join("added.md"), "# Added\n\nA wombat appears.\n").unwrap();
+    wait_for(Duration::from_secs(10), "added file", || {
+        found("wombat", "docs/added.md").then_some(())
+    });
+    std::fs::write(docs.join("added.md"), "# Added\n\nA platypus now.\n").unwrap();
+    wait_for(Duration::from_secs(10), "modified file", || {
+        (found("platypus", "docs/added.md") && !found("wombat", "docs/added.md")).then_some(())
+    });
+    std::fs::rename(docs.join("added.md"), docs.join("renamed.md")).unwrap();
+    wait_for(Duration::from_secs(10), "renamed file", || {
+        (found("platypus", "docs/renamed.md") && !found("platypus", "docs/added.md")).then_some(())
+    });
+    std::fs::remove_file(docs.join("renamed.md")).unwrap();
+    wait_for(Duration::from_secs(10), "deleted file", || {
+        paths(&q("platypus")).is_empty().then_some(())
+    });
+
+    // Documents: whole, a range, and never outside the root.
+    let r = get(
+        &addr,
+        "/documents/docs/guide/tuning.md?start=3&end=3",
+        &[&auth],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["text"], "## Connection pool");
+    assert_eq!(r.json()["total_lines"], 13);
+    let r = get(&addr, "/documents/docs%2Fnotes.txt", &[&auth]);
+    assert_eq!(r.status, 200, "{r:?}");
+    std::os::unix::fs::symlink("/etc", t.project.join("docs/etc")).unwrap();
+    for bad in [
+        "docs/../../etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "docs/%2E%2E/%2E%2E/etc/hostname",
+        "docs/etc/hostname.md",
+        ".claude/doc-serve/runtime.json",
+        "docs/missing.md",
+        "Cargo.toml",
+    ] {
+        let r = get(&addr, &format!("/documents/{bad}"), &[&auth]);
+        assert_eq!(r.status, 404, "{bad}: {r:?}");
+        assert_eq!(r.json()["code"], "not_found");
+    }
+    let r = get(&addr, "/documents/docs/notes.txt?start=9&end=12", &[&auth]);
+    assert_eq!(r.status, 400);
+
+    // POST /index reindexes and reports.
+    let r = raw(&addr, format!("POST /index HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"full\":true}}").as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["summary"]["full"], true);
+    let status = get(&addr, "/status", &[&auth]).json();
+    assert_eq!(status["index"]["files"], 5, "{status}");
+}
