@@ -403,3 +403,55 @@ fn resident_serves_queries_documents_and_follows_edits() {
     let status = get(&addr, "/status", &[&auth]).json();
     assert_eq!(status["index"]["files"], 5, "{status}");
 }
+
+/// The shared benchmark corpus, when this checkout sits beside it (CI does).
+pub fn corpus(name: &str) -> Option<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpus/docs")
+        .join(name);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(!in_ci(), "{} is required in CI", dir.display());
+    eprintln!(
+        "SKIP: {} not found (it sits beside the checkout in CI)",
+        dir.display()
+    );
+    None
+}
+
+#[test]
+fn ranking_sanity_on_the_rust_book() {
+    let Some(book) = corpus("rust-book") else {
+        return;
+    };
+    let t = TestEnv::new();
+    copy_dir(&book, &t.project.join("book"));
+    t.ok(&["index"]);
+    let cases = [
+        ("ownership borrowing", "ch04-02-references-and-borrowing.md"),
+        ("trait objects dynamic dispatch", "ch18-02-trait-objects.md"),
+        (
+            "unwinding panic",
+            "ch09-01-unrecoverable-errors-with-panic.md",
+        ),
+        ("cargo workspaces", "ch14-03-cargo-workspaces.md"),
+        ("lifetime elision", "ch10-03-lifetime-syntax.md"),
+        ("Rc<T> reference counting", "ch15-04-rc.md"),
+        ("hash map entry", "ch08-03-hash-maps.md"),
+        ("closures capture environment", "ch13-01-closures.md"),
+        ("unsafe raw pointers", "ch20-01-unsafe-rust.md"),
+    ];
+    for (q, want) in cases {
+        let hits = paths(&query(&t, q));
+        let top: Vec<&str> = hits
+            .iter()
+            .take(3)
+            .map(|p| p.rsplit('/').next().unwrap())
+            .collect();
+        assert!(
+            top.contains(&want),
+            "{q:?}: expected {want} in the top 3, got {top:?}"
+        );
+    }
+}
