@@ -455,3 +455,44 @@ fn ranking_sanity_on_the_rust_book() {
         );
     }
 }
+
+#[test]
+fn ready_before_the_first_index_finishes() {
+    let mut t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let filler = "alpha beta gamma delta epsilon zeta eta theta ".repeat(100);
+    for i in 0..1500 {
+        std::fs::write(
+            docs.join(format!("d{i}.md")),
+            format!("# Doc {i}\n\nmarker{i} {filler}\n"),
+        )
+        .unwrap();
+    }
+    let notify_path = t.root().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    t.set("NOTIFY_SOCKET", notify_path.to_str().unwrap());
+    t.spawn_serve(&[]);
+    let rt = t.wait_runtime(Duration::from_secs(15));
+    let addr = addr_of(&rt);
+    let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    // runtime.json is written before READY=1, and both before the index is built: the
+    // first query answers from what is committed and says so.
+    let first = get(&addr, "/query?q=alpha", &[&auth]);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json()["index"]["indexing"], true, "{}", first.body);
+    let mut buf = [0u8; 4096];
+    notify
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("indexing ") {
+        let n = notify.recv(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("READY=1"), "{seen}");
+    wait_for(Duration::from_secs(60), "the first index", || {
+        let v = get(&addr, "/query?q=marker1499", &[&auth]).json();
+        (v["index"]["indexing"] == false && paths(&v) == ["docs/d1499.md"]).then_some(())
+    });
+}
