@@ -98,7 +98,7 @@ async fn route(
     }
     match (path.as_str(), &method) {
         ("/health", &Method::GET | &Method::HEAD) => Ok(shared.health()),
-        ("/status", &Method::GET | &Method::HEAD) => Ok(shared.status()),
+        ("/status", &Method::GET | &Method::HEAD) => routes::status(shared).await,
         ("/query", &Method::GET | &Method::POST) => {
             routes::query(shared, &method, qs.as_deref(), &body).await
         }

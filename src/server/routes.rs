@@ -83,12 +83,28 @@ pub async fn query(
         }
     };
     let index = shared.index.clone();
-    let resp = tokio::task::spawn_blocking(move || index.engine.search(&req))
+    let (resp, freshness) =
+        blocking(move || (index.engine.search(&req), index.freshness())).await?;
+    let mut v = serde_json::to_value(resp.map_err(engine_error)?).unwrap_or_default();
+    v["index"] = freshness;
+    Ok(v)
+}
+
+/// Runs index work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(engine_error)?;
-    let mut v = serde_json::to_value(resp).unwrap_or_default();
-    v["index"] = shared.index.freshness();
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// `GET /status`: the resident, and the index's freshness.
+pub async fn status(shared: &Shared) -> Result<Value, ApiError> {
+    let index = shared.index.clone();
+    let freshness = blocking(move || index.freshness()).await?;
+    let mut v = shared.status();
+    v["index"] = freshness;
     Ok(v)
 }
 
@@ -135,7 +151,9 @@ pub async fn reindex(shared: &Shared, body: &Bytes) -> Result<Value, ApiError> {
             m,
         )
     })?;
-    Ok(json!({ "summary": summary, "index": shared.index.freshness() }))
+    let index = shared.index.clone();
+    let freshness = blocking(move || index.freshness()).await?;
+    Ok(json!({ "summary": summary, "index": freshness }))
 }
 
 fn not_found(path: &str) -> ApiError {

@@ -58,7 +58,6 @@ impl Shared {
                 "in_flight": self.activity.in_flight(),
                 "served": self.activity.served(),
             },
-            "index": self.index.freshness(),
         })
     }
 

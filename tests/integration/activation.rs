@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Collects notification datagrams until `want` has been seen `times` times in all.
 fn wait_notify_n(sock: &UnixDatagram, want: &str, times: usize, seen: &mut String) {
     sock.set_read_timeout(Some(Duration::from_secs(15)))

@@ -4,14 +4,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn bad_config_is_a_clear_error() {
     let t = TestEnv::new();

@@ -302,3 +302,18 @@ pub fn skip_without(tool: &str) -> bool {
     eprintln!("SKIP: {tool} is not installed (apt-get install systemd)");
     true
 }
+
+/// A free TCP port outside the kernel's ephemeral range (32768-60999 on Linux), so
+/// that servers binding port 0 in parallel tests cannot be handed it meanwhile.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 5000) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (seed + n * 7) % 12000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
