@@ -102,7 +102,15 @@ def machine(meta):
         ("rustc", meta.get("rustc", "?")),
         ("load generator", meta.get("wrk", "?")),
     ]
-    return ["## Machine", ""] + table(("", ""), rows)
+    out = ["## Machine", ""] + table(("", ""), rows)
+    try:
+        busy = float(meta["loadavg_before"].split()[0]) > 1.0
+    except (KeyError, ValueError, IndexError):
+        busy = False
+    if busy:
+        out += ["", "The machine was not idle when this ran (1-minute load average above 1): "
+                    "absolute figures are noisy; the paired ratios are the figures to trust."]
+    return out
 
 
 # ------------------------------------------------------------------ a. start to ready

@@ -187,6 +187,42 @@ impl Engine {
         Ok(out)
     }
 
+    /// What is indexed for one file, if anything.
+    pub fn record(&self, path: &str) -> Result<Option<FileRecord>> {
+        let searcher = self.reader.searcher();
+        let f = &self.fields;
+        let q = tantivy::query::BooleanQuery::intersection(vec![
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.kind, KIND_FILE),
+                IndexRecordOption::Basic,
+            )),
+            Box::new(TermQuery::new(
+                Term::from_field_text(f.path, path),
+                IndexRecordOption::Basic,
+            )),
+        ]);
+        let Some(addr) = searcher.search(&q, &DocSetCollector)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let num = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default()
+        };
+        Ok(Some(FileRecord {
+            hash: text(f.hash),
+            size: num(f.size),
+            mtime_ns: num(f.mtime_ns),
+        }))
+    }
+
     /// (files, chunks) in the current reader.
     pub fn counts(&self) -> Result<(u64, u64)> {
         let searcher = self.reader.searcher();

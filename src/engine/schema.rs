@@ -27,8 +27,8 @@ pub struct Fields {
     /// One value per heading of the trail, outermost first.
     pub headings: Field,
     pub headings_exact: Field,
+    // Bodies have no exact twin: it doubled indexing time for 0.003 nDCG@10 on SciFact.
     pub body: Field,
-    pub body_exact: Field,
     pub line_start: Field,
     pub line_end: Field,
     /// File documents only: SHA-256 of the content, size, and mtime in nanoseconds.
@@ -55,7 +55,6 @@ pub fn build() -> (Schema, Fields) {
         headings: s.add_text_field("headings", text(analyzer::STEMMED, true)),
         headings_exact: s.add_text_field("headings_exact", text(analyzer::EXACT, false)),
         body: s.add_text_field("body", text(analyzer::STEMMED, true)),
-        body_exact: s.add_text_field("body_exact", text(analyzer::EXACT, false)),
         line_start: s.add_u64_field("line_start", STORED),
         line_end: s.add_u64_field("line_end", STORED),
         hash: s.add_text_field("hash", STORED),

@@ -153,7 +153,7 @@ impl Engine {
         })
     }
 
-    fn weights(&self) -> [Weights; 6] {
+    fn weights(&self) -> [Weights; 5] {
         let f = &self.fields;
         let w = |field, boost, analyzer| Weights {
             field,
@@ -166,7 +166,6 @@ impl Engine {
             w(f.body, 1.0, analyzer::STEMMED),
             w(f.title_exact, 1.5, analyzer::EXACT),
             w(f.headings_exact, 1.0, analyzer::EXACT),
-            w(f.body_exact, 0.5, analyzer::EXACT),
         ]
     }
 

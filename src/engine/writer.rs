@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use tantivy::indexer::NoMergePolicy;
 use tantivy::schema::Term;
 use tantivy::{IndexWriter, TantivyDocument, TantivyError};
 
@@ -18,6 +19,11 @@ use crate::ingest::chunk::Document;
 
 /// Memory for one writer; tantivy splits it among its indexing threads.
 const WRITER_MEMORY: usize = 96 << 20;
+
+/// Past this many segments, a commit merges all but the largest. tantivy's own merge
+/// policy runs merges in the background, which a writer that lives for one batch
+/// would either wait for at every commit (seconds, for one changed file) or abandon.
+const MAX_SEGMENTS: usize = 8;
 
 pub struct Lease<'e> {
     engine: &'e Engine,
@@ -46,6 +52,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         };
+        writer.set_merge_policy(Box::new(NoMergePolicy));
         Ok(Lease {
             engine: self,
             writer,
@@ -78,7 +85,6 @@ impl Lease<'_> {
                 d.add_text(f.headings_exact, h);
             }
             d.add_text(f.body, &chunk.text);
-            d.add_text(f.body_exact, &chunk.text);
             d.add_u64(f.line_start, chunk.line_start as u64);
             d.add_u64(f.line_end, chunk.line_end as u64);
             self.writer.add_document(d)?;
@@ -105,8 +111,22 @@ impl Lease<'_> {
             let mut prepared = self.writer.prepare_commit()?;
             prepared.set_payload(&payload.to_string());
             prepared.commit()?;
+            self.compact()?;
         }
         self.writer.wait_merging_threads()?;
         self.engine.reload()
+    }
+
+    /// Merges the small segments once there are too many (see [`MAX_SEGMENTS`]).
+    fn compact(&mut self) -> Result<()> {
+        let mut metas = self.engine.index.searchable_segment_metas()?;
+        if metas.len() <= MAX_SEGMENTS {
+            return Ok(());
+        }
+        metas.sort_by_key(|m| m.num_docs());
+        metas.pop();
+        let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
+        self.writer.merge(&ids).wait()?;
+        Ok(())
     }
 }

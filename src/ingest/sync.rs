@@ -7,6 +7,7 @@
 //! batches, each a lease of its own, so other writers get their turn in between.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,8 +22,8 @@ use crate::engine::{Engine, EngineError, FileRecord, Result, WriteOptions};
 use crate::project::Project;
 
 /// Files per batch, and bytes per batch: bounds how long one writer holds the lock.
-const BATCH_FILES: usize = 400;
-const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_FILES: usize = 2000;
+const BATCH_BYTES: u64 = 32 << 20;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -152,6 +153,62 @@ impl Indexer {
             lease.commit()?;
             summary.batches += 1;
         }
+        summary.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(summary)
+    }
+
+    /// Applies changes to the given paths (from the watcher) without walking the tree.
+    /// A directory, a vanished directory or an ignore file among them needs the walk:
+    /// then this is a plain reconciliation.
+    pub fn update_paths(&self, paths: &[PathBuf]) -> Result<Summary> {
+        let started = Instant::now();
+        let needs_walk = paths.iter().any(|p| {
+            p.is_dir()
+                || p.file_name()
+                    .is_some_and(|n| n == ".gitignore" || n == ".ignore")
+                || (!p.exists() && p.extension().is_none())
+        });
+        if needs_walk {
+            return self.reconcile(false, &mut |_| {});
+        }
+        self.engine.reload()?;
+        let mut summary = Summary {
+            scanned: paths.len(),
+            ..Summary::default()
+        };
+        let mut lease = self.engine.lease()?;
+        for path in paths {
+            let Some(rel) = self.sources.relative(path) else {
+                continue;
+            };
+            let known = self.engine.record(&rel)?;
+            match self.sources.source_at(path) {
+                Some(file) => match self.index_file(&mut lease, &file, known.as_ref(), false) {
+                    Ok(Some(chunks)) => {
+                        summary.chunks += chunks;
+                        if known.is_some() {
+                            summary.updated += 1
+                        } else {
+                            summary.added += 1
+                        }
+                    }
+                    Ok(None) => summary.unchanged += 1,
+                    Err(reason) => {
+                        if known.is_some() {
+                            lease.delete(&rel);
+                        }
+                        summary.skipped.push(Skipped { path: rel, reason });
+                    }
+                },
+                None if known.is_some() => {
+                    lease.delete(&rel);
+                    summary.removed += 1;
+                }
+                None => {}
+            }
+        }
+        lease.commit()?;
+        summary.batches = 1;
         summary.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(summary)
     }

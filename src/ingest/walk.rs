@@ -136,7 +136,66 @@ impl Sources {
         (files, skipped)
     }
 
-    fn relative(&self, path: &Path) -> Option<String> {
+    /// The source file at `path` (absolute), if it is one: inside the root (after
+    /// symlinks), not hidden, not in the state dir, wanted by the globs, not ignored by
+    /// a `.gitignore` or `.ignore` on the way down from the root, and under the size cap.
+    pub fn source_at(&self, path: &Path) -> Option<SourceFile> {
+        let rel = self.relative(path)?;
+        if path.starts_with(&self.state_dir)
+            || rel.split('/').any(|c| c.starts_with('.'))
+            || !self.wants(&rel)
+        {
+            return None;
+        }
+        if !path.canonicalize().ok()?.starts_with(&self.root)
+            || !path.is_file()
+            || self.ignored(&rel)
+        {
+            return None;
+        }
+        let (size, mtime_ns) = self.stat(path)?;
+        (size <= self.max_bytes).then(|| SourceFile {
+            rel,
+            abs: path.to_path_buf(),
+            size,
+            mtime_ns,
+        })
+    }
+
+    /// Whether ignore files from the root down to `rel`'s directory exclude it; the
+    /// deepest file that says anything decides, as in git.
+    fn ignored(&self, rel: &str) -> bool {
+        let mut dirs = vec![self.root.clone()];
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            let next = dirs[dirs.len() - 1].join(part);
+            dirs.push(next);
+        }
+        for dir in dirs.iter().rev() {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(dir);
+            for name in [".gitignore", ".ignore"] {
+                let f = dir.join(name);
+                if f.is_file() {
+                    let _ = b.add(f);
+                }
+            }
+            let Ok(matcher) = b.build() else { continue };
+            let Ok(sub) = self.root.join(rel).strip_prefix(dir).map(Path::to_path_buf) else {
+                continue;
+            };
+            let m = matcher.matched_path_or_any_parents(&sub, false);
+            if m.is_ignore() {
+                return true;
+            }
+            if m.is_whitelist() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// `path` relative to the root, `/`-separated; `None` outside the root.
+    pub fn relative(&self, path: &Path) -> Option<String> {
         let rel = path.strip_prefix(&self.root).ok()?;
         let parts: Vec<String> = rel
             .components()

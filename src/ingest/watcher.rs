@@ -1,7 +1,8 @@
 //! Watching the root for changes (notify: inotify, FSEvents, ...).
 //!
-//! The watcher only says "something changed"; the indexer then reconciles, which
-//! handles renames, new directories and .gitignore edits the same way. Events under the
+//! The watcher passes on the paths that changed; the indexer updates just those files,
+//! or reconciles the whole tree when a directory or an ignore file changed, or when
+//! events were lost. Events under the
 //! state dir (our own index writes) and `.git/` are dropped, or every commit would
 //! trigger the next. Access events (a file opened or read) are dropped too.
 
@@ -9,18 +10,19 @@ use std::path::{Path, PathBuf};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
-/// Starts watching `root`; `on_change` runs on the watcher's thread for each relevant event.
+/// Starts watching `root`; `on_change` runs on the watcher's thread for each relevant
+/// event, with the paths it names, or `None` when events were lost (reconcile all).
 pub fn watch(
     root: &Path,
     state_dir: &Path,
-    on_change: impl Fn() + Send + 'static,
+    on_change: impl Fn(Option<Vec<PathBuf>>) + Send + 'static,
 ) -> notify::Result<RecommendedWatcher> {
     let state_dir: PathBuf = state_dir.to_path_buf();
     let git_dir = root.join(".git");
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else {
             // Overflow or a watch error: a reconcile catches whatever was missed.
-            on_change();
+            on_change(None);
             return;
         };
         if matches!(event.kind, EventKind::Access(_)) {
@@ -31,7 +33,7 @@ pub fn watch(
             .iter()
             .any(|p| !p.starts_with(&state_dir) && !p.starts_with(&git_dir))
         {
-            on_change();
+            on_change(None);
         }
     })?;
     watcher.watch(root, RecursiveMode::Recursive)?;

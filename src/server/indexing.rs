@@ -6,6 +6,8 @@
 //! the job wait for the next event, or a retry a moment later. Progress and freshness
 //! are published in [`IndexState`] for /status and for systemd's STATUS=.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use tokio::sync::oneshot;
 use super::lifecycle::notify;
 use crate::engine::{Engine, EngineError};
 use crate::events::{EventLog, now_rfc3339};
-use crate::ingest::sync::{Indexer, Summary};
+use crate::ingest::sync::{Indexer, Progress, Summary};
 use crate::ingest::watcher;
 
 /// How soon a job skipped for a busy lock is tried again without a new event.
@@ -29,9 +31,19 @@ const BUSY_RETRY: Duration = Duration::from_secs(2);
 pub type Reply = oneshot::Sender<Result<Summary, String>>;
 
 pub enum Job {
-    Reconcile { full: bool, reply: Option<Reply> },
-    Changed,
+    Reconcile {
+        full: bool,
+        reply: Option<Reply>,
+    },
+    /// Files changed; `None` when the watcher lost track (reconcile everything).
+    Changed(Option<Vec<PathBuf>>),
     Stop,
+}
+
+/// What a debounced burst of events asks for.
+enum Work {
+    Reconcile { full: bool, reply: Option<Reply> },
+    Paths(BTreeSet<PathBuf>),
 }
 
 /// What /status reports about the index.
@@ -80,26 +92,28 @@ impl IndexService {
         let state = Arc::new(Mutex::new(IndexState::default()));
         let engine = indexer.engine.clone();
         let watch_tx = tx.clone();
-        let watcher = match watcher::watch(indexer.sources.root(), &settings.state_dir, move || {
-            let _ = watch_tx.send(Job::Changed);
-        }) {
-            Ok(w) => {
-                lock(&state).watcher = "watching".into();
-                Some(w)
-            }
-            Err(e) => {
-                // Periodic reconciliation still keeps the index right, only later.
-                tracing::warn!("file watcher unavailable: {e}");
-                lock(&state).watcher = format!("unavailable: {e}");
-                None
-            }
-        };
+        let watcher =
+            match watcher::watch(indexer.sources.root(), &settings.state_dir, move |paths| {
+                let _ = watch_tx.send(Job::Changed(paths));
+            }) {
+                Ok(w) => {
+                    lock(&state).watcher = "watching".into();
+                    Some(w)
+                }
+                Err(e) => {
+                    // Periodic reconciliation still keeps the index right, only later.
+                    tracing::warn!("file watcher unavailable: {e}");
+                    lock(&state).watcher = format!("unavailable: {e}");
+                    None
+                }
+            };
         let _ = tx.send(Job::Reconcile {
             full: false,
             reply: None,
         });
         let cancel = indexer.cancel.clone();
         let worker = Worker {
+            last_report: Mutex::new(Instant::now()),
             indexer,
             state: state.clone(),
             settings,
@@ -185,7 +199,12 @@ fn lock(state: &Mutex<IndexState>) -> std::sync::MutexGuard<'_, IndexState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn lock_report(m: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Worker {
+    last_report: Mutex<Instant>,
     indexer: Indexer,
     state: Arc<Mutex<IndexState>>,
     settings: Settings,
@@ -212,13 +231,13 @@ impl Worker {
                     Err(_) => return,
                 },
             };
-            let (full, reply) = match job {
+            let work = match job {
                 Job::Stop => return,
-                Job::Reconcile { full, reply } => (full, reply),
-                Job::Changed => {
+                Job::Reconcile { full, reply } => Work::Reconcile { full, reply },
+                Job::Changed(paths) => {
                     lock(&self.state).pending_changes = true;
-                    match self.debounce(&rx) {
-                        Some(next) => next,
+                    match self.debounce(&rx, paths) {
+                        Some(work) => work,
                         None => return,
                     }
                 }
@@ -226,7 +245,16 @@ impl Worker {
             if next_periodic.is_some_and(|t| Instant::now() >= t) {
                 next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
             }
-            let result = self.reconcile(full);
+            let (result, reply) = match work {
+                Work::Reconcile { full, reply } => (
+                    self.attempt(|i| i.reconcile(full, &mut |p| self.progress(p))),
+                    reply,
+                ),
+                Work::Paths(paths) => {
+                    let paths: Vec<PathBuf> = paths.into_iter().collect();
+                    (self.attempt(|i| i.update_paths(&paths)), None)
+                }
+            };
             retry_at = match &result {
                 Err(EngineError::Busy { .. }) => Some(Instant::now() + BUSY_RETRY),
                 _ => None,
@@ -237,38 +265,55 @@ impl Worker {
         }
     }
 
-    /// Waits until no change has arrived for the debounce time. Returns the job to
-    /// run (a request that arrived meanwhile wins), or `None` to stop.
-    fn debounce(&self, rx: &Receiver<Job>) -> Option<(bool, Option<Reply>)> {
+    /// Gathers changes until none has arrived for the debounce time. A request that
+    /// arrives meanwhile, or lost events, turn the burst into a reconciliation;
+    /// `None` means stop.
+    fn debounce(&self, rx: &Receiver<Job>, first: Option<Vec<PathBuf>>) -> Option<Work> {
+        let mut paths: Option<BTreeSet<PathBuf>> = first.map(|p| p.into_iter().collect());
         loop {
             match rx.recv_timeout(self.settings.debounce) {
-                Ok(Job::Changed) => continue,
-                Ok(Job::Reconcile { full, reply }) => return Some((full, reply)),
+                Ok(Job::Changed(more)) => match (&mut paths, more) {
+                    (Some(set), Some(more)) => set.extend(more),
+                    _ => paths = None,
+                },
+                Ok(Job::Reconcile { full, reply }) => return Some(Work::Reconcile { full, reply }),
                 Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => return Some((false, None)),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Some(match paths {
+                        Some(set) => Work::Paths(set),
+                        None => Work::Reconcile {
+                            full: false,
+                            reply: None,
+                        },
+                    });
+                }
             }
         }
     }
 
-    fn reconcile(&self, full: bool) -> Result<Summary, EngineError> {
+    fn progress(&self, p: Progress) {
+        lock(&self.state).progress = Some([p.done, p.total]);
+        let mut last = lock_report(&self.last_report);
+        if p.total > 0 && (last.elapsed() > Duration::from_millis(500) || p.done == p.total) {
+            *last = Instant::now();
+            notify(&[NotifyState::Status(&format!(
+                "indexing {}/{} files",
+                p.done, p.total
+            ))]);
+        }
+    }
+
+    /// Runs one piece of index work, publishing its state and outcome.
+    fn attempt(
+        &self,
+        work: impl FnOnce(&Indexer) -> Result<Summary, EngineError>,
+    ) -> Result<Summary, EngineError> {
         {
             let mut s = lock(&self.state);
             s.indexing = true;
             s.pending_changes = false;
         }
-        let mut last_report = Instant::now();
-        let result = self.indexer.reconcile(full, &mut |p| {
-            lock(&self.state).progress = Some([p.done, p.total]);
-            if p.total > 0
-                && (last_report.elapsed() > Duration::from_millis(500) || p.done == p.total)
-            {
-                last_report = Instant::now();
-                notify(&[NotifyState::Status(&format!(
-                    "indexing {}/{} files",
-                    p.done, p.total
-                ))]);
-            }
-        });
+        let result = work(&self.indexer);
         let mut s = lock(&self.state);
         s.indexing = false;
         s.progress = None;
