@@ -80,7 +80,12 @@ impl Lease<'_> {
             d.add_text(f.path, path);
             d.add_text(f.title, &doc.title);
             d.add_text(f.title_exact, &doc.title);
-            for h in &chunk.headings {
+            // The document title usually is the first heading too: index it once.
+            let below_title = match chunk.headings.first() {
+                Some(first) if *first == doc.title => &chunk.headings[1..],
+                _ => &chunk.headings[..],
+            };
+            for h in below_title {
                 d.add_text(f.headings, h);
                 d.add_text(f.headings_exact, h);
             }

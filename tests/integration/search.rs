@@ -496,3 +496,62 @@ fn ready_before_the_first_index_finishes() {
         (v["index"]["indexing"] == false && paths(&v) == ["docs/d1499.md"]).then_some(())
     });
 }
+
+#[test]
+fn headings_outrank_bodies_and_one_file_cannot_flood() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("a.md"),
+        "# Guide\n\n## Retention\n\nHow long data is kept.\n",
+    )
+    .unwrap();
+    let filler = "Some words about storage and clusters and nodes. ".repeat(20);
+    std::fs::write(
+        docs.join("b.md"),
+        format!("# Other\n\n{filler} The retention is mentioned once. {filler}\n"),
+    )
+    .unwrap();
+    let mut many = String::from("# Widgets\n\n");
+    for i in 0..12 {
+        many.push_str(&format!(
+            "## Widget part {i}\n\nThe widget section number {i}.\n\n"
+        ));
+    }
+    std::fs::write(docs.join("many.md"), many).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            docs.join(format!("w{i}.md")),
+            format!("# W{i}\n\nA widget mention.\n"),
+        )
+        .unwrap();
+    }
+    t.ok(&["index"]);
+    let v = query(&t, "retention");
+    assert_eq!(paths(&v)[0], "docs/a.md", "{v}");
+    assert_eq!(
+        v["hits"][0]["headings"],
+        serde_json::json!(["Retention"]),
+        "{v}"
+    );
+    let v = query(&t, "widget");
+    let p = paths(&v);
+    assert_eq!(p.len(), 8, "{p:?}");
+    assert_eq!(
+        p.iter().filter(|x| *x == "docs/many.md").count(),
+        3,
+        "{p:?}"
+    );
+    assert!(v["total_matches"].as_u64().unwrap() >= 17, "{v}");
+    // The cap is configurable.
+    let mut t = t;
+    t.set("DOC_SERVE_MAX_HITS_PER_FILE", "10");
+    assert_eq!(
+        paths(&query(&t, "widget"))
+            .iter()
+            .filter(|x| *x == "docs/many.md")
+            .count(),
+        10
+    );
+}
