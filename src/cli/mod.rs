@@ -186,7 +186,12 @@ pub fn run() -> anyhow::Result<i32> {
     let serving = matches!(cli.command, Command::Serve(_));
     crate::logging::init(
         env.get("DOC_SERVE_LOG"),
-        if serving { "info" } else { "warn" },
+        // tantivy logs every commit and deleted file at info.
+        if serving {
+            "info,tantivy=warn"
+        } else {
+            "warn,tantivy=warn"
+        },
         serving,
     );
     let ctx = Context::new(env, cli.path.as_deref())?;

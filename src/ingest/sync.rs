@@ -176,7 +176,7 @@ impl Indexer {
             scanned: paths.len(),
             ..Summary::default()
         };
-        let mut lease = self.engine.lease()?;
+        let mut lease = self.engine.small_lease()?;
         for path in paths {
             let Some(rel) = self.sources.relative(path) else {
                 continue;

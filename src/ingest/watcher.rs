@@ -28,12 +28,17 @@ pub fn watch(
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
-        if event
-            .paths
-            .iter()
-            .any(|p| !p.starts_with(&state_dir) && !p.starts_with(&git_dir))
-        {
+        if event.need_rescan() {
             on_change(None);
+            return;
+        }
+        let paths: Vec<PathBuf> = event
+            .paths
+            .into_iter()
+            .filter(|p| !p.starts_with(&state_dir) && !p.starts_with(&git_dir))
+            .collect();
+        if !paths.is_empty() {
+            on_change(Some(paths));
         }
     })?;
     watcher.watch(root, RecursiveMode::Recursive)?;

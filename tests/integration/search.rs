@@ -303,6 +303,7 @@ fn what_is_not_indexed() {
 fn resident_serves_queries_documents_and_follows_edits() {
     let mut t = with_fixtures();
     t.set("DOC_SERVE_DEBOUNCE_MS", "50");
+    std::fs::write(t.project.join(".gitignore"), "skip/\n").unwrap();
     t.spawn_serve(&[]);
     let rt = t.wait_runtime(Duration::from_secs(15));
     let addr = addr_of(&rt);
@@ -363,6 +364,17 @@ fn resident_serves_queries_documents_and_follows_edits() {
     wait_for(Duration::from_secs(10), "renamed file", || {
         (found("platypus", "docs/renamed.md") && !found("platypus", "docs/added.md")).then_some(())
     });
+    // Ignored and hidden files stay out when they appear while watching.
+    std::fs::create_dir_all(docs.join("skip")).unwrap();
+    std::fs::create_dir_all(docs.join(".hid")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(docs.join("skip/s.md"), "# S\n\nignoredkoala\n").unwrap();
+    std::fs::write(docs.join(".hid/h.md"), "# H\n\nhiddenkoala\n").unwrap();
+    std::fs::write(docs.join("after.md"), "# After\n\nmarkerkoala\n").unwrap();
+    wait_for(Duration::from_secs(10), "marker", || {
+        found("markerkoala", "docs/after.md").then_some(())
+    });
+    assert!(paths(&q("ignoredkoala")).is_empty() && paths(&q("hiddenkoala")).is_empty());
     std::fs::remove_file(docs.join("renamed.md")).unwrap();
     wait_for(Duration::from_secs(10), "deleted file", || {
         paths(&q("platypus")).is_empty().then_some(())
@@ -401,7 +413,7 @@ fn resident_serves_queries_documents_and_follows_edits() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["summary"]["full"], true);
     let status = get(&addr, "/status", &[&auth]).json();
-    assert_eq!(status["index"]["files"], 5, "{status}");
+    assert_eq!(status["index"]["files"], 6, "{status}");
 }
 
 /// The shared benchmark corpus, when this checkout sits beside it (CI does).
