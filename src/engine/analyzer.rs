@@ -38,32 +38,46 @@ pub fn exact() -> TextAnalyzer {
 #[derive(Clone, Default)]
 pub struct CodeTokenizer;
 
-pub struct CodeTokenStream {
-    tokens: Vec<Token>,
+/// Spans are computed up front (no allocation per token); one [`Token`] is reused.
+pub struct CodeTokenStream<'a> {
+    text: &'a str,
+    spans: Vec<(usize, usize, usize)>,
     next: usize,
+    token: Token,
 }
 
 impl Tokenizer for CodeTokenizer {
-    type TokenStream<'a> = CodeTokenStream;
+    type TokenStream<'a> = CodeTokenStream<'a>;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream {
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
         CodeTokenStream {
-            tokens: tokenize(text),
+            text,
+            spans: spans(text),
             next: 0,
+            token: Token::default(),
         }
     }
 }
 
-impl TokenStream for CodeTokenStream {
+impl TokenStream for CodeTokenStream<'_> {
     fn advance(&mut self) -> bool {
+        let Some(&(from, to, position)) = self.spans.get(self.next) else {
+            return false;
+        };
         self.next += 1;
-        self.next <= self.tokens.len()
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.position = position;
+        self.token.position_length = 1;
+        self.token.text.clear();
+        self.token.text.push_str(&self.text[from..to]);
+        true
     }
     fn token(&self) -> &Token {
-        &self.tokens[self.next - 1]
+        &self.token
     }
     fn token_mut(&mut self) -> &mut Token {
-        &mut self.tokens[self.next - 1]
+        &mut self.token
     }
 }
 
@@ -136,21 +150,20 @@ fn compounds(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Parts of a compound: split on non-alphanumerics, then on camelCase boundaries.
-fn parts(text: &str, base: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
+/// Parts of a compound into `out`: split on non-alphanumerics, then on camelCase
+/// boundaries. `base` is the compound's offset in the whole text.
+fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize)>) {
+    out.clear();
     let mut start: Option<usize> = None;
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    for (k, &(i, c)) in chars.iter().enumerate() {
+    let mut prev = ' ';
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         if !c.is_alphanumeric() {
             if let Some(s) = start.take() {
                 out.push((base + s, base + i));
             }
-            continue;
-        }
-        if let Some(s) = start {
-            let prev = chars[k - 1].1;
-            let next = chars.get(k + 1).map(|x| x.1);
+        } else if let Some(s) = start {
+            let next = chars.peek().map(|x| x.1);
             // fooBar | HTTPServer: split before an upper-case letter that follows a
             // lower-case one, or that starts a capitalised word after an acronym.
             let boundary = c.is_uppercase()
@@ -163,37 +176,31 @@ fn parts(text: &str, base: usize) -> Vec<(usize, usize)> {
         } else {
             start = Some(i);
         }
+        prev = c;
     }
     if let Some(s) = start {
         out.push((base + s, base + text.len()));
     }
-    out
 }
 
-fn tokenize(text: &str) -> Vec<Token> {
-    let mut tokens = Vec::new();
+/// (from, to, position) of every token: each compound whole (when it has several
+/// parts) and its parts, the whole sharing the first part's position.
+fn spans(text: &str) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut pieces = Vec::new();
     let mut position = 0;
-    let push = |tokens: &mut Vec<Token>, from: usize, to: usize, position: usize| {
-        tokens.push(Token {
-            offset_from: from,
-            offset_to: to,
-            position,
-            text: text[from..to].to_owned(),
-            position_length: 1,
-        });
-    };
     for (start, end) in compounds(text) {
-        let pieces = parts(&text[start..end], start);
+        parts(&text[start..end], start, &mut pieces);
         let whole_is_part = pieces.len() == 1 && pieces[0] == (start, end);
         if !whole_is_part {
-            push(&mut tokens, start, end, position);
+            out.push((start, end, position));
         }
         for (k, &(from, to)) in pieces.iter().enumerate() {
-            push(&mut tokens, from, to, position + k);
+            out.push((from, to, position + k));
         }
         position += pieces.len().max(1);
     }
-    tokens
+    out
 }
 
 #[cfg(test)]

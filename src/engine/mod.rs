@@ -81,13 +81,24 @@ pub struct Engine {
 impl Engine {
     /// Opens the index under `data_dir`, creating it (under the index lock) if needed.
     pub fn open(data_dir: &Path, write: WriteOptions) -> Result<Engine> {
-        let dir = data_dir.join(format!("index-v{SCHEMA_VERSION}"));
+        let (schema, fields) = schema::build();
+        // The schema's own fingerprint is in the directory name: an index written with
+        // any other schema or analyzer set-up is never opened, a fresh one is built.
+        let fingerprint = {
+            use sha2::Digest;
+            let json = serde_json::to_vec(&schema).unwrap_or_default();
+            let digest = sha2::Sha256::digest(&json);
+            digest[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let dir = data_dir.join(format!("index-v{SCHEMA_VERSION}-{fingerprint}"));
         crate::fsutil::create_private_dir(&dir).map_err(|e| EngineError::Io {
             context: format!("cannot create {}", dir.display()),
             source: std::io::Error::other(e.to_string()),
         })?;
         let lock_file = data_dir.join(".index.lock");
-        let (schema, fields) = schema::build();
         let open = || -> Result<Index> {
             let directory = MmapDirectory::open(&dir).map_err(tantivy::TantivyError::from)?;
             Ok(Index::open_or_create(directory, schema.clone())?)

@@ -3,8 +3,9 @@
 //! File documents carry what change detection needs (size, mtime, content hash), so the
 //! manifest of what is indexed lives in the same commits as the chunks and can never
 //! disagree with them, even after a crash. Changing anything here, or in the analyzer,
-//! means bumping [`SCHEMA_VERSION`]: the index lives in `index-v<N>/`, so a new version
-//! builds a fresh index beside the old one instead of misreading it.
+//! changes the index directory: it is `index-v<N>-<fingerprint of the schema>/`, so a
+//! build with another schema builds a fresh index beside the old one instead of failing
+//! on it. Bump [`SCHEMA_VERSION`] for changes the schema does not show (the analyzers).
 
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
