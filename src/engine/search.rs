@@ -384,3 +384,20 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     }
     i
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_helpers() {
+        assert_eq!(find_ascii_ci("Hello World", "world"), Some(6));
+        assert_eq!(find_ascii_ci("naïve", "ïve"), None);
+        assert_eq!(find_ascii_ci("ab", "abc"), None);
+        assert_eq!(find_ascii_ci("ab", ""), None);
+        let s = "aé";
+        assert_eq!(floor_boundary(s, 2), 1);
+        assert_eq!(floor_boundary(s, 3), 3);
+        assert_eq!(escape_regex("docs/a.b-c"), "docs/a\\.b\\-c");
+    }
+}
