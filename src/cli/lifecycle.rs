@@ -27,7 +27,8 @@ use crate::events::EventLog;
 use crate::fsutil;
 use crate::process::{self, Liveness};
 
-const POLL: Duration = Duration::from_millis(20);
+// Short: `start` returns as soon as the resident answers (it is ready in a few ms).
+const POLL: Duration = Duration::from_millis(5);
 
 pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Result<i32> {
     let mut flags = Flags::default();
