@@ -10,6 +10,7 @@ pub mod analyzer;
 pub mod query;
 pub mod schema;
 pub mod search;
+pub mod snippet;
 pub mod writer;
 
 use std::collections::HashMap;

@@ -15,12 +15,12 @@ use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RegexQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{TantivyDocument, Term};
 
 use super::query::{self, Parsed};
 use super::schema::KIND_CHUNK;
+use super::snippet::Snippets;
 use super::{Engine, EngineError, Result, analyzer};
 
 /// Longest query accepted, in bytes; longer is a 400, not a slow scan.
@@ -104,8 +104,6 @@ impl Engine {
         let (top, total) = searcher.search(&query, &(TopDocs::with_limit(want), Count))?;
 
         let f = &self.fields;
-        let mut snippets = SnippetGenerator::create(&searcher, &*query, f.body)?;
-        snippets.set_max_num_chars(240);
         let mut stems = Vec::new();
         for text in parsed.words.iter().chain(&parsed.phrases) {
             stems.extend(
@@ -114,6 +112,7 @@ impl Engine {
                     .map(|(_, t)| t),
             );
         }
+        let mut snippets = Snippets::new(stems, self.analyzer(analyzer::EXACT)?);
         let mut per_file: HashMap<String, usize> = HashMap::new();
         let mut hits = Vec::new();
         for (score, addr) in top {
@@ -130,7 +129,7 @@ impl Engine {
                 continue;
             }
             *seen += 1;
-            let (snippet, highlights) = snippet_of(&snippets, &text(f.body), &stems);
+            let (snippet, highlights) = snippets.of(&text(f.body));
             let num = |field| {
                 doc.get_first(field)
                     .and_then(|v| v.as_u64())
@@ -328,76 +327,12 @@ fn escape_regex(s: &str) -> String {
     out
 }
 
-/// Characters of body around the first match that the snippet generator looks at.
-const WINDOW_BEFORE: usize = 200;
-const WINDOW_AFTER: usize = 400;
-
-/// The snippet and its highlights in characters; the start of the body when the
-/// matches are in the title or headings only.
-///
-/// The generator tokenizes all the text it is given, which on long sections cost
-/// far more than the search itself; it is given a window around the first place a
-/// query stem occurs instead (the whole body when no stem is found by plain ASCII
-/// case-insensitive search, e.g. for non-ASCII words).
-fn snippet_of(
-    generator: &SnippetGenerator,
-    body: &str,
-    stems: &[String],
-) -> (String, Vec<[usize; 2]>) {
-    let first = stems.iter().filter_map(|s| find_ascii_ci(body, s)).min();
-    let text = match first {
-        Some(at) => {
-            let from = floor_boundary(body, at.saturating_sub(WINDOW_BEFORE));
-            let to = floor_boundary(body, (at + WINDOW_AFTER).min(body.len()));
-            &body[from..to]
-        }
-        None => body,
-    };
-    let s = generator.snippet(text);
-    if s.fragment().is_empty() {
-        let head: String = body.chars().take(240).collect();
-        return (head, Vec::new());
-    }
-    let fragment = s.fragment();
-    let to_chars = |byte: usize| fragment.get(..byte).map_or(0, |p| p.chars().count());
-    let highlights = s
-        .highlighted()
-        .iter()
-        .map(|r| [to_chars(r.start), to_chars(r.end)])
-        .collect();
-    (fragment.to_owned(), highlights)
-}
-
-/// Byte offset of the first ASCII-case-insensitive occurrence of `needle`.
-fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
-    let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    if n.is_empty() || !needle.is_ascii() || n.len() > h.len() {
-        return None;
-    }
-    h.windows(n.len()).position(|w| w.eq_ignore_ascii_case(n))
-}
-
-/// The largest char boundary at or below `i`.
-fn floor_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn window_helpers() {
-        assert_eq!(find_ascii_ci("Hello World", "world"), Some(6));
-        assert_eq!(find_ascii_ci("naïve", "ïve"), None);
-        assert_eq!(find_ascii_ci("ab", "abc"), None);
-        assert_eq!(find_ascii_ci("ab", ""), None);
-        let s = "aé";
-        assert_eq!(floor_boundary(s, 2), 1);
-        assert_eq!(floor_boundary(s, 3), 3);
+    fn path_prefixes_are_escaped() {
         assert_eq!(escape_regex("docs/a.b-c"), "docs/a\\.b\\-c");
     }
 }

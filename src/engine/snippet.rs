@@ -1,0 +1,244 @@
+//! Snippets: a short passage of a section's body around the query's words, with
+//! highlight offsets.
+//!
+//! tantivy's `SnippetGenerator` stems every word of the text it is given, which cost
+//! several times more than the search itself. Here the body is tokenized unstemmed (the
+//! exact analyzer: code-aware, lowercased) and a token is stemmed only when it could
+//! stem to one of the query's stems: English stemming rewrites the ends of words, so a
+//! candidate shares the stem's first few bytes. The passage is the run of at most
+//! [`MAX_CHARS`] characters holding the most distinct query words, with a little text
+//! before its first match.
+
+use rust_stemmers::{Algorithm, Stemmer};
+use tantivy::tokenizer::{TextAnalyzer, TokenStream};
+
+/// Longest snippet, in characters.
+pub const MAX_CHARS: usize = 240;
+/// Characters of context kept before the first highlighted word.
+const LEAD_CHARS: usize = 40;
+/// Bytes of a stem a candidate token must start with.
+const PREFIX: usize = 3;
+
+pub struct Snippets {
+    stems: Vec<String>,
+    exact: TextAnalyzer,
+    stemmer: Stemmer,
+}
+
+/// A snippet and its highlights as `[start, end)` character offsets into it.
+pub type Snippet = (String, Vec<[usize; 2]>);
+
+impl Snippets {
+    /// `stems`: the query's words through the stemmed analyzer; `exact`: the unstemmed
+    /// analyzer the index uses for its exact fields.
+    pub fn new(mut stems: Vec<String>, exact: TextAnalyzer) -> Snippets {
+        stems.sort();
+        stems.dedup();
+        Snippets {
+            stems,
+            exact,
+            stemmer: Stemmer::create(Algorithm::English),
+        }
+    }
+
+    /// Which query stem `token` (lowercased, unstemmed) stands for, if any.
+    fn stem_of(&self, token: &str) -> Option<usize> {
+        let mut stemmed = None;
+        for (i, s) in self.stems.iter().enumerate() {
+            let k = PREFIX.min(s.len());
+            if !token.as_bytes().starts_with(&s.as_bytes()[..k]) {
+                continue;
+            }
+            if token == s {
+                return Some(i);
+            }
+            let t = stemmed.get_or_insert_with(|| self.stemmer.stem(token));
+            if t.as_ref() == s {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Byte ranges in `text` of tokens matching a query stem, with the stem's index.
+    fn matches(&mut self, text: &str) -> Vec<(usize, usize, usize)> {
+        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+        let mut exact = self.exact.clone();
+        let mut stream = exact.token_stream(text);
+        while stream.advance() {
+            let t = stream.token();
+            if let Some(i) = self.stem_of(&t.text) {
+                // A compound and its first part share a start: keep the longer.
+                match out.last_mut() {
+                    Some(last) if last.0 == t.offset_from => {
+                        last.1 = last.1.max(t.offset_to);
+                    }
+                    Some(last) if t.offset_from < last.1 => {}
+                    _ => out.push((t.offset_from, t.offset_to, i)),
+                }
+            }
+        }
+        out
+    }
+
+    /// The snippet of `body`: the best passage around the query's words, or the start
+    /// of the body when none of them occurs in it (the match was in the title or the
+    /// headings).
+    pub fn of(&mut self, body: &str) -> Snippet {
+        let matches = self.matches(body);
+        let Some((from, to)) = best_run(body, &matches) else {
+            return (head(body, MAX_CHARS).to_owned(), Vec::new());
+        };
+        let text = &body[from..to];
+        let chars = |byte: usize| body[from..byte].chars().count();
+        let highlights = matches
+            .iter()
+            .filter(|m| m.0 >= from && m.1 <= to)
+            .map(|m| [chars(m.0), chars(m.1)])
+            .collect();
+        (text.to_owned(), highlights)
+    }
+}
+
+/// The byte range of the passage: the run of matches within [`MAX_CHARS`] with the
+/// most distinct stems (then the most matches), from a little before its first match.
+fn best_run(body: &str, matches: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize, usize)> = None; // (distinct, count, first match)
+    for (i, m) in matches.iter().enumerate() {
+        let mut distinct: Vec<usize> = Vec::new();
+        let mut count = 0;
+        for n in &matches[i..] {
+            if body[m.0..n.1].chars().count() > MAX_CHARS - LEAD_CHARS {
+                break;
+            }
+            count += 1;
+            if !distinct.contains(&n.2) {
+                distinct.push(n.2);
+            }
+        }
+        let score = (distinct.len(), count, i);
+        if best.is_none_or(|b| (score.0, score.1) > (b.0, b.1)) {
+            best = Some(score);
+        }
+    }
+    let (_, _, first) = best?;
+    let at = matches[first].0;
+    let from = word_start(body, back_chars(body, at, LEAD_CHARS));
+    let to = from + head(&body[from..], MAX_CHARS).len();
+    Some((from, to))
+}
+
+/// The byte offset `n` characters before `at`.
+fn back_chars(s: &str, at: usize, n: usize) -> usize {
+    s[..at]
+        .char_indices()
+        .rev()
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// Moves `at` forward past a partial word to the next word's start (not past `limit`
+/// characters: a very long word is cut instead).
+fn word_start(s: &str, at: usize) -> usize {
+    if at == 0 || s[..at].ends_with(char::is_whitespace) {
+        return at;
+    }
+    match s[at..]
+        .char_indices()
+        .take(20)
+        .find(|(_, c)| c.is_whitespace())
+    {
+        Some((i, c)) => at + i + c.len_utf8(),
+        None => at,
+    }
+}
+
+/// The first `n` characters of `s`, cut back to the last whitespace when there is one
+/// in the final stretch so that no word is cut in half.
+fn head(s: &str, n: usize) -> &str {
+    let Some((cut, _)) = s.char_indices().nth(n) else {
+        return s;
+    };
+    let prefix = &s[..cut];
+    match prefix.rfind(char::is_whitespace) {
+        Some(ws) if cut - ws < 30 => prefix[..ws].trim_end(),
+        _ => prefix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::analyzer;
+
+    fn snippets(words: &[&str]) -> Snippets {
+        let mut stemmed = analyzer::stemmed();
+        let mut stems = Vec::new();
+        for w in words {
+            let mut s = stemmed.token_stream(w);
+            while s.advance() {
+                stems.push(s.token().text.clone());
+            }
+        }
+        Snippets::new(stems, analyzer::exact())
+    }
+
+    fn highlighted(s: &Snippet) -> Vec<String> {
+        let chars: Vec<char> = s.0.chars().collect();
+        s.1.iter()
+            .map(|[a, b]| chars[*a..*b].iter().collect())
+            .collect()
+    }
+
+    #[test]
+    fn highlights_stemmed_and_exact_forms() {
+        let mut s = snippets(&["borrowing", "references"]);
+        let body = "Rust's rules: a Reference borrows; one borrowed value, many references.";
+        let snip = s.of(body);
+        assert_eq!(snip.0, body);
+        assert_eq!(
+            highlighted(&snip),
+            ["Reference", "borrows", "borrowed", "references"]
+        );
+    }
+
+    #[test]
+    fn passage_is_the_densest_run() {
+        let mut s = snippets(&["tokio", "runtime"]);
+        let filler = "lorem ipsum dolor sit amet ".repeat(20);
+        let body = format!("tokio once. {filler} the tokio runtime starts here. {filler}");
+        let snip = s.of(&body);
+        assert!(snip.0.chars().count() <= MAX_CHARS);
+        assert!(snip.0.contains("the tokio runtime starts"), "{}", snip.0);
+        assert_eq!(highlighted(&snip), ["tokio", "runtime"]);
+    }
+
+    #[test]
+    fn identifiers_and_non_ascii() {
+        let mut s = snippets(&["snake_case", "naïve"]);
+        let body = "Call snake_case_fn and the naïve café.";
+        assert_eq!(highlighted(&s.of(body)), ["snake", "case", "naïve"]);
+        let mut s = snippets(&["snake_case"]);
+        assert_eq!(highlighted(&s.of("use snake_case here")), ["snake_case"]);
+    }
+
+    #[test]
+    fn no_match_gives_the_head_without_cutting_words() {
+        let mut s = snippets(&["absent"]);
+        let body = "word ".repeat(100);
+        let snip = s.of(&body);
+        assert!(snip.1.is_empty());
+        assert!(snip.0.chars().count() <= MAX_CHARS);
+        assert!(snip.0.ends_with("word"));
+        assert_eq!(s.of("").0, "");
+    }
+
+    #[test]
+    fn helpers_respect_char_boundaries() {
+        let s = "ééé abc";
+        assert_eq!(back_chars(s, 6, 2), 2);
+        assert_eq!(back_chars(s, 6, 10), 0);
+        assert_eq!(word_start(s, 2), 7);
+        assert_eq!(head("aé b", 2), "aé");
+    }
+}
