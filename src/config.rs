@@ -330,6 +330,10 @@ pub struct Environment {
     /// Every `DOC_SERVE_*` variable.
     pub vars: BTreeMap<String, String>,
     pub home: Option<PathBuf>,
+    /// `XDG_CONFIG_HOME`, else `~/.config`: where the instance registry and user units live.
+    pub config_home: Option<PathBuf>,
+    /// `XDG_RUNTIME_DIR` (systemd's `%t` in user units): where instance sockets live.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl Environment {
@@ -347,10 +351,21 @@ impl Environment {
             })?;
             vars.insert(name.to_owned(), value);
         }
-        let home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from);
-        Ok(Environment { vars, home })
+        // The XDG base directory spec says relative values are to be ignored.
+        let dir = |name: &str| {
+            std::env::var_os(name)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+        };
+        let home = dir("HOME");
+        let config_home =
+            dir("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")));
+        Ok(Environment {
+            vars,
+            home,
+            config_home,
+            runtime_dir: dir("XDG_RUNTIME_DIR"),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -388,7 +403,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            home: None,
+            ..Environment::default()
         };
         Config::load(&file, &env, &Flags::default())
     }
@@ -402,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = Environment {
             vars: [("DOC_SERVE_PORT".to_string(), "7001".to_string())].into(),
-            home: None,
+            ..Environment::default()
         };
         let mut flags = Flags::default();
         flags.set("port", Some(7002));

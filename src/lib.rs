@@ -16,6 +16,7 @@
 //! - [`engine`]: the tantivy index: schema, analyzers, cross-process writes, search.
 //! - [`ingest`]: walking sources, chunking by section, reconciling, watching.
 //! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
+//! - [`supervisor`]: the instance registry, systemd units and launchd agents.
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
 //! - [`cli`]: the commands; only `cli::output` prints.
 
@@ -32,6 +33,7 @@ pub mod logging;
 pub mod process;
 pub mod project;
 pub mod server;
+pub mod supervisor;
 
 /// The version reported by `/health`, `runtime.json` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -24,6 +24,8 @@ pub enum RootReason {
     Flag,
     /// The `DOC_SERVE_PROJECT` environment variable.
     Env,
+    /// The root registered for `serve --instance SLUG`.
+    Instance,
     /// An ancestor holding `.claude/doc-serve/config.json`.
     StateDir,
     /// The git top-level (including worktrees and submodules).
@@ -41,6 +43,7 @@ impl fmt::Display for RootReason {
         f.write_str(match self {
             RootReason::Flag => "given with --path",
             RootReason::Env => "given by DOC_SERVE_PROJECT",
+            RootReason::Instance => "registered for the supervisor instance",
             RootReason::StateDir => "nearest directory with .claude/doc-serve/config.json",
             RootReason::Git => "git top-level",
             RootReason::ClaudeDir => "nearest directory with .claude/",
@@ -173,6 +176,7 @@ pub fn project_id(root: &Path) -> String {
 fn reason_name(reason: RootReason) -> &'static str {
     match reason {
         RootReason::Env => "DOC_SERVE_PROJECT",
+        RootReason::Instance => "the instance registry",
         _ => "--path",
     }
 }

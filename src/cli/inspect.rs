@@ -7,6 +7,7 @@ use crate::config::Flags;
 use crate::discovery::runtime::{RuntimeFile, RuntimeState};
 use crate::discovery::{self, Resident};
 use crate::error::exit;
+use crate::supervisor;
 
 /// runtime.json as shown to users: everything but the token.
 fn public(state: &RuntimeState) -> Value {
@@ -36,6 +37,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             ("unresponsive", Some(public(state)), Some(why.clone()))
         }
     };
+    let instance = supervisor::installed(&ctx.env, &project.root);
     let report = json!({
         "state": state,
         "project_root": project.root,
@@ -43,6 +45,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         "runtime": runtime,
         "why": why,
         "stale": found.stale,
+        "instance": instance,
     });
     output::emit(json, &report, |out| {
         match &found.resident {
@@ -57,6 +60,15 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             _ => writeln!(out, "{state}: {}", why.as_deref().unwrap_or_default())?,
         }
         writeln!(out, "project: {}", project.root.display())?;
+        if let Some(i) = &instance {
+            writeln!(
+                out,
+                "{} instance {:?} listens on {}: the first request starts it",
+                i.supervisor.name(),
+                i.slug,
+                i.socket_path.display()
+            )?;
+        }
         for f in &found.stale {
             writeln!(out, "stale: {}: {}", f.path.display(), f.reason)?;
         }
@@ -86,6 +98,17 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             addresses.push(json!({ "address": format!("unix:{}", sock.display()), "source": "runtime.json socket_path" }));
         }
     }
+    let instance = supervisor::installed(&ctx.env, &project.root);
+    if let Some(i) = &instance {
+        let source = format!("{} instance {}", i.supervisor.name(), i.slug);
+        addresses.push(
+            json!({ "address": format!("unix:{}", i.socket_path.display()), "source": source }),
+        );
+        if let Some(port) = i.tcp_port {
+            addresses
+                .push(json!({ "address": format!("http://127.0.0.1:{port}"), "source": source }));
+        }
+    }
     if config.port != 0 {
         let host = if config.bind_host.contains(':') {
             format!("[{}]", config.bind_host)
@@ -106,6 +129,7 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         "runtime_file": project.runtime_file(),
         "runtime": runtime.describe(),
         "addresses": addresses,
+        "instance": instance,
     });
     output::emit(json, &report, |out| {
         writeln!(

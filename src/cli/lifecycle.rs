@@ -26,6 +26,8 @@ use crate::error::exit;
 use crate::events::EventLog;
 use crate::fsutil;
 use crate::process::{self, Liveness};
+use crate::supervisor::registry::{Instance, Supervisor};
+use crate::supervisor::{self, systemd};
 
 // Short: `start` returns as soon as the resident answers (it is ready in a few ms).
 const POLL: Duration = Duration::from_millis(5);
@@ -45,19 +47,29 @@ pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Re
         .context("cannot take start.lock")?
         .with_context(|| format!("another `doc-serve start` held start.lock for {timeout:?}"))?;
     let rt = client_runtime()?;
+    // A project handed to a supervisor is started through its socket, never as a
+    // second, self-bound resident.
+    let instance = supervisor::installed(&ctx.env, &project.root);
+    let mut activated = false;
     let mut child: Option<Spawned> = None;
     let mut last_why = String::new();
     loop {
         let found = rt.block_on(discovery::inspect(project))?;
         match found.resident {
             Resident::Running(state) => {
-                let existing = child.is_none();
+                let existing = child.is_none() && !activated;
                 return report_started(&state, existing, json);
             }
-            Resident::Stopped if child.is_none() => {
+            Resident::Stopped if child.is_none() && !activated => {
                 let cleaned = discovery::clean_stale(project)?;
                 record_cleanup(&events, &cleaned);
-                child = Some(spawn(ctx, &config, &log_dir, idle_timeout)?);
+                match &instance {
+                    Some(i) => {
+                        activate(&rt, i, deadline)?;
+                        activated = true;
+                    }
+                    None => child = Some(spawn(ctx, &config, &log_dir, idle_timeout)?),
+                }
             }
             Resident::Stopped => last_why = "the new resident has not taken its lock yet".into(),
             Resident::Starting { pid, runtime } => {
@@ -97,6 +109,7 @@ fn report_started(state: &RuntimeState, existing: bool, json: bool) -> anyhow::R
         "instance_id": state.instance_id,
         "project_root": state.project_root,
         "existing": existing,
+        "activation": state.activation,
     });
     output::emit(json, &report, |out| {
         let how = if existing {
@@ -104,9 +117,63 @@ fn report_started(state: &RuntimeState, existing: bool, json: bool) -> anyhow::R
         } else {
             "started"
         };
-        writeln!(out, "{} ({how}, pid {})", state.base_url, state.pid)
+        writeln!(
+            out,
+            "{} ({how}, pid {}, {} activation)",
+            state.base_url, state.pid, state.activation
+        )
     })?;
     Ok(exit::OK)
+}
+
+/// Starts a supervised instance by connecting to its socket. A socket unit left
+/// without its descriptor (see `supervisor::systemd::dead_sockets`) is restarted once.
+fn activate(
+    rt: &tokio::runtime::Runtime,
+    instance: &Instance,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let first = rt.block_on(supervisor::activate(instance, left()));
+    let err = match first {
+        Ok(()) => return Ok(()),
+        Err(e) if e.is_unreachable() && instance.supervisor == Supervisor::Systemd => {
+            let unit = systemd::socket_unit(&instance.slug);
+            tracing::info!(
+                "{} does not accept connections; restarting {unit}",
+                instance.socket_path.display()
+            );
+            systemd::systemctl(&["restart", &unit])
+                .run()
+                .with_context(|| {
+                    format!(
+                        "instance {:?} is installed but {} does not accept connections",
+                        instance.slug,
+                        instance.socket_path.display()
+                    )
+                })?;
+            match rt.block_on(supervisor::activate(instance, left())) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            }
+        }
+        Err(e) => e,
+    };
+    bail!(
+        "instance {:?} ({}) is installed for this project, but its socket {} did not \
+         answer: {err}\n(see `{}`; `doc-serve uninstall {}` removes the instance)",
+        instance.slug,
+        instance.supervisor.name(),
+        instance.socket_path.display(),
+        match instance.supervisor {
+            Supervisor::Systemd => format!(
+                "systemctl --user status {}",
+                systemd::socket_unit(&instance.slug)
+            ),
+            Supervisor::Launchd => "launchctl print gui/$UID".to_string(),
+        },
+        instance.supervisor.name()
+    )
 }
 
 fn record_cleanup(events: &EventLog, cleaned: &[StaleFile]) {

@@ -3,8 +3,10 @@
 //! Commands return an exit code (see [`crate::error::exit`]) or an error, which `main`
 //! prints with its whole chain. Only [`output`] writes to stdout.
 
+mod docs;
 mod init;
 mod inspect;
+mod install;
 mod lifecycle;
 mod output;
 mod search;
@@ -120,10 +122,87 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hand this project to a supervisor: register an instance, install the units
+    ///
+    /// systemd: registers SLUG -> project root in ~/.config/doc-serve/instances.json,
+    /// writes the doc-serve@.socket/.service user units (unless a package installed
+    /// them), optionally a TCP listener on 127.0.0.1, and runs `systemctl --user
+    /// daemon-reload` (and `enable --now doc-serve@SLUG.socket` with --enable). The
+    /// socket then listens while nothing runs; the first request starts the resident.
+    Install {
+        #[arg(value_enum)]
+        supervisor: SupervisorArg,
+        #[command(flatten)]
+        args: InstallArgs,
+    },
+    /// Undo `install`: stop and disable the instance, remove its files and registration
+    Uninstall {
+        #[arg(value_enum)]
+        supervisor: SupervisorArg,
+        #[command(flatten)]
+        args: UninstallArgs,
+    },
+    /// Print a shell completion script to stdout (needs no project)
+    ///
+    /// Packages install the bash, zsh and fish scripts. By hand, for bash:
+    /// doc-serve completions bash > ~/.local/share/bash-completion/completions/doc-serve
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the doc-serve(1) man page (roff) to stdout (needs no project)
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SupervisorArg {
+    Systemd,
+    Launchd,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Instance name (a slug: a-z, 0-9, -); default: from the directory name, kept unique
+    #[arg(long, value_name = "SLUG")]
+    pub name: Option<String>,
+    /// Also listen on 127.0.0.1:PORT; without a value a free port is chosen and recorded
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "0")]
+    pub tcp_port: Option<u16>,
+    /// Start the socket now and at every login (`systemctl --user enable --now`)
+    #[arg(long)]
+    pub enable: bool,
+    /// Print what would be written and run, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Register nothing: rewrite the units for this binary and restart every instance
+    /// socket that stopped accepting (run after an upgrade)
+    #[arg(long, conflicts_with_all = ["name", "tcp_port", "enable"])]
+    pub refresh: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// The instance to remove; default: this project's
+    #[arg(long, value_name = "SLUG")]
+    pub name: Option<String>,
+    /// Print what would be removed and run, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
+    /// Serve the project registered for this supervisor instance (what the units run)
+    #[arg(long, value_name = "SLUG", conflicts_with = "shared")]
+    pub instance: Option<String>,
+    /// Run the per-user shared daemon (what doc-serve.service runs)
+    #[arg(long)]
+    pub shared: bool,
     /// Exit after this many seconds without requests (0: never)
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
@@ -169,6 +248,37 @@ impl Context {
         Ok(Context { env, project })
     }
 
+    /// The context of `serve --instance SLUG`: the project registered for the slug.
+    pub fn for_instance(env: Environment, slug: &str) -> anyhow::Result<Context> {
+        use crate::supervisor::registry::{Registry, check_slug};
+        check_slug(slug)?;
+        let config_home = env.config_home.clone().context(
+            "neither XDG_CONFIG_HOME nor HOME is set: cannot find the instance registry",
+        )?;
+        let file = Registry::file(&config_home);
+        let registry = Registry::load(&file)?;
+        let Some(instance) = registry.instances.get(slug) else {
+            anyhow::bail!(
+                "no doc-serve instance {slug:?} is registered in {}: run \
+                 `doc-serve install systemd --name {slug}` in the project",
+                file.display()
+            );
+        };
+        if !instance.root.is_dir() {
+            anyhow::bail!(
+                "instance {slug:?} serves {}, which is not a directory any more: \
+                 `doc-serve uninstall systemd --name {slug}` removes the instance",
+                instance.root.display()
+            );
+        }
+        let project = Project::resolve(
+            Some((&instance.root, RootReason::Instance)),
+            &instance.root,
+            env.home.as_deref(),
+        )?;
+        Ok(Context { env, project })
+    }
+
     /// Loads the configuration with `flags` on top, logging its warnings.
     pub fn config(&self, flags: &Flags) -> anyhow::Result<Config> {
         let config = Config::load(&self.project.config_file(), &self.env, flags)?;
@@ -182,6 +292,13 @@ impl Context {
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
+    // These describe the CLI itself: they must work outside any project (package builds
+    // run them), so they come before the environment and the project are read.
+    match cli.command {
+        Command::Completions { shell } => return docs::completions(shell),
+        Command::Man => return docs::man(),
+        _ => {}
+    }
     let env = Environment::capture()?;
     let serving = matches!(cli.command, Command::Serve(_));
     crate::logging::init(
@@ -194,7 +311,13 @@ pub fn run() -> anyhow::Result<i32> {
         },
         serving,
     );
-    let ctx = Context::new(env, cli.path.as_deref())?;
+    let ctx = match &cli.command {
+        Command::Serve(ServeArgs {
+            instance: Some(slug),
+            ..
+        }) => Context::for_instance(env, slug)?,
+        _ => Context::new(env, cli.path.as_deref())?,
+    };
     match cli.command {
         Command::Init { mode, json } => init::run(&ctx, mode.into(), json),
         Command::Serve(args) => serve::run(&ctx, &args),
@@ -209,6 +332,9 @@ pub fn run() -> anyhow::Result<i32> {
             path_prefix,
             json,
         } => search::query(&ctx, &query.join(" "), limit, path_prefix, json),
+        Command::Install { supervisor, args } => install::install(&ctx, supervisor, &args),
+        Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),
+        Command::Completions { .. } | Command::Man => unreachable!("answered before Context"),
     }
 }
 

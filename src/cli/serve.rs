@@ -47,6 +47,12 @@ fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::
 }
 
 pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
+    if args.shared {
+        anyhow::bail!(
+            "the shared daemon (`serve --shared`) is not available in this version; \
+             run one resident per project (`doc-serve install systemd` in each project)"
+        );
+    }
     let mut flags = Flags::default();
     flags.set("idle_timeout_seconds", args.idle_timeout);
     flags.set("bind_host", args.bind_host.as_ref());

@@ -7,15 +7,21 @@
 //! LISTEN_FDNAMES (`--fdname`, `FileDescriptorName=`) is parsed here: listenfd ignores it.
 //! We never unlink or re-bind a socket the supervisor owns; dropping our descriptor
 //! leaves the supervisor's copy listening.
+//!
+//! Without LISTEN_FDS, launchd is asked for the agent's `Sockets` entry "doc-serve"
+//! (`launch_activate_socket`, macOS only; elsewhere the answer is always none). Its
+//! descriptors carry no type, so each one is sorted by SO_TYPE and its address family.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::discovery::runtime::{Activation, ListenerInfo};
 use crate::error::{Error, Result};
+use crate::supervisor::launchd;
 
 #[derive(Debug)]
 pub enum Socket {
@@ -38,11 +44,12 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Takes sockets passed by systemd (LISTEN_FDS), or `None` when there are none.
+    /// Takes sockets passed by systemd (LISTEN_FDS) or launchd, or `None` when there
+    /// are none.
     pub fn inherited() -> Result<Option<Listeners>> {
         let mut fds = listenfd::ListenFd::from_env();
         if fds.len() == 0 {
-            return Ok(None);
+            return Listeners::from_launchd();
         }
         let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
             .map(|v| v.split(':').map(String::from).collect())
@@ -74,6 +81,48 @@ impl Listeners {
         Ok(Some(Listeners {
             list,
             activation: Activation::Systemd,
+        }))
+    }
+
+    /// Takes the sockets launchd bound for this job, or `None` when launchd did not
+    /// start us (always `None` off macOS).
+    fn from_launchd() -> Result<Option<Listeners>> {
+        let Some(fds) = launchd::activate_sockets(launchd::SOCKET_NAME).map_err(|e| {
+            Error::io(
+                "cannot take the sockets launchd holds (launch_activate_socket)",
+                e,
+            )
+        })?
+        else {
+            return Ok(None);
+        };
+        // SAFETY: launch_activate_socket hands each descriptor to us, once; owning them
+        // at once closes the rest if one of them fails below.
+        let fds: Vec<OwnedFd> = fds
+            .into_iter()
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
+        let mut list = Vec::new();
+        for fd in fds {
+            if let Some(socket) = socket_from_fd(fd)? {
+                list.push(Listener {
+                    socket,
+                    name: Some(launchd::SOCKET_NAME.into()),
+                });
+            }
+        }
+        if list.is_empty() {
+            return Err(Error::Setting {
+                name: "launchd Sockets".into(),
+                message: format!(
+                    "no socket under {:?} is a TCP or Unix stream socket",
+                    launchd::SOCKET_NAME
+                ),
+            });
+        }
+        Ok(Some(Listeners {
+            list,
+            activation: Activation::Launchd,
         }))
     }
 
@@ -147,5 +196,76 @@ impl Listeners {
                 }
             })
             .collect()
+    }
+}
+
+/// A listening descriptor as a TCP or Unix listener, by its type and address family:
+/// non-blocking for tokio and close-on-exec like listenfd's. `None` (and the descriptor
+/// closed) for anything that is not a stream socket of either kind.
+fn socket_from_fd(fd: OwnedFd) -> Result<Option<Socket>> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use nix::sys::socket::{
+        AddressFamily, SockType, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
+    };
+
+    let raw = fd.as_raw_fd();
+    let ctx = |e: nix::Error| Error::io(format!("inherited socket (fd {raw})"), e.into());
+    if getsockopt(&fd, sockopt::SockType).map_err(ctx)? != SockType::Stream {
+        return Ok(None);
+    }
+    let family = getsockname::<SockaddrStorage>(raw).map_err(ctx)?.family();
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(ctx)?;
+    let io_ctx = |e| Error::io(format!("inherited socket (fd {raw})"), e);
+    let socket = match family {
+        Some(AddressFamily::Inet | AddressFamily::Inet6) => {
+            let tcp = TcpListener::from(fd);
+            tcp.set_nonblocking(true).map_err(io_ctx)?;
+            Socket::Tcp(tcp)
+        }
+        Some(AddressFamily::Unix) => {
+            let unix = UnixListener::from(fd);
+            unix.set_nonblocking(true).map_err(io_ctx)?;
+            Socket::Unix(unix)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(socket))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+
+    /// What launchd hands over: bare descriptors, sorted here by kind.
+    #[test]
+    fn launchd_fds_are_sorted_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let unix = UnixListener::bind(&path).unwrap();
+        match socket_from_fd(OwnedFd::from(tcp)).unwrap() {
+            Some(Socket::Tcp(t)) => assert_eq!(t.local_addr().unwrap(), addr),
+            other => panic!("{other:?}"),
+        }
+        match socket_from_fd(OwnedFd::from(unix)).unwrap() {
+            Some(Socket::Unix(u)) => {
+                assert_eq!(u.local_addr().unwrap().as_pathname(), Some(path.as_path()));
+                // Non-blocking, as tokio needs.
+                let err = u.accept().unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+            }
+            other => panic!("{other:?}"),
+        }
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(socket_from_fd(OwnedFd::from(udp)).unwrap().is_none());
+    }
+
+    #[cfg(not(target_os = "macos"))]
+    #[test]
+    fn launchd_gives_nothing_off_macos() {
+        assert!(Listeners::from_launchd().unwrap().is_none());
     }
 }
