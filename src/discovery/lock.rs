@@ -40,7 +40,10 @@ pub fn try_lock(path: &Path) -> io::Result<Option<FileLock>> {
 
 /// Polls [`try_lock`] until it succeeds or `timeout` passes.
 pub fn lock_within(path: &Path, timeout: Duration) -> io::Result<Option<FileLock>> {
-    let deadline = Instant::now() + timeout;
+    poll_lock(path, Instant::now() + timeout, Duration::from_millis(10))
+}
+
+fn poll_lock(path: &Path, deadline: Instant, every: Duration) -> io::Result<Option<FileLock>> {
     loop {
         if let Some(lock) = try_lock(path)? {
             return Ok(Some(lock));
@@ -48,8 +51,27 @@ pub fn lock_within(path: &Path, timeout: Duration) -> io::Result<Option<FileLock
         if Instant::now() >= deadline {
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(every);
     }
+}
+
+/// Like [`lock_within`], but a waiter cannot be overtaken forever. flock wakes no one
+/// in order, and a poller sleeps between tries, so a process that releases the lock
+/// and asks again at once (a resident committing batch after batch) would win every
+/// time. Here each taker first holds `<path>.queue` while it polls `path`, closely:
+/// whoever releases `path` and wants it back queues behind the waiter that holds the
+/// queue, which gets `path` next.
+pub fn lock_fair_within(path: &Path, timeout: Duration) -> io::Result<Option<FileLock>> {
+    let deadline = Instant::now() + timeout;
+    let Some(_queue) = poll_lock(
+        &path.with_extension("queue"),
+        deadline,
+        Duration::from_millis(2),
+    )?
+    else {
+        return Ok(None);
+    };
+    poll_lock(path, deadline, Duration::from_millis(1))
 }
 
 /// Whether some process holds the lock on `path`. Takes and drops the lock when it is
@@ -106,6 +128,33 @@ pub fn read_pid(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiter_goes_before_a_holder_asking_again() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.lock");
+        for _ in 0..5 {
+            let held = lock_fair_within(&path, Duration::from_secs(1))
+                .unwrap()
+                .unwrap();
+            let waited = Arc::new(AtomicBool::new(false));
+            let (p, w) = (path.clone(), waited.clone());
+            let waiter = std::thread::spawn(move || {
+                let got = lock_fair_within(&p, Duration::from_secs(5)).unwrap();
+                w.store(got.is_some(), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+            let again = lock_fair_within(&path, Duration::from_secs(5)).unwrap();
+            assert!(again.is_some());
+            assert!(waited.load(Ordering::SeqCst), "the waiter was overtaken");
+            drop(again);
+            waiter.join().unwrap();
+        }
+    }
 
     #[test]
     fn second_holder_is_refused_until_release() {

@@ -145,7 +145,7 @@ impl Engine {
         if write.coordination == CoordinationMode::None {
             return Ok(None);
         }
-        match lock::lock_within(path, write.lock_timeout)
+        match lock::lock_fair_within(path, write.lock_timeout)
             .map_err(io(format!("cannot lock {}", path.display())))?
         {
             Some(l) => Ok(Some(l)),

@@ -4,32 +4,51 @@
 //! or reconciles the whole tree when a directory or an ignore file changed, or when
 //! events were lost. Events under the
 //! state dir (our own index writes) and `.git/` are dropped, or every commit would
-//! trigger the next. Access events (a file opened or read) are dropped too.
+//! trigger the next. Access events (a file opened or read) are dropped too, except a
+//! close after writing: with a rename into place or a removal, it says the change is
+//! complete ("settled"), so the indexer need not wait out the whole debounce.
 
 use std::path::{Path, PathBuf};
 
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
+/// What the watcher saw.
+#[derive(Debug)]
+pub struct Change {
+    /// The paths an event names, or `None` when events were lost (reconcile all).
+    pub paths: Option<Vec<PathBuf>>,
+    /// The writer is done with these paths: closed after writing, renamed or removed.
+    pub settled: bool,
+}
+
 /// Starts watching `root`; `on_change` runs on the watcher's thread for each relevant
-/// event, with the paths it names, or `None` when events were lost (reconcile all).
+/// event.
 pub fn watch(
     root: &Path,
     state_dir: &Path,
-    on_change: impl Fn(Option<Vec<PathBuf>>) + Send + 'static,
+    on_change: impl Fn(Change) + Send + 'static,
 ) -> notify::Result<RecommendedWatcher> {
     let state_dir: PathBuf = state_dir.to_path_buf();
     let git_dir = root.join(".git");
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let lost = Change {
+            paths: None,
+            settled: true,
+        };
         let Ok(event) = res else {
             // Overflow or a watch error: a reconcile catches whatever was missed.
-            on_change(None);
+            on_change(lost);
             return;
         };
-        if matches!(event.kind, EventKind::Access(_)) {
-            return;
-        }
+        let settled = match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => return,
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => true,
+            _ => false,
+        };
         if event.need_rescan() {
-            on_change(None);
+            on_change(lost);
             return;
         }
         let paths: Vec<PathBuf> = event
@@ -38,7 +57,10 @@ pub fn watch(
             .filter(|p| !p.starts_with(&state_dir) && !p.starts_with(&git_dir))
             .collect();
         if !paths.is_empty() {
-            on_change(Some(paths));
+            on_change(Change {
+                paths: Some(paths),
+                settled,
+            });
         }
     })?;
     watcher.watch(root, RecursiveMode::Recursive)?;

@@ -35,8 +35,8 @@ pub enum Job {
         full: bool,
         reply: Option<Reply>,
     },
-    /// Files changed; `None` when the watcher lost track (reconcile everything).
-    Changed(Option<Vec<PathBuf>>),
+    /// Files changed (see [`watcher::Change`]).
+    Changed(watcher::Change),
     Stop,
 }
 
@@ -93,8 +93,8 @@ impl IndexService {
         let engine = indexer.engine.clone();
         let watch_tx = tx.clone();
         let watcher =
-            match watcher::watch(indexer.sources.root(), &settings.state_dir, move |paths| {
-                let _ = watch_tx.send(Job::Changed(paths));
+            match watcher::watch(indexer.sources.root(), &settings.state_dir, move |change| {
+                let _ = watch_tx.send(Job::Changed(change));
             }) {
                 Ok(w) => {
                     lock(&state).watcher = "watching".into();
@@ -234,9 +234,9 @@ impl Worker {
             let work = match job {
                 Job::Stop => return,
                 Job::Reconcile { full, reply } => Work::Reconcile { full, reply },
-                Job::Changed(paths) => {
+                Job::Changed(change) => {
                     lock(&self.state).pending_changes = true;
-                    match self.debounce(&rx, paths) {
+                    match self.debounce(&rx, change) {
                         Some(work) => work,
                         None => return,
                     }
@@ -265,17 +265,25 @@ impl Worker {
         }
     }
 
-    /// Gathers changes until none has arrived for the debounce time. A request that
-    /// arrives meanwhile, or lost events, turn the burst into a reconciliation;
-    /// `None` means stop.
-    fn debounce(&self, rx: &Receiver<Job>, first: Option<Vec<PathBuf>>) -> Option<Work> {
-        let mut paths: Option<BTreeSet<PathBuf>> = first.map(|p| p.into_iter().collect());
+    /// Gathers changes until none has arrived for the debounce time, or for an eighth
+    /// of it after a change that says the writer is done (a file closed after writing,
+    /// renamed into place, removed): a saved file is indexed at once, a file still being
+    /// written is not. A request that arrives meanwhile, or lost events, turn the burst
+    /// into a reconciliation; `None` means stop.
+    fn debounce(&self, rx: &Receiver<Job>, first: watcher::Change) -> Option<Work> {
+        let full = self.settings.debounce;
+        let short = (full / 8).max(Duration::from_millis(5)).min(full);
+        let mut wait = if first.settled { short } else { full };
+        let mut paths: Option<BTreeSet<PathBuf>> = first.paths.map(|p| p.into_iter().collect());
         loop {
-            match rx.recv_timeout(self.settings.debounce) {
-                Ok(Job::Changed(more)) => match (&mut paths, more) {
-                    (Some(set), Some(more)) => set.extend(more),
-                    _ => paths = None,
-                },
+            match rx.recv_timeout(wait) {
+                Ok(Job::Changed(more)) => {
+                    wait = if more.settled { short } else { full };
+                    match (&mut paths, more.paths) {
+                        (Some(set), Some(more)) => set.extend(more),
+                        _ => paths = None,
+                    }
+                }
                 Ok(Job::Reconcile { full, reply }) => return Some(Work::Reconcile { full, reply }),
                 Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
                 Err(RecvTimeoutError::Timeout) => {

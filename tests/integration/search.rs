@@ -567,3 +567,29 @@ fn headings_outrank_bodies_and_one_file_cannot_flood() {
         10
     );
 }
+
+#[test]
+fn a_saved_file_does_not_wait_out_the_debounce() {
+    let mut t = TestEnv::new();
+    // Long enough that a change waiting out the whole debounce cannot pass the test.
+    t.set("DOC_SERVE_DEBOUNCE_MS", "8000");
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.md"), "# A\n\nfirst file\n").unwrap();
+    t.spawn_serve(&[]);
+    let rt = t.wait_runtime(Duration::from_secs(15));
+    let addr = addr_of(&rt);
+    let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    let found = |word: &str| {
+        let v = get(&addr, &format!("/query?q={word}"), &[&auth]).json();
+        paths(&v).len() == 1 && v["index"]["indexing"] == false
+    };
+    wait_for(Duration::from_secs(15), "the first index", || {
+        found("first").then_some(())
+    });
+    // Written and closed: settled, so indexed after an eighth of the debounce (1 s).
+    std::fs::write(docs.join("b.md"), "# B\n\nsavedword here\n").unwrap();
+    wait_for(Duration::from_secs(6), "the saved file", || {
+        found("savedword").then_some(())
+    });
+}
