@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::state::Shared;
 
@@ -41,14 +41,29 @@ impl fmt::Display for Cause {
     }
 }
 
+/// SIGTERM and SIGINT, caught from the moment this exists. It must exist before
+/// anyone can find the resident (runtime.json, READY=1): until then a SIGTERM takes the
+/// default action and kills the process without its clean shutdown.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Resolves with the first cause to stop.
-pub async fn wait_for_cause(shared: Arc<Shared>) -> std::io::Result<Cause> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+pub async fn wait_for_cause(shared: Arc<Shared>, mut signals: Signals) -> Cause {
     tokio::select! {
-        _ = term.recv() => Ok(Cause::Terminate),
-        _ = int.recv() => Ok(Cause::Interrupt),
-        _ = idle(&shared) => Ok(Cause::Idle),
+        _ = signals.term.recv() => Cause::Terminate,
+        _ = signals.int.recv() => Cause::Interrupt,
+        _ = idle(&shared) => Cause::Idle,
     }
 }
 

@@ -56,6 +56,8 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         events,
         indexer,
     } = setup;
+    let signals = lifecycle::Signals::install()
+        .map_err(|e| Error::io("cannot install signal handlers", e))?;
     let runtime = runtime_state(&project, &config, &listeners)?;
     let sources = indexer.sources.clone();
     let (index_service, index) = IndexService::start(
@@ -128,9 +130,7 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         }),
     );
 
-    let cause = lifecycle::wait_for_cause(shared.clone())
-        .await
-        .map_err(|e| Error::io("cannot install signal handlers", e))?;
+    let cause = lifecycle::wait_for_cause(shared.clone(), signals).await;
 
     tracing::info!("stopping: {cause}");
     notify(&[

@@ -238,3 +238,27 @@ fn drain_is_bounded() {
         begun.elapsed()
     );
 }
+
+#[test]
+fn sigterm_as_soon_as_runtime_json_appears_is_a_clean_stop() {
+    // Whoever finds runtime.json may signal the resident at once: its handlers must
+    // already be in place, or SIGTERM kills it without removing its files.
+    let mut t = TestEnv::new();
+    let runtime = t.state_file("runtime.json");
+    for round in 0..20 {
+        let pid = t.spawn_serve(&[]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        // Spin, not sleep: the signal must land in the first instant the file exists.
+        while !runtime.exists() {
+            assert!(Instant::now() < deadline, "no runtime.json");
+            std::hint::spin_loop();
+        }
+        signal(pid, Signal::SIGTERM);
+        assert_eq!(
+            t.wait_child(pid, Duration::from_secs(15)),
+            Some(0),
+            "round {round}"
+        );
+        assert!(!runtime.exists(), "round {round}");
+    }
+}
