@@ -19,7 +19,6 @@ use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{TantivyDocument, Term};
 
 use super::query::{self, Parsed};
-use super::schema::KIND_CHUNK;
 use super::snippet::Snippets;
 use super::{Engine, EngineError, Result, analyzer};
 
@@ -291,14 +290,9 @@ impl Engine {
                 clauses.push((Occur::MustNot, q));
             }
         }
-        let kind = TermQuery::new(
-            Term::from_field_text(f.kind, KIND_CHUNK),
-            IndexRecordOption::Basic,
-        );
-        clauses.push((
-            Occur::Must,
-            Box::new(ConstScoreQuery::new(Box::new(kind), 0.0)),
-        ));
+        // No `kind = chunk` filter: file records hold no title, heading or body text,
+        // so the required word or phrase clauses above never match them, and the
+        // filter would cost an intersection with nearly every document.
         if !p.path_prefixes.is_empty() {
             let mut prefixes: Vec<(Occur, Box<dyn Query>)> = Vec::new();
             for prefix in &p.path_prefixes {

@@ -85,7 +85,12 @@ impl Snippets {
     /// of the body when none of them occurs in it (the match was in the title or the
     /// headings).
     pub fn of(&mut self, body: &str) -> Snippet {
-        let matches = self.matches(body);
+        let (base, region) = self.region(body);
+        let matches: Vec<_> = self
+            .matches(region)
+            .into_iter()
+            .map(|(a, b, i)| (a + base, b + base, i))
+            .collect();
         let Some((from, to)) = best_run(body, &matches) else {
             return (head(body, MAX_CHARS).to_owned(), Vec::new());
         };
@@ -98,6 +103,49 @@ impl Snippets {
             .collect();
         (text.to_owned(), highlights)
     }
+}
+
+impl Snippets {
+    /// The part of `body` worth tokenizing, and where it starts: all of a short body;
+    /// of a long one, a stretch from a little before the first place a query stem
+    /// occurs as plain text (ASCII, any case), which is where its matches almost
+    /// always are. Tokenizing whole long sections cost more than the search.
+    fn region<'b>(&self, body: &'b str) -> (usize, &'b str) {
+        if body.len() <= REGION_BYTES {
+            return (0, body);
+        }
+        let first = self
+            .stems
+            .iter()
+            .filter_map(|s| find_ascii_ci(body, s))
+            .min();
+        let Some(at) = first else {
+            return (0, body);
+        };
+        let from = floor_boundary(body, at.saturating_sub(REGION_BYTES / 4));
+        let to = floor_boundary(body, (from + REGION_BYTES).min(body.len()));
+        (from, &body[from..to])
+    }
+}
+
+/// Bytes of a long body that [`Snippets::region`] keeps.
+const REGION_BYTES: usize = 1600;
+
+/// Byte offset of the first ASCII-case-insensitive occurrence of `needle`.
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    if n.is_empty() || !needle.is_ascii() || n.len() > h.len() {
+        return None;
+    }
+    h.windows(n.len()).position(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// The largest char boundary at or below `i`.
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The byte range of the passage: the run of matches within [`MAX_CHARS`] with the
@@ -231,6 +279,24 @@ mod tests {
         assert!(snip.0.chars().count() <= MAX_CHARS);
         assert!(snip.0.ends_with("word"));
         assert_eq!(s.of("").0, "");
+    }
+
+    #[test]
+    fn long_bodies_are_searched_near_the_first_stem() {
+        let mut s = snippets(&["tokio"]);
+        let filler = "lorem ipsum dolor sit amet ".repeat(200);
+        let body = format!("{filler} here Tokio starts the runtime. {filler}");
+        let snip = s.of(&body);
+        assert!(snip.0.contains("Tokio starts"), "{}", snip.0);
+        assert_eq!(highlighted(&snip), ["Tokio"]);
+        // A stem that is not plain text in the body (stemming changed the ending):
+        // the whole body is searched.
+        let mut s = snippets(&["happy"]);
+        let body = format!("{filler} we are happy here. {filler}");
+        assert_eq!(highlighted(&s.of(&body)), ["happy"]);
+        assert_eq!(find_ascii_ci("Hello World", "world"), Some(6));
+        assert_eq!(find_ascii_ci("naïve", "ïve"), None);
+        assert_eq!(floor_boundary("aé", 2), 1);
     }
 
     #[test]
