@@ -67,12 +67,11 @@ pub struct IndexHandle {
     tx: Sender<Job>,
 }
 
-/// The thread and the watcher; stopped once, at shutdown.
+/// The indexer thread (which owns the watcher); stopped once, at shutdown.
 pub struct IndexService {
     tx: Sender<Job>,
     thread: Option<JoinHandle<()>>,
     indexer_cancel: Arc<std::sync::atomic::AtomicBool>,
-    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 pub struct Settings {
@@ -91,22 +90,11 @@ impl IndexService {
         let (tx, rx) = channel();
         let state = Arc::new(Mutex::new(IndexState::default()));
         let engine = indexer.engine.clone();
+        // The watcher is set up on the indexer thread, before the start-up
+        // reconciliation: a recursive watch adds one inotify watch per directory, which
+        // on a large tree would delay the first answer of a just-activated resident.
+        lock(&state).watcher = "starting".into();
         let watch_tx = tx.clone();
-        let watcher =
-            match watcher::watch(indexer.sources.root(), &settings.state_dir, move |change| {
-                let _ = watch_tx.send(Job::Changed(change));
-            }) {
-                Ok(w) => {
-                    lock(&state).watcher = "watching".into();
-                    Some(w)
-                }
-                Err(e) => {
-                    // Periodic reconciliation still keeps the index right, only later.
-                    tracing::warn!("file watcher unavailable: {e}");
-                    lock(&state).watcher = format!("unavailable: {e}");
-                    None
-                }
-            };
         let _ = tx.send(Job::Reconcile {
             full: false,
             reply: None,
@@ -121,7 +109,10 @@ impl IndexService {
         };
         let thread = std::thread::Builder::new()
             .name("indexer".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || {
+                let _watcher = worker.watch(watch_tx);
+                worker.run(rx)
+            })
             .ok();
         let handle = IndexHandle {
             engine,
@@ -133,7 +124,6 @@ impl IndexService {
                 tx,
                 thread,
                 indexer_cancel: cancel,
-                _watcher: watcher,
             },
             handle,
         )
@@ -212,6 +202,25 @@ struct Worker {
 }
 
 impl Worker {
+    /// Starts watching the root; `None` when the platform refuses (periodic
+    /// reconciliation still keeps the index right, only later).
+    fn watch(&self, tx: Sender<Job>) -> Option<notify::RecommendedWatcher> {
+        let root = self.indexer.sources.root();
+        match watcher::watch(root, &self.settings.state_dir, move |change| {
+            let _ = tx.send(Job::Changed(change));
+        }) {
+            Ok(w) => {
+                lock(&self.state).watcher = "watching".into();
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!("file watcher unavailable: {e}");
+                lock(&self.state).watcher = format!("unavailable: {e}");
+                None
+            }
+        }
+    }
+
     fn run(self, rx: Receiver<Job>) {
         let mut next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
         let mut retry_at: Option<Instant> = None;
