@@ -8,7 +8,8 @@ tool versions), start.tsv, rss.tsv and wrk/<side>_c<conns>_r<round>.txt. Every f
 the output is computed here from those files: medians across samples or rounds, and
 doc-serve/floor ratios taken per round (both sides ran back to back) and then the median
 of those. A section whose raw files are missing is left out, so a later benchmark adds
-one function below and one line in SECTIONS.
+one function below and one line in SECTIONS. (The Python sections - search, cold start,
+memory, scale, plots - print their own Markdown; bench/run appends it after this.)
 """
 
 import csv
@@ -101,6 +102,9 @@ def machine(meta):
         ("doc-serve", f"{meta.get('doc_serve_version') or '?'} ({meta.get('doc_serve_commit', '?')})"),
         ("rustc", meta.get("rustc", "?")),
         ("load generator", meta.get("wrk", "?")),
+        ("index baseline", meta.get("tantivy_cli", "?")),
+        ("grep baseline", meta.get("ripgrep", "?")),
+        ("whole bench/run (after the builds)", f"{meta['wall_minutes']} min" if "wall_minutes" in meta else "?"),
     ]
     out = ["## Machine", ""] + table(("", ""), rows)
     try:
@@ -255,7 +259,11 @@ def main():
              "Written by `bench/run`; do not edit by hand. Every comparison runs both sides in the "
              "same run, interleaved, on the same machine, and reports medians and ratios. The floor "
              "is `bench/floor`, a minimal hyper 1.x + tokio hello-world (HTTP/1.1, keep-alive) "
-             "answering every request with `{\"status\":\"ok\"}`."]
+             "answering every request with `{\"status\":\"ok\"}` (it can also take its listening "
+             "socket from systemd, for the cold-start comparison). Sections: core server (start, "
+             "/health, memory), search (index vs tantivy-cli, /query vs the floor, one-shot vs "
+             "ripgrep, freshness, relevance), cold start under socket activation, memory on the "
+             "big corpus, scale (1x, 4x, 16x), plots."]
     if quick:
         lines += ["", "**Quick mode (`bench/run --quick`): too short to mean anything; it only "
                       "proves the bench still works.**"]
