@@ -34,17 +34,7 @@ def timed(cmd, **kw):
     return time.monotonic() - t0
 
 
-def du(path):
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-
-
-def tantivy_meta(path):
-    field = lambda n: {"name": n, "type": "text", "options": {"indexing": {"record": "position",
-        "fieldnorms": True, "tokenizer": "en_stem"}, "stored": True, "fast": False}}
-    os.makedirs(path)
-    with open(os.path.join(path, "meta.json"), "w") as f:
-        json.dump({"index_settings": {"docstore_compression": "lz4", "docstore_blocksize": 16384},
-                   "segments": [], "schema": [field("title"), field("body")], "opstamp": 0}, f)
+du, tantivy_meta = common.du, common.tantivy_meta
 
 
 def wrk(url, conns, secs, header=None, keep=None):

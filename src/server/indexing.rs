@@ -93,7 +93,13 @@ impl IndexService {
         // The watcher is set up on the indexer thread, before the start-up
         // reconciliation: a recursive watch adds one inotify watch per directory, which
         // on a large tree would delay the first answer of a just-activated resident.
-        lock(&state).watcher = "starting".into();
+        {
+            let mut s = lock(&state);
+            s.watcher = "starting".into();
+            // The start-up reconciliation is queued: until it is done, answers come
+            // from what is committed and say so.
+            s.indexing = true;
+        }
         let watch_tx = tx.clone();
         let _ = tx.send(Job::Reconcile {
             full: false,
