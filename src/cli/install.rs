@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use super::{Context, InstallArgs, SupervisorArg, UninstallArgs, output};
+use crate::config::Environment;
 use crate::error::{Error, exit};
 use crate::fsutil;
 use crate::supervisor::registry::{self, Instance, Registry, Supervisor};
@@ -157,9 +158,9 @@ impl Report {
     }
 }
 
-fn config_home(ctx: &Context) -> anyhow::Result<PathBuf> {
-    ctx.env
-        .config_home
+/// The user's config dir, where the instance registry and user units live.
+pub(super) fn config_home(env: &Environment) -> anyhow::Result<PathBuf> {
+    env.config_home
         .clone()
         .context("neither XDG_CONFIG_HOME nor HOME is set: cannot find the user's config dir")
 }
@@ -286,7 +287,7 @@ pub fn uninstall(
 }
 
 fn install_systemd(ctx: &Context, args: &InstallArgs) -> anyhow::Result<i32> {
-    let config_home = config_home(ctx)?;
+    let config_home = config_home(&ctx.env)?;
     let runtime_dir = ctx.env.runtime_dir.clone().context(
         "XDG_RUNTIME_DIR is not set: systemd user units need a user session \
          (log in, or `loginctl enable-linger $USER`)",
@@ -354,7 +355,7 @@ fn install_systemd(ctx: &Context, args: &InstallArgs) -> anyhow::Result<i32> {
 }
 
 fn uninstall_systemd(ctx: &Context, args: &UninstallArgs) -> anyhow::Result<i32> {
-    let config_home = config_home(ctx)?;
+    let config_home = config_home(&ctx.env)?;
     let registry_file = Registry::file(&config_home);
     let instance = find(ctx, args, &registry_file, Supervisor::Systemd)?;
     let mut report = Report::new(args.dry_run);
@@ -401,7 +402,7 @@ fn install_launchd(ctx: &Context, args: &InstallArgs) -> anyhow::Result<i32> {
         );
     }
     let home = ctx.env.home.clone().context("HOME is not set")?;
-    let registry_file = Registry::file(&config_home(ctx)?);
+    let registry_file = Registry::file(&config_home(&ctx.env)?);
     let socket_for = |slug: &str| launchd::socket_path(&home, slug);
     let instance = register(ctx, args, &registry_file, Supervisor::Launchd, &socket_for)?;
     let exe = std::env::current_exe().context("cannot find the doc-serve binary's path")?;
@@ -449,7 +450,7 @@ fn install_launchd(ctx: &Context, args: &InstallArgs) -> anyhow::Result<i32> {
 
 fn uninstall_launchd(ctx: &Context, args: &UninstallArgs) -> anyhow::Result<i32> {
     let home = ctx.env.home.clone().context("HOME is not set")?;
-    let registry_file = Registry::file(&config_home(ctx)?);
+    let registry_file = Registry::file(&config_home(&ctx.env)?);
     let instance = find(ctx, args, &registry_file, Supervisor::Launchd)?;
     let mut report = Report::new(args.dry_run);
     if cfg!(target_os = "macos") {

@@ -252,10 +252,7 @@ impl Context {
     pub fn for_instance(env: Environment, slug: &str) -> anyhow::Result<Context> {
         use crate::supervisor::registry::{Registry, check_slug};
         check_slug(slug)?;
-        let config_home = env.config_home.clone().context(
-            "neither XDG_CONFIG_HOME nor HOME is set: cannot find the instance registry",
-        )?;
-        let file = Registry::file(&config_home);
+        let file = Registry::file(&install::config_home(&env)?);
         let registry = Registry::load(&file)?;
         let Some(instance) = registry.instances.get(slug) else {
             anyhow::bail!(
