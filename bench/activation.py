@@ -15,10 +15,10 @@ connection to the running service is timed too. Prints a Markdown section on std
 Usage: bench/activation.py --doc-serve BIN --floor BIN [--corpus DIR] [--rounds N]
                            [--quick] [--results DIR]
 """
-import argparse, json, os, socket, subprocess, sys, time
+import json, os, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import DEFAULT_CORPUS, Sandbox, copy_corpus, fmt_ms, free_port, logger, med, pctl, save_json
+from common import Sandbox, copy_corpus, fmt_ms, free_port, logger, med, pctl, save_json, section_args
 
 log = logger("activation")
 SYSTEMD = "/usr/lib/systemd/systemd"
@@ -91,14 +91,7 @@ class Manager:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--doc-serve", required=True)
-    ap.add_argument("--floor", required=True)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results")
-    a = ap.parse_args()
+    a = section_args(rounds=20)
     print("\n## Cold activation under systemd --user\n")
     why = ("not root" if os.geteuid() != 0 else
            "systemd is not installed" if not os.path.exists(SYSTEMD) else None)

@@ -16,10 +16,10 @@ opens and watches). Prints a Markdown section on stdout.
 Usage: bench/coldstart.py --doc-serve BIN --floor BIN [--corpus DIR] [--rounds N]
                           [--quick] [--results DIR]
 """
-import argparse, json, os, socket, subprocess, sys, time
+import json, os, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import (DEFAULT_CORPUS, ROOT, Sandbox, copy_corpus, free_port, logger, med, pctl,
+from common import (section_args, ROOT, Sandbox, copy_corpus, free_port, logger, med, pctl,
                     proc_status, save_json, stop_pid, fmt_ms, mib)
 
 log = logger("coldstart")
@@ -70,14 +70,7 @@ def activate_once(cmd, env, logfile, expect_pid, settle=SETTLE_S):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--doc-serve", required=True)
-    ap.add_argument("--floor", required=True)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--rounds", type=int)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results")
-    a = ap.parse_args()
+    a = section_args()
     rounds = a.rounds or (3 if a.quick else 30)
     corpus = os.path.abspath(os.path.join(a.corpus, "rust-book") if a.quick else a.corpus)
     print("\n## Cold start under socket activation\n")

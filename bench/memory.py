@@ -16,10 +16,10 @@ mmapped segments). Prints a Markdown section on stdout.
 
 Usage: bench/memory.py --doc-serve BIN --floor BIN [--corpus DIR] [--quick] [--results DIR]
 """
-import argparse, os, shutil, subprocess, sys, threading, time, urllib.parse
+import os, shutil, subprocess, sys, threading, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import (DEFAULT_CORPUS, ROOT, Floor, Resident, Sandbox, copy_corpus, corpus_files, du,
+from common import (section_args, ROOT, Floor, Resident, Sandbox, copy_corpus, corpus_files, du,
                     logger, med, mib, proc_status, run_peak, save_json, tantivy_index, write_tantivy_docs)
 
 log = logger("memory")
@@ -63,13 +63,7 @@ def load(res, n, conns=2):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--doc-serve", required=True)
-    ap.add_argument("--floor", required=True)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results")
-    a = ap.parse_args()
+    a = section_args(rounds=False)
     corpus = os.path.abspath(os.path.join(a.corpus, "rust-book") if a.quick else a.corpus)
     rounds, nreq = (1, 500) if a.quick else (3, 10_000)
     print("\n## Memory\n")

@@ -15,10 +15,10 @@ section on stdout; with --results, writes scale.json for the plots.
 Usage: bench/scale.py --doc-serve BIN --floor BIN [--corpus DIR] [--scales 1,4,16]
                       [--quick] [--results DIR]
 """
-import argparse, itertools, json, os, random, shutil, sys, time
+import itertools, json, os, random, shutil, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import (DEFAULT_CORPUS, ROOT, Floor, Resident, Sandbox, corpus_files, du, fmt_ms, fmt_us,
+from common import (section_args, ROOT, Floor, Resident, Sandbox, corpus_files, du, fmt_ms, fmt_us,
                     logger, med, mib, run_peak, save_json, tantivy_index, timed, wrk)
 
 log = logger("scale")
@@ -121,14 +121,7 @@ def measure(a, base, scale, plan):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--doc-serve", required=True)
-    ap.add_argument("--floor", required=True)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--scales")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results")
-    a = ap.parse_args()
+    a = section_args(rounds=False, scales=True)
     base = os.path.abspath(os.path.join(a.corpus, "rust-book") if a.quick else a.corpus)
     scales = [int(s) for s in (a.scales or ("1,2" if a.quick else "1,4,16")).split(",")]
     print("\n## Scale\n")

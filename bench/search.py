@@ -12,7 +12,7 @@
 
 Usage: bench/search.py --doc-serve BIN --floor BIN [--corpus DIR] [--quick]
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -50,13 +50,7 @@ def med(xs):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--doc-serve", required=True)
-    ap.add_argument("--floor", required=True)
-    ap.add_argument("--corpus", default=os.path.join(ROOT, "../shared/corpus/docs"))
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--results", help="write query-latency.json (distributions) here")
-    a = ap.parse_args()
+    a = common.section_args(rounds=False)
     corpus = os.path.abspath(a.corpus if not a.quick else os.path.join(a.corpus, "rust-book"))
     if not os.path.isdir(corpus):
         print(f"\n## Search\n\nSkipped: no corpus at `{corpus}`.\n")

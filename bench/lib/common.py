@@ -29,6 +29,23 @@ def logger(tag):
     return log
 
 
+def section_args(rounds=None, scales=False):
+    """The arguments every section script takes (bench/run passes them all), plus
+    --rounds (default `rounds`) and --scales where a section has them."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--doc-serve", required=True)
+    ap.add_argument("--floor", required=True)
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--results", help="write this section's raw figures (JSON) here")
+    if rounds is not False:
+        ap.add_argument("--rounds", type=int, default=rounds)
+    if scales:
+        ap.add_argument("--scales")
+    return ap.parse_args()
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
