@@ -241,13 +241,33 @@ class Floor:
 WRK_UNIT = {"us": 1, "ms": 1000, "s": 1_000_000}
 
 
-def wrk(url, conns, secs, header=None):
-    """wrk --latency with bench/lib/percentiles.lua. Returns p50 and p99 (µs), requests/s
-    and 'dist': {percentile: µs} from wrk's full latency histogram of this run."""
-    cmd = ["wrk", f"-c{conns}", f"-t{1 if conns == 1 else 2}", f"-d{secs}s", "--latency", "-s", PCTL_LUA, url]
+QUERIES_LUA = os.path.join(LIB, "queries.lua")
+# Distinct queries for queries.lua: every pair of these words, more than the resident
+# keeps answers for (64), so a cycle through them never repeats a kept answer.
+QUERY_WORDS = ("error handling trait lifetime closure iterator thread async macro module "
+               "cargo test string vector pattern match struct enum generic reference "
+               "config metrics exporter collector span sampling").split()
+
+
+def distinct_queries(path):
+    """Writes the queries for queries.lua into path; returns their count."""
+    qs = [f"{a}+{b}" for i, a in enumerate(QUERY_WORDS) for b in QUERY_WORDS[i + 1:]]
+    with open(path, "w") as f:
+        f.write("\n".join(qs) + "\n")
+    return len(qs)
+
+
+def wrk(url, conns, secs, header=None, queries=None):
+    """wrk --latency with bench/lib/percentiles.lua, or with queries.lua cycling through
+    the queries file `queries` (url is then the base URL). Returns p50 and p99 (µs),
+    requests/s and 'dist': {percentile: µs} from wrk's full latency histogram."""
+    script = QUERIES_LUA if queries else PCTL_LUA
+    cmd = ["wrk", f"-c{conns}", f"-t{1 if conns == 1 else 2}", f"-d{secs}s", "--latency", "-s", script, url]
     if header:
         cmd[1:1] = ["-H", header]
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+    env = dict(os.environ, WRK_PCTL=PCTL_LUA, WRK_QUERIES=queries or "")
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=env).stdout
     if re.search(r"Non-2xx|Socket errors", out):
         sys.exit(f"wrk saw errors against {url}:\n{out}")
     lat = {m.group(1): float(m.group(2)) * WRK_UNIT[m.group(3)]

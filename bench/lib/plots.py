@@ -118,7 +118,7 @@ def nines(p):
 
 def latency_plot(data, path):
     med = data["median"]
-    keys = [(c, s) for c in (1, 16) for s in ("ds", "floor")]
+    keys = [(c, s) for c in (1, 16) for s in ("ds", "dsx", "floor")]
     vals = [v for c, s in keys for p, v in med.get(f"{s}_c{c}", {}).items() if float(p) < 100 and v > 0]
     if not vals:
         return False
@@ -131,11 +131,13 @@ def latency_plot(data, path):
         pn = Panel(80 + i * 420, 40, 340, 270, (0, nines(99.99)), (lo, hi), ylog=True)
         pn.axes(f"GET /query, {c} connection{'s' if c > 1 else ''}", "percentile (%)", "latency",
                 xticks, nice_log_ticks(lo, hi, fmt_us))
-        for s, label, dash in (("ds", "doc-serve /query", None), ("floor", "floor /health", "6 4")):
+        series = (("dsx", "/query, distinct", "doc-serve", None), ("ds", "/query, repeated", "doc-serve", "2 3"),
+                  ("floor", "floor /health", "floor", "6 4"))
+        for s, _, color, dash in series:
             d = med.get(f"{s}_c{c}", {})
             pts = sorted((nines(float(p)), v) for p, v in d.items() if float(p) < 100)
-            pn.series(pts, COLORS["doc-serve" if s == "ds" else "floor"], dash)
-        pn.legend([("doc-serve /query", COLORS["doc-serve"], None), ("floor /health", COLORS["floor"], "6 4")])
+            pn.series(pts, COLORS[color], dash)
+        pn.legend([(label, COLORS[color], dash) for s, label, color, dash in series if med.get(f"{s}_c{c}")])
         panels.append(pn)
     cap = (f"wrk latency percentiles, median per percentile over {data['rounds']} run{'s' if data['rounds'] != 1 else ''} of {data['secs']} s; "
            f"query: {data['query']}")

@@ -8,6 +8,7 @@
 
 pub mod analyzer;
 pub mod query;
+mod recent;
 pub mod schema;
 pub mod search;
 pub mod snippet;
@@ -77,6 +78,7 @@ pub struct Engine {
     dir: PathBuf,
     lock_file: PathBuf,
     write: WriteOptions,
+    recent: recent::Recent,
 }
 
 impl Engine {
@@ -129,6 +131,7 @@ impl Engine {
             dir,
             lock_file,
             write,
+            recent: recent::Recent::default(),
         })
     }
 
@@ -238,11 +241,14 @@ impl Engine {
     /// (files, chunks) in the current reader.
     pub fn counts(&self) -> Result<(u64, u64)> {
         let searcher = self.reader.searcher();
-        let q = TermQuery::new(
-            Term::from_field_text(self.fields.kind, KIND_FILE),
-            IndexRecordOption::Basic,
-        );
-        let files = searcher.search(&q, &tantivy::collector::Count)? as u64;
-        Ok((files, searcher.num_docs().saturating_sub(files)))
+        let generation = searcher.generation().generation_id();
+        self.recent.counts(generation, || {
+            let q = TermQuery::new(
+                Term::from_field_text(self.fields.kind, KIND_FILE),
+                IndexRecordOption::Basic,
+            );
+            let files = searcher.search(&q, &tantivy::collector::Count)? as u64;
+            Ok((files, searcher.num_docs().saturating_sub(files)))
+        })
     }
 }

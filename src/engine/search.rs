@@ -12,11 +12,12 @@ use std::time::Instant;
 use serde::Serialize;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RegexQuery, TermQuery,
+    BooleanQuery, BooleanWeight, BoostQuery, ConstScoreQuery, EnableScoring, Occur, PhraseQuery,
+    Query, RegexQuery, ScoreCombiner, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{TantivyDocument, Term};
+use tantivy::{Score, TantivyDocument, Term};
 
 use super::query::{self, Parsed};
 use super::snippet::Snippets;
@@ -27,7 +28,7 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 /// Most words a query may have.
 const MAX_TERMS: usize = 64;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub q: String,
     pub limit: usize,
@@ -64,8 +65,27 @@ struct Weights {
 }
 
 impl Engine {
+    /// The answer to `req` from the current reader; a request already answered from
+    /// the same commit is answered again without searching (see [`super::recent`]).
     pub fn search(&self, req: &Request) -> Result<Response> {
         let started = Instant::now();
+        let searcher = self.searcher();
+        let generation = searcher.generation().generation_id();
+        if let Some(mut answer) = self.recent.answer(generation, req) {
+            answer.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+            return Ok(answer);
+        }
+        let answer = self.search_in(&searcher, req, started)?;
+        self.recent.keep(generation, req, &answer);
+        Ok(answer)
+    }
+
+    fn search_in(
+        &self,
+        searcher: &tantivy::Searcher,
+        req: &Request,
+        started: Instant,
+    ) -> Result<Response> {
         if req.q.len() > MAX_QUERY_BYTES {
             return Err(EngineError::BadQuery(format!(
                 "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
@@ -97,7 +117,6 @@ impl Engine {
                 took_ms: 0.0,
             });
         };
-        let searcher = self.searcher();
         let limit = req.limit.clamp(1, 1000);
         let want = (limit * 5).max(limit + 50);
         let (top, total) = searcher.search(&query, &(TopDocs::with_limit(want), Count))?;
@@ -259,20 +278,18 @@ impl Engine {
                 words.push(q);
             }
         }
-        let mut positive: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if words.len() > 1 {
-            // The all-terms bonus: matched only by sections holding every word.
-            let all = words.iter().map(|q| (Occur::Must, q.box_clone())).collect();
-            positive.push((Occur::Should, Box::new(BooleanQuery::new(all))));
-        }
-        positive.extend(words.into_iter().map(|q| (Occur::Should, q)));
+        let positive: Option<Box<dyn Query>> = match words.len() {
+            0 => None,
+            1 => words.pop(),
+            _ => Some(Box::new(AllTermsFirst(words))),
+        };
         let mut phrases = Vec::new();
         for ph in &p.phrases {
             if let Some(q) = self.phrase_query(ph)? {
                 phrases.push((Occur::Must, q));
             }
         }
-        if positive.is_empty() && phrases.is_empty() {
+        if positive.is_none() && phrases.is_empty() {
             return Ok(None);
         }
         // Without phrases, at least one word must match; with them, words only rank.
@@ -281,8 +298,8 @@ impl Engine {
         } else {
             Occur::Should
         };
-        if !positive.is_empty() {
-            clauses.push((occur, Box::new(BooleanQuery::new(positive))));
+        if let Some(q) = positive {
+            clauses.push((occur, q));
         }
         clauses.extend(phrases);
         for ex in &p.excluded {
@@ -307,6 +324,72 @@ impl Engine {
             ));
         }
         Ok(Some(Box::new(BooleanQuery::new(clauses))))
+    }
+}
+
+/// Words ranked together: a section scores the sum of its words' scores, doubled when
+/// it holds every word, so all-terms matches rank first and partial ones still come
+/// back. One pass over each word's postings (a bonus clause requiring every word would
+/// score each of them twice).
+#[derive(Debug)]
+struct AllTermsFirst(Vec<Box<dyn Query>>);
+
+impl Clone for AllTermsFirst {
+    fn clone(&self) -> Self {
+        AllTermsFirst(self.0.iter().map(|q| q.box_clone()).collect())
+    }
+}
+
+impl Query for AllTermsFirst {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let words = self
+            .0
+            .iter()
+            .map(|q| Ok((Occur::Should, q.weight(scoring)?)))
+            .collect::<tantivy::Result<_>>()?;
+        let all = self.0.len() as u32;
+        Ok(Box::new(BooleanWeight::new(
+            words,
+            scoring.is_scoring_enabled(),
+            Box::new(move || AllTermsBonus {
+                all,
+                ..AllTermsBonus::default()
+            }),
+        )))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        for q in &self.0 {
+            q.query_terms(visitor);
+        }
+    }
+}
+
+/// The score of [`AllTermsFirst`]: called once per matching word.
+#[derive(Default, Clone, Copy)]
+struct AllTermsBonus {
+    all: u32,
+    matched: u32,
+    sum: Score,
+}
+
+impl ScoreCombiner for AllTermsBonus {
+    fn update<S: Scorer>(&mut self, scorer: &mut S) {
+        self.matched += 1;
+        self.sum += scorer.score();
+    }
+
+    fn clear(&mut self) {
+        self.matched = 0;
+        self.sum = 0.0;
+    }
+
+    fn score(&self) -> Score {
+        if self.matched >= self.all {
+            2.0 * self.sum
+        } else {
+            self.sum
+        }
     }
 }
 

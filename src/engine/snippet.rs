@@ -60,37 +60,65 @@ impl Snippets {
         None
     }
 
-    /// Byte ranges in `text` of tokens matching a query stem, with the stem's index.
-    fn matches(&mut self, text: &str) -> Vec<(usize, usize, usize)> {
-        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+    /// Byte ranges in `body` of tokens matching a query stem, with the stem's index.
+    ///
+    /// With ASCII stems (nearly always), only the compounds (see the analyzer) holding
+    /// an ASCII-case-insensitive occurrence of a stem's first [`PREFIX`] bytes are
+    /// tokenized: a token can only stem to a stem it starts like. Otherwise the stretch
+    /// [`Snippets::region`] picks is tokenized whole.
+    fn matches(&mut self, body: &str) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        if !self.stems.iter().all(|s| s.is_ascii()) {
+            let (base, region) = self.region(body);
+            self.matches_in(region, base, &mut out);
+            return out;
+        }
+        let lower = body.to_ascii_lowercase();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for stem in &self.stems {
+            let prefix = &stem.as_bytes()[..PREFIX.min(stem.len())];
+            for at in memchr::memmem::find_iter(lower.as_bytes(), prefix) {
+                spans.push(compound_around(body.as_bytes(), at, at + prefix.len()));
+            }
+        }
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+        for (from, to) in spans {
+            match merged.last_mut() {
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => merged.push((from, to)),
+            }
+        }
+        for (from, to) in merged {
+            self.matches_in(&body[from..to], from, &mut out);
+        }
+        out
+    }
+
+    /// Appends the matches among the tokens of `text`, which starts at `base`.
+    fn matches_in(&mut self, text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
         let mut exact = self.exact.clone();
         let mut stream = exact.token_stream(text);
         while stream.advance() {
             let t = stream.token();
-            if let Some(i) = self.stem_of(&t.text) {
-                // A compound and its first part share a start: keep the longer.
-                match out.last_mut() {
-                    Some(last) if last.0 == t.offset_from => {
-                        last.1 = last.1.max(t.offset_to);
-                    }
-                    Some(last) if t.offset_from < last.1 => {}
-                    _ => out.push((t.offset_from, t.offset_to, i)),
-                }
+            let Some(i) = self.stem_of(&t.text) else {
+                continue;
+            };
+            let (from, to) = (base + t.offset_from, base + t.offset_to);
+            // A compound and its first part share a start: keep the longer.
+            match out.last_mut() {
+                Some(last) if last.0 == from => last.1 = last.1.max(to),
+                Some(last) if from < last.1 => {}
+                _ => out.push((from, to, i)),
             }
         }
-        out
     }
 
     /// The snippet of `body`: the best passage around the query's words, or the start
     /// of the body when none of them occurs in it (the match was in the title or the
     /// headings).
     pub fn of(&mut self, body: &str) -> Snippet {
-        let (base, region) = self.region(body);
-        let matches: Vec<_> = self
-            .matches(region)
-            .into_iter()
-            .map(|(a, b, i)| (a + base, b + base, i))
-            .collect();
+        let matches = self.matches(body);
         let Some((from, to)) = best_run(body, &matches) else {
             return (head(body, MAX_CHARS).to_owned(), Vec::new());
         };
@@ -106,7 +134,8 @@ impl Snippets {
 }
 
 impl Snippets {
-    /// The part of `body` worth tokenizing, and where it starts: all of a short body;
+    /// The part of `body` worth tokenizing when a stem is not ASCII, and where it
+    /// starts: all of a short body;
     /// of a long one, a stretch from a little before the first place a query stem
     /// occurs as plain text (ASCII, any case), which is where its matches almost
     /// always are. Tokenizing whole long sections cost more than the search.
@@ -126,6 +155,22 @@ impl Snippets {
         let to = floor_boundary(body, (from + REGION_BYTES).min(body.len()));
         (from, &body[from..to])
     }
+}
+
+/// The byte range of the compound (a run of word bytes, non-ASCII bytes and the
+/// connectors `.`, `:`, `-`) around `from..to`. It starts and ends at char boundaries:
+/// it stops only at ASCII bytes or the ends of `text`.
+fn compound_around(text: &[u8], from: usize, to: usize) -> (usize, usize) {
+    let inside = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80 || b"_.:-".contains(&b);
+    let start = text[..from]
+        .iter()
+        .rposition(|&b| !inside(b))
+        .map_or(0, |i| i + 1);
+    let end = text[to..]
+        .iter()
+        .position(|&b| !inside(b))
+        .map_or(text.len(), |i| to + i);
+    (start, end)
 }
 
 /// Bytes of a long body that [`Snippets::region`] keeps.
@@ -268,6 +313,28 @@ mod tests {
         assert_eq!(highlighted(&s.of(body)), ["snake", "case", "naïve"]);
         let mut s = snippets(&["snake_case"]);
         assert_eq!(highlighted(&s.of("use snake_case here")), ["snake_case"]);
+    }
+
+    #[test]
+    fn scanning_finds_what_tokenizing_everything_finds() {
+        let bodies = [
+            "Reference borrows: std::borrow::Borrow, the BorrowChecker and --borrow-mode.",
+            "un-borrowed.references;borrowing_rules re-borrow REFERENCES ref refs",
+            "naïve café: borrowing über alles — references…borrowed",
+            "",
+        ];
+        for words in [
+            &["borrowing", "references"][..],
+            &["ref", "b"],
+            &["borrow_checker"],
+        ] {
+            let mut s = snippets(words);
+            for body in bodies {
+                let mut all = Vec::new();
+                s.matches_in(body, 0, &mut all);
+                assert_eq!(s.matches(body), all, "{words:?} in {body:?}");
+            }
+        }
     }
 
     #[test]
