@@ -75,6 +75,8 @@ pub struct Config {
     pub reconcile_interval_seconds: u64,
     /// Most hits one file may contribute to a result list.
     pub max_hits_per_file: u64,
+    /// Whether `query` and `index` start a resident when none runs (`mcp` always does).
+    pub autostart: bool,
     /// Seconds `start` waits for a new resident to become healthy.
     pub start_timeout_seconds: u64,
     /// Seconds shutdown waits for in-flight requests.
@@ -115,6 +117,7 @@ impl Default for Config {
             debounce_ms: 200,
             reconcile_interval_seconds: 600,
             max_hits_per_file: 3,
+            autostart: false,
             start_timeout_seconds: 15,
             drain_timeout_seconds: 5,
             request_timeout_seconds: 10,
@@ -157,6 +160,16 @@ impl Setting for u64 {
         s.trim().parse().map_err(|e| format!("{e}: {s:?}"))
     }
 }
+impl Setting for bool {
+    /// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" | "" => Ok(false),
+            _ => Err(format!("expected true or false: {s:?}")),
+        }
+    }
+}
 impl Setting for Vec<String> {
     /// A comma-separated list.
     fn from_text(s: &str) -> std::result::Result<Self, String> {
@@ -196,6 +209,7 @@ impl Config {
             "debounce_ms" => self.debounce_ms = parse(raw)?,
             "reconcile_interval_seconds" => self.reconcile_interval_seconds = parse(raw)?,
             "max_hits_per_file" => self.max_hits_per_file = parse(raw)?,
+            "autostart" => self.autostart = parse(raw)?,
             "start_timeout_seconds" => self.start_timeout_seconds = parse(raw)?,
             "drain_timeout_seconds" => self.drain_timeout_seconds = parse(raw)?,
             "request_timeout_seconds" => self.request_timeout_seconds = parse(raw)?,

@@ -33,6 +33,17 @@ use crate::supervisor::{self, systemd};
 const POLL: Duration = Duration::from_millis(5);
 
 pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Result<i32> {
+    let (state, existing) = ensure_running(ctx, idle_timeout)?;
+    report_started(&state, existing, json)
+}
+
+/// The project's healthy resident: the one running, or one started now (through the
+/// supervisor's socket when an instance is installed, else spawned). `true` when it
+/// was already running.
+pub fn ensure_running(
+    ctx: &Context,
+    idle_timeout: Option<u64>,
+) -> anyhow::Result<(Box<RuntimeState>, bool)> {
     let mut flags = Flags::default();
     flags.set("idle_timeout_seconds", idle_timeout);
     let config = ctx.config(&flags)?;
@@ -56,10 +67,7 @@ pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Re
     loop {
         let found = rt.block_on(discovery::inspect(project))?;
         match found.resident {
-            Resident::Running(state) => {
-                let existing = child.is_none() && !activated;
-                return report_started(&state, existing, json);
-            }
+            Resident::Running(state) => return Ok((state, child.is_none() && !activated)),
             Resident::Stopped if child.is_none() && !activated => {
                 let cleaned = discovery::clean_stale(project)?;
                 record_cleanup(&events, &cleaned);

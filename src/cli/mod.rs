@@ -9,6 +9,7 @@ mod inspect;
 mod install;
 mod lifecycle;
 mod output;
+mod reach;
 mod search;
 mod serve;
 

@@ -1,4 +1,5 @@
-//! `doc-serve index` and `doc-serve query`, run in this process.
+//! `doc-serve index` and `doc-serve query`: asked of the project's resident when one can
+//! be reached (see [`reach`]), run in this process otherwise, with the same output.
 
 use std::io::IsTerminal;
 
@@ -6,8 +7,13 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Context, output};
-use crate::config::Flags;
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+
+use super::reach::{self, CallError};
+use super::{Context, client_runtime, output};
+use crate::config::{Config, Flags};
 use crate::engine::search::{Request, Response};
 use crate::error::exit;
 use crate::ingest::sync::{Indexer, Summary};
@@ -40,12 +46,67 @@ fn reconcile(indexer: &Indexer, full: bool, show_progress: bool) -> anyhow::Resu
     Ok(summary?)
 }
 
+/// How long a delegated request may take: a full index of a big tree takes a while.
+const INDEX_TIMEOUT: Duration = Duration::from_secs(3600);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `remote` against the project's resident if one can be reached (see
+/// [`reach`]); `None` when the command should run standalone.
+fn delegate<T>(
+    ctx: &Context,
+    autostart: bool,
+    remote: impl AsyncFnOnce(&reach::Remote) -> Result<T, CallError>,
+) -> anyhow::Result<Option<T>> {
+    let rt = client_runtime()?;
+    let Some(resident) = reach::find(ctx, &rt, autostart)? else {
+        return Ok(None);
+    };
+    match rt.block_on(remote(&resident)) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_unreachable() => {
+            tracing::info!(
+                "{} is unreachable ({e}); running standalone",
+                resident.base_url
+            );
+            Ok(None)
+        }
+        Err(CallError::Api {
+            status, message, ..
+        }) if status == StatusCode::BAD_REQUEST => Err(UsageError(message).into()),
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("the resident at {}", resident.base_url)))
+        }
+    }
+}
+
+/// A request the resident refused as malformed: reported like the same mistake made
+/// standalone.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
 pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
     ctx.project.create_state_dir()?;
-    let indexer = Indexer::open(&ctx.project, &config).context("cannot open the index")?;
-    let summary = reconcile(&indexer, full, !json)?;
-    let (files, chunks) = indexer.engine.counts()?;
+    let delegated = delegate(ctx, config.autostart, async |r| {
+        let body = json!({ "full": full });
+        r.call(Method::POST, "/index", Some(&body), INDEX_TIMEOUT)
+            .await
+    })?;
+    let (summary, files, chunks) = match delegated {
+        Some(v) => {
+            let summary: Summary = serde_json::from_value(v["summary"].clone())
+                .context("the resident's /index answer has no summary")?;
+            let count = |k: &str| v["index"][k].as_u64().unwrap_or_default();
+            (summary, count("files"), count("chunks"))
+        }
+        None => {
+            let indexer = Indexer::open(&ctx.project, &config).context("cannot open the index")?;
+            let summary = reconcile(&indexer, full, !json)?;
+            let (files, chunks) = indexer.engine.counts()?;
+            (summary, files, chunks)
+        }
+    };
     let report = json!({ "summary": summary, "files": files, "chunks": chunks });
     output::emit(json, &report, |out| {
         writeln!(
@@ -76,10 +137,40 @@ pub fn query(
 ) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
     ctx.project.create_state_dir()?;
-    let indexer = Indexer::open(&ctx.project, &config).context("cannot open the index")?;
+    let mut qs = form_urlencoded::Serializer::new(String::new());
+    qs.append_pair("q", q)
+        .append_pair("limit", &limit.to_string());
+    if let Some(p) = &path_prefix {
+        qs.append_pair("path_prefix", p);
+    }
+    let path = format!("/query?{}", qs.finish());
+    let delegated = delegate(ctx, config.autostart, async |r| {
+        r.call(Method::GET, &path, None, QUERY_TIMEOUT).await
+    })?;
+    let resp = match delegated {
+        Some(v) => serde_json::from_value(v).context("the resident's /query answer")?,
+        None => standalone_query(ctx, &config, q, limit, path_prefix)?,
+    };
+    print_hits(&resp, json)?;
+    Ok(if resp.hits.is_empty() {
+        exit::NOTHING
+    } else {
+        exit::OK
+    })
+}
+
+/// The query answered in this process. The index is only read, unless it was never
+/// built: then it is built first (under the index lock, like any writer) rather than
+/// answering "nothing" from an empty one.
+fn standalone_query(
+    ctx: &Context,
+    config: &Config,
+    q: &str,
+    limit: usize,
+    path_prefix: Option<String>,
+) -> anyhow::Result<Response> {
+    let indexer = Indexer::open(&ctx.project, config).context("cannot open the index")?;
     if indexer.engine.counts()?.0 == 0 {
-        // A first query on a project never indexed: build the index rather than answer
-        // "nothing" from an empty one.
         tracing::warn!(
             "the index is empty; indexing {} first",
             ctx.project.root.display()
@@ -92,13 +183,7 @@ pub fn query(
         path_prefix,
         max_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
     };
-    let resp = indexer.engine.search(&req)?;
-    print_hits(&resp, json)?;
-    Ok(if resp.hits.is_empty() {
-        exit::NOTHING
-    } else {
-        exit::OK
-    })
+    Ok(indexer.engine.search(&req)?)
 }
 
 pub fn print_hits(resp: &Response, json: bool) -> anyhow::Result<()> {

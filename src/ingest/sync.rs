@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chunk::{self, ChunkOptions, Format};
@@ -25,7 +25,7 @@ use crate::project::Project;
 const BATCH_FILES: usize = 2000;
 const BATCH_BYTES: u64 = 32 << 20;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub full: bool,
     pub scanned: usize,

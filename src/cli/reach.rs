@@ -1,0 +1,143 @@
+//! How a client command (`query`, `index`, `mcp`) reaches the project's resident.
+//!
+//! In order: the resident runtime.json names, if its process is ours and it answers
+//! /health; else the socket of a supervised instance installed for the project (the
+//! first request makes the supervisor start it); else, when the command may, a resident
+//! started now; else none, and the command runs standalone. Stale discovery files are
+//! cleaned up on the way. A resident that turns out unreachable when asked (refused,
+//! socket gone: see [`crate::client::ClientError::is_unreachable`]) sends the caller to
+//! the next way; any other failure is an error worth showing.
+
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use super::{Context, lifecycle};
+use crate::client::{self, ClientError, Endpoint};
+use crate::discovery::runtime::RuntimeState;
+use crate::discovery::{self, Resident};
+use crate::supervisor;
+
+/// A resident to send requests to.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub endpoint: Endpoint,
+    /// The bearer token, for TCP; none over a Unix socket.
+    pub token: Option<String>,
+    /// Where it is, for messages: a base URL or `unix:PATH`.
+    pub base_url: String,
+}
+
+impl Remote {
+    fn of(state: &RuntimeState) -> anyhow::Result<Remote> {
+        // The Unix socket needs no token and skips TCP; the mode 0700 state dir guards it.
+        if let Some(path) = state.socket_path.as_ref().filter(|p| p.exists()) {
+            return Ok(Remote {
+                endpoint: Endpoint::Unix(path.clone()),
+                token: None,
+                base_url: format!("unix:{}", path.display()),
+            });
+        }
+        Ok(Remote {
+            endpoint: Endpoint::parse(&state.base_url).map_err(anyhow::Error::msg)?,
+            token: Some(state.token.clone()),
+            base_url: state.base_url.clone(),
+        })
+    }
+
+    /// One request; the JSON answer, or the resident's `{code, message}` error.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let resp = client::request(
+            &self.endpoint,
+            method,
+            path,
+            self.token.as_deref(),
+            body,
+            timeout,
+        )
+        .await
+        .map_err(CallError::Client)?;
+        let value: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+            CallError::Client(ClientError::Io(std::io::Error::other(format!(
+                "{} answered {path} with something that is not JSON ({}): {e}",
+                self.base_url, resp.status
+            ))))
+        })?;
+        if resp.status.is_success() {
+            return Ok(value);
+        }
+        let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default();
+        Err(CallError::Api {
+            status: resp.status,
+            code: text("code").to_owned(),
+            message: text("message").to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Client(ClientError),
+    /// The resident answered with an error.
+    #[error("{message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+}
+
+impl CallError {
+    /// Nothing listens where the resident was: try the next way.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, CallError::Client(e) if e.is_unreachable())
+    }
+}
+
+/// Finds the way to the project's resident; `None`: run standalone. With `autostart`,
+/// a resident is started when none runs and no supervisor has the project.
+pub fn find(
+    ctx: &Context,
+    rt: &tokio::runtime::Runtime,
+    autostart: bool,
+) -> anyhow::Result<Option<Remote>> {
+    let found = rt.block_on(discovery::inspect(&ctx.project))?;
+    match found.resident {
+        Resident::Running(state) => return Remote::of(&state).map(Some),
+        Resident::Stopped => {
+            for file in discovery::clean_stale(&ctx.project)? {
+                tracing::info!("removed stale {}: {}", file.path.display(), file.reason);
+            }
+        }
+        // Held by a resident that does not answer (yet): standalone is safe meanwhile.
+        Resident::Starting { .. } | Resident::Unresponsive { .. } => return Ok(None),
+    }
+    if let Some(instance) = supervisor::installed(&ctx.env, &ctx.project.root) {
+        if instance.socket_path.exists() {
+            return Ok(Some(Remote {
+                base_url: format!("unix:{}", instance.socket_path.display()),
+                endpoint: Endpoint::Unix(instance.socket_path),
+                token: None,
+            }));
+        }
+        tracing::info!(
+            "instance {:?} is installed but its socket {} is missing",
+            instance.slug,
+            instance.socket_path.display()
+        );
+    }
+    if !autostart {
+        return Ok(None);
+    }
+    let (state, _) = lifecycle::ensure_running(ctx, None)?;
+    Remote::of(&state).map(Some)
+}
