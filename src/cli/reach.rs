@@ -118,6 +118,12 @@ pub fn find(
                 tracing::info!("removed stale {}: {}", file.path.display(), file.reason);
             }
         }
+        // The lock is held by a resident starting up (or one dying: its last threads
+        // still hold the lock): one that may be started is waited for.
+        Resident::Starting { .. } if autostart => {
+            let (state, _) = lifecycle::ensure_running(ctx, None)?;
+            return Remote::of(&state).map(Some);
+        }
         // Held by a resident that does not answer (yet): standalone is safe meanwhile.
         Resident::Starting { .. } | Resident::Unresponsive { .. } => return Ok(None),
     }

@@ -88,11 +88,11 @@ fn standalone_when_nothing_runs_and_autostart_when_asked() {
     // The resident dies without cleaning up: the next query still answers (here by
     // starting a new resident), and the stale files are gone.
     signal(pid, Signal::SIGKILL);
-    // Until its last thread is gone its lock is held (a query meanwhile runs standalone).
+    // Until its last thread is gone its lock is held (a query meanwhile waits for it).
     wait_for(
         std::time::Duration::from_secs(5),
         "the resident to die",
-        || (t.run(&["status"]).status.code() == Some(1)).then_some(()),
+        || (t.json_code(&["status", "--json"], 1)["state"] == "stopped").then_some(()),
     );
     t.set("DOC_SERVE_LOG", "info");
     let out = t.run(&["query", "--json", "installer"]);
