@@ -17,6 +17,7 @@
 //! - [`ingest`]: walking sources, chunking by section, reconciling, watching.
 //! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
 //! - [`supervisor`]: the instance registry, systemd units and launchd agents.
+//! - [`mcp`]: the MCP tools, over a resident's routes (at /mcp) or a bridge to them (`doc-serve mcp`).
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
 //! - [`cli`]: the commands; only `cli::output` prints.
 
@@ -30,6 +31,7 @@ pub mod events;
 pub mod fsutil;
 pub mod ingest;
 pub mod logging;
+pub mod mcp;
 pub mod process;
 pub mod project;
 pub mod server;

@@ -22,19 +22,19 @@ pub fn init(filter: Option<&str>, default: &str, timestamps: bool) -> Sink {
     let filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    if stderr_is_journal() {
-        if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_syslog_identifier("doc-serve".into());
-            if tracing_subscriber::registry()
-                .with(filter)
-                .with(layer)
-                .try_init()
-                .is_ok()
-            {
-                return Sink::Journald;
-            }
-            return Sink::Stderr;
+    if stderr_is_journal()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let layer = layer.with_syslog_identifier("doc-serve".into());
+        if tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init()
+            .is_ok()
+        {
+            return Sink::Journald;
         }
+        return Sink::Stderr;
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

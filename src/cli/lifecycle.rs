@@ -90,14 +90,14 @@ pub fn ensure_running(
                 last_why = format!("pid {} holds the lifetime lock but {why}", state.pid)
             }
         }
-        if let Some(spawned) = child.as_mut() {
-            if let Some(status) = spawned.child.try_wait()? {
-                bail!(
-                    "the resident exited during start-up ({status}); its log {}:\n{}",
-                    spawned.log.display(),
-                    spawned.tail()
-                );
-            }
+        if let Some(spawned) = child.as_mut()
+            && let Some(status) = spawned.child.try_wait()?
+        {
+            bail!(
+                "the resident exited during start-up ({status}); its log {}:\n{}",
+                spawned.log.display(),
+                spawned.tail()
+            );
         }
         if Instant::now() >= deadline {
             let tail = child

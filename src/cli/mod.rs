@@ -8,6 +8,7 @@ mod init;
 mod inspect;
 mod install;
 mod lifecycle;
+mod mcp;
 mod output;
 mod reach;
 mod search;
@@ -118,6 +119,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the MCP tools on stdio for an AI assistant, bridged to the resident
+    ///
+    /// Tools: search_docs, read_doc, index_status, reindex. The project's resident is
+    /// found (runtime.json, then an installed supervisor instance) or started, so every
+    /// assistant on a project shares one index; if it goes away it is found or started
+    /// again at the next tool call. With no resident to be had, answers from the index
+    /// on disk. Example: claude mcp add doc-serve -- doc-serve mcp
+    Mcp,
     /// Show the project root, why it was chosen, and where clients look for a server
     Where {
         #[arg(long)]
@@ -323,6 +332,7 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Stop { force, json } => lifecycle::stop(&ctx, force, json),
         Command::Status { json } => inspect::status(&ctx, json),
         Command::Where { json } => inspect::where_(&ctx, json),
+        Command::Mcp => mcp::run(ctx),
         Command::Index { full, json } => search::index(&ctx, full, json),
         Command::Query {
             query,

@@ -69,6 +69,15 @@ impl Sources {
         &self.root
     }
 
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Files larger than this are not sources.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// Whether a root-relative path is a source by name (include and not exclude).
     pub fn wants(&self, rel: &str) -> bool {
         self.include.is_match(rel) && !self.exclude.is_match(rel)

@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -45,7 +46,7 @@ impl ApiError {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<BoxBody<Bytes, Infallible>>;
 
 /// The hyper service function.
 pub async fn handle(
@@ -54,19 +55,36 @@ pub async fn handle(
     transport: Transport,
 ) -> Result<Reply, Infallible> {
     let _busy = shared.activity.begin();
-    let reply = match route(req, &shared, transport).await {
+    if req.uri().path() == "/mcp" {
+        return Ok(match gate(&req, &shared, transport) {
+            Ok(()) => super::mcp::handle(req, &shared).await,
+            Err(e) => error_reply(e),
+        });
+    }
+    Ok(match route(req, &shared, transport).await {
         Ok(body) => json_reply(StatusCode::OK, &body),
-        Err(e) => {
-            let mut reply = json_reply(e.status, &json!({"code": e.code, "message": e.message}));
-            if e.status == StatusCode::UNAUTHORIZED {
-                reply
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            reply
-        }
-    };
-    Ok(reply)
+        Err(e) => error_reply(e),
+    })
+}
+
+fn error_reply(e: ApiError) -> Reply {
+    let mut reply = json_reply(e.status, &json!({"code": e.code, "message": e.message}));
+    if e.status == StatusCode::UNAUTHORIZED {
+        reply
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    reply
+}
+
+/// Host, Origin, and over TCP the token (every route but /health).
+fn gate<B>(req: &Request<B>, shared: &Shared, transport: Transport) -> Result<(), ApiError> {
+    check_host(req, &shared.bind_host)?;
+    check_origin(req)?;
+    if req.uri().path() != "/health" && transport == Transport::Tcp {
+        check_token(req, &shared.token)?;
+    }
+    Ok(())
 }
 
 async fn route(
@@ -74,15 +92,22 @@ async fn route(
     shared: &Shared,
     transport: Transport,
 ) -> Result<Value, ApiError> {
-    check_host(&req, &shared.bind_host)?;
-    check_origin(&req)?;
+    gate(&req, shared, transport)?;
     let path = req.uri().path().to_owned();
-    if path != "/health" && transport == Transport::Tcp {
-        check_token(&req, &shared.token)?;
-    }
     let method = req.method().clone();
     let qs = req.uri().query().map(String::from);
     let body = read_body(req, shared).await?;
+    dispatch(shared, &method, &path, qs.as_deref(), &body).await
+}
+
+/// The routes, for a request that passed the gate.
+pub async fn dispatch(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    qs: Option<&str>,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
     let not_allowed = |allowed: &str| {
         Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -91,18 +116,16 @@ async fn route(
         ))
     };
     if let Some(doc) = path.strip_prefix("/documents/") {
-        return match method {
-            Method::GET => routes::document(shared, doc, qs.as_deref()).await,
+        return match *method {
+            Method::GET => routes::document(shared, doc, qs).await,
             _ => not_allowed("GET"),
         };
     }
-    match (path.as_str(), &method) {
+    match (path, method) {
         ("/health", &Method::GET | &Method::HEAD) => Ok(shared.health()),
         ("/status", &Method::GET | &Method::HEAD) => routes::status(shared).await,
-        ("/query", &Method::GET | &Method::POST) => {
-            routes::query(shared, &method, qs.as_deref(), &body).await
-        }
-        ("/index", &Method::POST) => routes::reindex(shared, &body).await,
+        ("/query", &Method::GET | &Method::POST) => routes::query(shared, method, qs, body).await,
+        ("/index", &Method::POST) => routes::reindex(shared, body).await,
         ("/health" | "/status", _) => not_allowed("GET"),
         ("/query", _) => not_allowed("GET or POST"),
         ("/index", _) => not_allowed("POST"),
@@ -115,7 +138,7 @@ async fn route(
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *reply.status_mut() = status;
     reply.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -170,7 +193,7 @@ fn forbidden(code: &'static str, message: String) -> ApiError {
 
 /// A Host header must name a loopback host (or the configured bind host). Requests
 /// without one (HTTP/1.0 tools) are not from a browser and pass.
-fn check_host(req: &Request<Incoming>, bind_host: &str) -> Result<(), ApiError> {
+fn check_host<B>(req: &Request<B>, bind_host: &str) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::HOST) else {
         return Ok(());
     };
@@ -185,7 +208,7 @@ fn check_host(req: &Request<Incoming>, bind_host: &str) -> Result<(), ApiError> 
 }
 
 /// An Origin, when present, must be an http(s) origin on a loopback host.
-fn check_origin(req: &Request<Incoming>) -> Result<(), ApiError> {
+fn check_origin<B>(req: &Request<B>) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::ORIGIN) else {
         return Ok(());
     };
@@ -206,7 +229,7 @@ fn check_origin(req: &Request<Incoming>) -> Result<(), ApiError> {
     ))
 }
 
-fn check_token(req: &Request<Incoming>, token: &str) -> Result<(), ApiError> {
+fn check_token<B>(req: &Request<B>, token: &str) -> Result<(), ApiError> {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)

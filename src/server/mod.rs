@@ -10,6 +10,7 @@ pub mod http;
 pub mod indexing;
 pub mod lifecycle;
 pub mod listener;
+pub mod mcp;
 pub mod routes;
 pub mod state;
 
@@ -82,9 +83,8 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         runtime,
         index,
         sources,
-        state_dir: project.state_dir.clone(),
+        mcp: std::sync::OnceLock::new(),
         max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
-        max_file_bytes: config.max_file_bytes,
     });
 
     let mut builder = http1::Builder::new();
@@ -200,12 +200,11 @@ fn random_hex(n: usize) -> Result<String> {
 
 /// Removes runtime.json unless a newer resident has already replaced it.
 fn remove_runtime_if_ours(path: &std::path::Path, instance_id: &str) {
-    if let RuntimeFile::Valid(state) = RuntimeFile::read(path) {
-        if state.instance_id == instance_id {
-            if let Err(e) = crate::fsutil::remove_if_exists(path) {
-                tracing::warn!("cannot remove {}: {e}", path.display());
-            }
-        }
+    if let RuntimeFile::Valid(state) = RuntimeFile::read(path)
+        && state.instance_id == instance_id
+        && let Err(e) = crate::fsutil::remove_if_exists(path)
+    {
+        tracing::warn!("cannot remove {}: {e}", path.display());
     }
 }
 

@@ -10,10 +10,14 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::io::Read;
+
 use super::http::ApiError;
 use super::state::Shared;
 use crate::engine::EngineError;
 use crate::engine::search::Request;
+use crate::ingest::chunk::{self, ChunkOptions, Format};
+use crate::ingest::walk::Sources;
 
 /// Query-string parameters as (name, value) pairs, percent-decoded.
 pub fn params(query: Option<&str>) -> Vec<(String, String)> {
@@ -164,9 +168,8 @@ fn not_found(path: &str) -> ApiError {
     )
 }
 
-/// `GET /documents/{path}[?start=N&end=M]`: a source file, or a range of its lines.
-/// Only source files (the include globs) inside the root; `..`, absolute paths, the
-/// state dir and symlinks leading out are all "not found".
+/// `GET /documents/{path}[?start=N&end=M | ?heading=TEXT]`: a source file, a range of
+/// its lines, or the section under a heading. See [`read_document`].
 pub async fn document(
     shared: &Shared,
     raw_path: &str,
@@ -176,44 +179,73 @@ pub async fn document(
         .decode_utf8_lossy()
         .into_owned();
     let p = params(qs);
-    let (start, end) = (number(&p, "start")?, number(&p, "end")?);
-    let root = shared.project_root().clone();
-    let relp = Path::new(&rel);
+    let want = Lines {
+        start: number(&p, "start")?,
+        end: number(&p, "end")?,
+        heading: param(&p, "heading").map(String::from),
+    };
+    let sources = shared.sources.clone();
+    blocking(move || read_document(&sources, &rel, &want)).await?
+}
+
+/// Which part of a document to read: a line range (1-based, inclusive; open ends
+/// mean the first or last line), or the section under a heading.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lines {
+    pub start: Option<usize>,
+    pub end: Option<usize>,
+    pub heading: Option<String>,
+}
+
+/// Reads a source file, or part of it. Only source files (the include globs) inside
+/// the root; `..`, absolute paths, the state dir and symlinks leading out are all "not
+/// found". A heading matches case-insensitively, the heading itself or its whole trail
+/// (`Install > Linux`); the section runs to the next heading of its level or above.
+pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value, ApiError> {
+    let root = sources.root();
+    let relp = Path::new(rel);
     let plain = !rel.is_empty()
         && !rel.contains('\0')
         && relp.components().all(|c| matches!(c, Component::Normal(_)));
-    if !plain || !shared.sources.wants(&rel) {
-        return Err(not_found(&rel));
+    if !plain || !sources.wants(rel) {
+        return Err(not_found(rel));
     }
-    let full = root.join(relp);
-    let real = full.canonicalize().map_err(|_| not_found(&rel))?;
-    if !real.starts_with(&root) || real.starts_with(&shared.state_dir) || !real.is_file() {
-        return Err(not_found(&rel));
+    let real = root.join(relp).canonicalize().map_err(|_| not_found(rel))?;
+    if !real.starts_with(root) || real.starts_with(sources.state_dir()) || !real.is_file() {
+        return Err(not_found(rel));
     }
-    let max = shared.max_file_bytes;
-    let text = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
-        let mut buf = Vec::new();
-        std::fs::File::open(&real)?
-            .take(max + 1)
-            .read_to_end(&mut buf)?;
-        Ok(buf)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|_| not_found(&rel))?;
-    if text.len() as u64 > max {
+    let max = sources.max_bytes();
+    let mut buf = Vec::new();
+    std::fs::File::open(&real)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut buf))
+        .map_err(|_| not_found(rel))?;
+    if buf.len() as u64 > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "document_too_large",
             format!("{rel} is over {max} bytes"),
         ));
     }
-    let text = String::from_utf8_lossy(&text);
+    let text = String::from_utf8_lossy(&buf);
     let lines: Vec<&str> = text.lines().collect();
     let total = lines.len();
-    let first = start.unwrap_or(1).max(1);
-    let last = end.unwrap_or(total).min(total);
+    let (first, last, headings) = match &want.heading {
+        Some(h) => {
+            let (a, b, trail) = section(&text, &real, h).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_such_heading",
+                    format!("{rel} has no heading {h:?}"),
+                )
+            })?;
+            (a, b.min(total), trail)
+        }
+        None => (
+            want.start.unwrap_or(1).max(1),
+            want.end.unwrap_or(total).min(total),
+            Vec::new(),
+        ),
+    };
     if first > last && total > 0 {
         return Err(bad(
             "bad_range",
@@ -225,11 +257,45 @@ pub async fn document(
     } else {
         lines[first - 1..last].join("\n")
     };
-    Ok(json!({
+    let mut v = json!({
         "path": rel,
         "line_start": first.min(total.max(1)),
         "line_end": last,
         "total_lines": total,
         "text": body,
-    }))
+    });
+    if want.heading.is_some() {
+        v["headings"] = json!(headings);
+    }
+    Ok(v)
+}
+
+/// The line range and heading trail of the section under `heading` in `text`.
+fn section(text: &str, path: &Path, heading: &str) -> Option<(usize, usize, Vec<String>)> {
+    let opts = ChunkOptions {
+        chunk_size: usize::MAX,
+        chunk_overlap: 0,
+    };
+    let doc = chunk::chunk(text, Format::from_path(path), "", &opts);
+    let wanted: Vec<String> = heading
+        .split('>')
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let matches = |trail: &[String]| {
+        !wanted.is_empty()
+            && trail.len() >= wanted.len()
+            && trail[trail.len() - wanted.len()..]
+                .iter()
+                .zip(&wanted)
+                .all(|(t, w)| t.trim().to_lowercase() == *w)
+    };
+    let at = doc.chunks.iter().position(|c| matches(&c.headings))?;
+    let trail = &doc.chunks[at].headings;
+    let end = doc.chunks[at..]
+        .iter()
+        .take_while(|c| c.headings.len() >= trail.len() && c.headings[..trail.len()] == trail[..])
+        .map(|c| c.line_end)
+        .max()?;
+    Some((doc.chunks[at].line_start, end, trail.clone()))
 }

@@ -23,9 +23,9 @@ pub struct Shared {
     pub activity: Activity,
     pub index: IndexHandle,
     pub sources: Sources,
-    pub state_dir: PathBuf,
+    /// The `/mcp` service, made on first use.
+    pub mcp: std::sync::OnceLock<super::mcp::Service>,
     pub max_hits_per_file: usize,
-    pub max_file_bytes: u64,
 }
 
 impl Shared {

@@ -7,6 +7,7 @@ mod config;
 mod http;
 mod lifecycle;
 mod logging;
+mod mcp;
 mod packaging;
 mod project;
 mod search;

@@ -122,6 +122,11 @@ impl TestEnv {
         pid
     }
 
+    /// Kills `child` when the env drops.
+    pub fn spawn_adopted(&mut self, child: Child) {
+        self.children.push(child);
+    }
+
     /// `doc-serve serve ARGS` in the foreground, stderr to `serve.err` in the temp dir.
     pub fn spawn_serve(&mut self, args: &[&str]) -> u32 {
         let mut full = vec!["serve"];

@@ -1,0 +1,199 @@
+//! `doc-serve mcp`: an MCP server on stdio that bridges to the project's resident.
+//!
+//! The resident is found the way every client finds it ([`reach`], always allowed to
+//! start one), once at start-up and again whenever it stops answering, so a resident's
+//! idle exit, restart or crash costs the next tool call a restart, not an error. When
+//! no resident can be had, this process answers from the index itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rmcp::ServiceExt;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::reach::{self, CallError, Remote};
+use super::{Context, client_runtime};
+use crate::config::Config;
+use crate::engine::search::Request;
+use crate::error::exit;
+use crate::ingest::sync::Indexer;
+use crate::mcp::{Backend, Op, Tools, unavailable};
+use crate::server::http::ApiError;
+use crate::server::routes::{engine_error, read_document};
+
+/// A tool call may wait this long for the resident (a full reindex takes a while).
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub fn run(ctx: Context) -> anyhow::Result<i32> {
+    let config = ctx.config(&crate::config::Flags::default())?;
+    ctx.project.create_state_dir()?;
+    let bridge = Arc::new(Bridge {
+        ctx: Arc::new(ctx),
+        config,
+        remote: Mutex::new(None),
+        standalone: Mutex::new(None),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        // Find (or start) the resident while the client initializes.
+        let warm = bridge.clone();
+        tokio::spawn(async move { warm.remote().await });
+        let server = Tools(bridge)
+            .serve(rmcp::transport::stdio())
+            .await
+            .context("MCP initialization over stdio failed")?;
+        let reason = server.waiting().await.context("the MCP session failed")?;
+        tracing::debug!("MCP session over: {reason:?}");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(exit::OK)
+}
+
+struct Bridge {
+    ctx: Arc<Context>,
+    config: Config,
+    remote: Mutex<Option<Remote>>,
+    standalone: Mutex<Option<Arc<Indexer>>>,
+}
+
+impl Bridge {
+    /// The resident to ask: the one found before, or one found (or started) now.
+    /// `Ok(None)`: none can be had, answer standalone.
+    async fn remote(&self) -> Result<Option<Remote>, ApiError> {
+        let mut cached = self.remote.lock().await;
+        if let Some(r) = cached.as_ref() {
+            return Ok(Some(r.clone()));
+        }
+        let ctx = self.ctx.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let rt = client_runtime()?;
+            reach::find(&ctx, &rt, true)
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+        match found {
+            Ok(r) => {
+                if let Some(r) = &r {
+                    tracing::info!("bridging to the resident at {}", r.base_url);
+                }
+                cached.clone_from(&r);
+                Ok(r)
+            }
+            Err(e) => {
+                tracing::warn!("no resident ({e:#}); answering standalone");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn forget(&self, stale: &Remote) {
+        let mut cached = self.remote.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|r| r.base_url == stale.base_url)
+        {
+            *cached = None;
+        }
+    }
+
+    /// Answers in this process, from the index on disk.
+    async fn standalone(&self, op: Op) -> Result<Value, ApiError> {
+        let indexer = {
+            let mut slot = self.standalone.lock().await;
+            match slot.as_ref() {
+                Some(i) => i.clone(),
+                None => {
+                    let (project, config) = (self.ctx.project.clone(), self.config.clone());
+                    let opened =
+                        tokio::task::spawn_blocking(move || Indexer::open(&project, &config))
+                            .await
+                            .map_err(|e| unavailable(e.to_string()))?
+                            .map_err(|e| unavailable(format!("cannot open the index: {e}")))?;
+                    slot.insert(Arc::new(opened)).clone()
+                }
+            }
+        };
+        let max_per_file = usize::try_from(self.config.max_hits_per_file).unwrap_or(usize::MAX);
+        let root = self.ctx.project.root.clone();
+        tokio::task::spawn_blocking(move || standalone(&indexer, op, max_per_file, &root))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+    }
+}
+
+fn standalone(
+    indexer: &Indexer,
+    op: Op,
+    max_per_file: usize,
+    root: &std::path::Path,
+) -> Result<Value, ApiError> {
+    let counts = || indexer.engine.counts().map_err(engine_error);
+    match op {
+        Op::Search {
+            q,
+            limit,
+            path_prefix,
+        } => {
+            let resp = indexer
+                .engine
+                .search(&Request {
+                    q,
+                    limit,
+                    path_prefix,
+                    max_per_file,
+                })
+                .map_err(engine_error)?;
+            Ok(serde_json::to_value(resp).unwrap_or_default())
+        }
+        Op::Read { path, lines } => read_document(&indexer.sources, &path, &lines),
+        Op::Status => {
+            let (files, chunks) = counts()?;
+            Ok(json!({
+                "mode": "standalone",
+                "project_root": root,
+                "message": "no resident could be started: answering from the index on disk",
+                "index": {"files": files, "chunks": chunks},
+            }))
+        }
+        Op::Reindex { full } => {
+            let summary = indexer.reconcile(full, &mut |_| {}).map_err(engine_error)?;
+            let (files, chunks) = counts()?;
+            Ok(json!({"summary": summary, "index": {"files": files, "chunks": chunks}}))
+        }
+    }
+}
+
+impl Backend for Bridge {
+    async fn run(&self, op: Op) -> Result<Value, ApiError> {
+        let (method, path, body) = op.request();
+        // Twice: a resident that went away is found (or started) again once.
+        let mut failed = String::new();
+        for _ in 0..2 {
+            let Some(remote) = self.remote().await? else {
+                return self.standalone(op).await;
+            };
+            match remote
+                .call(method.clone(), &path, body.as_ref(), CALL_TIMEOUT)
+                .await
+            {
+                Ok(v) => return Ok(v),
+                Err(CallError::Api {
+                    status, message, ..
+                }) => return Err(ApiError::new(status, "resident_error", message)),
+                Err(CallError::Client(e)) => {
+                    failed = format!("the resident at {} failed: {e}", remote.base_url);
+                    tracing::info!("{failed}");
+                    self.forget(&remote).await;
+                }
+            }
+        }
+        Err(unavailable(failed))
+    }
+}

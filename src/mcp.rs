@@ -1,0 +1,466 @@
+//! MCP: the tools an AI assistant uses to search a project's docs.
+//!
+//! The same four tools are served two ways: over stdio by `doc-serve mcp`, a thin
+//! bridge to the project's resident (so N assistants cost one resident and one index),
+//! and over Streamable HTTP at `/mcp` by the resident itself. Each tool is one request
+//! to the resident's HTTP API, so answers are the same whichever way they come.
+//! A bridge whose resident went away (idle exit, restart, crash) finds or starts one
+//! again within the same tool call; with no resident to be had it answers from the
+//! index itself.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::server::http::ApiError;
+use crate::server::routes::Lines;
+
+const INSTRUCTIONS: &str = "\
+Search this project's documentation (Markdown, reStructuredText, AsciiDoc, text). \
+Start with search_docs: it returns ranked sections with their file path, line range, \
+heading trail and a snippet. Then read_doc a hit's path with its line range (or a \
+heading) to read the whole section. The index follows file edits by itself; \
+index_status says how fresh it is, and reindex is only needed after a bulk change.";
+
+/// How long a search that finds nothing waits for a first index still being built.
+const FIRST_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What a tool asks of the API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Search {
+        q: String,
+        limit: usize,
+        path_prefix: Option<String>,
+    },
+    Read {
+        path: String,
+        lines: Lines,
+    },
+    Status,
+    Reindex {
+        full: bool,
+    },
+}
+
+impl Op {
+    /// The HTTP request for this operation: method, path and query, JSON body.
+    pub fn request(&self) -> (Method, String, Option<Value>) {
+        let mut qs = form_urlencoded::Serializer::new(String::new());
+        match self {
+            Op::Search {
+                q,
+                limit,
+                path_prefix,
+            } => {
+                qs.append_pair("q", q)
+                    .append_pair("limit", &limit.to_string());
+                if let Some(p) = path_prefix {
+                    qs.append_pair("path_prefix", p);
+                }
+                (Method::GET, format!("/query?{}", qs.finish()), None)
+            }
+            Op::Read { path, lines } => {
+                if let Some(s) = lines.start {
+                    qs.append_pair("start", &s.to_string());
+                }
+                if let Some(e) = lines.end {
+                    qs.append_pair("end", &e.to_string());
+                }
+                if let Some(h) = &lines.heading {
+                    qs.append_pair("heading", h);
+                }
+                let path: String =
+                    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                        // Keep the separators readable; every other byte is encoded.
+                        .replace("%2F", "/");
+                (
+                    Method::GET,
+                    format!("/documents/{path}?{}", qs.finish()),
+                    None,
+                )
+            }
+            Op::Status => (Method::GET, "/status".into(), None),
+            Op::Reindex { full } => (Method::POST, "/index".into(), Some(json!({"full": full}))),
+        }
+    }
+}
+
+/// Answers operations: the resident's routes in-process, or a bridge to them.
+pub trait Backend: Send + Sync + 'static {
+    fn run(&self, op: Op) -> impl Future<Output = Result<Value, ApiError>> + Send;
+}
+
+/// The MCP server over a [`Backend`].
+pub struct Tools<B>(pub Arc<B>);
+
+impl<B> Clone for Tools<B> {
+    fn clone(&self) -> Self {
+        Tools(self.0.clone())
+    }
+}
+
+fn schema(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(m) => Arc::new(m),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+/// The tools, with descriptions written for a model choosing and calling them.
+pub fn tools() -> Vec<Tool> {
+    let read_only = ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false);
+    vec![
+        Tool::new(
+            "search_docs",
+            "Full-text search over this project's documentation. Returns the best-matching \
+             sections, best first: file path, line range, heading trail, score and a \
+             snippet. Plain words are ranked (sections containing all of them first); \
+             \"quoted phrases\" must appear; -word excludes; path:docs/api limits to a \
+             directory. Use specific terms, identifiers (snake_case, CamelCase, --flags) \
+             work whole or by their parts. Follow up with read_doc to read a section.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to look for, e.g. 'configure retry timeout' or '\"socket activation\" -launchd'"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8, "description": "Most sections to return"},
+                    "path_prefix": {"type": "string", "description": "Only files under this path, relative to the project root, e.g. 'docs/guide/'"}
+                },
+                "required": ["query"],
+                "additionalProperties": false
+            })),
+        )
+        .with_title("Search the project's docs")
+        .with_annotations(read_only.clone()),
+        Tool::new(
+            "read_doc",
+            "Read a documentation file of this project, or part of it: a line range \
+             (from search_docs hits) or the section under a heading (its subsections \
+             included). Paths are relative to the project root, as search_docs returns \
+             them. Prefer a range or heading over whole large files.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "File path relative to the project root, e.g. 'docs/guide/install.md'"},
+                    "line_start": {"type": "integer", "minimum": 1, "description": "First line to return (1-based)"},
+                    "line_end": {"type": "integer", "minimum": 1, "description": "Last line to return (inclusive)"},
+                    "heading": {"type": "string", "description": "Return the section under this heading instead, e.g. 'Installation' or 'Install > Linux'"}
+                },
+                "required": ["path"],
+                "additionalProperties": false
+            })),
+        )
+        .with_title("Read a doc file or section")
+        .with_annotations(read_only),
+        Tool::new(
+            "index_status",
+            "How fresh the search index is: documents and sections indexed, whether \
+             indexing is in progress, pending file changes, the last commit. Rarely \
+             needed: the index follows file edits by itself.",
+            schema(json!({"type": "object", "properties": {}, "additionalProperties": false})),
+        )
+        .with_title("Search index status")
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(true)
+                .idempotent(true)
+                .open_world(false),
+        ),
+        Tool::new(
+            "reindex",
+            "Bring the search index in line with the files on disk now (only changed \
+             files are re-read; full=true re-reads everything). Only needed after a bulk \
+             change made outside the editor, such as a branch switch; ordinary edits are \
+             picked up within a second.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "full": {"type": "boolean", "default": false, "description": "Re-read and re-index every file"}
+                },
+                "additionalProperties": false
+            })),
+        )
+        .with_title("Update the search index")
+        .with_annotations(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(true)
+                .open_world(false),
+        ),
+    ]
+}
+
+/// A tool call's arguments as an operation; `Err` is a message for the model.
+pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
+    let allowed: &[&str] = match name {
+        "search_docs" => &["query", "limit", "path_prefix"],
+        "read_doc" => &["path", "line_start", "line_end", "heading"],
+        "index_status" => &[],
+        "reindex" => &["full"],
+        _ => return Err(format!("unknown tool {name:?}")),
+    };
+    if let Some(k) = args.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "{name} has no argument {k:?}; its arguments: {}",
+            allowed.join(", ")
+        ));
+    }
+    let text = |k: &str, required: bool| -> Result<Option<String>, String> {
+        match args.get(k) {
+            None | Some(Value::Null) if !required => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                Err(format!("{k} is required and must not be empty"))
+            }
+            Some(other) => Err(format!("{k} must be a string, not {other}")),
+        }
+    };
+    let number = |k: &str| -> Result<Option<usize>, String> {
+        match args.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n >= 1)
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("{k} must be a whole number of at least 1, not {v}")),
+        }
+    };
+    Ok(match name {
+        "search_docs" => Op::Search {
+            q: text("query", true)?.unwrap_or_default(),
+            limit: number("limit")?.unwrap_or(8).min(50),
+            path_prefix: text("path_prefix", false)?,
+        },
+        "read_doc" => {
+            let lines = Lines {
+                start: number("line_start")?,
+                end: number("line_end")?,
+                heading: text("heading", false)?,
+            };
+            if lines.heading.is_some() && (lines.start.is_some() || lines.end.is_some()) {
+                return Err("give either a line range or a heading, not both".into());
+            }
+            Op::Read {
+                path: text("path", true)?.unwrap_or_default(),
+                lines,
+            }
+        }
+        "index_status" => Op::Status,
+        _ => Op::Reindex {
+            full: match args.get("full") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return Err(format!("full must be true or false, not {v}")),
+            },
+        },
+    })
+}
+
+/// The answer as text for a model.
+pub fn render(op: &Op, v: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    match op {
+        Op::Search { q, .. } => {
+            let hits = v["hits"].as_array().cloned().unwrap_or_default();
+            if hits.is_empty() {
+                let building = if v["index"]["indexing"] == true {
+                    " The index is still being built: try again shortly."
+                } else {
+                    ""
+                };
+                return format!(
+                    "No sections match {q:?}. Try other words, fewer words, or no path \
+                     prefix.{building}"
+                );
+            }
+            let mut out = format!(
+                "{} of {} matching sections for {q:?}:\n",
+                hits.len(),
+                v["total_matches"]
+            );
+            for (i, h) in hits.iter().enumerate() {
+                let trail: Vec<String> = h["headings"]
+                    .as_array()
+                    .map(|a| a.iter().map(s).collect())
+                    .unwrap_or_default();
+                let trail = if trail.is_empty() {
+                    s(&h["title"])
+                } else {
+                    trail.join(" > ")
+                };
+                let snippet = s(&h["snippet"])
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                out.push_str(&format!(
+                    "\n{}. {} (lines {}-{}) — {trail}\n   {snippet}\n",
+                    i + 1,
+                    s(&h["path"]),
+                    h["line_start"],
+                    h["line_end"],
+                ));
+            }
+            if v["index"]["indexing"] == true {
+                out.push_str("\n(The index is still being built: results may be incomplete.)\n");
+            }
+            out
+        }
+        Op::Read { .. } => {
+            let mut head = format!(
+                "{} lines {}-{} of {}",
+                s(&v["path"]),
+                v["line_start"],
+                v["line_end"],
+                v["total_lines"]
+            );
+            if let Some(h) = v["headings"].as_array().filter(|h| !h.is_empty()) {
+                let trail: Vec<String> = h.iter().map(s).collect();
+                head.push_str(&format!(" (section {})", trail.join(" > ")));
+            }
+            format!("{head}:\n\n{}", s(&v["text"]))
+        }
+        Op::Status | Op::Reindex { .. } => {
+            serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+        }
+    }
+}
+
+impl<B: Backend> ServerHandler for Tools<B> {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("doc-serve", crate::VERSION))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if self.get_tool(&request.name).is_none() {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}", request.name),
+                None,
+            ));
+        }
+        let args = request.arguments.unwrap_or_default();
+        let op = match parse_call(&request.name, &args) {
+            Ok(op) => op,
+            Err(message) => return Ok(tool_error(message)),
+        };
+        let mut answer = self.0.run(op.clone()).await;
+        // A resident just started for this session answers before its first index is
+        // built; "nothing found" from a half-built index would mislead the model.
+        let deadline = std::time::Instant::now() + FIRST_INDEX_WAIT;
+        while matches!(op, Op::Search { .. })
+            && answer.as_ref().is_ok_and(|v| {
+                v["index"]["indexing"] == true && v["hits"].as_array().is_none_or(|h| h.is_empty())
+            })
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            answer = self.0.run(op.clone()).await;
+        }
+        Ok(match answer {
+            Ok(v) => CallToolResult::success(vec![ContentBlock::text(render(&op, &v))]).into(),
+            Err(e) => tool_error(e.message),
+        })
+    }
+}
+
+fn tool_error(message: String) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(message)]).into()
+}
+
+/// An API error as a backend reports it.
+pub fn unavailable(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: Value) -> JsonObject {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert_eq!(
+            parse_call("search_docs", &args(json!({"query": "tokio", "limit": 3}))),
+            Ok(Op::Search {
+                q: "tokio".into(),
+                limit: 3,
+                path_prefix: None
+            })
+        );
+        for bad in [
+            json!({}),
+            json!({"query": ""}),
+            json!({"query": 3}),
+            json!({"query": "x", "limit": 0}),
+            json!({"query": "x", "limit": "many"}),
+            json!({"query": "x", "other": 1}),
+        ] {
+            assert!(
+                parse_call("search_docs", &args(bad.clone())).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            parse_call(
+                "read_doc",
+                &args(json!({"path": "a.md", "heading": "X", "line_start": 2}))
+            )
+            .is_err()
+        );
+        assert!(parse_call("reindex", &args(json!({"full": "yes"}))).is_err());
+        assert!(parse_call("nope", &JsonObject::new()).is_err());
+    }
+
+    #[test]
+    fn requests_encode_their_arguments() {
+        let op = Op::Read {
+            path: "docs/a b?.md".into(),
+            lines: Lines {
+                heading: Some("Install > Linux".into()),
+                ..Lines::default()
+            },
+        };
+        assert_eq!(
+            op.request().1,
+            "/documents/docs/a%20b%3F%2Emd?heading=Install+%3E+Linux"
+        );
+    }
+}

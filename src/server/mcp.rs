@@ -1,0 +1,64 @@
+//! MCP over Streamable HTTP at `/mcp`: the resident's own routes behind the MCP tools
+//! (see [`crate::mcp`]). Stateless: every POST is answered on its own with JSON, no
+//! session and no event stream. The security gate (Host, Origin, token) runs first,
+//! as for every route.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Weak};
+
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::Value;
+
+use super::http::{ApiError, dispatch};
+use super::state::Shared;
+use crate::mcp::{Backend, Op, Tools, unavailable};
+
+pub type Service = StreamableHttpService<Tools<Local>, NeverSessionManager>;
+
+/// The resident's routes, called in-process.
+pub struct Local(Weak<Shared>);
+
+impl Backend for Local {
+    async fn run(&self, op: Op) -> Result<Value, ApiError> {
+        let Some(shared) = self.0.upgrade() else {
+            return Err(unavailable("the resident is stopping"));
+        };
+        let (method, target, body) = op.request();
+        let (path, qs) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target.as_str(), None),
+        };
+        let body = Bytes::from(body.map(|b| b.to_string()).unwrap_or_default());
+        dispatch(&shared, &method, path, qs, &body).await
+    }
+}
+
+/// The service answering `/mcp`, made on first use.
+pub fn service(shared: &Arc<Shared>) -> &Service {
+    shared.mcp.get_or_init(|| {
+        let local = Arc::new(Local(Arc::downgrade(shared)));
+        let config = StreamableHttpServerConfig::default()
+            .with_legacy_session_mode(false)
+            .with_json_response(true)
+            .with_sse_keep_alive(None)
+            // Host and Origin were checked by the gate, with the resident's own rules.
+            .disable_allowed_hosts()
+            .with_max_request_body_bytes(shared.max_body_bytes);
+        StreamableHttpService::new(
+            move || Ok(Tools(local.clone())),
+            Arc::new(NeverSessionManager::default()),
+            config,
+        )
+    })
+}
+
+pub async fn handle(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    service(shared).handle(req).await
+}

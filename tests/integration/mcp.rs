@@ -1,0 +1,291 @@
+//! MCP through real clients: the official Python SDK over stdio (`doc-serve mcp`) and
+//! over Streamable HTTP (/mcp), and the official conformance suite. Both are installed
+//! under target/ by tests/mcp/setup (which .ci/run runs); outside CI the tests skip
+//! without them, saying so.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::search::with_fixtures;
+use crate::util::*;
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv's Python with the `mcp` SDK, or `None` (a skip) outside CI.
+fn python() -> Option<PathBuf> {
+    let py = manifest().join("target/mcp-venv/bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        !in_ci(),
+        "the MCP Python SDK is required in CI: run tests/mcp/setup"
+    );
+    eprintln!("SKIP: no MCP Python SDK in target/mcp-venv (run tests/mcp/setup)");
+    None
+}
+
+/// Runs tests/mcp/client.py ARGS in the test environment; its JSON output.
+fn client(t: &TestEnv, py: &PathBuf, args: &[&str]) -> Value {
+    let mut cmd = Command::new(py);
+    cmd.arg(manifest().join("tests/mcp/client.py"))
+        .args(args)
+        .current_dir(&t.project)
+        .env_clear()
+        .stdin(Stdio::null());
+    for (k, v) in &t.env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "client.py {args:?}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What every transport must show: the tools, their answers, errors as tool errors.
+fn check_session(v: &Value) {
+    assert_eq!(v["server"], "doc-serve", "{v}");
+    assert_eq!(
+        v["tools"],
+        serde_json::json!(["index_status", "read_doc", "reindex", "search_docs"])
+    );
+    assert_eq!(v["described"], true, "tools need descriptions and schemas");
+    let ok = |k: &str| {
+        assert_eq!(v[k]["error"], false, "{k}: {}", v[k]);
+        v[k]["text"].as_str().unwrap().to_owned()
+    };
+    let search = ok("search");
+    assert!(search.contains("docs/guide/install.md (lines"), "{search}");
+    assert!(ok("read_range").contains("title: Installing Widgetd"));
+    let section = ok("read_heading");
+    assert!(section.contains("## Linux") && section.contains("./install.sh --dry-run"));
+    assert!(!section.contains("Configuration file"), "{section}");
+    let status: Value = serde_json::from_str(&ok("status")).unwrap();
+    assert_eq!(status["index"]["files"], 5, "{status}");
+    let reindex: Value = serde_json::from_str(&ok("reindex")).unwrap();
+    assert_eq!(reindex["summary"]["unchanged"], 5, "{reindex}");
+    for (call, r) in v["bad_arguments"].as_object().unwrap() {
+        assert_eq!(r["error"], true, "{call} should be a tool error: {r}");
+        assert!(!r["text"].as_str().unwrap().is_empty(), "{call}");
+    }
+    assert!(
+        v["unknown_tool"].as_str().unwrap().contains("unknown tool"),
+        "{v}"
+    );
+    assert!(ok("after").contains("docs/guide/install.md"));
+}
+
+/// Processes running `doc-serve ... serve` for this test's project.
+fn residents(t: &TestEnv) -> usize {
+    let marker = t.root().to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&b"serve".as_slice())
+                && String::from_utf8_lossy(&cmdline).contains(&marker)
+        })
+        .count()
+}
+
+#[test]
+fn stdio_bridge_serves_every_tool_through_one_resident() {
+    let Some(py) = python() else { return };
+    let t = with_fixtures();
+    let bin = BIN.to_string();
+    let project = t.project.display().to_string();
+    // No resident yet: the bridge starts one.
+    let v = client(&t, &py, &["stdio", &bin, &project]);
+    check_session(&v);
+    let first = t.runtime();
+    assert_eq!(residents(&t), 1);
+
+    // Three bridges at once: one resident (the same one), consistent answers.
+    let v = client(&t, &py, &["bridges", &bin, &project, "3"]);
+    let texts = v["texts"].as_array().unwrap();
+    assert_eq!(texts.len(), 3);
+    assert!(texts.iter().all(|x| x == &texts[0]), "{v}");
+    assert!(texts[0].as_str().unwrap().contains("install.md"));
+    assert_eq!(residents(&t), 1);
+    assert_eq!(t.runtime()["pid"], first["pid"]);
+    t.ok(&["stop"]);
+}
+
+#[test]
+fn three_bridges_on_a_fresh_project_start_one_resident() {
+    let Some(py) = python() else { return };
+    let t = with_fixtures();
+    let (bin, project) = (BIN.to_string(), t.project.display().to_string());
+    let v = client(&t, &py, &["bridges", &bin, &project, "3"]);
+    assert_eq!(v["errors"], serde_json::json!([false, false, false]), "{v}");
+    let texts = v["texts"].as_array().unwrap();
+    assert!(texts.iter().all(|x| x == &texts[0]), "{v}");
+    assert_eq!(residents(&t), 1);
+    t.ok(&["stop"]);
+}
+
+#[test]
+fn bridge_survives_its_resident_being_killed() {
+    let Some(py) = python() else { return };
+    let t = with_fixtures();
+    let (bin, project) = (BIN.to_string(), t.project.display().to_string());
+    let v = client(&t, &py, &["survive", &bin, &project]);
+    assert_eq!(v["first"]["error"], false, "{v}");
+    assert_eq!(v["second"]["error"], false, "{v}");
+    // The new resident may still be reconciling (and say so after the same hits).
+    let (first, second) = (
+        v["first"]["text"].as_str().unwrap(),
+        v["second"]["text"].as_str().unwrap(),
+    );
+    assert!(second.starts_with(first.trim_end()), "{v}");
+    assert_ne!(v["new_pid"], v["killed"], "{v}");
+    assert_eq!(residents(&t), 1);
+    t.ok(&["stop"]);
+}
+
+#[test]
+fn streamable_http_at_slash_mcp() {
+    let Some(py) = python() else { return };
+    let t = with_fixtures();
+    t.ok(&["start"]);
+    let rt = t.runtime();
+    let url = format!("{}/mcp", rt["base_url"].as_str().unwrap());
+    let v = client(&t, &py, &["http", &url, rt["token"].as_str().unwrap()]);
+    check_session(&v);
+
+    // The gate holds for /mcp as for every route.
+    let addr = addr_of(&rt);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let post = |headers: &str| {
+        raw(
+            &addr,
+            format!(
+                "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\n\
+                 Accept: application/json, text/event-stream\r\n{headers}\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{init}",
+                init.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let token = format!(
+        "Authorization: Bearer {}\r\n",
+        rt["token"].as_str().unwrap()
+    );
+    assert_eq!(post(&format!("Host: {addr}\r\n")).status, 401);
+    assert_eq!(post(&format!("Host: evil.example\r\n{token}")).status, 403);
+    assert_eq!(
+        post(&format!(
+            "Host: {addr}\r\nOrigin: http://evil.example\r\n{token}"
+        ))
+        .status,
+        403
+    );
+    assert_eq!(post(&format!("Host: {addr}\r\n{token}")).status, 200);
+    t.ok(&["stop"]);
+}
+
+#[test]
+fn conformance_suite() {
+    let Some(_) = python() else { return };
+    let node_bin = manifest().join("target/mcp-node/node_modules/.bin");
+    if !node_bin.join("conformance").exists() {
+        assert!(
+            !in_ci(),
+            "the MCP conformance suite is required in CI: run tests/mcp/setup"
+        );
+        eprintln!("SKIP: no MCP conformance suite in target/mcp-node (run tests/mcp/setup)");
+        return;
+    }
+    let mut t = with_fixtures();
+    t.ok(&["start"]);
+    let rt = t.runtime();
+    // The suite cannot send the bearer token: a loopback proxy adds it.
+    let mut proxy = Command::new("python3");
+    proxy
+        .arg(manifest().join("tests/mcp/auth_proxy.py"))
+        .args([
+            rt["base_url"].as_str().unwrap(),
+            rt["token"].as_str().unwrap(),
+        ])
+        .stdout(Stdio::piped());
+    let mut child = proxy.spawn().unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    t.spawn_adopted(child);
+    let results = t.root().join("conformance");
+    let path = format!(
+        "{}:{}",
+        node_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(node_bin.join("conformance"))
+        .args([
+            "server",
+            "--url",
+            &format!("http://127.0.0.1:{}/mcp", port.trim()),
+        ])
+        .arg("-o")
+        .arg(&results)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    // Scenario -> passed, from the suite's per-scenario checks.
+    let mut outcome = std::collections::BTreeMap::new();
+    for dir in std::fs::read_dir(&results).unwrap().flatten() {
+        let checks: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("checks.json")).unwrap())
+                .unwrap();
+        let checks = checks.as_array().unwrap();
+        let name = dir.file_name().to_string_lossy().into_owned();
+        // server-<scenario>-<YYYY-MM-DDTHH-MM-SS-mmmZ>
+        let name = name.strip_prefix("server-").unwrap_or(&name);
+        let stamp = (0..name.len())
+            .find(|&i| {
+                let b = name.as_bytes();
+                b[i] == b'-'
+                    && b.len() > i + 11
+                    && b[i + 1..i + 5].iter().all(u8::is_ascii_digit)
+                    && b[i + 11] == b'T'
+            })
+            .unwrap_or(name.len());
+        let scenario = name[..stamp].to_owned();
+        let passed = !checks.is_empty()
+            && checks
+                .iter()
+                .all(|c| c["status"] != "FAILURE" && c["status"] != "ERROR");
+        outcome.insert(scenario, passed);
+    }
+    eprintln!("conformance: {outcome:?}");
+    // The scenarios that apply to a docs server (tools, no resources, prompts,
+    // logging, completion, sampling or elicitation; the tools-call-* scenarios call
+    // the suite's own fixture tools).
+    for s in [
+        "server-initialize",
+        "ping",
+        "tools-list",
+        "dns-rebinding-protection",
+    ] {
+        assert_eq!(outcome.get(s), Some(&true), "{s} must pass:\n{log}");
+    }
+    t.ok(&["stop"]);
+}
