@@ -5,7 +5,7 @@
   title + body, en_stem) on the same files, interleaved rounds; MB/s and size on disk.
 - Query: GET /query on a resident with keep-alive (wrk, 1 and 16 connections) vs the
   loopback floor (bench/floor) in the same rounds; p50, p99, requests/s, ratios.
-- One-shot: `doc-serve query` (a process that opens the index and searches), `rg -i`
+- One-shot: `doc-serve query` (delegating to the running resident), `rg -i`
   over the same files, and a one-shot curl to the resident's /query, interleaved.
 - Freshness: bench/freshness.py (file written -> found by /query).
 - Relevance: bench/relevance.py (nDCG@10 on SciFact train) when the data is there.
@@ -168,8 +168,8 @@ def main():
     rg = med(shot["rg -i"])
     for k, v in shot.items():
         p(f"| `{k}` | {med(v) * 1000:.1f} ms | {med(v) / rg:.2f}x |")
-    p("\n`doc-serve query` here opens the index in its own process (delegation to a running")
-    p("resident is not in this version); `curl /query` asks the resident.\n")
+    p("\nThe resident runs meanwhile: `doc-serve query` finds it and delegates the query over HTTP")
+    p("(bench/clients.py has more runs of the same); `curl /query` asks it directly.\n")
     p("### Freshness\n")
     p(f"File written to found by /query, {fresh['runs']} files: p50 {fresh['p50_ms']:.0f} ms, "
       f"p95 {fresh['p95_ms']:.0f} ms, max {fresh['max_ms']:.0f} ms (includes the file watcher's debounce, default "
