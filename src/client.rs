@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 client for talking to a resident over TCP or a Unix socket.
 //!
-//! One request per connection: clients are short-lived commands. Errors are classified
+//! Short-lived commands send one request per connection ([`request`]); the MCP bridge
+//! keeps one open ([`Conn`]). Errors are classified
 //! the way sccache does it: "nothing is listening" (refused, socket file missing) means
 //! try the next way of reaching a resident; anything else is reported as is.
 
@@ -67,7 +68,7 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// Sends one request and reads the whole answer within `timeout`.
+/// Sends one request on a new connection and reads the whole answer within `timeout`.
 pub async fn request(
     endpoint: &Endpoint,
     method: Method,
@@ -77,6 +78,29 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let work = async {
+        let mut conn = Conn::open(endpoint).await?;
+        conn.send(method, path, token, body).await
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?
+}
+
+/// A kept-alive connection to a resident, for a client that sends many requests.
+pub struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+    host: String,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Conn {
+    pub async fn open(endpoint: &Endpoint) -> Result<Conn, ClientError> {
         match endpoint {
             Endpoint::Tcp(authority) => {
                 let stream = TcpStream::connect(authority.as_str())
@@ -84,17 +108,57 @@ pub async fn request(
                     .map_err(classify)?;
                 // Requests are small and latency matters more than packet count.
                 let _ = stream.set_nodelay(true);
-                exchange(stream, authority, method, path, token, body).await
+                Conn::handshake(stream, authority).await
             }
             Endpoint::Unix(socket) => {
                 let stream = UnixStream::connect(socket).await.map_err(classify)?;
-                exchange(stream, "localhost", method, path, token, body).await
+                Conn::handshake(stream, "localhost").await
             }
         }
-    };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn handshake<S>(stream: S, host: &str) -> Result<Conn, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn {
+            sender,
+            driver,
+            host: host.to_owned(),
+        })
+    }
+
+    /// One request and its whole answer.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, &self.host);
+        if let Some(t) = token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Response { status, body })
+    }
 }
 
 fn classify(e: io::Error) -> ClientError {
@@ -105,39 +169,6 @@ fn classify(e: io::Error) -> ClientError {
         | io::ErrorKind::ConnectionReset => ClientError::Unreachable(e),
         _ => ClientError::Io(e),
     }
-}
-
-async fn exchange<S>(
-    stream: S,
-    host: &str,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Vec<u8>>,
-) -> Result<Response, ClientError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, host);
-    if let Some(t) = token {
-        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    if body.is_some() {
-        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .map_err(|e| ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    driver.abort();
-    Ok(Response { status, body })
 }
 
 #[cfg(test)]

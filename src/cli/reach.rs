@@ -8,45 +8,61 @@
 //! socket gone: see [`crate::client::ClientError::is_unreachable`]) sends the caller to
 //! the next way; any other failure is an error worth showing.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Mutex;
 
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 use super::{Context, lifecycle};
-use crate::client::{self, ClientError, Endpoint};
+use crate::client::{ClientError, Conn, Endpoint};
 use crate::discovery::runtime::RuntimeState;
 use crate::discovery::{self, Resident};
 use crate::supervisor;
 
 /// A resident to send requests to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Remote {
     pub endpoint: Endpoint,
     /// The bearer token, for TCP; none over a Unix socket.
     pub token: Option<String>,
     /// Where it is, for messages: a base URL or `unix:PATH`.
     pub base_url: String,
+    /// The connection kept open between calls (clones share it).
+    conn: Arc<Mutex<Option<Conn>>>,
 }
 
 impl Remote {
     fn of(state: &RuntimeState) -> anyhow::Result<Remote> {
         // The Unix socket needs no token and skips TCP; the mode 0700 state dir guards it.
         if let Some(path) = state.socket_path.as_ref().filter(|p| p.exists()) {
-            return Ok(Remote {
-                endpoint: Endpoint::Unix(path.clone()),
-                token: None,
-                base_url: format!("unix:{}", path.display()),
-            });
+            return Ok(Remote::new(
+                Endpoint::Unix(path.clone()),
+                None,
+                format!("unix:{}", path.display()),
+            ));
         }
-        Ok(Remote {
-            endpoint: Endpoint::parse(&state.base_url).map_err(anyhow::Error::msg)?,
-            token: Some(state.token.clone()),
-            base_url: state.base_url.clone(),
-        })
+        Ok(Remote::new(
+            Endpoint::parse(&state.base_url).map_err(anyhow::Error::msg)?,
+            Some(state.token.clone()),
+            state.base_url.clone(),
+        ))
     }
 
-    /// One request; the JSON answer, or the resident's `{code, message}` error.
+    fn new(endpoint: Endpoint, token: Option<String>, base_url: String) -> Remote {
+        Remote {
+            endpoint,
+            token,
+            base_url,
+            conn: Arc::default(),
+        }
+    }
+
+    /// One request; the JSON answer, or the resident's `{code, message}` error. The
+    /// connection stays open for the next call; one the resident closed meanwhile
+    /// (a keep-alive timeout) is replaced once.
     pub async fn call(
         &self,
         method: Method,
@@ -55,16 +71,25 @@ impl Remote {
         timeout: Duration,
     ) -> Result<Value, CallError> {
         let body = body.map(|b| b.to_string().into_bytes());
-        let resp = client::request(
-            &self.endpoint,
-            method,
-            path,
-            self.token.as_deref(),
-            body,
-            timeout,
-        )
-        .await
-        .map_err(CallError::Client)?;
+        let token = self.token.as_deref();
+        let work = async {
+            let mut kept = self.conn.lock().await;
+            if let Some(conn) = kept.as_mut() {
+                match conn.send(method.clone(), path, token, body.clone()).await {
+                    Ok(resp) => return Ok(resp),
+                    Err(e) => tracing::debug!("kept connection failed ({e}); reconnecting"),
+                }
+            }
+            *kept = None;
+            let mut conn = Conn::open(&self.endpoint).await?;
+            let resp = conn.send(method, path, token, body).await?;
+            *kept = Some(conn);
+            Ok(resp)
+        };
+        let resp = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| CallError::Client(ClientError::Timeout(timeout)))?
+            .map_err(CallError::Client)?;
         let value: Value = serde_json::from_slice(&resp.body).map_err(|e| {
             CallError::Client(ClientError::Io(std::io::Error::other(format!(
                 "{} answered {path} with something that is not JSON ({}): {e}",
@@ -129,11 +154,11 @@ pub fn find(
     }
     if let Some(instance) = supervisor::installed(&ctx.env, &ctx.project.root) {
         if instance.socket_path.exists() {
-            return Ok(Some(Remote {
-                base_url: format!("unix:{}", instance.socket_path.display()),
-                endpoint: Endpoint::Unix(instance.socket_path),
-                token: None,
-            }));
+            return Ok(Some(Remote::new(
+                Endpoint::Unix(instance.socket_path.clone()),
+                None,
+                format!("unix:{}", instance.socket_path.display()),
+            )));
         }
         tracing::info!(
             "instance {:?} is installed but its socket {} is missing",

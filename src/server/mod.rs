@@ -60,7 +60,7 @@ pub async fn run(setup: Setup) -> Result<Cause> {
     let signals = lifecycle::Signals::install()
         .map_err(|e| Error::io("cannot install signal handlers", e))?;
     let runtime = runtime_state(&project, &config, &listeners)?;
-    let sources = indexer.sources.clone();
+    let sources = std::sync::Arc::new(indexer.sources.clone());
     let (index_service, index) = IndexService::start(
         indexer,
         indexing::Settings {

@@ -22,7 +22,7 @@ pub struct Shared {
     pub started: Instant,
     pub activity: Activity,
     pub index: IndexHandle,
-    pub sources: Sources,
+    pub sources: std::sync::Arc<Sources>,
     /// The `/mcp` service, made on first use.
     pub mcp: std::sync::OnceLock<super::mcp::Service>,
     pub max_hits_per_file: usize,
