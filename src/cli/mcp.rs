@@ -6,7 +6,7 @@
 //! no resident can be had, this process answers from the index itself.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rmcp::ServiceExt;
@@ -33,6 +33,7 @@ pub fn run(ctx: Context) -> anyhow::Result<i32> {
         ctx: Arc::new(ctx),
         config,
         remote: Mutex::new(None),
+        retry_at: Mutex::new(None),
         standalone: Mutex::new(None),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -60,8 +61,13 @@ struct Bridge {
     ctx: Arc<Context>,
     config: Config,
     remote: Mutex<Option<Remote>>,
+    /// After a failed start, when to try again (not at every tool call).
+    retry_at: Mutex<Option<Instant>>,
     standalone: Mutex<Option<Arc<Indexer>>>,
 }
+
+/// How long the bridge answers standalone after failing to start a resident.
+const RETRY_START_AFTER: Duration = Duration::from_secs(30);
 
 impl Bridge {
     /// The resident to ask: the one found before, or one found (or started) now.
@@ -70,6 +76,10 @@ impl Bridge {
         let mut cached = self.remote.lock().await;
         if let Some(r) = cached.as_ref() {
             return Ok(Some(r.clone()));
+        }
+        let mut retry_at = self.retry_at.lock().await;
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(None);
         }
         let ctx = self.ctx.clone();
         let found = tokio::task::spawn_blocking(move || {
@@ -88,6 +98,7 @@ impl Bridge {
             }
             Err(e) => {
                 tracing::warn!("no resident ({e:#}); answering standalone");
+                *retry_at = Some(Instant::now() + RETRY_START_AFTER);
                 Ok(None)
             }
         }
@@ -111,11 +122,10 @@ impl Bridge {
                 Some(i) => i.clone(),
                 None => {
                     let (project, config) = (self.ctx.project.clone(), self.config.clone());
-                    let opened =
-                        tokio::task::spawn_blocking(move || Indexer::open(&project, &config))
-                            .await
-                            .map_err(|e| unavailable(e.to_string()))?
-                            .map_err(|e| unavailable(format!("cannot open the index: {e}")))?;
+                    let opened = tokio::task::spawn_blocking(move || open_index(&project, &config))
+                        .await
+                        .map_err(|e| unavailable(e.to_string()))?
+                        .map_err(|e| unavailable(format!("cannot open the index: {e}")))?;
                     slot.insert(Arc::new(opened)).clone()
                 }
             }
@@ -126,6 +136,18 @@ impl Bridge {
             .await
             .map_err(|e| unavailable(e.to_string()))?
     }
+}
+
+/// The index, built first if it never was (as a standalone `doc-serve query` does).
+fn open_index(
+    project: &crate::project::Project,
+    config: &Config,
+) -> Result<Indexer, crate::engine::EngineError> {
+    let indexer = Indexer::open(project, config)?;
+    if indexer.engine.counts()?.0 == 0 {
+        indexer.reconcile(false, &mut |_| {})?;
+    }
+    Ok(indexer)
 }
 
 fn standalone(

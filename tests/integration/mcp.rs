@@ -158,6 +158,23 @@ fn bridge_survives_its_resident_being_killed() {
 }
 
 #[test]
+fn bridge_answers_standalone_when_no_resident_can_start() {
+    let Some(py) = python() else { return };
+    let mut t = with_fixtures();
+    // An address no interface has: every resident fails to bind.
+    t.set("DOC_SERVE_BIND_HOST", "192.0.2.1");
+    let (bin, project) = (BIN.to_string(), t.project.display().to_string());
+    let v = client(&t, &py, &["stdio", &bin, &project]);
+    check_session(&v);
+    assert!(
+        v["status"]["text"].as_str().unwrap().contains("standalone"),
+        "{v}"
+    );
+    assert!(!t.state_file("runtime.json").exists());
+    assert_eq!(residents(&t), 0);
+}
+
+#[test]
 fn streamable_http_at_slash_mcp() {
     let Some(py) = python() else { return };
     let t = with_fixtures();
