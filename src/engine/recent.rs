@@ -4,7 +4,7 @@
 //! on one project, a retried tool call, a CLI run in a loop). Until the reader moves
 //! to a newer commit (ours or another process's), the same request gets the same
 //! answer, so it is kept; a new generation forgets everything. Bounded: the last
-//! [`CAPACITY`] answers.
+//! [`CAPACITY`] answers, each of at most 50 hits (see `search`).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

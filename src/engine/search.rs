@@ -25,6 +25,8 @@ use super::{Engine, EngineError, Result, analyzer};
 
 /// Longest query accepted, in bytes; longer is a 400, not a slow scan.
 pub const MAX_QUERY_BYTES: usize = 4096;
+/// Answers with more hits than this are not kept for a repeated request.
+const KEEP_HITS: usize = 50;
 /// Most words a query may have.
 const MAX_TERMS: usize = 64;
 
@@ -76,7 +78,10 @@ impl Engine {
             return Ok(answer);
         }
         let answer = self.search_in(&searcher, req, started)?;
-        self.recent.keep(generation, req, &answer);
+        // Big answers are not worth their memory: the kept ones stay small.
+        if answer.hits.len() <= KEEP_HITS {
+            self.recent.keep(generation, req, &answer);
+        }
         Ok(answer)
     }
 

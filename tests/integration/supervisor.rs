@@ -86,7 +86,7 @@ impl UserManager {
             "show",
             unit,
             "-p",
-            "ActiveState,SubState,Result,StatusText,MainPID,ExecMainStatus,NRestarts",
+            "ActiveState,SubState,Result,StatusText,MainPID,ExecMainStatus,NRestarts,InvocationID",
         ]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -258,6 +258,18 @@ fn systemd_user_manager_owns_the_socket() {
         .get("instance")
         .cloned();
     assert_eq!(v.unwrap()["slug"], slug);
+    // A query goes to the instance's socket, which starts the service (a new
+    // invocation), rather than running standalone.
+    let before = m.show(&service)["InvocationID"].clone();
+    let out = t.run(&["query", "--json", "anything"]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_state(&service, "a service started by a query", |s| {
+        !s["InvocationID"].is_empty() && s["InvocationID"] != before
+    });
     let v = t.json(&["start", "--json"]);
     assert_eq!(v["activation"], "systemd");
     let s = m.wait_state(&service, "service started by start", |s| {
