@@ -202,11 +202,10 @@ fn shutdown_drains_in_flight_requests() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, Signal::SIGTERM);
-    // The listener closes at once: new clients are refused, runtime.json is gone.
-    wait_for(WAIT, "listener to close", || {
-        TcpStream::connect(&addr).is_err().then_some(())
+    // The listener closes at once: new clients are refused, then runtime.json goes.
+    wait_for(WAIT, "listener to close and runtime.json to go", || {
+        (TcpStream::connect(&addr).is_err() && !t.state_file("runtime.json").exists()).then_some(())
     });
-    assert!(!t.state_file("runtime.json").exists());
     assert!(alive(pid), "the resident waits for the in-flight request");
     s.write_all(b"cd").unwrap();
     let mut buf = Vec::new();
