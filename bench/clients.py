@@ -143,9 +143,8 @@ def mcp_available():
 
 def main():
     a = common.section_args(rounds=False)
-    corpus = os.path.abspath(a.corpus if not a.quick else os.path.join(a.corpus, "rust-book"))
-    if not os.path.isdir(corpus):
-        print(f"\n## Clients\n\nSkipped: no corpus at `{corpus}`.\n")
+    corpus = common.section_corpus(a, "Clients")
+    if not corpus:
         return
     shots, n_mcp, warm = (5, 30, 5) if a.quick else (31, 300, 20)
     # One block of MCP/HTTP calls after each round of one-shots: n_mcp calls in `shots` blocks.

@@ -19,7 +19,7 @@ Usage: bench/memory.py --doc-serve BIN --floor BIN [--corpus DIR] [--quick] [--r
 import os, shutil, subprocess, sys, threading, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import (section_args, ROOT, Floor, Resident, Sandbox, copy_corpus, corpus_files, du,
+from common import (section_args, section_corpus, ROOT, Floor, Resident, Sandbox, copy_corpus, corpus_files, du,
                     logger, med, mib, proc_status, run_peak, save_json, tantivy_index, write_tantivy_docs)
 
 log = logger("memory")
@@ -64,12 +64,11 @@ def load(res, n, conns=2):
 
 def main():
     a = section_args(rounds=False)
-    corpus = os.path.abspath(os.path.join(a.corpus, "rust-book") if a.quick else a.corpus)
+    corpus = section_corpus(a, "Memory")
+    if not corpus:
+        return
     rounds, nreq = (1, 500) if a.quick else (3, 10_000)
     print("\n## Memory\n")
-    if not os.path.isdir(corpus):
-        print(f"Skipped: no corpus at `{corpus}`.\n")
-        return
     sb = Sandbox("ds-bench-mem-")
     keys = ("ds_index_peak", "tv_index_peak", "first_hwm", "first_rss", "idle_rss", "idle_anon",
             "idle_file", "loaded_rss", "loaded_anon", "loaded_file", "loaded_hwm", "floor_rss", "threads")

@@ -18,7 +18,7 @@ Usage: bench/scale.py --doc-serve BIN --floor BIN [--corpus DIR] [--scales 1,4,1
 import itertools, json, os, random, shutil, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import (section_args, ROOT, Floor, Resident, Sandbox, corpus_files, du, fmt_ms, fmt_us,
+from common import (section_args, section_corpus, ROOT, Floor, Resident, Sandbox, corpus_files, du, fmt_ms, fmt_us,
                     logger, med, mib, run_peak, save_json, tantivy_index, timed, wrk)
 
 log = logger("scale")
@@ -122,12 +122,11 @@ def measure(a, base, scale, plan):
 
 def main():
     a = section_args(rounds=False, scales=True)
-    base = os.path.abspath(os.path.join(a.corpus, "rust-book") if a.quick else a.corpus)
+    base = section_corpus(a, "Scale")
+    if not base:
+        return
     scales = [int(s) for s in (a.scales or ("1,2" if a.quick else "1,4,16")).split(",")]
     print("\n## Scale\n")
-    if not os.path.isdir(base):
-        print(f"Skipped: no corpus at `{base}`.\n")
-        return
     # Rounds per scale: fewer where one round takes long (a 16x full index is tens of seconds).
     def plan(s):
         if a.quick:

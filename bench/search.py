@@ -51,9 +51,8 @@ def med(xs):
 
 def main():
     a = common.section_args(rounds=False)
-    corpus = os.path.abspath(a.corpus if not a.quick else os.path.join(a.corpus, "rust-book"))
-    if not os.path.isdir(corpus):
-        print(f"\n## Search\n\nSkipped: no corpus at `{corpus}`.\n")
+    corpus = common.section_corpus(a, "Search")
+    if not corpus:
         return
     rounds, secs, shots = (1, 1, 3) if a.quick else (5, 3, 21)
     tmp = tempfile.mkdtemp(prefix="ds-bench-search-")

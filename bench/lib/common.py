@@ -46,6 +46,16 @@ def section_args(rounds=None, scales=False):
     return ap.parse_args()
 
 
+def section_corpus(a, title):
+    """The corpus a section runs on (its rust-book part with --quick), or None after
+    printing the section's heading and why it is skipped."""
+    corpus = os.path.abspath(os.path.join(a.corpus, "rust-book") if a.quick else a.corpus)
+    if os.path.isdir(corpus):
+        return corpus
+    print(f"\n## {title}\n\nSkipped: no corpus at `{corpus}`.\n")
+    return None
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
