@@ -54,6 +54,24 @@ fn client(t: &TestEnv, py: &PathBuf, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// tests/mcp/client.py MODE against `doc-serve mcp` on the test's project.
+fn bridge(t: &TestEnv, py: &PathBuf, mode: &str, extra: &[&str]) -> Value {
+    let project = t.project.display().to_string();
+    let mut args = vec![mode, BIN, &project];
+    args.extend_from_slice(extra);
+    client(t, py, &args)
+}
+
+/// Three bridges at once: no errors, the same answer, one resident.
+fn three_bridges(t: &TestEnv, py: &PathBuf) {
+    let v = bridge(t, py, "bridges", &["3"]);
+    assert_eq!(v["errors"], serde_json::json!([false, false, false]), "{v}");
+    let texts = v["texts"].as_array().unwrap();
+    assert!(texts.iter().all(|x| x == &texts[0]), "{v}");
+    assert!(texts[0].as_str().unwrap().contains("install.md"), "{v}");
+    assert_eq!(residents(t), 1);
+}
+
 /// What every transport must show: the tools, their answers, errors as tool errors.
 fn check_session(v: &Value) {
     assert_eq!(v["server"], "doc-serve", "{v}");
@@ -106,21 +124,14 @@ fn residents(t: &TestEnv) -> usize {
 fn stdio_bridge_serves_every_tool_through_one_resident() {
     let Some(py) = python() else { return };
     let t = with_fixtures();
-    let bin = BIN.to_string();
-    let project = t.project.display().to_string();
     // No resident yet: the bridge starts one.
-    let v = client(&t, &py, &["stdio", &bin, &project]);
+    let v = bridge(&t, &py, "stdio", &[]);
     check_session(&v);
     let first = t.runtime();
     assert_eq!(residents(&t), 1);
 
     // Three bridges at once: one resident (the same one), consistent answers.
-    let v = client(&t, &py, &["bridges", &bin, &project, "3"]);
-    let texts = v["texts"].as_array().unwrap();
-    assert_eq!(texts.len(), 3);
-    assert!(texts.iter().all(|x| x == &texts[0]), "{v}");
-    assert!(texts[0].as_str().unwrap().contains("install.md"));
-    assert_eq!(residents(&t), 1);
+    three_bridges(&t, &py);
     assert_eq!(t.runtime()["pid"], first["pid"]);
     t.ok(&["stop"]);
 }
@@ -129,12 +140,7 @@ fn stdio_bridge_serves_every_tool_through_one_resident() {
 fn three_bridges_on_a_fresh_project_start_one_resident() {
     let Some(py) = python() else { return };
     let t = with_fixtures();
-    let (bin, project) = (BIN.to_string(), t.project.display().to_string());
-    let v = client(&t, &py, &["bridges", &bin, &project, "3"]);
-    assert_eq!(v["errors"], serde_json::json!([false, false, false]), "{v}");
-    let texts = v["texts"].as_array().unwrap();
-    assert!(texts.iter().all(|x| x == &texts[0]), "{v}");
-    assert_eq!(residents(&t), 1);
+    three_bridges(&t, &py);
     t.ok(&["stop"]);
 }
 
@@ -142,8 +148,7 @@ fn three_bridges_on_a_fresh_project_start_one_resident() {
 fn bridge_survives_its_resident_being_killed() {
     let Some(py) = python() else { return };
     let t = with_fixtures();
-    let (bin, project) = (BIN.to_string(), t.project.display().to_string());
-    let v = client(&t, &py, &["survive", &bin, &project]);
+    let v = bridge(&t, &py, "survive", &[]);
     assert_eq!(v["first"]["error"], false, "{v}");
     assert_eq!(v["second"]["error"], false, "{v}");
     // The new resident may still be reconciling (and say so after the same hits).
@@ -163,8 +168,7 @@ fn bridge_answers_standalone_when_no_resident_can_start() {
     let mut t = with_fixtures();
     // An address no interface has: every resident fails to bind.
     t.set("DOC_SERVE_BIND_HOST", "192.0.2.1");
-    let (bin, project) = (BIN.to_string(), t.project.display().to_string());
-    let v = client(&t, &py, &["stdio", &bin, &project]);
+    let v = bridge(&t, &py, "stdio", &[]);
     check_session(&v);
     assert!(
         v["status"]["text"].as_str().unwrap().contains("standalone"),
