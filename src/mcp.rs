@@ -117,7 +117,12 @@ fn schema(v: Value) -> Arc<JsonObject> {
 }
 
 /// The tools, with descriptions written for a model choosing and calling them.
-pub fn tools() -> Vec<Tool> {
+pub fn tools() -> &'static [Tool] {
+    static TOOLS: std::sync::LazyLock<Vec<Tool>> = std::sync::LazyLock::new(build_tools);
+    &TOOLS
+}
+
+fn build_tools() -> Vec<Tool> {
     let read_only = ToolAnnotations::new()
         .read_only(true)
         .destructive(false)
@@ -352,11 +357,11 @@ impl<B: Backend> ServerHandler for Tools<B> {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
+        Ok(ListToolsResult::with_all_items(tools().to_vec()))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        tools().into_iter().find(|t| t.name == name)
+        tools().iter().find(|t| t.name == name).cloned()
     }
 
     async fn call_tool(
@@ -364,7 +369,7 @@ impl<B: Backend> ServerHandler for Tools<B> {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if self.get_tool(&request.name).is_none() {
+        if !tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
                 format!("unknown tool {:?}", request.name),
                 None,

@@ -70,20 +70,15 @@ fn delegate<T>(
             );
             Ok(None)
         }
+        // A malformed request: the same message as the same mistake made standalone.
         Err(CallError::Api {
             status, message, ..
-        }) if status == StatusCode::BAD_REQUEST => Err(UsageError(message).into()),
+        }) if status == StatusCode::BAD_REQUEST => Err(anyhow::Error::msg(message)),
         Err(e) => {
             Err(anyhow::Error::new(e).context(format!("the resident at {}", resident.base_url)))
         }
     }
 }
-
-/// A request the resident refused as malformed: reported like the same mistake made
-/// standalone.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(String);
 
 pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
