@@ -89,6 +89,15 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Size at which logs/events.jsonl is rotated, in bytes.
     pub event_log_max_bytes: u64,
+    /// Shared daemon: indexing jobs (one project each) running at once.
+    pub max_concurrent_indexing: u64,
+    /// Shared daemon: projects whose index and watcher are kept open at once; the
+    /// least recently used one past the cap is closed (and reopened on demand).
+    pub max_open_projects: u64,
+    /// Shared daemon: seconds without requests after which a project is closed.
+    pub project_idle_seconds: u64,
+    /// Kept for compatibility with other doc-serve versions; the BM25 engine uses none.
+    pub embedding_model: Option<String>,
     /// Messages about the configuration that are not errors (unknown keys).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -124,10 +133,17 @@ impl Default for Config {
             max_connections: 256,
             max_body_bytes: 1 << 20,
             event_log_max_bytes: 1 << 20,
+            max_concurrent_indexing: 2,
+            max_open_projects: 64,
+            project_idle_seconds: 1800,
+            embedding_model: None,
             warnings: Vec::new(),
         }
     }
 }
+
+/// The shared daemon's TCP port unless configured otherwise (SPEC §3).
+pub const SHARED_PORT: u16 = 45123;
 
 /// A value as it arrives from one source.
 enum Raw<'a> {
@@ -216,6 +232,10 @@ impl Config {
             "max_connections" => self.max_connections = parse(raw)?,
             "max_body_bytes" => self.max_body_bytes = parse(raw)?,
             "event_log_max_bytes" => self.event_log_max_bytes = parse(raw)?,
+            "max_concurrent_indexing" => self.max_concurrent_indexing = parse(raw)?,
+            "max_open_projects" => self.max_open_projects = parse(raw)?,
+            "project_idle_seconds" => self.project_idle_seconds = parse(raw)?,
+            "embedding_model" => self.embedding_model = parse(raw)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -223,7 +243,22 @@ impl Config {
 
     /// Reads config.json (if present), then the environment, then `flags`, and validates.
     pub fn load(config_file: &Path, env: &Environment, flags: &Flags) -> Result<Config> {
-        let mut config = Config::default();
+        Config::default().load_over(config_file, env, flags)
+    }
+
+    /// The shared daemon's settings: as [`Config::load`] from shared_config.json, with
+    /// the daemon's defaults (mode shared, port [`SHARED_PORT`]).
+    pub fn load_shared(config_file: &Path, env: &Environment, flags: &Flags) -> Result<Config> {
+        let defaults = Config {
+            mode: Mode::Shared,
+            port: SHARED_PORT,
+            ..Config::default()
+        };
+        defaults.load_over(config_file, env, flags)
+    }
+
+    fn load_over(self, config_file: &Path, env: &Environment, flags: &Flags) -> Result<Config> {
+        let mut config = self;
         config.apply_file(config_file)?;
         config.apply_env(env)?;
         for (key, value) in &flags.0 {
@@ -317,6 +352,8 @@ impl Config {
             ("max_body_bytes", self.max_body_bytes),
             ("max_file_bytes", self.max_file_bytes),
             ("max_hits_per_file", self.max_hits_per_file),
+            ("max_concurrent_indexing", self.max_concurrent_indexing),
+            ("max_open_projects", self.max_open_projects),
         ] {
             if value == 0 {
                 return bad(name, "must be above 0".into());

@@ -15,6 +15,7 @@
 //! - [`logging`]: journald or stderr, chosen by comparing JOURNAL_STREAM with stderr.
 //! - [`engine`]: the tantivy index: schema, analyzers, cross-process writes, search.
 //! - [`ingest`]: walking sources, chunking by section, reconciling, watching.
+//! - [`shared`]: the shared daemon's home (`~/.doc-serve`) and its registered projects.
 //! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
 //! - [`supervisor`]: the instance registry, systemd units and launchd agents.
 //! - [`mcp`]: the MCP tools, over a resident's routes (at /mcp) or a bridge to them (`doc-serve mcp`).
@@ -35,6 +36,7 @@ pub mod mcp;
 pub mod process;
 pub mod project;
 pub mod server;
+pub mod shared;
 pub mod supervisor;
 
 /// The version reported by `/health`, `runtime.json` and `--version`.

@@ -130,6 +130,46 @@ mod linux {
     }
 }
 
+/// Who listens on TCP `port`, as `pid N (name)`, when this user can see it: the
+/// socket's inode from /proc/net/tcp{,6}, then the process holding it (Linux only).
+pub fn tcp_listener_owner(port: u16) -> Option<String> {
+    const LISTEN: &str = "0A";
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some((_, hex_port)) = f.get(1).and_then(|a| a.rsplit_once(':')) else {
+                continue;
+            };
+            if f.len() > 9 && f[3] == LISTEN && u16::from_str_radix(hex_port, 16) == Ok(port) {
+                sockets.push(std::path::PathBuf::from(format!("socket:[{}]", f[9])));
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| sockets.contains(&t)));
+        if holds {
+            let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            return Some(format!("pid {pid} ({})", name.trim()));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

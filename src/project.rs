@@ -36,6 +36,10 @@ pub enum RootReason {
     Pyproject,
     /// None of the above: the current directory.
     CurrentDir,
+    /// Not a project: the per-user shared daemon, whose state dir is `~/.doc-serve`.
+    SharedDaemon,
+    /// Registered with the shared daemon.
+    Registered,
 }
 
 impl fmt::Display for RootReason {
@@ -49,6 +53,8 @@ impl fmt::Display for RootReason {
             RootReason::ClaudeDir => "nearest directory with .claude/",
             RootReason::Pyproject => "nearest directory with pyproject.toml",
             RootReason::CurrentDir => "current directory (no project marker found)",
+            RootReason::SharedDaemon => "the shared daemon's home",
+            RootReason::Registered => "registered with the shared daemon",
         })
     }
 }
@@ -66,6 +72,8 @@ type Marker<'a> = (RootReason, &'a dyn Fn(&Path) -> bool);
 
 /// The state dir of a project, relative to its root.
 pub const STATE_DIR: &str = ".claude/doc-serve";
+/// The shared daemon's state dir, relative to the home directory.
+pub const SHARED_DIR: &str = ".doc-serve";
 
 impl Project {
     /// Resolves the project root.
@@ -125,13 +133,36 @@ impl Project {
         }
     }
 
+    /// The shared daemon's files, in `home/.doc-serve`: discovery (runtime.json, lock,
+    /// PID file), shared_config.json and the registered projects work as a project's
+    /// state dir does, so `start`, `stop` and `status` handle the daemon as they handle
+    /// a resident.
+    pub fn shared_daemon(home: &Path) -> Project {
+        let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+        Project {
+            state_dir: home.join(SHARED_DIR),
+            root: home,
+            reason: RootReason::SharedDaemon,
+        }
+    }
+
+    pub fn is_shared_daemon(&self) -> bool {
+        self.reason == RootReason::SharedDaemon
+    }
+
     /// `p_` + the first 8 hex digits of SHA-256 of the canonical root (SPEC §3).
     pub fn id(&self) -> String {
         project_id(&self.root)
     }
 
+    /// config.json, or shared_config.json for the shared daemon.
     pub fn config_file(&self) -> PathBuf {
-        self.state_dir.join("config.json")
+        let name = if self.is_shared_daemon() {
+            "shared_config.json"
+        } else {
+            "config.json"
+        };
+        self.state_dir.join(name)
     }
     pub fn runtime_file(&self) -> PathBuf {
         self.state_dir.join("runtime.json")

@@ -37,7 +37,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             ("unresponsive", Some(public(state)), Some(why.clone()))
         }
     };
-    let instance = supervisor::installed(&ctx.env, &project.root);
+    let instance = supervisor::serving(&ctx.env, project);
     let report = json!({
         "state": state,
         "project_root": project.root,
@@ -98,7 +98,7 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             addresses.push(json!({ "address": format!("unix:{}", sock.display()), "source": "runtime.json socket_path" }));
         }
     }
-    let instance = supervisor::installed(&ctx.env, &project.root);
+    let instance = supervisor::serving(&ctx.env, project);
     if let Some(i) = &instance {
         let source = format!("{} instance {}", i.supervisor.name(), i.slug);
         addresses.push(

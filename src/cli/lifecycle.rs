@@ -60,7 +60,7 @@ pub fn ensure_running(
     let rt = client_runtime()?;
     // A project handed to a supervisor is started through its socket, never as a
     // second, self-bound resident.
-    let instance = supervisor::installed(&ctx.env, &project.root);
+    let instance = supervisor::serving(&ctx.env, project);
     let mut activated = false;
     let mut child: Option<Spawned> = None;
     let mut last_why = String::new();
@@ -238,7 +238,11 @@ fn spawn(
     let log_offset = out.metadata().map_or(0, |m| m.len());
     let exe = std::env::current_exe().context("cannot find the doc-serve executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--path").arg(&ctx.project.root).arg("serve");
+    if ctx.project.is_shared_daemon() {
+        cmd.args(["serve", "--shared"]);
+    } else {
+        cmd.arg("--path").arg(&ctx.project.root).arg("serve");
+    }
     if let Some(secs) = idle {
         cmd.arg("--idle-timeout").arg(secs.to_string());
     }

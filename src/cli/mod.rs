@@ -75,6 +75,9 @@ pub enum Command {
         /// Exit after this many seconds without requests (0: never)
         #[arg(long, value_name = "SECS")]
         idle_timeout: Option<u64>,
+        /// The per-user shared daemon (state in ~/.doc-serve), not this project's resident
+        #[arg(long)]
+        shared: bool,
         #[arg(long)]
         json: bool,
     },
@@ -83,13 +86,20 @@ pub enum Command {
         /// Kill it (SIGKILL) if it has not exited after SIGTERM and the drain timeout
         #[arg(long)]
         force: bool,
+        /// The per-user shared daemon, not this project's resident
+        #[arg(long)]
+        shared: bool,
         #[arg(long)]
         json: bool,
     },
     /// Show whether a resident runs, where, and explain any stale files
     ///
-    /// Exits 0 when a healthy resident answers, 1 otherwise.
+    /// Exits 0 when a healthy resident answers, 1 otherwise. For a project in shared
+    /// mode, the shared daemon's state.
     Status {
+        /// The per-user shared daemon, not this project's resident
+        #[arg(long)]
+        shared: bool,
         #[arg(long)]
         json: bool,
     },
@@ -210,7 +220,9 @@ pub struct ServeArgs {
     /// Serve the project registered for this supervisor instance (what the units run)
     #[arg(long, value_name = "SLUG", conflicts_with = "shared")]
     pub instance: Option<String>,
-    /// Run the per-user shared daemon (what doc-serve.service runs)
+    /// Run the per-user shared daemon (what doc-serve.service runs): state in
+    /// ~/.doc-serve, settings in shared_config.json, port 45123 unless a socket is
+    /// inherited; projects register with POST /projects or `doc-serve init --mode shared`
     #[arg(long)]
     pub shared: bool,
     /// Exit after this many seconds without requests (0: never)
@@ -287,8 +299,22 @@ impl Context {
     }
 
     /// Loads the configuration with `flags` on top, logging its warnings.
+    /// The context of the shared daemon (`--shared`): its state dir is ~/.doc-serve.
+    pub fn shared_daemon(env: Environment) -> anyhow::Result<Context> {
+        let home = crate::shared::Home::of(&env)?;
+        Ok(Context {
+            env,
+            project: home.daemon,
+        })
+    }
+
     pub fn config(&self, flags: &Flags) -> anyhow::Result<Config> {
-        let config = Config::load(&self.project.config_file(), &self.env, flags)?;
+        let load = if self.project.is_shared_daemon() {
+            Config::load_shared
+        } else {
+            Config::load
+        };
+        let config = load(&self.project.config_file(), &self.env, flags)?;
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -323,14 +349,20 @@ pub fn run() -> anyhow::Result<i32> {
             instance: Some(slug),
             ..
         }) => Context::for_instance(env, slug)?,
+        Command::Serve(ServeArgs { shared: true, .. })
+        | Command::Start { shared: true, .. }
+        | Command::Stop { shared: true, .. }
+        | Command::Status { shared: true, .. } => Context::shared_daemon(env)?,
         _ => Context::new(env, cli.path.as_deref())?,
     };
     match cli.command {
         Command::Init { mode, json } => init::run(&ctx, mode.into(), json),
         Command::Serve(args) => serve::run(&ctx, &args),
-        Command::Start { idle_timeout, json } => lifecycle::start(&ctx, idle_timeout, json),
-        Command::Stop { force, json } => lifecycle::stop(&ctx, force, json),
-        Command::Status { json } => inspect::status(&ctx, json),
+        Command::Start {
+            idle_timeout, json, ..
+        } => lifecycle::start(&ctx, idle_timeout, json),
+        Command::Stop { force, json, .. } => lifecycle::stop(&ctx, force, json),
+        Command::Status { json, .. } => inspect::status(&ctx, json),
         Command::Where { json } => inspect::where_(&ctx, json),
         Command::Mcp => mcp::run(ctx),
         Command::Index { full, json } => search::index(&ctx, full, json),

@@ -152,7 +152,7 @@ pub fn find(
         // Held by a resident that does not answer (yet): standalone is safe meanwhile.
         Resident::Starting { .. } | Resident::Unresponsive { .. } => return Ok(None),
     }
-    if let Some(instance) = supervisor::installed(&ctx.env, &ctx.project.root) {
+    if let Some(instance) = supervisor::serving(&ctx.env, &ctx.project) {
         if instance.socket_path.exists() {
             return Ok(Some(Remote::new(
                 Endpoint::Unix(instance.socket_path.clone()),

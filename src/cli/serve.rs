@@ -10,17 +10,24 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{Context, ServeArgs};
-use crate::config::{Config, Flags, Mode};
+use crate::config::{Config, Environment, Flags, Mode};
 use crate::discovery::lock::{LifetimeLock, read_pid};
 use crate::discovery::runtime::RuntimeFile;
 use crate::error::{Error, exit};
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
 use crate::project::Project;
-use crate::server::{self, Setup, lifecycle::Cause, listener::Listeners};
+use crate::server::projects::Projects;
+use crate::server::{self, Serves, Setup, lifecycle::Cause, listener::Listeners};
+use crate::shared::Home;
 
 /// Everything after the lock, so that any failure still releases it.
-fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::Result<Cause> {
+fn serve_locked(
+    project: Project,
+    env: &Environment,
+    config: Config,
+    events: &EventLog,
+) -> anyhow::Result<Cause> {
     let listeners = match Listeners::inherited()? {
         Some(inherited) => inherited,
         None => Listeners::bind(&config)?,
@@ -29,7 +36,15 @@ fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::
         "start",
         json!({ "project_root": project.root, "activation": listeners.activation }),
     );
-    let indexer = Indexer::open(&project, &config).context("cannot open the index")?;
+    let serves = if project.is_shared_daemon() {
+        Serves::Shared(Box::new(Projects::load(
+            Home::new(&project.root),
+            env.clone(),
+            config.clone(),
+        )))
+    } else {
+        Serves::Project(Indexer::open(&project, &config).context("cannot open the index")?)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,30 +54,27 @@ fn serve_locked(project: Project, config: Config, events: &EventLog) -> anyhow::
         config,
         listeners,
         events: events.clone(),
-        indexer,
+        serves,
     };
     let result = runtime.block_on(server::run(setup));
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(result?)
 }
 
+/// `ctx` is the project's, or with `--shared` the shared daemon's (see
+/// [`Context::shared_daemon`]).
 pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
-    if args.shared {
-        anyhow::bail!(
-            "the shared daemon (`serve --shared`) is not available in this version; \
-             run one resident per project (`doc-serve install systemd` in each project)"
-        );
-    }
     let mut flags = Flags::default();
     flags.set("idle_timeout_seconds", args.idle_timeout);
     flags.set("bind_host", args.bind_host.as_ref());
     flags.set("port", args.port);
     let config = ctx.config(&flags)?;
     let project = ctx.project.clone();
-    if config.mode == Mode::Shared {
+    if config.mode == Mode::Shared && !project.is_shared_daemon() {
         anyhow::bail!(
-            "{} sets mode \"shared\", but this doc-serve has no shared daemon yet; \
-             set \"mode\": \"project\" to run a resident for this project",
+            "{} sets mode \"shared\": this project is served by the shared daemon \
+             (`doc-serve serve --shared`, or `doc-serve start --shared`), not a resident \
+             of its own; set \"mode\": \"project\" to run one",
             project.config_file().display()
         );
     }
@@ -80,7 +92,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
         let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
         return Err(Error::AlreadyRunning { pid, base_url }.into());
     };
-    let result = serve_locked(project, config, &events);
+    let result = serve_locked(project, &ctx.env, config, &events);
     lock.release();
     match result {
         Ok(cause) => {

@@ -18,8 +18,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use super::projects;
 use super::routes;
-use super::state::Shared;
+use super::state::{Shared, Site, Sites};
 
 /// How a request reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub async fn handle(
     transport: Transport,
 ) -> Result<Reply, Infallible> {
     let _busy = shared.activity.begin();
-    if req.uri().path() == "/mcp" {
+    if req.uri().path() == "/mcp" && matches!(shared.sites, Sites::One(_)) {
         return Ok(match gate(&req, &shared, transport) {
             Ok(()) => super::mcp::handle(req, &shared).await,
             Err(e) => error_reply(e),
@@ -108,33 +109,54 @@ pub async fn dispatch(
     qs: Option<&str>,
     body: &Bytes,
 ) -> Result<Value, ApiError> {
-    let not_allowed = |allowed: &str| {
-        Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on {path}; use {allowed}"),
-        ))
-    };
+    match (path, method) {
+        ("/health", &Method::GET | &Method::HEAD) => return Ok(shared.health()),
+        ("/health", _) => return Err(not_allowed(method, path, "GET")),
+        _ => {}
+    }
+    match &shared.sites {
+        Sites::One(site) => match (path, method) {
+            ("/status", &Method::GET | &Method::HEAD) => routes::status(shared, site).await,
+            ("/status", _) => Err(not_allowed(method, path, "GET")),
+            _ => dispatch_site(site, method, path, qs, body).await,
+        },
+        Sites::Many(projects) => projects::dispatch(shared, projects, method, path, qs, body).await,
+    }
+}
+
+/// A project's own routes: `/query`, `/documents/{path}`, `/index`.
+pub async fn dispatch_site(
+    site: &Site,
+    method: &Method,
+    path: &str,
+    qs: Option<&str>,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
     if let Some(doc) = path.strip_prefix("/documents/") {
         return match *method {
-            Method::GET => routes::document(shared, doc, qs).await,
-            _ => not_allowed("GET"),
+            Method::GET => routes::document(site, doc, qs).await,
+            _ => Err(not_allowed(method, path, "GET")),
         };
     }
     match (path, method) {
-        ("/health", &Method::GET | &Method::HEAD) => Ok(shared.health()),
-        ("/status", &Method::GET | &Method::HEAD) => routes::status(shared).await,
-        ("/query", &Method::GET | &Method::POST) => routes::query(shared, method, qs, body).await,
-        ("/index", &Method::POST) => routes::reindex(shared, body).await,
-        ("/health" | "/status", _) => not_allowed("GET"),
-        ("/query", _) => not_allowed("GET or POST"),
-        ("/index", _) => not_allowed("POST"),
+        ("/query", &Method::GET | &Method::POST) => routes::query(site, method, qs, body).await,
+        ("/index", &Method::POST) => routes::reindex(site, body).await,
+        ("/query", _) => Err(not_allowed(method, path, "GET or POST")),
+        ("/index", _) => Err(not_allowed(method, path, "POST")),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no route {path}"),
         )),
     }
+}
+
+pub fn not_allowed(method: &Method, path: &str, allowed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {path}; use {allowed}"),
+    )
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Reply {

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,81 @@ pub struct Settings {
     pub debounce: Duration,
     pub reconcile_every: Option<Duration>,
     pub state_dir: std::path::PathBuf,
+    /// The shared daemon's cap on indexing jobs at once, and this project's id.
+    pub gate: Option<(Arc<Gate>, String)>,
+}
+
+/// A cap on index jobs running at once across the projects of one process (the
+/// shared daemon's `max_concurrent_indexing`), with who runs and who waits, for /status.
+pub struct Gate {
+    max: usize,
+    state: Mutex<GateState>,
+    freed: Condvar,
+}
+
+#[derive(Default, Clone, Serialize)]
+pub struct GateState {
+    pub running: Vec<String>,
+    pub queued: Vec<String>,
+}
+
+/// A place under a [`Gate`]; given back on drop.
+pub struct Permit<'g> {
+    gate: &'g Gate,
+    id: String,
+}
+
+impl Gate {
+    pub fn new(max: usize) -> Gate {
+        Gate {
+            max: max.max(1),
+            state: Mutex::default(),
+            freed: Condvar::new(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn snapshot(&self) -> GateState {
+        lock(&self.state).clone()
+    }
+
+    /// Waits for a place for `id`; `None` once `cancel` is set (the project closes).
+    fn acquire(&self, id: &str, cancel: &AtomicBool) -> Option<Permit<'_>> {
+        let mut s = lock(&self.state);
+        s.queued.push(id.to_owned());
+        while s.running.len() >= self.max {
+            if cancel.load(Ordering::Relaxed) {
+                s.queued.retain(|q| q != id);
+                return None;
+            }
+            s = self
+                .freed
+                .wait_timeout(s, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if let Some(at) = s.queued.iter().position(|q| q == id) {
+            s.queued.remove(at);
+        }
+        s.running.push(id.to_owned());
+        Some(Permit {
+            gate: self,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut s = lock(&self.gate.state);
+        if let Some(at) = s.running.iter().position(|r| *r == self.id) {
+            s.running.remove(at);
+        }
+        self.gate.freed.notify_one();
+    }
 }
 
 impl IndexService {
@@ -191,12 +267,8 @@ impl IndexService {
     }
 }
 
-fn lock(state: &Mutex<IndexState>) -> std::sync::MutexGuard<'_, IndexState> {
+fn lock<T>(state: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn lock_report(m: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Worker {
@@ -316,7 +388,7 @@ impl Worker {
 
     fn progress(&self, p: Progress) {
         lock(&self.state).progress = Some([p.done, p.total]);
-        let mut last = lock_report(&self.last_report);
+        let mut last = lock(&self.last_report);
         if p.total > 0 && (last.elapsed() > Duration::from_millis(500) || p.done == p.total) {
             *last = Instant::now();
             notify(&[NotifyState::Status(&format!(
@@ -331,12 +403,17 @@ impl Worker {
         &self,
         work: impl FnOnce(&Indexer) -> Result<Summary, EngineError>,
     ) -> Result<Summary, EngineError> {
-        {
-            let mut s = lock(&self.state);
-            s.indexing = true;
-            s.pending_changes = false;
-        }
+        lock(&self.state).indexing = true;
+        let permit = match &self.settings.gate {
+            Some((gate, id)) => match gate.acquire(id, &self.indexer.cancel) {
+                Some(p) => Some(p),
+                None => return Err(EngineError::Cancelled),
+            },
+            None => None,
+        };
+        lock(&self.state).pending_changes = false;
         let result = work(&self.indexer);
+        drop(permit);
         let mut s = lock(&self.state);
         s.indexing = false;
         s.progress = None;

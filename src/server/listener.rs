@@ -139,7 +139,12 @@ impl Listeners {
         let addr = SocketAddr::new(ip, config.port);
         let tcp = TcpListener::bind(addr).map_err(|e| {
             let what = if e.kind() == io::ErrorKind::AddrInUse {
-                format!("cannot listen on {addr}: the port is already in use by another program")
+                let owner = crate::process::tcp_listener_owner(addr.port())
+                    .unwrap_or_else(|| "another program (not one this user can see)".into());
+                format!(
+                    "cannot listen on {addr}: port {} is already in use by {owner}",
+                    addr.port()
+                )
             } else {
                 format!("cannot listen on {addr}")
             };

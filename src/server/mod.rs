@@ -11,6 +11,7 @@ pub mod indexing;
 pub mod lifecycle;
 pub mod listener;
 pub mod mcp;
+pub mod projects;
 pub mod routes;
 pub mod state;
 
@@ -37,7 +38,8 @@ use http::Transport;
 use indexing::IndexService;
 use lifecycle::{Cause, notify};
 use listener::{Listeners, Socket};
-use state::{Activity, Shared};
+use projects::Projects;
+use state::{Activity, Shared, Site, Sites};
 
 /// Everything a resident needs, prepared before the async runtime starts.
 pub struct Setup {
@@ -45,7 +47,13 @@ pub struct Setup {
     pub config: Config,
     pub listeners: Listeners,
     pub events: EventLog,
-    pub indexer: Indexer,
+    pub serves: Serves,
+}
+
+/// A project's resident serves its index; the shared daemon, registered projects.
+pub enum Serves {
+    Project(Indexer),
+    Shared(Box<Projects>),
 }
 
 /// Serves until SIGTERM, SIGINT or the idle timeout, and returns which it was.
@@ -55,22 +63,34 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         config,
         listeners,
         events,
-        indexer,
+        serves,
     } = setup;
     let signals = lifecycle::Signals::install()
         .map_err(|e| Error::io("cannot install signal handlers", e))?;
     let runtime = runtime_state(&project, &config, &listeners)?;
-    let sources = std::sync::Arc::new(indexer.sources.clone());
-    let (index_service, index) = IndexService::start(
-        indexer,
-        indexing::Settings {
-            debounce: Duration::from_millis(config.debounce_ms),
-            reconcile_every: (config.reconcile_interval_seconds > 0)
-                .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
-            state_dir: project.state_dir.clone(),
-        },
-        events.clone(),
-    );
+    let (sites, index_service) = match serves {
+        Serves::Project(indexer) => {
+            let sources = Arc::new(indexer.sources.clone());
+            let (service, index) = IndexService::start(
+                indexer,
+                indexing::Settings {
+                    debounce: Duration::from_millis(config.debounce_ms),
+                    reconcile_every: (config.reconcile_interval_seconds > 0)
+                        .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
+                    state_dir: project.state_dir.clone(),
+                    gate: None,
+                },
+                events.clone(),
+            );
+            let site = Site {
+                index,
+                sources,
+                max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
+            };
+            (Sites::One(Arc::new(site)), Some(service))
+        }
+        Serves::Shared(projects) => (Sites::Many(Arc::new(*projects)), None),
+    };
     let shared = Arc::new(Shared {
         token: runtime.token.clone(),
         bind_host: config.bind_host.clone(),
@@ -81,10 +101,8 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         started: Instant::now(),
         activity: Activity::default(),
         runtime,
-        index,
-        sources,
+        sites,
         mcp: std::sync::OnceLock::new(),
-        max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
     });
 
     let mut builder = http1::Builder::new();
@@ -113,6 +131,14 @@ pub async fn run(setup: Setup) -> Result<Cause> {
     // Listeners are accepting: only now may clients find us.
     let runtime_file = project.runtime_file();
     shared.runtime.write(&runtime_file)?;
+    if let Sites::Many(projects) = &shared.sites {
+        let (p, state) = (projects.clone(), shared.runtime.clone());
+        let _ = tokio::task::spawn_blocking(move || p.listening(&state)).await;
+        tokio::spawn(close_idle_projects(
+            projects.clone(),
+            Duration::from_secs(config.project_idle_seconds),
+        ));
+    }
     let status = format!(
         "serving {} at {}",
         project.root.display(),
@@ -145,8 +171,30 @@ pub async fn run(setup: Setup) -> Result<Cause> {
     let bound = Duration::from_secs(config.drain_timeout_seconds);
     drain(conns, bound).await;
     // The batch in progress commits if it can within the bound, else rolls back.
-    let _ = tokio::task::spawn_blocking(move || index_service.stop(bound)).await;
+    let projects = match &shared.sites {
+        Sites::Many(p) => Some(p.clone()),
+        Sites::One(_) => None,
+    };
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(service) = index_service {
+            service.stop(bound);
+        }
+        if let Some(projects) = projects {
+            projects.shutdown(bound);
+        }
+    })
+    .await;
     Ok(cause)
+}
+
+/// The shared daemon's housekeeping: projects idle for `idle` are closed.
+async fn close_idle_projects(projects: Arc<Projects>, idle: Duration) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        let p = projects.clone();
+        let _ = tokio::task::spawn_blocking(move || p.close_idle()).await;
+    }
 }
 
 fn runtime_state(
@@ -172,7 +220,12 @@ fn runtime_state(
         project_root: project.root.clone(),
         base_url,
         instance_id: format!("ds_{}", random_hex(3)?),
-        project_id: project.id(),
+        // The daemon serves many projects: each pointer file names its own.
+        project_id: if project.is_shared_daemon() {
+            String::new()
+        } else {
+            project.id()
+        },
         bind_host: tcp.map(|a| a.ip().to_string()).unwrap_or_default(),
         port: tcp.map_or(0, |a| a.port()),
         pid: std::process::id(),

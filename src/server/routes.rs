@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::io::Read;
 
 use super::http::ApiError;
-use super::state::Shared;
+use super::state::{Shared, Site};
 use crate::engine::EngineError;
 use crate::engine::search::Request;
 use crate::ingest::chunk::{self, ChunkOptions, Format};
@@ -58,7 +58,7 @@ struct QueryBody {
 }
 
 pub async fn query(
-    shared: &Shared,
+    site: &Site,
     method: &Method,
     qs: Option<&str>,
     body: &Bytes,
@@ -74,7 +74,7 @@ pub async fn query(
             q: b.q,
             limit: b.limit.unwrap_or(10),
             path_prefix: b.path_prefix,
-            max_per_file: shared.max_hits_per_file,
+            max_per_file: site.max_hits_per_file,
         }
     } else {
         let p = params(qs);
@@ -83,10 +83,10 @@ pub async fn query(
             q: q.to_owned(),
             limit: number(&p, "limit")?.unwrap_or(10),
             path_prefix: param(&p, "path_prefix").map(String::from),
-            max_per_file: shared.max_hits_per_file,
+            max_per_file: site.max_hits_per_file,
         }
     };
-    let index = shared.index.clone();
+    let index = site.index.clone();
     let (resp, freshness) =
         blocking(move || (index.engine.search(&req), index.freshness())).await?;
     let mut v = serde_json::to_value(resp.map_err(engine_error)?).unwrap_or_default();
@@ -95,7 +95,7 @@ pub async fn query(
 }
 
 /// Runs index work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -104,12 +104,16 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /status`: the resident, and the index's freshness.
-pub async fn status(shared: &Shared) -> Result<Value, ApiError> {
-    let index = shared.index.clone();
-    let freshness = blocking(move || index.freshness()).await?;
+pub async fn status(shared: &Shared, site: &Site) -> Result<Value, ApiError> {
     let mut v = shared.status();
-    v["index"] = freshness;
+    v["index"] = freshness(site).await?;
     Ok(v)
+}
+
+/// The index part of /status.
+pub async fn freshness(site: &Site) -> Result<Value, ApiError> {
+    let index = site.index.clone();
+    blocking(move || index.freshness()).await
 }
 
 pub fn engine_error(e: EngineError) -> ApiError {
@@ -132,14 +136,14 @@ struct IndexBody {
     full: bool,
 }
 
-pub async fn reindex(shared: &Shared, body: &Bytes) -> Result<Value, ApiError> {
+pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
     let b: IndexBody = if body.iter().all(u8::is_ascii_whitespace) {
         IndexBody::default()
     } else {
         serde_json::from_slice(body)
             .map_err(|e| bad("bad_body", format!("expected {{\"full\": bool}}: {e}")))?
     };
-    let summary = shared.index.reindex(b.full).await.map_err(|m| {
+    let summary = site.index.reindex(b.full).await.map_err(|m| {
         let status = if m.contains("busy") {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
@@ -155,9 +159,7 @@ pub async fn reindex(shared: &Shared, body: &Bytes) -> Result<Value, ApiError> {
             m,
         )
     })?;
-    let index = shared.index.clone();
-    let freshness = blocking(move || index.freshness()).await?;
-    Ok(json!({ "summary": summary, "index": freshness }))
+    Ok(json!({ "summary": summary, "index": freshness(site).await? }))
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -170,11 +172,7 @@ fn not_found(path: &str) -> ApiError {
 
 /// `GET /documents/{path}[?start=N&end=M | ?heading=TEXT]`: a source file, a range of
 /// its lines, or the section under a heading. See [`read_document`].
-pub async fn document(
-    shared: &Shared,
-    raw_path: &str,
-    qs: Option<&str>,
-) -> Result<Value, ApiError> {
+pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<Value, ApiError> {
     let rel = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
@@ -184,7 +182,7 @@ pub async fn document(
         end: number(&p, "end")?,
         heading: param(&p, "heading").map(String::from),
     };
-    let sources = shared.sources.clone();
+    let sources = site.sources.clone();
     blocking(move || read_document(&sources, &rel, &want)).await?
 }
 

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::indexing::IndexHandle;
+use super::projects::Projects;
 use crate::discovery::runtime::RuntimeState;
 use crate::ingest::walk::Sources;
 
@@ -21,10 +24,21 @@ pub struct Shared {
     pub idle_timeout: Option<Duration>,
     pub started: Instant,
     pub activity: Activity,
-    pub index: IndexHandle,
-    pub sources: std::sync::Arc<Sources>,
+    pub sites: Sites,
     /// The `/mcp` service, made on first use.
     pub mcp: std::sync::OnceLock<super::mcp::Service>,
+}
+
+/// What a resident serves: its project, or (the shared daemon) registered projects.
+pub enum Sites {
+    One(Arc<Site>),
+    Many(Arc<Projects>),
+}
+
+/// One project's index and sources, as the routes use them.
+pub struct Site {
+    pub index: IndexHandle,
+    pub sources: Arc<Sources>,
     pub max_hits_per_file: usize,
 }
 

@@ -17,7 +17,7 @@ use hyper::Method;
 use crate::client::{self, ClientError, Endpoint};
 use crate::config::Environment;
 use crate::error::{Error, Result};
-use registry::{Instance, Registry};
+use registry::{Instance, Registry, Supervisor};
 
 /// One supervisor command (`systemctl --user ...`, `launchctl ...`), shown as typed.
 #[derive(Debug, Clone)]
@@ -70,6 +70,33 @@ impl Cmd {
             .status()
             .is_ok_and(|s| s.success())
     }
+}
+
+/// What a supervisor listens on for `project`: the instance installed for it, or for
+/// the shared daemon the socket of `doc-serve.socket` (systemd) or of its LaunchAgent,
+/// when that socket exists.
+pub fn serving(env: &Environment, project: &crate::project::Project) -> Option<Instance> {
+    if !project.is_shared_daemon() {
+        return installed(env, &project.root);
+    }
+    let (supervisor, socket_path) = if cfg!(target_os = "macos") {
+        (
+            Supervisor::Launchd,
+            launchd::shared_socket_path(&project.root).ok()?,
+        )
+    } else {
+        (
+            Supervisor::Systemd,
+            systemd::socket_path(env.runtime_dir.as_deref()?, registry::RESERVED).ok()?,
+        )
+    };
+    socket_path.exists().then(|| Instance {
+        slug: registry::RESERVED.into(),
+        root: project.root.clone(),
+        supervisor,
+        socket_path,
+        tcp_port: None,
+    })
 }
 
 /// The supervised instance installed for `root`, if any. A registry that cannot be

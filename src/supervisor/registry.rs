@@ -20,7 +20,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Longest slug: leaves room in `sun_path` for the runtime dir.
 pub const MAX_SLUG: usize = 40;
 /// The shared daemon's name (`shared.sock`, `dev.doc-serve.shared`): never an instance.
-const RESERVED: &str = "shared";
+pub const RESERVED: &str = "shared";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

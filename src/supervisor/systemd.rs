@@ -33,6 +33,9 @@ const PACKAGED: [&str; 3] = [
 const MAX_SOCKET_PATH: usize = 107;
 
 pub fn socket_unit(slug: &str) -> String {
+    if slug == super::registry::RESERVED {
+        return "doc-serve.socket".into();
+    }
     format!("doc-serve@{slug}.socket")
 }
 
