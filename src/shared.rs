@@ -162,12 +162,18 @@ impl Home {
         project: &Project,
     ) -> Result<Config> {
         let mut config = Config::load(&project.config_file(), env, &Flags::default())?;
+        self.place(&mut config, daemon, project);
+        Ok(config)
+    }
+
+    /// Puts a registered project's index and logs in the daemon's home, chunked as
+    /// `daemon` says.
+    pub fn place(&self, config: &mut Config, daemon: &Config, project: &Project) {
         let dir = self.project_dir(&project.id());
         config.data_dir = dir.join("data");
         config.log_dir = dir.join("logs");
         config.chunk_size = daemon.chunk_size;
         config.chunk_overlap = daemon.chunk_overlap;
-        Ok(config)
     }
 }
 

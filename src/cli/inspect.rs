@@ -18,9 +18,36 @@ fn public(state: &RuntimeState) -> Value {
     v
 }
 
+/// How a project in shared mode is served, for `status` and `where`.
+fn served_by(ctx: &Context, daemon: Option<&Context>) -> Value {
+    match daemon {
+        Some(d) => json!({
+            "daemon": "shared",
+            "daemon_state_dir": d.project.state_dir,
+            "project_id": ctx.project.id(),
+            "base_path": format!("/projects/{}", ctx.project.id()),
+        }),
+        None => Value::Null,
+    }
+}
+
+fn say_served_by(out: &mut dyn std::io::Write, served: &Value) -> std::io::Result<()> {
+    if served.is_null() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "served by:    the shared daemon ({}), under {}",
+        served["daemon_state_dir"].as_str().unwrap_or_default(),
+        served["base_path"].as_str().unwrap_or_default()
+    )
+}
+
 pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
-    let project = &ctx.project;
     ctx.config(&Flags::default())?;
+    let daemon = ctx.daemon_of()?;
+    let served = served_by(ctx, daemon.as_ref());
+    let project = &daemon.as_ref().unwrap_or(ctx).project;
     let found = client_runtime()?.block_on(discovery::inspect(project))?;
     let (state, runtime, why) = match &found.resident {
         Resident::Running(s) => ("running", Some(public(s)), None),
@@ -40,8 +67,9 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
     let instance = supervisor::serving(&ctx.env, project);
     let report = json!({
         "state": state,
-        "project_root": project.root,
+        "project_root": ctx.project.root,
         "state_dir": project.state_dir,
+        "served_by": served,
         "runtime": runtime,
         "why": why,
         "stale": found.stale,
@@ -59,7 +87,12 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             Resident::Stopped => writeln!(out, "not running")?,
             _ => writeln!(out, "{state}: {}", why.as_deref().unwrap_or_default())?,
         }
-        writeln!(out, "project: {}", project.root.display())?;
+        if ctx.project.is_shared_daemon() {
+            writeln!(out, "shared daemon: {}", project.state_dir.display())?;
+        } else {
+            writeln!(out, "project: {}", ctx.project.root.display())?;
+        }
+        say_served_by(out, &served)?;
         if let Some(i) = &instance {
             writeln!(
                 out,
@@ -89,16 +122,26 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
 
 pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
     let project = &ctx.project;
-    let config = ctx.config(&Flags::default())?;
+    let mut config = ctx.config(&Flags::default())?;
+    let daemon = ctx.daemon_of()?;
+    let served = served_by(ctx, daemon.as_ref());
+    // A project in shared mode is reached where the daemon is.
+    let target = match &daemon {
+        Some(d) => {
+            config = d.config(&Flags::default())?;
+            &d.project
+        }
+        None => project,
+    };
     let mut addresses = Vec::new();
-    let runtime = RuntimeFile::read(&project.runtime_file());
+    let runtime = RuntimeFile::read(&target.runtime_file());
     if let RuntimeFile::Valid(s) = &runtime {
         addresses.push(json!({ "address": s.base_url, "source": "runtime.json" }));
         if let Some(sock) = &s.socket_path {
             addresses.push(json!({ "address": format!("unix:{}", sock.display()), "source": "runtime.json socket_path" }));
         }
     }
-    let instance = supervisor::serving(&ctx.env, project);
+    let instance = supervisor::serving(&ctx.env, target);
     if let Some(i) = &instance {
         let source = format!("{} instance {}", i.supervisor.name(), i.slug);
         addresses.push(
@@ -124,9 +167,10 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         "state_dir": project.state_dir,
         "project_id": project.id(),
         "mode": config.mode,
+        "served_by": served,
         "config_file": project.config_file(),
         "config_exists": project.config_file().exists(),
-        "runtime_file": project.runtime_file(),
+        "runtime_file": target.runtime_file(),
         "runtime": runtime.describe(),
         "addresses": addresses,
         "instance": instance,
@@ -153,9 +197,10 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         writeln!(
             out,
             "runtime file: {} ({})",
-            project.runtime_file().display(),
+            target.runtime_file().display(),
             runtime.describe()
         )?;
+        say_served_by(out, &served)?;
         if addresses.is_empty() {
             writeln!(
                 out,

@@ -33,6 +33,15 @@ use crate::supervisor::{self, systemd};
 const POLL: Duration = Duration::from_millis(5);
 
 pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Result<i32> {
+    // A project in shared mode: the shared daemon, with the project registered.
+    if let Some(daemon) = ctx.daemon_of()? {
+        let (state, existing) = ensure_running(&daemon, idle_timeout)?;
+        let remote = super::reach::Remote::of(&state)?.for_project(&ctx.project);
+        client_runtime()?
+            .block_on(remote.call(hyper::Method::GET, "/status", None, Duration::from_secs(60)))
+            .with_context(|| format!("cannot register the project with {}", state.base_url))?;
+        return report_started(&state, existing, json);
+    }
     let (state, existing) = ensure_running(ctx, idle_timeout)?;
     report_started(&state, existing, json)
 }
@@ -281,6 +290,13 @@ fn spawn(
 }
 
 pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
+    if ctx.daemon_of()?.is_some() {
+        bail!(
+            "{} is in shared mode: the shared daemon serves it with every other shared \
+             project; `doc-serve stop --shared` stops the daemon",
+            ctx.project.root.display()
+        );
+    }
     let config = ctx.config(&Flags::default())?;
     let project = &ctx.project;
     let events = EventLog::new(

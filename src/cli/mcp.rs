@@ -121,8 +121,8 @@ impl Bridge {
             match slot.as_ref() {
                 Some(i) => i.clone(),
                 None => {
-                    let (project, config) = (self.ctx.project.clone(), self.config.clone());
-                    let opened = tokio::task::spawn_blocking(move || open_index(&project, &config))
+                    let (ctx, config) = (self.ctx.clone(), self.config.clone());
+                    let opened = tokio::task::spawn_blocking(move || open_index(&ctx, &config))
                         .await
                         .map_err(|e| unavailable(e.to_string()))?
                         .map_err(|e| unavailable(format!("cannot open the index: {e}")))?;
@@ -139,11 +139,8 @@ impl Bridge {
 }
 
 /// The index, built first if it never was (as a standalone `doc-serve query` does).
-fn open_index(
-    project: &crate::project::Project,
-    config: &Config,
-) -> Result<Indexer, crate::engine::EngineError> {
-    let indexer = Indexer::open(project, config)?;
+fn open_index(ctx: &Context, config: &Config) -> anyhow::Result<Indexer> {
+    let indexer = super::open_indexer(ctx, config)?;
     if indexer.engine.counts()?.0 == 0 {
         indexer.reconcile(false, &mut |_| {})?;
     }

@@ -308,13 +308,30 @@ impl Context {
         })
     }
 
+    /// For a project in shared mode, the shared daemon's context; `None` otherwise.
+    pub fn daemon_of(&self) -> anyhow::Result<Option<Context>> {
+        if self.project.is_shared_daemon() || self.config(&Flags::default())?.mode != Mode::Shared {
+            return Ok(None);
+        }
+        Context::shared_daemon(self.env.clone()).map(Some)
+    }
+
+    /// The settings: the project's, or the shared daemon's. A project in shared mode
+    /// keeps its index and logs in the daemon's home (see [`crate::shared`]), so that
+    /// a standalone command works on the index the daemon serves.
     pub fn config(&self, flags: &Flags) -> anyhow::Result<Config> {
         let load = if self.project.is_shared_daemon() {
             Config::load_shared
         } else {
             Config::load
         };
-        let config = load(&self.project.config_file(), &self.env, flags)?;
+        let mut config = load(&self.project.config_file(), &self.env, flags)?;
+        if config.mode == Mode::Shared && !self.project.is_shared_daemon() {
+            let home = crate::shared::Home::of(&self.env)?;
+            let daemon =
+                Config::load_shared(&home.daemon.config_file(), &self.env, &Flags::default())?;
+            home.place(&mut config, &daemon, &self.project);
+        }
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -376,6 +393,15 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),
         Command::Completions { .. } | Command::Man => unreachable!("answered before Context"),
     }
+}
+
+/// Opens the project's index for a standalone command; a project in shared mode is
+/// registered with the shared daemon's home first (its index lives there).
+fn open_indexer(ctx: &Context, config: &Config) -> anyhow::Result<crate::ingest::sync::Indexer> {
+    if config.mode == Mode::Shared {
+        crate::shared::Home::of(&ctx.env)?.register(&ctx.project.root)?;
+    }
+    crate::ingest::sync::Indexer::open(&ctx.project, config).context("cannot open the index")
 }
 
 /// A small runtime for client commands: one thread, started in microseconds.

@@ -7,6 +7,11 @@
 //! cleaned up on the way. A resident that turns out unreachable when asked (refused,
 //! socket gone: see [`crate::client::ClientError::is_unreachable`]) sends the caller to
 //! the next way; any other failure is an error worth showing.
+//!
+//! A project whose config says mode "shared" is served by the shared daemon, found the
+//! same way from `~/.doc-serve` (or the socket of `doc-serve.socket`), and started with
+//! `serve --shared`; requests then go to `/projects/{id}/...`, and the project is
+//! registered with the daemon at its first request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,7 @@ use super::{Context, lifecycle};
 use crate::client::{ClientError, Conn, Endpoint};
 use crate::discovery::runtime::RuntimeState;
 use crate::discovery::{self, Resident};
+use crate::project::Project;
 use crate::supervisor;
 
 /// A resident to send requests to.
@@ -32,10 +38,15 @@ pub struct Remote {
     pub base_url: String,
     /// The connection kept open between calls (clones share it).
     conn: Arc<Mutex<Option<Conn>>>,
+    /// On the shared daemon: `/projects/{id}`, put before every path.
+    prefix: String,
+    /// On the shared daemon: the project root, registered when the daemon does not
+    /// know it yet.
+    register: Option<std::path::PathBuf>,
 }
 
 impl Remote {
-    fn of(state: &RuntimeState) -> anyhow::Result<Remote> {
+    pub fn of(state: &RuntimeState) -> anyhow::Result<Remote> {
         // The Unix socket needs no token and skips TCP; the mode 0700 state dir guards it.
         if let Some(path) = state.socket_path.as_ref().filter(|p| p.exists()) {
             return Ok(Remote::new(
@@ -57,13 +68,50 @@ impl Remote {
             token,
             base_url,
             conn: Arc::default(),
+            prefix: String::new(),
+            register: None,
+        }
+    }
+
+    /// The same daemon, for one project of it (see [`crate::server::projects`]).
+    pub fn for_project(mut self, project: &Project) -> Remote {
+        self.prefix = format!("/projects/{}", project.id());
+        self.register = Some(project.root.clone());
+        self
+    }
+
+    /// One request to the project's routes (on the shared daemon, under its prefix;
+    /// a project the daemon does not know yet is registered first).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let full = format!("{}{path}", self.prefix);
+        match self.send(method.clone(), &full, body, timeout).await {
+            Err(CallError::Api { code, .. }) if code == "unknown_project" => {
+                let Some(root) = &self.register else {
+                    return Err(CallError::Api {
+                        status: StatusCode::NOT_FOUND,
+                        code,
+                        message: format!("{} does not serve {full}", self.base_url),
+                    });
+                };
+                let reg = serde_json::json!({ "root": root });
+                self.send(Method::POST, "/projects", Some(&reg), timeout)
+                    .await?;
+                self.send(method, &full, body, timeout).await
+            }
+            other => other,
         }
     }
 
     /// One request; the JSON answer, or the resident's `{code, message}` error. The
     /// connection stays open for the next call; one the resident closed meanwhile
     /// (a keep-alive timeout) is replaced once.
-    pub async fn call(
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
@@ -135,6 +183,10 @@ pub fn find(
     rt: &tokio::runtime::Runtime,
     autostart: bool,
 ) -> anyhow::Result<Option<Remote>> {
+    // A project in shared mode is served by the shared daemon, found the same way.
+    if let Some(daemon) = ctx.daemon_of()? {
+        return Ok(find(&daemon, rt, autostart)?.map(|r| r.for_project(&ctx.project)));
+    }
     let found = rt.block_on(discovery::inspect(&ctx.project))?;
     match found.resident {
         Resident::Running(state) => return Remote::of(&state).map(Some),

@@ -96,7 +96,7 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
             (summary, count("files"), count("chunks"))
         }
         None => {
-            let indexer = Indexer::open(&ctx.project, &config).context("cannot open the index")?;
+            let indexer = super::open_indexer(ctx, &config)?;
             let summary = reconcile(&indexer, full, !json)?;
             let (files, chunks) = indexer.engine.counts()?;
             (summary, files, chunks)
@@ -164,7 +164,7 @@ fn standalone_query(
     limit: usize,
     path_prefix: Option<String>,
 ) -> anyhow::Result<Response> {
-    let indexer = Indexer::open(&ctx.project, config).context("cannot open the index")?;
+    let indexer = super::open_indexer(ctx, config)?;
     if indexer.engine.counts()?.0 == 0 {
         tracing::warn!(
             "the index is empty; indexing {} first",
