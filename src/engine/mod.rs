@@ -56,6 +56,44 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
     move |source| EngineError::Io { context, source }
 }
 
+/// Creates the empty index `data_dir/name`: built in a private temp directory, then
+/// renamed into place. The rename is atomic, so of several processes creating it at
+/// once, one wins and the others open the winner's; nobody waits for a lock (the
+/// shared daemon counts the index lock's holders as indexing jobs).
+fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema) -> Result<()> {
+    crate::fsutil::create_private_dir(data_dir)?;
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::fill(&mut nonce);
+    let tmp = data_dir.join(format!(
+        ".{name}.{}.{:08x}.tmp",
+        std::process::id(),
+        u32::from_ne_bytes(nonce)
+    ));
+    crate::fsutil::create_private_dir(&tmp)?;
+    let built = MmapDirectory::open(&tmp)
+        .map_err(tantivy::TantivyError::from)
+        .and_then(|d| Index::create(d, schema.clone(), tantivy::IndexSettings::default()));
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.into());
+    }
+    let dir = data_dir.join(name);
+    // An empty directory in the way (an older doc-serve made it first) is replaced;
+    // a complete index in the way means another process won.
+    let result = std::fs::rename(&tmp, &dir);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) if dir.join("meta.json").exists() => Ok(()),
+        Err(e) => Err(EngineError::Io {
+            context: format!("cannot move a new index into {}", dir.display()),
+            source: e,
+        }),
+    }
+}
+
 /// How writes are coordinated between processes.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
@@ -82,7 +120,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the index under `data_dir`, creating it (under the index lock) if needed.
+    /// Opens the index under `data_dir`, creating it if needed (see [`create_in_place`]).
     pub fn open(data_dir: &Path, write: WriteOptions) -> Result<Engine> {
         let (schema, fields) = schema::build();
         // The schema's own fingerprint is in the directory name: an index written with
@@ -96,23 +134,14 @@ impl Engine {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         };
-        let dir = data_dir.join(format!("index-v{SCHEMA_VERSION}-{fingerprint}"));
-        crate::fsutil::create_private_dir(&dir).map_err(|e| EngineError::Io {
-            context: format!("cannot create {}", dir.display()),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let name = format!("index-v{SCHEMA_VERSION}-{fingerprint}");
+        let dir = data_dir.join(&name);
+        if !dir.join("meta.json").exists() {
+            create_in_place(data_dir, &name, &schema)?;
+        }
         let lock_file = data_dir.join(".index.lock");
-        let open = || -> Result<Index> {
-            let directory = MmapDirectory::open(&dir).map_err(tantivy::TantivyError::from)?;
-            Ok(Index::open_or_create(directory, schema.clone())?)
-        };
-        let index = if dir.join("meta.json").exists() {
-            open()?
-        } else {
-            // Two processes creating the same index at once would race on meta.json.
-            let _guard = Self::lock(&lock_file, &write)?;
-            open()?
-        };
+        let directory = MmapDirectory::open(&dir).map_err(tantivy::TantivyError::from)?;
+        let index = Index::open(directory)?;
         index
             .tokenizers()
             .register(analyzer::STEMMED, analyzer::stemmed());

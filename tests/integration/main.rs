@@ -11,6 +11,7 @@ mod mcp;
 mod packaging;
 mod project;
 mod search;
+mod shared;
 mod stale;
 mod supervisor;
 mod util;

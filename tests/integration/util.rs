@@ -179,17 +179,21 @@ impl Drop for TestEnv {
             let _ = child.wait();
         }
         // Residents spawned by `start` are not our children: find them by the temp
-        // dir in their command line.
+        // dir in their command line, or (the shared daemon, `serve --shared`) in their
+        // HOME.
         let marker = self.dir.path().to_string_lossy().into_owned();
         let canonical = self.root().to_string_lossy().into_owned();
+        let home = format!("HOME={canonical}/home");
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline);
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let ours = environ.split(|b| *b == 0).any(|v| v == home.as_bytes());
             if pid as u32 != std::process::id()
-                && (cmdline.contains(&marker) || cmdline.contains(&canonical))
+                && (ours || cmdline.contains(&marker) || cmdline.contains(&canonical))
             {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
