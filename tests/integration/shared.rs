@@ -392,7 +392,7 @@ fn a_taken_port_names_its_owner() {
 
 #[test]
 fn a_shared_mode_project_is_served_by_the_daemon() {
-    let mut t = TestEnv::new();
+    let t = TestEnv::new();
     write_shared_config(&t, json!({ "port": 0 }));
     std::fs::create_dir_all(t.project.join("docs")).unwrap();
     std::fs::write(
