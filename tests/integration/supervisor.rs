@@ -406,3 +406,77 @@ fn install_checks_its_input_and_dry_run_changes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no doc-serve instance \"nosuch\""), "{err}");
 }
+
+/// The shipped shared-daemon units, as a package installs them: a shared-mode
+/// project's client finds the socket, and the first request starts the daemon.
+#[test]
+fn systemd_socket_starts_the_shared_daemon() {
+    let t = TestEnv::new();
+    let Some(m) = UserManager::start(&t) else {
+        return;
+    };
+    let units = PathBuf::from(m.var("XDG_CONFIG_HOME")).join("systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    for unit in ["doc-serve.socket", "doc-serve.service"] {
+        let text = std::fs::read_to_string(repo.join(unit)).unwrap();
+        std::fs::write(units.join(unit), text.replace("/usr/bin/doc-serve", BIN)).unwrap();
+    }
+    // The Unix socket only: 127.0.0.1:45123 may be taken on a shared machine.
+    std::fs::create_dir_all(units.join("doc-serve.socket.d")).unwrap();
+    std::fs::write(
+        units.join("doc-serve.socket.d/unix-only.conf"),
+        "[Socket]\nListenStream=\nListenStream=%t/doc-serve/shared.sock\n",
+    )
+    .unwrap();
+    assert!(m.systemctl(&["daemon-reload"]).status.success());
+    let out = m.systemctl(&["enable", "--now", "doc-serve.socket"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.wait_state("doc-serve.socket", "listening socket", |s| {
+        s["SubState"] == "listening"
+    });
+    assert_eq!(m.show("doc-serve.service")["ActiveState"], "inactive");
+
+    std::fs::create_dir_all(t.project.join("docs")).unwrap();
+    std::fs::write(
+        t.project.join("docs/a.md"),
+        "# Shared\n\nOne daemon answers for every project.\n",
+    )
+    .unwrap();
+    t.ok(&["init", "--mode", "shared"]);
+    wait_for(Duration::from_secs(30), "a hit from the daemon", || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&t.run(&["query", "--json", "daemon"]).stdout).ok()?;
+        (v["hits"][0]["path"] == "docs/a.md").then_some(())
+    });
+    // The index lives in the daemon's home, and the query started the daemon through
+    // the socket (a standalone query would have left the service inactive).
+    assert!(!t.state_dir().join("data").exists());
+    let s = m.wait_state("doc-serve.service", "active service", |s| {
+        s["ActiveState"] == "active"
+    });
+    let rt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(t.root().join("home/.doc-serve/runtime.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rt["mode"], "shared");
+    assert_eq!(rt["activation"], "systemd");
+    assert_eq!(rt["pid"].as_u64().unwrap() as u32, pid_of(&s));
+    // The daemon registered the project on the client's first request.
+    let sock = PathBuf::from(m.var("XDG_RUNTIME_DIR")).join("doc-serve/shared.sock");
+    let listed = unix_get(&sock, "/projects").json();
+    assert_eq!(
+        listed["projects"][0]["root"],
+        t.project.display().to_string()
+    );
+    assert_eq!(t.json(&["status", "--json"])["state"], "running");
+
+    assert!(m.systemctl(&["stop", "doc-serve.service"]).status.success());
+    assert_eq!(m.show("doc-serve.service")["Result"], "success");
+    drop(m);
+    drop(t);
+}
