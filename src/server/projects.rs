@@ -3,7 +3,8 @@
 //! Each registered project ([`crate::shared`]) is a slot. Its index, sources, watcher
 //! and indexer thread open at the first request that needs them and close after
 //! `project_idle_seconds` without one, or when more than `max_open_projects` are open
-//! (least recently used first); a project still indexing is never closed. Indexing
+//! (least recently used first); a project whose indexing job is running is closed once
+//! the job is done. Indexing
 //! jobs of all projects share one [`Gate`] of `max_concurrent_indexing` places.
 //!
 //! A project's failure (its root gone, its config or index unreadable) is that
@@ -266,7 +267,8 @@ impl Projects {
         })
     }
 
-    /// Closes projects idle for longer than `project_idle_seconds` (blocking).
+    /// Closes projects idle for longer than `project_idle_seconds`, and the least
+    /// recently used past `max_open_projects` (blocking).
     pub fn close_idle(&self) {
         let idle = Duration::from_secs(self.config.project_idle_seconds.max(1));
         for slot in self.all() {
@@ -274,6 +276,7 @@ impl Projects {
                 self.close(&slot, "idle");
             }
         }
+        self.enforce_cap();
     }
 
     /// Past `max_open_projects`, closes the least recently used (blocking).
@@ -298,13 +301,14 @@ impl Projects {
         }
     }
 
-    /// Closes one project unless it is indexing; requests holding its site finish.
+    /// Closes one project unless an indexing job of it is running (a queued one is
+    /// dropped; the next opening catches up with the disk). Requests holding its site
+    /// finish on it.
     fn close(&self, slot: &Slot, why: &str) {
-        let mut open = lock_of(&slot.open);
-        let busy = open.as_ref().is_some_and(|o| o.site.index.state().indexing);
-        if busy {
+        if self.gate.snapshot().running.contains(&slot.reg.id) {
             return;
         }
+        let mut open = lock_of(&slot.open);
         if let Some(o) = open.take() {
             *lock_of(&slot.last_index) = Some(o.site.index.freshness());
             o.service.stop(Duration::from_secs(5));

@@ -463,3 +463,59 @@ fn a_shared_mode_project_is_served_by_the_daemon() {
     assert!(!alive(pid));
     assert!(!t.state_file("runtime.json").exists());
 }
+
+#[test]
+fn projects_open_on_demand_watch_and_close_when_idle() {
+    let mut t = TestEnv::new();
+    write_shared_config(
+        &t,
+        json!({ "port": 0, "max_open_projects": 2, "project_idle_seconds": 2 }),
+    );
+    let (_, addr, token) = start_daemon(&mut t);
+    let d = Daemon::new(addr, &token);
+    let open = |d: &Daemon| {
+        d.get("/status").json()["projects"]["open"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        let root = make_project(&t, name, 2);
+        ids.push(d.register(&root)["id"].as_str().unwrap().to_owned());
+    }
+    d.wait_indexed(&ids, 2);
+    // A project is closed once its running job is done.
+    wait_for(WAIT, "max_open_projects", || (open(&d) <= 2).then_some(()));
+
+    // An open project watches its root: a new file is found without a reindex.
+    assert_eq!(d.hit_paths(&ids[2], "markthreex").len(), 2);
+    std::fs::write(
+        t.root().join("three/docs/new.md"),
+        "# New\n\nfreshlywritten words.\n",
+    )
+    .unwrap();
+    wait_for(WAIT, "the watcher's update", || {
+        (d.hit_paths(&ids[2], "freshlywritten") == ["docs/new.md"]).then_some(())
+    });
+
+    // Idle projects close; the next request opens one again, caught up with the disk.
+    wait_for(WAIT, "idle projects closed", || {
+        (open(&d) == 0).then_some(())
+    });
+    std::fs::write(
+        t.root().join("three/docs/later.md"),
+        "# Later\n\nwrittenwhileclosed words.\n",
+    )
+    .unwrap();
+    wait_for(WAIT, "a reopened project catching up", || {
+        (d.hit_paths(&ids[2], "writtenwhileclosed") == ["docs/later.md"]).then_some(())
+    });
+    assert_eq!(open(&d), 1);
+    let listed = d.projects();
+    let closed = listed.iter().find(|p| p["id"] == ids[0].as_str()).unwrap();
+    assert_eq!(closed["open"], false);
+    assert_eq!(
+        closed["index"]["files"], 2,
+        "a closed project keeps its figures"
+    );
+}
