@@ -310,3 +310,22 @@ fn conformance_suite() {
     }
     t.ok(&["stop"]);
 }
+
+#[test]
+fn bridge_of_a_shared_mode_project_uses_the_shared_daemon() {
+    let Some(py) = python() else { return };
+    let t = with_fixtures();
+    let home = t.root().join("home/.doc-serve");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("shared_config.json"), r#"{"port": 0}"#).unwrap();
+    t.ok(&["init", "--mode", "shared"]);
+    // The bridge starts the daemon, which serves every tool for the project.
+    let v = bridge(&t, &py, "stdio", &[]);
+    check_session(&v);
+    let daemon: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("runtime.json")).unwrap()).unwrap();
+    assert_eq!(daemon["mode"], "shared");
+    assert_eq!(t.runtime()["base_url"], daemon["base_url"], "the pointer");
+    assert!(!t.state_dir().join("data").exists(), "no index of its own");
+    t.ok(&["stop", "--shared"]);
+}
