@@ -67,6 +67,14 @@ def hits_key(answer):
     return [(h["path"], h["line_start"], h["line_end"], round(h["score"], 5)) for h in answer["hits"]]
 
 
+def compare(x, y):
+    """0: the same hits; 1: the same scores, but another order among equally scored hits
+    (or another one of them at the cut-off); 2: different scores."""
+    if x == y:
+        return 0
+    return 1 if [h[3] for h in x] == [h[3] for h in y] else 2
+
+
 def wait_until(done, what, timeout=300):
     t0 = time.monotonic()
     while True:
@@ -230,8 +238,8 @@ def latency(a, sb, roots, per, rounds, secs, nq):
         auth = {"resident": res.auth, "daemon": d.auth}
         hdr = {s: {"Authorization": auth[s].split(": ", 1)[1]} for s in auth}
         url = {s: base[s] + prefix[s] + qpath(LAT_QUERY) for s in base}
-        same = hits_key(res.request("GET", prefix["resident"] + qpath(LAT_QUERY))) == \
-            hits_key(d.request("GET", prefix["daemon"] + qpath(LAT_QUERY)))
+        same = compare(hits_key(res.request("GET", prefix["resident"] + qpath(LAT_QUERY))),
+                       hits_key(d.request("GET", prefix["daemon"] + qpath(LAT_QUERY)))) < 2
         qfile = sb.path("queries.txt")
         distinct_queries(qfile)
         qs = open(qfile).read().split()[:nq]
@@ -289,7 +297,7 @@ def main():
     roots = []
     m = {"residents": {k: [] for k in KEYS}, "daemon": {k: [] for k in KEYS}, "resident_rss_each": [],
          "daemon_rss_started": [], "daemon_threads": [], "index_s": {"residents": [], "daemon": []},
-         "answers_differ": []}
+         "answers_tie_order": [], "answers_differ": []}
     diffs = []
     try:
         roots, nbytes = make_projects(sb, corpus, per)
@@ -310,11 +318,13 @@ def main():
                 m["index_s"][side].append(s)
             if not any(h for proj in got["residents"] for h in proj):
                 sys.exit("no query found anything on the residents: empty indexes?")
-            m["answers_differ"].append(sum(x != y for x, y in zip(got["residents"], got["daemon"])))
+            cmp = {(i, j): compare(got["residents"][i][j], got["daemon"][i][j])
+                   for i in range(PROJECTS) for j in range(len(QUERIES))}
+            m["answers_tie_order"].append(list(cmp.values()).count(1))
+            m["answers_differ"].append(list(cmp.values()).count(2))
             diffs += [{"round": r + 1, "project": os.path.basename(roots[i]), "query": QUERIES[j],
-                       "residents": got["residents"][i][j], "daemon": got["daemon"][i][j]}
-                      for i in range(PROJECTS) for j in range(len(QUERIES))
-                      if got["residents"][i][j] != got["daemon"][i][j]]
+                       "kind": "tie order" if c == 1 else "scores", "residents": got["residents"][i][j],
+                       "daemon": got["daemon"][i][j]} for (i, j), c in cmp.items() if c]
         log("latency: one project on its resident and on the daemon")
         lat, same_lat, lat_id = latency(a, sb, roots, per, lat_rounds, secs, nq)
     finally:
@@ -334,7 +344,7 @@ def main():
     R = {k: med(v) for k, v in m["residents"].items()}
     D = {k: med(v) for k, v in m["daemon"].items()}
     rss_ratio = D["VmRSS"] / R["VmRSS"]
-    differ = sum(m["answers_differ"])
+    differ, ties, answers = sum(m["answers_differ"]), sum(m["answers_tie_order"]), mem_rounds * PROJECTS * len(QUERIES)
     p = print
     rel = os.path.relpath(corpus, ROOT)
     p(f"\n## Shared daemon vs project-mode residents ({PROJECTS} projects)\n")
@@ -355,8 +365,11 @@ def main():
       f"project, {med(m['daemon_threads']):.0f} threads. From the first start to all {PROJECTS} indexed: "
       f"{med(m['index_s']['residents']):.2f} s for the residents (started one after the other), "
       f"{med(m['index_s']['daemon']):.2f} s for the daemon (start, then POST /projects for each). "
-      + ("Both sides gave the same hits for every query." if not differ else
-         f"**{differ} project(s) got different hits from the two sides.**") + "\n")
+      + (f"**{differ} of {answers} answers had different scores on the two sides.**" if differ else
+         f"Both sides gave the same hits, with the same scores, in all {answers} answers "
+         f"({mem_rounds} x {PROJECTS} projects x {len(QUERIES)} queries)" +
+         (f"; {ties} of them listed equally scored hits in another order (or another one of them at the cut-off)."
+          if ties else ".")) + "\n")
     p(f"Target: the daemon's VmRSS at most one fifth of the {PROJECTS} residents' sum: "
       f"{rss_ratio:.2f}x ({'met' if rss_ratio <= 1 / TARGET else '**not met**'}). VmRSS counts the pages each "
       "process shares with the others (the binary) once per process; Pss splits them.\n")
@@ -376,7 +389,7 @@ def main():
     within = all(min(x) <= 1 <= max(x) or abs(med(x) - 1) <= 0.1 for x in (wrk_ratio, loop_ratio))
     p(f"Target: the same within noise (taken as: the per-round ratios span 1.00, or their median is within 10% "
       f"of it): {'met' if within else '**not met**'}. The http.client figures include the Python client's own "
-      "time on both sides." + ("" if same_lat else " **The two sides gave different hits for the query.**") + "\n")
+      "time on both sides." + ("" if same_lat else " **The two sides gave different scores for the query.**") + "\n")
 
 
 if __name__ == "__main__":

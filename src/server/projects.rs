@@ -116,6 +116,15 @@ impl Projects {
         })
     }
 
+    /// The project's site if it is open, without waiting: `None` when it must be opened
+    /// (or is being opened), which [`Projects::site`] does off the async runtime.
+    fn open_site(&self, id: &str) -> Option<Arc<Site>> {
+        let slot = lock_of(&self.slots).get(id).cloned()?;
+        let site = slot.open.try_lock().ok()?.as_ref()?.site.clone();
+        *lock_of(&slot.last_used) = Instant::now();
+        Some(site)
+    }
+
     /// The project's site, opened now if it is not open (blocking).
     fn site(&self, id: &str) -> Result<Arc<Site>, ApiError> {
         let slot = self.slot(id)?;
@@ -434,8 +443,13 @@ pub async fn dispatch(
             ),
         ));
     };
-    let (p, owned) = (projects.clone(), id.to_owned());
-    let site = blocking(move || p.site(&owned)).await??;
+    let site = match projects.open_site(id) {
+        Some(site) => site,
+        None => {
+            let (p, owned) = (projects.clone(), id.to_owned());
+            blocking(move || p.site(&owned)).await??
+        }
+    };
     let rest = format!("/{rest}");
     match (rest.as_str(), method) {
         ("/status", &Method::GET | &Method::HEAD) => {
