@@ -414,6 +414,12 @@ impl Worker {
         lock(&self.state).pending_changes = false;
         let result = work(&self.indexer);
         drop(permit);
+        if result
+            .as_ref()
+            .is_ok_and(|s| s.added + s.updated + s.removed > 0)
+        {
+            release_freed_memory();
+        }
         let mut s = lock(&self.state);
         s.indexing = false;
         s.progress = None;
@@ -442,5 +448,16 @@ impl Worker {
             }
         }
         result
+    }
+}
+
+/// Gives the memory an indexing job freed back to the OS: glibc keeps freed pages in
+/// its arenas otherwise, and a long-lived process (the shared daemon above all) would
+/// hold on to every job's peak.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
