@@ -6,6 +6,7 @@ mod concurrency;
 mod config;
 mod http;
 mod lifecycle;
+mod load;
 mod logging;
 mod mcp;
 mod packaging;
