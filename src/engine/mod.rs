@@ -62,6 +62,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
 /// shared daemon counts the index lock's holders as indexing jobs).
 fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema) -> Result<()> {
     crate::fsutil::create_private_dir(data_dir)?;
+    remove_abandoned_builds(data_dir, name);
     let mut nonce = [0u8; 4];
     let _ = getrandom::fill(&mut nonce);
     let tmp = data_dir.join(format!(
@@ -91,6 +92,28 @@ fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema
             context: format!("cannot move a new index into {}", dir.display()),
             source: e,
         }),
+    }
+}
+
+/// Removes the temp directories of [`create_in_place`] runs whose process is gone (a
+/// crash mid-creation); those of live processes may still be renamed into place.
+fn remove_abandoned_builds(data_dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !crate::process::exists(p)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -279,5 +302,34 @@ impl Engine {
             let files = searcher.search(&q, &tantivy::collector::Count)? as u64;
             Ok((files, searcher.num_docs().saturating_sub(files)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_builds_of_dead_processes_are_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let name = "index-v1-abcd";
+        // A PID above the kernel's maximum (4194304) never exists.
+        let dead = t.path().join(format!(".{name}.4294967.0000abcd.tmp"));
+        let live = t
+            .path()
+            .join(format!(".{name}.{}.0000abcd.tmp", std::process::id()));
+        let other = t.path().join(".index-v2-ffff.4294967.0000abcd.tmp");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let (schema, _) = schema::build();
+        create_in_place(t.path(), name, &schema).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists(), "a live process's build is left alone");
+        assert!(
+            other.exists(),
+            "another index's builds are not ours to judge"
+        );
+        assert!(t.path().join(name).join("meta.json").exists());
     }
 }
