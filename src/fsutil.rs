@@ -31,6 +31,19 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `dir/.NAME.PID.RANDOM.tmp`: a temp path beside the one it will replace. A
+/// collision only matters between concurrent writers of one file; the pid and a random
+/// suffix keep their temp files apart.
+pub fn temp_path(dir: &Path, name: &str) -> std::path::PathBuf {
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::fill(&mut nonce);
+    dir.join(format!(
+        ".{name}.{}.{:08x}.tmp",
+        std::process::id(),
+        u32::from_ne_bytes(nonce)
+    ))
+}
+
 /// Replaces `path` with `contents` atomically, the new file having `mode`.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let ctx = |what: &str| format!("cannot {what} {}", path.display());
@@ -39,15 +52,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut nonce = [0u8; 4];
-    // A collision only matters between concurrent writers of one file; the pid and a
-    // random suffix keep their temp files apart.
-    let _ = getrandom::fill(&mut nonce);
-    let tmp = dir.join(format!(
-        ".{name}.{}.{:08x}.tmp",
-        std::process::id(),
-        u32::from_ne_bytes(nonce)
-    ));
+    let tmp = temp_path(dir, &name);
     let result = (|| -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)

@@ -63,13 +63,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
 fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema) -> Result<()> {
     crate::fsutil::create_private_dir(data_dir)?;
     remove_abandoned_builds(data_dir, name);
-    let mut nonce = [0u8; 4];
-    let _ = getrandom::fill(&mut nonce);
-    let tmp = data_dir.join(format!(
-        ".{name}.{}.{:08x}.tmp",
-        std::process::id(),
-        u32::from_ne_bytes(nonce)
-    ));
+    let tmp = crate::fsutil::temp_path(data_dir, name);
     crate::fsutil::create_private_dir(&tmp)?;
     let built = MmapDirectory::open(&tmp)
         .map_err(tantivy::TantivyError::from)

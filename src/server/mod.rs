@@ -35,7 +35,6 @@ use crate::ingest::sync::Indexer;
 use crate::process;
 use crate::project::Project;
 use http::Transport;
-use indexing::IndexService;
 use lifecycle::{Cause, notify};
 use listener::{Listeners, Socket};
 use projects::Projects;
@@ -70,23 +69,13 @@ pub async fn run(setup: Setup) -> Result<Cause> {
     let runtime = runtime_state(&project, &config, &listeners)?;
     let (sites, index_service) = match serves {
         Serves::Project(indexer) => {
-            let sources = Arc::new(indexer.sources.clone());
-            let (service, index) = IndexService::start(
+            let (site, service) = Site::start(
                 indexer,
-                indexing::Settings {
-                    debounce: Duration::from_millis(config.debounce_ms),
-                    reconcile_every: (config.reconcile_interval_seconds > 0)
-                        .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
-                    state_dir: project.state_dir.clone(),
-                    gate: None,
-                },
+                &config,
+                project.state_dir.clone(),
+                None,
                 events.clone(),
             );
-            let site = Site {
-                index,
-                sources,
-                max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
-            };
             (Sites::One(Arc::new(site)), Some(service))
         }
         Serves::Shared(projects) => (Sites::Many(Arc::new(*projects)), None),

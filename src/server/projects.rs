@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{ApiError, dispatch_site, not_allowed};
-use super::indexing::{self, Gate, IndexService};
+use super::indexing::{Gate, IndexService};
 use super::routes::{self, blocking};
 use super::state::{Shared, Site};
 use crate::config::{Config, Environment, Mode};
@@ -175,26 +175,13 @@ impl Projects {
             .home
             .project_config(&self.env, &self.config, &project)?;
         let indexer = Indexer::open(&project, &config)?;
-        let sources = Arc::new(indexer.sources.clone());
         let events = EventLog::new(&config.log_dir, config.event_log_max_bytes);
-        let (service, index) = IndexService::start(
-            indexer,
-            indexing::Settings {
-                debounce: Duration::from_millis(config.debounce_ms),
-                reconcile_every: (config.reconcile_interval_seconds > 0)
-                    .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
-                state_dir: project.state_dir.clone(),
-                gate: Some((self.gate.clone(), reg.id.clone())),
-            },
-            events,
-        );
+        let gate = Some((self.gate.clone(), reg.id.clone()));
+        let (site, service) =
+            Site::start(indexer, &config, project.state_dir.clone(), gate, events);
         tracing::info!("opened project {} ({})", reg.id, reg.root.display());
         Ok(Open {
-            site: Arc::new(Site {
-                index,
-                sources,
-                max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
-            }),
+            site: Arc::new(site),
             service,
         })
     }

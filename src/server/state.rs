@@ -9,9 +9,12 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::indexing::IndexHandle;
+use super::indexing::{Gate, IndexHandle, IndexService, Settings};
 use super::projects::Projects;
+use crate::config::Config;
 use crate::discovery::runtime::RuntimeState;
+use crate::events::EventLog;
+use crate::ingest::sync::Indexer;
 use crate::ingest::walk::Sources;
 
 /// Shared, read-mostly state of a running resident.
@@ -40,6 +43,34 @@ pub struct Site {
     pub index: IndexHandle,
     pub sources: Arc<Sources>,
     pub max_hits_per_file: usize,
+}
+
+impl Site {
+    /// Starts the indexer thread of one project (see [`IndexService`]) and returns
+    /// the site the routes use, with the service that stops it.
+    pub fn start(
+        indexer: Indexer,
+        config: &Config,
+        state_dir: PathBuf,
+        gate: Option<(Arc<Gate>, String)>,
+        events: EventLog,
+    ) -> (Site, IndexService) {
+        let sources = Arc::new(indexer.sources.clone());
+        let settings = Settings {
+            debounce: Duration::from_millis(config.debounce_ms),
+            reconcile_every: (config.reconcile_interval_seconds > 0)
+                .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
+            state_dir,
+            gate,
+        };
+        let (service, index) = IndexService::start(indexer, settings, events);
+        let site = Site {
+            index,
+            sources,
+            max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
+        };
+        (site, service)
+    }
 }
 
 impl Shared {
