@@ -6,11 +6,12 @@
 //! our flock (another process with coordination "none"), we wait like for our lock.
 //! Dropping a lease without [`Lease::commit`] rolls the batch back.
 
+use std::path::Path;
 use std::time::Instant;
 
 use tantivy::indexer::NoMergePolicy;
 use tantivy::schema::Term;
-use tantivy::{IndexWriter, TantivyDocument, TantivyError};
+use tantivy::{IndexWriter, Opstamp, TantivyDocument, TantivyError};
 
 use super::schema::{KIND_CHUNK, KIND_FILE};
 use super::{Engine, EngineError, FileRecord, Result};
@@ -68,12 +69,45 @@ impl Engine {
             }
         };
         writer.set_merge_policy(Box::new(NoMergePolicy));
+        remove_uncommitted_deletes(&self.dir, self.index.load_metas()?.opstamp);
         Ok(Lease {
             engine: self,
             writer,
             _lock: lock,
             changed: 0,
         })
+    }
+}
+
+/// Removes the delete files of a writer that died before its commit. Their names carry
+/// the commit's opstamp (`<segment>.<opstamp>.del`), and the next writer counts from the
+/// last commit's opstamp again, so it would reach the same names and tantivy would
+/// refuse to write them ("file already exists"): the index could not change any more.
+/// Only opstamps past the last commit are removed: no commit refers to them, and no
+/// writer but ours runs while we hold tantivy's writer lock.
+fn remove_uncommitted_deletes(dir: &Path, committed: Opstamp) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((segment, opstamp)) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".del"))
+            .and_then(|n| n.split_once('.'))
+        else {
+            continue;
+        };
+        let uncommitted = opstamp.parse::<Opstamp>().is_ok_and(|o| o > committed);
+        if uncommitted && segment.len() == 32 && segment.bytes().all(|b| b.is_ascii_hexdigit()) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(
+                    "removed {}: left by a writer that died before its commit",
+                    entry.path().display()
+                ),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
     }
 }
 
@@ -159,5 +193,35 @@ impl Lease<'_> {
         let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
         self.writer.merge(&ids).wait()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_delete_files_past_the_last_commit_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = "e58c19370f884fcca3b78a872dd0b51c";
+        let names = [
+            format!("{seg}.5.del"),
+            format!("{seg}.4.del"),
+            format!("{seg}.idx"),
+            "meta.json".to_string(),
+            "notes.12.del".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        remove_uncommitted_deletes(dir.path(), 4);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = names[1..].to_vec();
+        want.sort();
+        assert_eq!(left, want);
     }
 }

@@ -121,7 +121,14 @@ fn start_status_stop() {
 fn twenty_racing_starts_make_one_resident() {
     let t = TestEnv::new();
     t.ok(&["init"]);
-    let children: Vec<_> = (0..20)
+    racing_starts(&t, 20);
+    t.ok(&["stop"]);
+}
+
+/// `n` racing `start`s: exactly one spawns the resident, all print its URL, and one
+/// resident runs. Returns its URL.
+pub fn racing_starts(t: &TestEnv, n: usize) -> String {
+    let children: Vec<_> = (0..n)
         .map(|_| {
             t.cmd(&["start", "--json"])
                 .stdout(std::process::Stdio::piped())
@@ -145,9 +152,9 @@ fn twenty_racing_starts_make_one_resident() {
     }
     assert_eq!(fresh, 1, "exactly one start spawned the resident");
     assert!(urls.iter().all(|u| *u == urls[0]), "{urls:?}");
-    let residents = doc_serve_processes(&t);
+    let residents = doc_serve_processes(t);
     assert_eq!(residents.len(), 1, "{residents:?}");
-    t.ok(&["stop"]);
+    urls.swap_remove(0)
 }
 
 /// PIDs of `doc-serve ... serve` processes for this test's project.

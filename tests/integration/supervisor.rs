@@ -206,6 +206,21 @@ fn systemd_user_manager_owns_the_socket() {
     });
     assert_eq!(hits.json()["index"]["indexing"], false);
 
+    // A second local user reaches neither socket's answers: systemd made the socket
+    // 0600 in a 0700 dir. The temp tree above the runtime dir is opened up for this.
+    if let Some(user) = crate::users::OtherUser::create() {
+        crate::users::open_up(&t, &docs);
+        crate::users::open_up(&t, Path::new(&m.var("XDG_RUNTIME_DIR")));
+        let probe = crate::users::Probe {
+            tcp: Some(&addr),
+            unix: Some(&sock),
+            word: "supervisor",
+        };
+        let owner = user.probe(&t, &probe, true);
+        let other = user.probe(&t, &probe, false);
+        crate::users::assert_kept_out(&other, &owner);
+    }
+
     // Idle exits: the service exits 0, the socket keeps listening, runtime.json goes, and
     // the next request starts a new process. Six in a row: no start limit.
     let mut pids = vec![pid_of(&s)];
