@@ -39,13 +39,10 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     Runtime { path: PathBuf, message: String },
 
-    /// An I/O error with what we were doing.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    /// An I/O error with what we were doing. The cause is in the message, not also a
+    /// `source()`, or an error chain would print it twice.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: io::Error },
 }
 
 impl Error {
@@ -64,7 +61,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 }
