@@ -63,8 +63,9 @@ pub fn ensure_running(
     let timeout = Duration::from_secs(config.start_timeout_seconds);
     let deadline = Instant::now() + timeout;
 
-    let _start_lock = lock::lock_within(&project.start_lock_file(), timeout)
-        .context("cannot take start.lock")?
+    let start_lock = project.start_lock_file();
+    let _start_lock = lock::lock_within(&start_lock, timeout)
+        .with_context(|| format!("cannot lock {}", start_lock.display()))?
         .with_context(|| format!("another `doc-serve start` held start.lock for {timeout:?}"))?;
     let rt = client_runtime()?;
     // A project handed to a supervisor is started through its socket, never as a

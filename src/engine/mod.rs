@@ -32,11 +32,12 @@ use schema::{Fields, KIND_FILE, SCHEMA_VERSION};
 pub enum EngineError {
     #[error("index error: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
-    #[error("{context}: {source}")]
+    /// The cause is in the message, not also a `source()`, or an error chain would
+    /// print it twice.
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Another process held the index lock for the whole lock timeout.
     #[error("the index is busy: another writer held {} for {timeout:?}", path.display())]
@@ -53,7 +54,7 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let context = context.into();
-    move |source| EngineError::Io { context, source }
+    move |cause| EngineError::Io { context, cause }
 }
 
 /// Creates the empty index `data_dir/name`: built in a private temp directory, then
@@ -84,7 +85,7 @@ fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema
         Err(_) if dir.join("meta.json").exists() => Ok(()),
         Err(e) => Err(EngineError::Io {
             context: format!("cannot move a new index into {}", dir.display()),
-            source: e,
+            cause: e,
         }),
     }
 }

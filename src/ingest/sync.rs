@@ -75,6 +75,7 @@ impl Indexer {
     /// Brings the index in line with the disk; `full` re-reads every file.
     pub fn reconcile(&self, full: bool, progress: &mut dyn FnMut(Progress)) -> Result<Summary> {
         let started = Instant::now();
+        self.check_root()?;
         self.engine.reload()?;
         let manifest = self.engine.manifest()?;
         let (files, skipped) = self.sources.walk();
@@ -106,9 +107,17 @@ impl Indexer {
 
         if !gone.is_empty() {
             let mut lease = self.engine.lease()?;
+            // A root that vanished during the walk also looks like files gone.
+            self.check_root()?;
             for path in &gone {
-                // Re-checked under the lock: it may have come back since the walk.
-                if !self.sources.root().join(path).exists() {
+                // Re-checked under the lock: it may have come back since the walk. A
+                // file still there but no longer a source (grown past the size cap,
+                // newly ignored or excluded) goes too, or its old text would stay.
+                if self
+                    .sources
+                    .source_at(&self.sources.root().join(path))
+                    .is_none()
+                {
                     lease.delete(path);
                     summary.removed += 1;
                 }
@@ -171,6 +180,7 @@ impl Indexer {
         if needs_walk {
             return self.reconcile(false, &mut |_| {});
         }
+        self.check_root()?;
         self.engine.reload()?;
         let mut summary = Summary {
             scanned: paths.len(),
@@ -211,6 +221,27 @@ impl Indexer {
         summary.batches = 1;
         summary.took_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok(summary)
+    }
+
+    /// A root that vanished (renamed, unmounted, deleted) is an error, not a tree
+    /// without files: treating it as one would empty an index kept outside it (the
+    /// shared daemon's, or a `data_dir` elsewhere) until the root comes back.
+    fn check_root(&self) -> Result<()> {
+        let root = self.sources.root();
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(EngineError::Io {
+                context: format!(
+                    "the project root {} is no longer a directory",
+                    root.display()
+                ),
+                cause: std::io::ErrorKind::NotADirectory.into(),
+            }),
+            Err(cause) => Err(EngineError::Io {
+                context: format!("the project root {} has vanished", root.display()),
+                cause,
+            }),
+        }
     }
 
     /// Indexes one file; `Ok(None)` when its content is what the index already holds.

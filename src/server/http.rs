@@ -58,7 +58,7 @@ pub async fn handle(
     let _busy = shared.activity.begin();
     if req.uri().path() == "/mcp" && matches!(shared.sites, Sites::One(_)) {
         return Ok(match gate(&req, &shared, transport) {
-            Ok(()) => super::mcp::handle(req, &shared).await,
+            Ok(()) => mcp(req, &shared).await,
             Err(e) => error_reply(e),
         });
     }
@@ -76,6 +76,18 @@ fn error_reply(e: ApiError) -> Reply {
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     reply
+}
+
+/// `/mcp`. rmcp would read the body itself, capped in size but neither refused early
+/// by its declared length nor bounded in time (a client that never sends it would hold
+/// the connection for good): so it is read here, as for every other route, and handed
+/// over whole.
+async fn mcp(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
+    let (parts, body) = req.into_parts();
+    match read_body(Request::from_parts(parts.clone(), body), shared).await {
+        Ok(body) => super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await,
+        Err(e) => error_reply(e),
+    }
 }
 
 /// Host, Origin, and over TCP the token (every route but /health).

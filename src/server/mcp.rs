@@ -6,8 +6,9 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
 
+use http_body_util::Full;
 use http_body_util::combinators::BoxBody;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::{Request, Response};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -56,8 +57,10 @@ pub fn service(shared: &Arc<Shared>) -> &Service {
     })
 }
 
+/// Answers a request whose body was already read within the limits (see
+/// `http::mcp`).
 pub async fn handle(
-    req: Request<Incoming>,
+    req: Request<Full<Bytes>>,
     shared: &Arc<Shared>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     service(shared).handle(req).await
