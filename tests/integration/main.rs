@@ -1,6 +1,7 @@
 //! Integration tests: the real `doc-serve` binary in a temp HOME/XDG tree.
 
 mod activation;
+mod bad_input;
 mod clients;
 mod concurrency;
 mod config;
