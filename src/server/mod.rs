@@ -94,13 +94,8 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         mcp: std::sync::OnceLock::new(),
     });
 
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.request_timeout)
-        .keep_alive(true);
     let conns = Conns {
-        builder: Arc::new(builder),
+        builder: Arc::new(http1_builder(shared.request_timeout)),
         graceful: Arc::new(GracefulShutdown::new()),
         permits: Arc::new(Semaphore::new(
             usize::try_from(config.max_connections).unwrap_or(usize::MAX),
@@ -174,6 +169,17 @@ pub async fn run(setup: Setup) -> Result<Cause> {
     })
     .await;
     Ok(cause)
+}
+
+/// The HTTP/1.1 settings of every connection; public so that the fuzz harness
+/// (`fuzz/harness/http.rs`) serves its in-memory connections exactly as a listener does.
+pub fn http1_builder(request_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(request_timeout)
+        .keep_alive(true);
+    builder
 }
 
 /// The shared daemon's housekeeping: projects idle for `idle` are closed.
