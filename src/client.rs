@@ -153,11 +153,32 @@ impl Conn {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
+        self.sender.ready().await.map_err(unanswered)?;
+        let resp = self.sender.send_request(req).await.map_err(unanswered)?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         Ok(Response { status, body })
+    }
+}
+
+/// A request the resident closed the connection on before answering is as good as
+/// refused: a resident shutting down resets the connections still waiting in its listen
+/// backlog, and one killed mid-request answers nothing. The requests clients send are
+/// safe to repeat (searches, reads, reconciliations), so the next way is tried.
+fn unanswered(e: hyper::Error) -> ClientError {
+    let kind = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    match kind {
+        Some(
+            k @ (io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe),
+        ) => ClientError::Unreachable(io::Error::new(k, e)),
+        _ if e.is_incomplete_message() || e.is_closed() || e.is_canceled() => {
+            ClientError::Unreachable(io::Error::new(io::ErrorKind::UnexpectedEof, e))
+        }
+        _ => ClientError::Http(e),
     }
 }
 
