@@ -3,7 +3,8 @@
 //! Each input is chunked as Markdown, reStructuredText, AsciiDoc and plain text, with
 //! the default piece size and with a tiny one (taken from the input's length) so that
 //! splitting and overlap run too. What must hold: line ranges are 1-based, ordered and
-//! inside the input, and a chunk's words are, in order, words of its own lines.
+//! inside the input; a chunk's words are, in order, words of its own lines; and every
+//! non-blank line after the front matter is in some chunk (no text is unsearchable).
 
 use doc_serve::ingest::chunk::{ChunkOptions, Format, chunk};
 
