@@ -34,6 +34,27 @@ pub fn exact() -> TextAnalyzer {
         .build()
 }
 
+/// The tokens of [`exact`] without its boxed stream: `(from, to, lowercased text)`
+/// for each, in order. For hot loops that tokenize many short stretches.
+pub fn for_each_exact(text: &str, mut f: impl FnMut(usize, usize, &str)) {
+    let mut lower = String::new();
+    for (from, to, _) in spans(text) {
+        let word = &text[from..to];
+        if word.len() >= MAX_TOKEN {
+            continue;
+        }
+        lower.clear();
+        if word.is_ascii() {
+            lower.push_str(word);
+            lower.make_ascii_lowercase();
+        } else {
+            // As tantivy's LowerCaser: char by char, no final-sigma rule.
+            lower.extend(word.chars().flat_map(char::to_lowercase));
+        }
+        f(from, to, &lower);
+    }
+}
+
 /// Splits text into words and identifiers (see the module doc).
 #[derive(Clone, Default)]
 pub struct CodeTokenizer;
@@ -264,6 +285,28 @@ mod tests {
             .map(|x| x.0)
             .collect();
         assert_eq!(t, ["run", "index"]);
+    }
+
+    #[test]
+    fn for_each_exact_is_the_exact_analyzer() {
+        for s in [
+            "Reference borrows: std::borrow::Borrow, the BorrowChecker and --borrow-mode.",
+            "naïve ÜBER Straße ΣΊΣΥΦΟΣ 日本語 a.b end. __init__ -v",
+            &"y".repeat(79),
+            &"z".repeat(80),
+            "",
+        ] {
+            let mut want = Vec::new();
+            let mut a = exact();
+            let mut stream = a.token_stream(s);
+            while stream.advance() {
+                let t = stream.token();
+                want.push((t.offset_from, t.offset_to, t.text.clone()));
+            }
+            let mut got = Vec::new();
+            for_each_exact(s, |from, to, text| got.push((from, to, text.to_owned())));
+            assert_eq!(got, want, "{s:?}");
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl Engine {
                     .map(|(_, t)| t),
             );
         }
-        let mut snippets = Snippets::new(stems, self.analyzer(analyzer::EXACT)?);
+        let mut snippets = Snippets::new(stems);
         let mut per_file: HashMap<String, usize> = HashMap::new();
         let mut hits = Vec::new();
         for (score, addr) in top {

@@ -9,8 +9,11 @@
 //! [`MAX_CHARS`] characters holding the most distinct query words, with a little text
 //! before its first match.
 
+use std::collections::HashMap;
+
 use rust_stemmers::{Algorithm, Stemmer};
-use tantivy::tokenizer::{TextAnalyzer, TokenStream};
+
+use super::analyzer;
 
 /// Longest snippet, in characters.
 pub const MAX_CHARS: usize = 240;
@@ -21,43 +24,55 @@ const PREFIX: usize = 3;
 
 pub struct Snippets {
     stems: Vec<String>,
-    exact: TextAnalyzer,
     stemmer: Stemmer,
+    /// Tokens already stemmed, and the stem they stood for: the hits of one query
+    /// share most of their words.
+    stemmed: HashMap<String, Option<usize>>,
 }
 
 /// A snippet and its highlights as `[start, end)` character offsets into it.
 pub type Snippet = (String, Vec<[usize; 2]>);
 
 impl Snippets {
-    /// `stems`: the query's words through the stemmed analyzer; `exact`: the unstemmed
-    /// analyzer the index uses for its exact fields.
-    pub fn new(mut stems: Vec<String>, exact: TextAnalyzer) -> Snippets {
+    /// `stems`: the query's words through the stemmed analyzer. Bodies are read with
+    /// the exact analyzer's tokens ([`analyzer::for_each_exact`]).
+    pub fn new(mut stems: Vec<String>) -> Snippets {
         stems.sort();
         stems.dedup();
         Snippets {
             stems,
-            exact,
             stemmer: Stemmer::create(Algorithm::English),
+            stemmed: HashMap::new(),
         }
     }
 
     /// Which query stem `token` (lowercased, unstemmed) stands for, if any.
-    fn stem_of(&self, token: &str) -> Option<usize> {
-        let mut stemmed = None;
+    fn stem_of(&mut self, token: &str) -> Option<usize> {
+        let mut candidate = false;
         for (i, s) in self.stems.iter().enumerate() {
             let k = PREFIX.min(s.len());
-            if !token.as_bytes().starts_with(&s.as_bytes()[..k]) {
-                continue;
-            }
-            if token == s {
-                return Some(i);
-            }
-            let t = stemmed.get_or_insert_with(|| self.stemmer.stem(token));
-            if t.as_ref() == s {
-                return Some(i);
+            if token.as_bytes().starts_with(&s.as_bytes()[..k]) {
+                if token == s {
+                    return Some(i);
+                }
+                candidate = true;
             }
         }
-        None
+        if !candidate {
+            return None;
+        }
+        if let Some(&known) = self.stemmed.get(token) {
+            return known;
+        }
+        let stem = self.stemmer.stem(token);
+        let found = self.stems.iter().position(|s| {
+            *s == stem
+                && token
+                    .as_bytes()
+                    .starts_with(&s.as_bytes()[..PREFIX.min(s.len())])
+        });
+        self.stemmed.insert(token.to_owned(), found);
+        found
     }
 
     /// Byte ranges in `body` of tokens matching a query stem, with the stem's index.
@@ -97,21 +112,18 @@ impl Snippets {
 
     /// Appends the matches among the tokens of `text`, which starts at `base`.
     fn matches_in(&mut self, text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
-        let mut exact = self.exact.clone();
-        let mut stream = exact.token_stream(text);
-        while stream.advance() {
-            let t = stream.token();
-            let Some(i) = self.stem_of(&t.text) else {
-                continue;
+        analyzer::for_each_exact(text, |from, to, token| {
+            let Some(i) = self.stem_of(token) else {
+                return;
             };
-            let (from, to) = (base + t.offset_from, base + t.offset_to);
+            let (from, to) = (base + from, base + to);
             // A compound and its first part share a start: keep the longer.
             match out.last_mut() {
                 Some(last) if last.0 == from => last.1 = last.1.max(to),
                 Some(last) if from < last.1 => {}
                 _ => out.push((from, to, i)),
             }
-        }
+        });
     }
 
     /// The snippet of `body`: the best passage around the query's words, or the start
@@ -201,7 +213,9 @@ fn best_run(body: &str, matches: &[(usize, usize, usize)]) -> Option<(usize, usi
         let mut distinct: Vec<usize> = Vec::new();
         let mut count = 0;
         for n in &matches[i..] {
-            if body[m.0..n.1].chars().count() > MAX_CHARS - LEAD_CHARS {
+            let run = &body[m.0..n.1];
+            // Bytes bound characters from above: count only when it can matter.
+            if run.len() > MAX_CHARS - LEAD_CHARS && run.chars().count() > MAX_CHARS - LEAD_CHARS {
                 break;
             }
             count += 1;
@@ -273,7 +287,7 @@ mod tests {
                 stems.push(s.token().text.clone());
             }
         }
-        Snippets::new(stems, analyzer::exact())
+        Snippets::new(stems)
     }
 
     fn highlighted(s: &Snippet) -> Vec<String> {
