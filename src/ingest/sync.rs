@@ -22,7 +22,10 @@ use crate::engine::{Engine, EngineError, FileRecord, Result, WriteOptions};
 use crate::project::Project;
 
 /// Files per batch, and bytes per batch: bounds how long one writer holds the lock.
-const BATCH_FILES: usize = 2000;
+/// Each batch's commit adds a segment per indexing thread, and every query pays for
+/// every segment (term lookups, postings opened): bytes, not a low file count, should
+/// end a batch.
+const BATCH_FILES: usize = 10_000;
 const BATCH_BYTES: u64 = 32 << 20;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
