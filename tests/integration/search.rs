@@ -252,6 +252,64 @@ fn incremental_updates() {
 }
 
 #[test]
+fn merged_away_segments_leave_no_files() {
+    let t = with_fixtures();
+    t.ok(&["index"]);
+    let data = t.state_dir().join("data");
+    let index = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("index-")
+        })
+        .unwrap();
+    let live = || -> std::collections::BTreeSet<String> {
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(index.join("meta.json")).unwrap()).unwrap();
+        meta["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["segment_id"].as_str().unwrap().replace('-', ""))
+            .collect()
+    };
+    // Every `index` below commits one new file, a segment each, until a commit merges:
+    // right after that one, no file of a merged-away segment may be left.
+    let mut before = live().len();
+    for i in 0..40 {
+        std::fs::write(
+            t.project.join(format!("docs/added{i}.md")),
+            format!("# Added {i}\n\nVersion {i} adds zanzibar.\n"),
+        )
+        .unwrap();
+        t.ok(&["index"]);
+        let now = live();
+        if now.len() > before {
+            before = now.len();
+            continue;
+        }
+        let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&index)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().unwrap();
+                let (stem, _) = name.split_once('.')?;
+                (stem.len() == 32).then(|| stem.to_owned())
+            })
+            .collect();
+        assert_eq!(on_disk, now, "files of segments no commit refers to");
+        assert_eq!(query(&t, "zanzibar")["total_matches"], i + 1);
+        return;
+    }
+    panic!("40 commits and no merge");
+}
+
+#[test]
 fn what_is_not_indexed() {
     let mut t = with_fixtures();
     t.set("DOC_SERVE_MAX_FILE_BYTES", "2000");
