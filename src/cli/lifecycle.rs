@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use serde_json::json;
 
 use super::{Context, client_runtime, output};
-use crate::config::{Config, Flags};
+use crate::config::{Config, Flags, Mode};
 use crate::discovery::runtime::RuntimeState;
 use crate::discovery::{self, Resident, StaleFile, lock};
 use crate::error::exit;
@@ -291,14 +291,19 @@ fn spawn(
 }
 
 pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
-    if ctx.daemon_of()?.is_some() {
+    // A broken config.json must not keep a running resident from being stopped: what
+    // stop needs from it (timeouts, the log dir) has defaults.
+    let config = ctx.config(&Flags::default()).unwrap_or_else(|e| {
+        tracing::warn!("{e:#}; stopping with the default settings");
+        Config::default()
+    });
+    if config.mode == Mode::Shared && !ctx.project.is_shared_daemon() {
         bail!(
             "{} is in shared mode: the shared daemon serves it with every other shared \
              project; `doc-serve stop --shared` stops the daemon",
             ctx.project.root.display()
         );
     }
-    let config = ctx.config(&Flags::default())?;
     let project = &ctx.project;
     let events = EventLog::new(
         &project.state_path(&config.log_dir),

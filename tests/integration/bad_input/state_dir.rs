@@ -1,6 +1,7 @@
 //! SPEC §10, the state dir and what it holds: a config.json that is not a valid
 //! config, and a state dir that cannot be written, is a file, or is a bad symlink.
-//! Every command names the file or dir at fault, and rewrites or removes nothing.
+//! Every command names the file or dir at fault, and rewrites or removes nothing;
+//! `stop` still stops a resident.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,8 +44,16 @@ fn garbage_config_json() {
         );
         assert_eq!(r.hits("quorum"), ["docs/notes.txt"]);
     }
+    // `stop` still stops the resident, with the default timeouts, and says why.
+    let out = run(&t, &["stop"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(config.to_str().unwrap()), "{err}");
+    assert!(err.contains("default settings"), "{err}");
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+    assert!(!t.state_file("runtime.json").exists());
+    assert_eq!(std::fs::read(&config).unwrap(), b"\xff\xfe\x00garbage");
     std::fs::write(&config, good).unwrap();
-    r.stop(&mut t);
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
 }
