@@ -39,6 +39,20 @@ pub struct Sources {
     max_bytes: u64,
 }
 
+/// The entry a walk error is about: the link that closes a loop, or the path that
+/// could not be read.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::Loop { child, .. } => Some(child),
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Partial(errs) => errs.iter().find_map(error_path),
+        _ => None,
+    }
+}
+
 fn globset(patterns: &[String], key: &str) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
@@ -111,8 +125,11 @@ impl Sources {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
+                    let path = error_path(&e)
+                        .map(|p| self.relative(p).unwrap_or_else(|| p.display().to_string()))
+                        .unwrap_or_default();
                     skipped.push(Skipped {
-                        path: String::new(),
+                        path,
                         reason: e.to_string(),
                     });
                     continue;

@@ -144,20 +144,16 @@ pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
             .map_err(|e| bad("bad_body", format!("expected {{\"full\": bool}}: {e}")))?
     };
     let summary = site.index.reindex(b.full).await.map_err(|m| {
-        let status = if m.contains("busy") {
-            StatusCode::SERVICE_UNAVAILABLE
+        let (status, code) = if m.contains("busy") {
+            (StatusCode::SERVICE_UNAVAILABLE, "index_busy")
+        } else if !site.sources.root().is_dir() {
+            // Not a fault of the index: the root may come back (a remount, a rename
+            // undone), and the shared daemon names it the same way.
+            (StatusCode::SERVICE_UNAVAILABLE, "project_root_missing")
         } else {
-            StatusCode::INTERNAL_SERVER_ERROR
+            (StatusCode::INTERNAL_SERVER_ERROR, "index_error")
         };
-        ApiError::new(
-            status,
-            if status.as_u16() == 503 {
-                "index_busy"
-            } else {
-                "index_error"
-            },
-            m,
-        )
+        ApiError::new(status, code, m)
     })?;
     Ok(json!({ "summary": summary, "index": freshness(site).await? }))
 }

@@ -19,7 +19,8 @@ fn vanish_and_return(t: &mut TestEnv, base: &Answers) {
     // The resident answers from the index it has open, and says why it cannot reindex.
     assert_eq!(r.hits("quorum"), ["docs/notes.txt"]);
     let ix = r.post("/index", "{}");
-    assert!(ix.status >= 400, "{ix:?}");
+    assert_eq!(ix.status, 503, "{ix:?}");
+    assert_eq!(ix.json()["code"], "project_root_missing", "{ix:?}");
     let message = ix.json()["message"].as_str().unwrap().to_owned();
     let root = t.project.display().to_string();
     assert!(
@@ -249,6 +250,11 @@ fn symlink_loops() {
     assert_eq!(v["files"], 5, "{v}");
     let skipped = v["summary"]["skipped"].to_string();
     assert!(skipped.contains("loop"), "{skipped}");
+    // Every skipped entry names its path: the loops name the link that closes them.
+    for s in v["summary"]["skipped"].as_array().unwrap() {
+        assert!(!s["path"].as_str().unwrap().is_empty(), "{s}");
+    }
+    assert!(skipped.contains("\"docs/up\""), "{skipped}");
     for f in ["self.md", "a.md", "b.md"] {
         assert!(
             skipped.contains(&format!("docs/{f}: ")) && skipped.contains("symbolic links"),
