@@ -85,9 +85,48 @@ fn error_reply(e: ApiError) -> Reply {
 async fn mcp(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
     let (parts, body) = req.into_parts();
     match read_body(Request::from_parts(parts.clone(), body), shared).await {
-        Ok(body) => super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await,
+        Ok(body) => {
+            let reply =
+                super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await;
+            json_error(reply).await
+        }
         Err(e) => error_reply(e),
     }
+}
+
+/// rmcp refuses some requests in plain text (406 for a missing Accept header, 415,
+/// 405); every error doc-serve answers is JSON `{"code", "message"}`. The refusal's
+/// other headers (`Allow`) are kept.
+async fn json_error(reply: Reply) -> Reply {
+    let status = reply.status();
+    let is_json = reply
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return reply;
+    }
+    let (parts, body) = reply.into_parts();
+    let text = match body.collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).trim().to_owned(),
+        Err(never) => match never {},
+    };
+    let code = match status {
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ => "mcp_error",
+    };
+    let mut out = error_reply(ApiError::new(status, code, text));
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut()
+                .entry(name)
+                .or_insert_with(|| value.clone());
+        }
+    }
+    out
 }
 
 /// Host, Origin, and over TCP the token (every route but /health).

@@ -217,6 +217,20 @@ fn streamable_http_at_slash_mcp() {
         403
     );
     assert_eq!(post(&format!("Host: {addr}\r\n{token}")).status, 200);
+    // rmcp's own refusals come back as doc-serve's JSON errors.
+    let no_accept = raw(
+        &addr,
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{init}",
+            init.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(no_accept.status, 406, "{no_accept:?}");
+    let v = no_accept.json();
+    assert_eq!(v["code"], "not_acceptable", "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     t.ok(&["stop"]);
 }
 
