@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chunk::{self, ChunkOptions, Format};
-use super::walk::{Skipped, SourceFile, Sources};
+use super::walk::{self, Skipped, SourceFile, Sources};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError, FileRecord, Result, WriteOptions};
 use crate::project::Project;
@@ -191,6 +191,9 @@ impl Indexer {
         };
         let mut lease = self.engine.small_lease()?;
         for path in paths {
+            // A name that reads the same as another (not UTF-8) stands for the one the
+            // walk keeps: a change to a skipped twin must not remove or replace it.
+            let path = &walk::first_of_lossy_name(path);
             let Some(rel) = self.sources.relative(path) else {
                 continue;
             };

@@ -39,6 +39,27 @@ pub struct Sources {
     max_bytes: u64,
 }
 
+/// For a name that is not UTF-8, the name the walk keeps among those in its directory
+/// that read the same once decoded lossily (the first by bytes); otherwise, or when
+/// no such name exists any more, `path` itself.
+pub fn first_of_lossy_name(path: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_path_buf();
+    };
+    if name.to_str().is_some() {
+        return path.to_path_buf();
+    }
+    let lossy = name.to_string_lossy();
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|other| other.to_string_lossy() == lossy)
+        .min()
+        .map_or_else(|| path.to_path_buf(), |first| dir.join(first))
+}
+
 /// The entry a walk error is about: the link that closes a loop, or the path that
 /// could not be read.
 fn error_path(e: &ignore::Error) -> Option<&Path> {
@@ -158,8 +179,30 @@ impl Sources {
                 None => {} // deleted mid-walk
             }
         }
-        files.sort_by(|a, b| a.rel.cmp(&b.rel));
-        (files, skipped)
+        // Names that are not UTF-8 are read lossily, so two of them can read the same:
+        // the first by its bytes is the source, the others are skipped (else each run
+        // would index one over the other).
+        files.sort_by(|a, b| {
+            a.rel
+                .cmp(&b.rel)
+                .then_with(|| a.abs.as_os_str().cmp(b.abs.as_os_str()))
+        });
+        let mut kept: Vec<SourceFile> = Vec::with_capacity(files.len());
+        for f in files {
+            match kept.last() {
+                Some(k) if k.rel == f.rel => skipped.push(Skipped {
+                    reason: format!(
+                        "its name {:?} is not valid UTF-8 and reads the same as {:?}, \
+                         which is indexed",
+                        f.abs.file_name().unwrap_or_default(),
+                        k.abs.file_name().unwrap_or_default()
+                    ),
+                    path: f.rel,
+                }),
+                _ => kept.push(f),
+            }
+        }
+        (kept, skipped)
     }
 
     /// The source file at `path` (absolute), if it is one: inside the root (after
@@ -167,6 +210,9 @@ impl Sources {
     /// a `.gitignore` or `.ignore` on the way down from the root, and under the size cap.
     pub fn source_at(&self, path: &Path) -> Option<SourceFile> {
         let rel = self.relative(path)?;
+        if first_of_lossy_name(path) != path {
+            return None;
+        }
         if path.starts_with(&self.state_dir)
             || rel.split('/').any(|c| c.starts_with('.'))
             || !self.wants(&rel)

@@ -158,9 +158,40 @@ fn invalid_utf8() {
     let v = json_run(&t, &["index", "--json"], 0);
     assert_eq!(v["summary"]["unchanged"], 10, "{v}");
 
+    // Two names that read the same once decoded: the first by its bytes is indexed,
+    // the other skipped with a reason, and nothing is re-indexed run after run.
+    let twin = docs.join(std::ffi::OsStr::from_bytes(b"na\xf0ve-\xff.md"));
+    std::fs::write(&twin, b"# Twin\n\ntwinword\n").unwrap();
+    for _ in 0..2 {
+        let v = json_run(&t, &["index", "--json"], 0);
+        let s = &v["summary"];
+        assert_eq!((&s["added"], &s["updated"]), (&json!(0), &json!(0)), "{v}");
+        let skipped = s["skipped"].to_string();
+        assert!(
+            skipped.contains("not valid UTF-8") && skipped.contains("\\\\xF0"),
+            "{skipped}"
+        );
+    }
+    assert!(hits(&t, "twinword").is_empty());
+    assert_eq!(hits(&t, "badnameword").len(), 1);
+
     // The watcher's path, with a name that is not UTF-8 either.
     t.set("DOC_SERVE_DEBOUNCE_MS", "50");
     let r = serving(&mut t);
+    // The watcher keeps to the same rule: a change to the skipped twin changes nothing.
+    std::fs::write(&twin, b"# Twin\n\ntwinlateword\n").unwrap();
+    let after = docs.join("after-twin.md");
+    std::fs::write(&after, b"# After\n\naftertwinword\n").unwrap();
+    wait_for(WAIT, "the file written after the twin", || {
+        (r.hits("aftertwinword").len() == 1).then_some(())
+    });
+    assert!(r.hits("twinlateword").is_empty());
+    assert_eq!(r.hits("badnameword").len(), 1);
+    std::fs::remove_file(&twin).unwrap();
+    std::fs::remove_file(&after).unwrap();
+    wait_for(WAIT, "the file after the twin to leave", || {
+        r.hits("aftertwinword").is_empty().then_some(())
+    });
     let late = docs.join(std::ffi::OsStr::from_bytes(b"late-\xe9.md"));
     std::fs::write(&late, b"# L\n\nlatelatinword \xe9t\xe9\n").unwrap();
     wait_for(WAIT, "the late file", || {
