@@ -210,9 +210,6 @@ impl Sources {
     /// a `.gitignore` or `.ignore` on the way down from the root, and under the size cap.
     pub fn source_at(&self, path: &Path) -> Option<SourceFile> {
         let rel = self.relative(path)?;
-        if first_of_lossy_name(path) != path {
-            return None;
-        }
         if path.starts_with(&self.state_dir)
             || rel.split('/').any(|c| c.starts_with('.'))
             || !self.wants(&rel)
