@@ -12,6 +12,7 @@ mod recent;
 pub mod schema;
 pub mod search;
 pub mod snippet;
+mod words;
 pub mod writer;
 
 use std::collections::HashMap;

@@ -21,7 +21,7 @@ use tantivy::{Score, TantivyDocument, Term};
 
 use super::query::{self, Parsed};
 use super::snippet::Snippets;
-use super::{Engine, EngineError, Result, analyzer};
+use super::{Engine, EngineError, Result, analyzer, words};
 
 /// Longest query accepted, in bytes; longer is a 400, not a slow scan.
 pub const MAX_QUERY_BYTES: usize = 4096;
@@ -113,7 +113,9 @@ impl Engine {
                 "the query has more than {MAX_TERMS} terms"
             )));
         }
-        let Some(query) = self.build(&parsed)? else {
+        let limit = req.limit.clamp(1, 1000);
+        let want = (limit * 5).max(limit + 50);
+        let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
             // Only punctuation: nothing can match, and that is an answer, not an error.
             return Ok(Response {
                 query: req.q.clone(),
@@ -122,9 +124,6 @@ impl Engine {
                 took_ms: 0.0,
             });
         };
-        let limit = req.limit.clamp(1, 1000);
-        let want = (limit * 5).max(limit + 50);
-        let (top, total) = searcher.search(&query, &(TopDocs::with_limit(want), Count))?;
 
         let f = &self.fields;
         let mut stems = Vec::new();
@@ -220,19 +219,67 @@ impl Engine {
         Ok(out)
     }
 
-    /// A word matched anywhere: SHOULD over every field and every token of the word.
-    fn word_query(&self, word: &str) -> Result<Option<Box<dyn Query>>> {
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for w in self.weights() {
-            for (_, token) in self.tokens(w.analyzer, word)? {
-                let term = Term::from_field_text(w.field, &token);
-                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
-                clauses.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(q), w.boost)),
-                ));
+    /// The best `want` sections for `parsed` (score, then address) and how many
+    /// matched; `None` when no word of it yields a searchable token. Without phrases,
+    /// and unless `by_terms` is false, scored a term at a time (see [`words`]).
+    fn top(
+        &self,
+        searcher: &tantivy::Searcher,
+        parsed: &Parsed,
+        want: usize,
+        by_terms: bool,
+    ) -> Result<Option<words::Top>> {
+        if !by_terms || !parsed.phrases.is_empty() {
+            let Some(query) = self.build(parsed)? else {
+                return Ok(None);
+            };
+            return Ok(Some(
+                searcher.search(&query, &(TopDocs::with_limit(want), Count))?,
+            ));
+        }
+        let mut terms = Vec::new();
+        for w in &parsed.words {
+            let word = self.word_terms(w)?;
+            if !word.is_empty() {
+                terms.push(word);
             }
         }
+        if terms.is_empty() {
+            return Ok(None);
+        }
+        let scoring = EnableScoring::disabled_from_searcher(searcher);
+        let weight = |q: Option<Box<dyn Query>>| q.map(|q| q.weight(scoring)).transpose();
+        let filters = words::Filters {
+            require: weight(self.prefix_query(parsed)?)?,
+            exclude: weight(self.excluded_query(parsed)?)?,
+        };
+        Ok(Some(words::top(searcher, &terms, &filters, want)?))
+    }
+
+    /// Every token of `word` in every field, with the field's boost.
+    fn word_terms(&self, word: &str) -> Result<words::Word> {
+        let mut terms = Vec::new();
+        for w in self.weights() {
+            for (_, token) in self.tokens(w.analyzer, word)? {
+                terms.push((Term::from_field_text(w.field, &token), w.boost));
+            }
+        }
+        Ok(terms)
+    }
+
+    /// A word matched anywhere: SHOULD over every field and every token of the word.
+    fn word_query(&self, word: &str) -> Result<Option<Box<dyn Query>>> {
+        let clauses: Vec<(Occur, Box<dyn Query>)> = self
+            .word_terms(word)?
+            .into_iter()
+            .map(|(term, boost)| {
+                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                (
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(q), boost)) as Box<dyn Query>,
+                )
+            })
+            .collect();
         Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
     }
 
@@ -275,7 +322,6 @@ impl Engine {
 
     /// The query, or `None` when no word of it yields a searchable token.
     fn build(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
-        let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut words = Vec::new();
         for w in &p.words {
@@ -307,28 +353,38 @@ impl Engine {
             clauses.push((occur, q));
         }
         clauses.extend(phrases);
-        for ex in &p.excluded {
-            if let Some(q) = self.phrase_query(ex)? {
-                clauses.push((Occur::MustNot, q));
-            }
+        if let Some(q) = self.excluded_query(p)? {
+            clauses.push((Occur::MustNot, q));
         }
         // No `kind = chunk` filter: file records hold no title, heading or body text,
         // so the required word or phrase clauses above never match them, and the
         // filter would cost an intersection with nearly every document.
-        if !p.path_prefixes.is_empty() {
-            let mut prefixes: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-            for prefix in &p.path_prefixes {
-                let pattern = format!("{}.*", escape_regex(prefix));
-                let q = RegexQuery::from_pattern(&pattern, f.path)?;
-                prefixes.push((Occur::Should, Box::new(q)));
-            }
-            let q = BooleanQuery::new(prefixes);
-            clauses.push((
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(Box::new(q), 0.0)),
-            ));
+        if let Some(q) = self.prefix_query(p)? {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0))));
         }
         Ok(Some(Box::new(BooleanQuery::new(clauses))))
+    }
+
+    /// Sections holding any of the excluded words or phrases.
+    fn excluded_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for ex in &p.excluded {
+            if let Some(q) = self.phrase_query(ex)? {
+                clauses.push((Occur::Should, q));
+            }
+        }
+        Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
+    }
+
+    /// Sections under any of the path prefixes.
+    fn prefix_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for prefix in &p.path_prefixes {
+            let pattern = format!("{}.*", escape_regex(prefix));
+            let q = RegexQuery::from_pattern(&pattern, self.fields.path)?;
+            clauses.push((Occur::Should, Box::new(q)));
+        }
+        Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
     }
 }
 
@@ -412,6 +468,137 @@ fn escape_regex(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CoordinationMode;
+    use crate::engine::{FileRecord, WriteOptions};
+    use crate::ingest::chunk::{self, ChunkOptions, Format};
+    use tantivy::DocAddress;
+
+    /// Pseudo-random Markdown over a small vocabulary, so that words share sections
+    /// in every combination, with identifiers and headings among them.
+    fn corpus(files: usize, seed: u64) -> Vec<(String, String)> {
+        const VOCAB: &[&str] = &[
+            "error",
+            "errors",
+            "handling",
+            "handle",
+            "runtime",
+            "tokio",
+            "spawn",
+            "borrow",
+            "borrowing",
+            "lifetime",
+            "trait",
+            "closure",
+            "iterator",
+            "async",
+            "snake_case",
+            "CamelCase",
+            "foo::bar",
+            "--flag",
+            "index",
+            "query",
+            "the",
+            "a",
+        ];
+        let mut x = seed;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        (0..files)
+            .map(|f| {
+                let mut text = format!("# {} {}\n\n", VOCAB[next(VOCAB.len())], f);
+                for _ in 0..1 + next(4) {
+                    text.push_str(&format!("## {}\n\n", VOCAB[next(VOCAB.len())]));
+                    for _ in 0..next(60) {
+                        text.push_str(VOCAB[next(VOCAB.len())]);
+                        text.push(' ');
+                    }
+                    text.push_str("\n\n");
+                }
+                (format!("docs/{}/f{f}.md", ["a", "b"][f % 2]), text)
+            })
+            .collect()
+    }
+
+    /// Term-at-a-time scoring ranks exactly as tantivy's scorers do, over several
+    /// segments with deleted sections, with exclusions and path prefixes.
+    #[test]
+    fn scoring_by_terms_matches_the_scorers() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(
+            dir.path(),
+            WriteOptions {
+                coordination: CoordinationMode::None,
+                lock_timeout: std::time::Duration::from_secs(5),
+            },
+        )
+        .unwrap();
+        let opts = ChunkOptions {
+            chunk_size: 40,
+            chunk_overlap: 5,
+        };
+        let record = FileRecord {
+            hash: String::new(),
+            size: 0,
+            mtime_ns: 0,
+        };
+        // One segment a batch; each batch rewrites some files of the ones before.
+        for batch in 0..4 {
+            let mut lease = engine.small_lease().unwrap();
+            for (path, text) in corpus(120 - 20 * batch as usize, batch + 1) {
+                let doc = chunk::chunk(&text, Format::Markdown, "f", &opts);
+                lease.upsert(&path, &record, &doc).unwrap();
+            }
+            lease.commit().unwrap();
+        }
+        engine.reload().unwrap();
+        let searcher = engine.searcher();
+        assert!(searcher.segment_readers().len() > 1);
+        assert!(
+            searcher
+                .segment_readers()
+                .iter()
+                .any(|s| s.num_deleted_docs() > 0)
+        );
+        for q in [
+            "error",
+            "error handling",
+            "borrowing lifetime closure",
+            "snake_case tokio",
+            "CamelCase foo::bar --flag",
+            "the a",
+            "runtime -spawn",
+            "iterator trait path:docs/a",
+            "async -\"error handling\" path:docs/b/",
+            "zanzibar error",
+            "zanzibar",
+        ] {
+            let parsed = query::parse(q);
+            let by_terms = engine.top(&searcher, &parsed, 60, true).unwrap();
+            let scorers = engine.top(&searcher, &parsed, 60, false).unwrap();
+            let (Some((a, a_total)), Some((b, b_total))) = (by_terms, scorers) else {
+                panic!("{q}: no query");
+            };
+            assert_eq!(a_total, b_total, "{q}");
+            assert_eq!(a.len(), b.len(), "{q}");
+            let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * x.abs().max(1.0);
+            for ((x, _), (y, _)) in a.iter().zip(&b) {
+                assert!(close(*x, *y), "{q}: {a:?} vs {b:?}");
+            }
+            // Sums in another order can break a tie differently, and only a tie.
+            let b_scores: HashMap<DocAddress, f32> = b.iter().map(|(s, d)| (*d, *s)).collect();
+            let last = a.last().map_or(0.0, |(s, _)| *s);
+            for (score, addr) in &a {
+                if !close(*score, last) {
+                    let other = b_scores.get(addr);
+                    assert!(other.is_some_and(|o| close(*o, *score)), "{q}: {addr:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn path_prefixes_are_escaped() {

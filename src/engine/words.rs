@@ -1,0 +1,272 @@
+//! Plain-word queries, scored a term at a time.
+//!
+//! The ranking is [`super::search`]'s: a section scores the sum of its words' BM25
+//! scores over the fields, doubled when it holds every word. Instead of a union of
+//! scorers advanced document by document, each term's postings are read block by block
+//! into a per-segment table of scores and matched words. Every match is still scored,
+//! so the top hits and the total are exact, at a fraction of the cost per posting.
+//! Queries with phrases go through tantivy's scorers.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use std::sync::Arc;
+
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::postings::BlockSegmentPostings;
+use tantivy::postings::TermInfo;
+use tantivy::query::{Bm25Weight, Weight};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, DocId, InvertedIndexReader, Score, Searcher, SegmentReader, Term};
+
+/// A word's terms: every token of it in every field, with the field's boost.
+pub(super) type Word = Vec<(Term, Score)>;
+
+/// The best sections, best first, and how many matched.
+pub(super) type Top = (Vec<(Score, DocAddress)>, usize);
+
+/// A term's postings in one segment, if it occurs there.
+type Found = Option<(Arc<InvertedIndexReader>, TermInfo)>;
+
+/// Sections that must or must not match besides the words (path prefixes, exclusions).
+pub(super) struct Filters {
+    pub require: Option<Box<dyn Weight>>,
+    pub exclude: Option<Box<dyn Weight>>,
+}
+
+/// The best `want` sections for `words` (score, then address, as tantivy's `TopDocs`
+/// orders them) and how many sections matched.
+pub(super) fn top(
+    searcher: &Searcher,
+    words: &[Word],
+    filters: &Filters,
+    want: usize,
+) -> tantivy::Result<Top> {
+    debug_assert!(!words.is_empty() && words.len() <= 64);
+    let segments = searcher.segment_readers();
+    // Each term is looked up once per segment: its postings there, and its document
+    // frequency over the index for the BM25 weight.
+    let mut found: Vec<Vec<Found>> = Vec::new();
+    let mut doc_freq: Vec<u64> = vec![0; words.iter().map(Vec::len).sum()];
+    for segment in segments {
+        let mut here = Vec::with_capacity(doc_freq.len());
+        let mut index: Option<(Field, Arc<InvertedIndexReader>)> = None;
+        for (i, (term, _)) in words.iter().flatten().enumerate() {
+            let field = term.field();
+            let reader = match &index {
+                Some((f, r)) if *f == field => r.clone(),
+                _ => {
+                    let r = segment.inverted_index(field)?;
+                    index = Some((field, r.clone()));
+                    r
+                }
+            };
+            let info = reader.get_term_info(term)?;
+            if let Some(info) = &info {
+                doc_freq[i] += u64::from(info.doc_freq);
+            }
+            here.push(info.map(|info| (reader, info)));
+        }
+        found.push(here);
+    }
+    let num_docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
+    let mut avg_norm: Vec<(Field, Score)> = Vec::new();
+    let mut weights = Vec::with_capacity(doc_freq.len());
+    for ((term, boost), df) in words.iter().flatten().zip(&doc_freq) {
+        let field = term.field();
+        let avg = match avg_norm.iter().find(|(f, _)| *f == field) {
+            Some((_, avg)) => *avg,
+            None => {
+                let mut tokens = 0;
+                for segment in segments {
+                    tokens += segment.inverted_index(field)?.total_num_tokens();
+                }
+                let avg = tokens as Score / num_docs.max(1) as Score;
+                avg_norm.push((field, avg));
+                avg
+            }
+        };
+        weights.push(Bm25Weight::for_one_term_without_explain(*df, num_docs, avg).boost_by(*boost));
+    }
+    // The word of each term, as a bit.
+    let bits: Vec<u64> = words
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| std::iter::repeat_n(1 << i, w.len()))
+        .collect();
+    let all: u64 = if words.len() == 64 {
+        u64::MAX
+    } else {
+        (1 << words.len()) - 1
+    };
+    // As in [`super::search`], one word alone is not doubled.
+    let double = words.len() > 1;
+    let mut best = Best::new(want);
+    let mut total = 0;
+    TABLE.with_borrow_mut(|table| -> tantivy::Result<()> {
+        for (ord, (segment, found)) in segments.iter().zip(&found).enumerate() {
+            table.reset(segment.max_doc());
+            let terms = words.iter().flatten().zip(&weights).zip(&bits);
+            for ((((term, _), weight), bit), found) in terms.zip(found) {
+                let Some((index, info)) = found else {
+                    continue;
+                };
+                let postings =
+                    index.read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
+                table.add(segment, term.field(), postings, weight, *bit)?;
+            }
+            let require = docs_of(filters.require.as_deref(), segment)?;
+            let exclude = docs_of(filters.exclude.as_deref(), segment)?;
+            let alive = segment.alive_bitset();
+            for &doc in &table.touched {
+                if alive.is_some_and(|a| a.is_deleted(doc))
+                    || require.as_ref().is_some_and(|r| !r[doc as usize])
+                    || exclude.as_ref().is_some_and(|x| x[doc as usize])
+                {
+                    continue;
+                }
+                total += 1;
+                let sum = table.score[doc as usize];
+                let score = if double && table.words[doc as usize] == all {
+                    2.0 * sum
+                } else {
+                    sum
+                };
+                best.offer(score, DocAddress::new(ord as u32, doc));
+            }
+        }
+        Ok(())
+    })?;
+    Ok((best.into_sorted(), total))
+}
+
+/// The documents of `weight` in `segment`, when there is a filter.
+fn docs_of(
+    weight: Option<&dyn Weight>,
+    segment: &SegmentReader,
+) -> tantivy::Result<Option<Vec<bool>>> {
+    let Some(weight) = weight else {
+        return Ok(None);
+    };
+    let mut set = vec![false; segment.max_doc() as usize];
+    weight.for_each_no_score(segment, &mut |docs| {
+        for &doc in docs {
+            set[doc as usize] = true;
+        }
+    })?;
+    Ok(Some(set))
+}
+
+thread_local! {
+    /// Kept between queries on a thread: clearing what one query touched is cheaper
+    /// than a fresh table per segment.
+    static TABLE: RefCell<Table> = RefCell::default();
+}
+
+/// Per document of a segment: the score so far and a bit per word matched.
+#[derive(Default)]
+struct Table {
+    score: Vec<Score>,
+    words: Vec<u64>,
+    /// Documents with a nonzero entry, in the order first matched.
+    touched: Vec<DocId>,
+}
+
+impl Table {
+    /// Empties the table (also of what a query interrupted by a panic left) for a
+    /// segment of `max_doc` documents.
+    fn reset(&mut self, max_doc: DocId) {
+        for &doc in &self.touched {
+            self.score[doc as usize] = 0.0;
+            self.words[doc as usize] = 0;
+        }
+        self.touched.clear();
+        let len = max_doc as usize;
+        if self.score.len() < len {
+            self.score.resize(len, 0.0);
+            self.words.resize(len, 0);
+        }
+    }
+
+    fn add(
+        &mut self,
+        segment: &SegmentReader,
+        field: Field,
+        mut block: BlockSegmentPostings,
+        weight: &Bm25Weight,
+        bit: u64,
+    ) -> tantivy::Result<()> {
+        let norms = segment
+            .fieldnorms_readers()
+            .get_field(field)?
+            .unwrap_or_else(|| FieldNormReader::constant(segment.max_doc(), 1));
+        loop {
+            let docs = block.docs();
+            if docs.is_empty() {
+                return Ok(());
+            }
+            for (&doc, &freq) in docs.iter().zip(block.freqs()) {
+                let d = doc as usize;
+                if self.words[d] == 0 {
+                    self.touched.push(doc);
+                }
+                self.words[d] |= bit;
+                self.score[d] += weight.score(norms.fieldnorm_id(doc), freq);
+            }
+            block.advance();
+        }
+    }
+}
+
+/// The best `want` of the offered documents.
+struct Best {
+    want: usize,
+    /// The worst kept document on top.
+    heap: BinaryHeap<Reverse<Ranked>>,
+}
+
+impl Best {
+    fn new(want: usize) -> Self {
+        Best {
+            want,
+            heap: BinaryHeap::with_capacity(want + 1),
+        }
+    }
+
+    fn offer(&mut self, score: Score, addr: DocAddress) {
+        let r = Ranked(score, addr);
+        if self.heap.len() < self.want {
+            self.heap.push(Reverse(r));
+        } else if self.heap.peek().is_some_and(|Reverse(worst)| r > *worst) {
+            self.heap.pop();
+            self.heap.push(Reverse(r));
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(Score, DocAddress)> {
+        let mut ranked: Vec<Ranked> = self.heap.into_iter().map(|Reverse(r)| r).collect();
+        ranked.sort_unstable_by(|a, b| b.cmp(a));
+        ranked.into_iter().map(|Ranked(s, a)| (s, a)).collect()
+    }
+}
+
+/// Greater is better: a higher score, then a lower address.
+#[derive(PartialEq)]
+struct Ranked(Score, DocAddress);
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| other.1.cmp(&self.1))
+    }
+}
