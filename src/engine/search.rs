@@ -258,10 +258,17 @@ impl Engine {
 
     /// Every token of `word` in every field, with the field's boost.
     fn word_terms(&self, word: &str) -> Result<words::Word> {
+        let stemmed = self.tokens(analyzer::STEMMED, word)?;
+        let exact = self.tokens(analyzer::EXACT, word)?;
         let mut terms = Vec::new();
         for w in self.weights() {
-            for (_, token) in self.tokens(w.analyzer, word)? {
-                terms.push((Term::from_field_text(w.field, &token), w.boost));
+            let tokens = if w.analyzer == analyzer::STEMMED {
+                &stemmed
+            } else {
+                &exact
+            };
+            for (_, token) in tokens {
+                terms.push((Term::from_field_text(w.field, token), w.boost));
             }
         }
         Ok(terms)

@@ -8,8 +8,7 @@
 //! Queries with phrases go through tantivy's scorers.
 
 use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 
 use std::sync::Arc;
 
@@ -222,32 +221,48 @@ impl Table {
 /// The best `want` of the offered documents.
 struct Best {
     want: usize,
-    /// The worst kept document on top.
-    heap: BinaryHeap<Reverse<Ranked>>,
+    ranked: Vec<Ranked>,
+    /// The `want`-th best at the last cut: nothing worse can make it.
+    floor: Option<Ranked>,
 }
 
 impl Best {
     fn new(want: usize) -> Self {
         Best {
             want,
-            heap: BinaryHeap::with_capacity(want + 1),
+            ranked: Vec::new(),
+            floor: None,
         }
     }
 
     fn offer(&mut self, score: Score, addr: DocAddress) {
         let r = Ranked(score, addr);
-        if self.heap.len() < self.want {
-            self.heap.push(Reverse(r));
-        } else if self.heap.peek().is_some_and(|Reverse(worst)| r > *worst) {
-            self.heap.pop();
-            self.heap.push(Reverse(r));
+        if self.floor.as_ref().is_some_and(|f| r <= *f) {
+            return;
+        }
+        self.ranked.push(r);
+        if self.ranked.len() >= 2 * self.want.max(64) {
+            self.cut();
         }
     }
 
-    fn into_sorted(self) -> Vec<(Score, DocAddress)> {
-        let mut ranked: Vec<Ranked> = self.heap.into_iter().map(|Reverse(r)| r).collect();
-        ranked.sort_unstable_by(|a, b| b.cmp(a));
-        ranked.into_iter().map(|Ranked(s, a)| (s, a)).collect()
+    /// Keeps the best `want`, in no order.
+    fn cut(&mut self) {
+        if self.want == 0 {
+            self.ranked.clear();
+        } else if self.ranked.len() > self.want {
+            let (_, nth, _) = self
+                .ranked
+                .select_nth_unstable_by(self.want - 1, |a, b| b.cmp(a));
+            self.floor = Some(Ranked(nth.0, nth.1));
+            self.ranked.truncate(self.want);
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<(Score, DocAddress)> {
+        self.cut();
+        self.ranked.sort_unstable_by(|a, b| b.cmp(a));
+        self.ranked.into_iter().map(|Ranked(s, a)| (s, a)).collect()
     }
 }
 
@@ -265,8 +280,6 @@ impl PartialOrd for Ranked {
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0
-            .total_cmp(&other.0)
-            .then_with(|| other.1.cmp(&self.1))
+        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
     }
 }
