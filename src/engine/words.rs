@@ -118,16 +118,19 @@ pub(super) fn top(
             let require = docs_of(filters.require.as_deref(), segment)?;
             let exclude = docs_of(filters.exclude.as_deref(), segment)?;
             let alive = segment.alive_bitset();
+            let filtered = alive.is_some() || require.is_some() || exclude.is_some();
             for &doc in &table.touched {
-                if alive.is_some_and(|a| a.is_deleted(doc))
-                    || require.as_ref().is_some_and(|r| !r[doc as usize])
-                    || exclude.as_ref().is_some_and(|x| x[doc as usize])
+                let d = doc as usize;
+                if filtered
+                    && (alive.is_some_and(|a| a.is_deleted(doc))
+                        || require.as_ref().is_some_and(|r| !r[d])
+                        || exclude.as_ref().is_some_and(|x| x[d]))
                 {
                     continue;
                 }
                 total += 1;
-                let sum = table.score[doc as usize];
-                let score = if double && table.words[doc as usize] == all {
+                let sum = table.score[d];
+                let score = if double && table.words[d] == all {
                     2.0 * sum
                 } else {
                     sum
@@ -223,7 +226,7 @@ struct Best {
     want: usize,
     ranked: Vec<Ranked>,
     /// The `want`-th best at the last cut: nothing worse can make it.
-    floor: Option<Ranked>,
+    floor: Ranked,
 }
 
 impl Best {
@@ -231,13 +234,18 @@ impl Best {
         Best {
             want,
             ranked: Vec::new(),
-            floor: None,
+            floor: Ranked(Score::NEG_INFINITY, DocAddress::new(u32::MAX, u32::MAX)),
         }
     }
 
+    #[inline]
     fn offer(&mut self, score: Score, addr: DocAddress) {
+        // Most offers fall below the floor: the score alone says so.
+        if score < self.floor.0 {
+            return;
+        }
         let r = Ranked(score, addr);
-        if self.floor.as_ref().is_some_and(|f| r <= *f) {
+        if r <= self.floor {
             return;
         }
         self.ranked.push(r);
@@ -254,7 +262,7 @@ impl Best {
             let (_, nth, _) = self
                 .ranked
                 .select_nth_unstable_by(self.want - 1, |a, b| b.cmp(a));
-            self.floor = Some(Ranked(nth.0, nth.1));
+            self.floor = Ranked(nth.0, nth.1);
             self.ranked.truncate(self.want);
         }
     }
@@ -280,6 +288,8 @@ impl PartialOrd for Ranked {
 
 impl Ord for Ranked {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| other.1.cmp(&self.1))
     }
 }
