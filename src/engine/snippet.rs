@@ -9,8 +9,6 @@
 //! [`MAX_CHARS`] characters holding the most distinct query words, with a little text
 //! before its first match.
 
-use std::collections::HashMap;
-
 use rust_stemmers::{Algorithm, Stemmer};
 
 use super::analyzer;
@@ -21,13 +19,15 @@ pub const MAX_CHARS: usize = 240;
 const LEAD_CHARS: usize = 40;
 /// Bytes of a stem a candidate token must start with.
 const PREFIX: usize = 3;
+/// Most stemmed tokens remembered per query.
+const MAX_STEMMED: usize = 64;
 
 pub struct Snippets {
     stems: Vec<String>,
     stemmer: Stemmer,
     /// Tokens already stemmed, and the stem they stood for: the hits of one query
-    /// share most of their words.
-    stemmed: HashMap<String, Option<usize>>,
+    /// share most of their words, and few of them (a scan beats hashing).
+    stemmed: Vec<(String, Option<usize>)>,
 }
 
 /// A snippet and its highlights as `[start, end)` character offsets into it.
@@ -42,7 +42,7 @@ impl Snippets {
         Snippets {
             stems,
             stemmer: Stemmer::create(Algorithm::English),
-            stemmed: HashMap::new(),
+            stemmed: Vec::new(),
         }
     }
 
@@ -61,8 +61,8 @@ impl Snippets {
         if !candidate {
             return None;
         }
-        if let Some(&known) = self.stemmed.get(token) {
-            return known;
+        if let Some((_, known)) = self.stemmed.iter().find(|(t, _)| t == token) {
+            return *known;
         }
         let stem = self.stemmer.stem(token);
         let found = self.stems.iter().position(|s| {
@@ -71,7 +71,9 @@ impl Snippets {
                     .as_bytes()
                     .starts_with(&s.as_bytes()[..PREFIX.min(s.len())])
         });
-        self.stemmed.insert(token.to_owned(), found);
+        if self.stemmed.len() < MAX_STEMMED {
+            self.stemmed.push((token.to_owned(), found));
+        }
         found
     }
 
@@ -106,10 +108,17 @@ impl Snippets {
         }
         let mut lower = String::new();
         for (from, to) in merged {
+            // A trailing `.`, `:` or `-` (a sentence's end) belongs to no token.
+            let to = from
+                + body.as_bytes()[from..to]
+                    .iter()
+                    .rposition(|b| !b".:-".contains(b))
+                    .map_or(0, |i| i + 1);
             let word = &body.as_bytes()[from..to];
             // A plain word (optionally capitalised) is its own only token: no need to
             // run the analyzer over it.
-            let plain = word.len() < analyzer::MAX_TOKEN
+            let plain = !word.is_empty()
+                && word.len() < analyzer::MAX_TOKEN
                 && word.iter().all(u8::is_ascii_alphanumeric)
                 && !word.iter().skip(1).any(u8::is_ascii_uppercase);
             if plain {

@@ -129,11 +129,11 @@ pub(super) fn top(
                     continue;
                 }
                 total += 1;
-                let sum = table.score[d];
-                let score = if double && table.words[d] == all {
-                    2.0 * sum
+                let cell = table.cells[d];
+                let score = if double && cell.words == all {
+                    2.0 * cell.score
                 } else {
-                    sum
+                    cell.score
                 };
                 best.offer(score, DocAddress::new(ord as u32, doc));
             }
@@ -169,10 +169,17 @@ thread_local! {
 /// Per document of a segment: the score so far and a bit per word matched.
 #[derive(Default)]
 struct Table {
-    score: Vec<Score>,
-    words: Vec<u64>,
+    cells: Vec<Cell>,
     /// Documents with a nonzero entry, in the order first matched.
     touched: Vec<DocId>,
+}
+
+/// One document's entry, both halves in one place: one bounds check and one cache
+/// line a posting.
+#[derive(Default, Clone, Copy)]
+struct Cell {
+    score: Score,
+    words: u64,
 }
 
 impl Table {
@@ -180,14 +187,12 @@ impl Table {
     /// segment of `max_doc` documents.
     fn reset(&mut self, max_doc: DocId) {
         for &doc in &self.touched {
-            self.score[doc as usize] = 0.0;
-            self.words[doc as usize] = 0;
+            self.cells[doc as usize] = Cell::default();
         }
         self.touched.clear();
         let len = max_doc as usize;
-        if self.score.len() < len {
-            self.score.resize(len, 0.0);
-            self.words.resize(len, 0);
+        if self.cells.len() < len {
+            self.cells.resize(len, Cell::default());
         }
     }
 
@@ -209,12 +214,12 @@ impl Table {
                 return Ok(());
             }
             for (&doc, &freq) in docs.iter().zip(block.freqs()) {
-                let d = doc as usize;
-                if self.words[d] == 0 {
+                let cell = &mut self.cells[doc as usize];
+                if cell.words == 0 {
                     self.touched.push(doc);
                 }
-                self.words[d] |= bit;
-                self.score[d] += weight.score(norms.fieldnorm_id(doc), freq);
+                cell.words |= bit;
+                cell.score += weight.score(norms.fieldnorm_id(doc), freq);
             }
             block.advance();
         }
