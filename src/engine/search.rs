@@ -221,7 +221,8 @@ impl Engine {
 
     /// The best `want` sections for `parsed` (score, then address) and how many
     /// matched; `None` when no word of it yields a searchable token. Without phrases,
-    /// and unless `by_terms` is false, scored a term at a time (see [`words`]).
+    /// with at most [`words::MAX_WORDS`] words, and unless `by_terms` is false, scored
+    /// a term at a time (see [`words`]).
     fn top(
         &self,
         searcher: &tantivy::Searcher,
@@ -229,7 +230,9 @@ impl Engine {
         want: usize,
         by_terms: bool,
     ) -> Result<Option<words::Top>> {
-        if !by_terms || !parsed.phrases.is_empty() {
+        let by_terms =
+            by_terms && parsed.phrases.is_empty() && parsed.words.len() <= words::MAX_WORDS;
+        if !by_terms {
             let Some(query) = self.build(parsed)? else {
                 return Ok(None);
             };
@@ -582,6 +585,8 @@ mod tests {
             "async -\"error handling\" path:docs/b/",
             "zanzibar error",
             "zanzibar",
+            // As many words as a query scored by terms may have.
+            &["error handling tokio borrow"; 8].join(" "),
         ] {
             let parsed = query::parse(q);
             let by_terms = engine.top(&searcher, &parsed, 60, true).unwrap();

@@ -19,6 +19,10 @@ use tantivy::query::{Bm25Weight, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, InvertedIndexReader, Score, Searcher, SegmentReader, Term};
 
+/// Most words a query scored here may have: one bit each in [`Cell`], which stays at
+/// 8 bytes a document. Longer queries go through tantivy's scorers.
+pub(super) const MAX_WORDS: usize = 32;
+
 /// A word's terms: every token of it in every field, with the field's boost.
 pub(super) type Word = Vec<(Term, Score)>;
 
@@ -42,7 +46,7 @@ pub(super) fn top(
     filters: &Filters,
     want: usize,
 ) -> tantivy::Result<Top> {
-    debug_assert!(!words.is_empty() && words.len() <= 64);
+    debug_assert!(!words.is_empty() && words.len() <= MAX_WORDS);
     let segments = searcher.segment_readers();
     // Each term is looked up once per segment: its postings there, and its document
     // frequency over the index for the BM25 weight.
@@ -89,13 +93,13 @@ pub(super) fn top(
         weights.push(Bm25Weight::for_one_term_without_explain(*df, num_docs, avg).boost_by(*boost));
     }
     // The word of each term, as a bit.
-    let bits: Vec<u64> = words
+    let bits: Vec<u32> = words
         .iter()
         .enumerate()
         .flat_map(|(i, w)| std::iter::repeat_n(1 << i, w.len()))
         .collect();
-    let all: u64 = if words.len() == 64 {
-        u64::MAX
+    let all: u32 = if words.len() == MAX_WORDS {
+        u32::MAX
     } else {
         (1 << words.len()) - 1
     };
@@ -175,11 +179,11 @@ struct Table {
 }
 
 /// One document's entry, both halves in one place: one bounds check and one cache
-/// line a posting.
+/// line a posting, and a table of 128 KiB for 16k sections.
 #[derive(Default, Clone, Copy)]
 struct Cell {
     score: Score,
-    words: u64,
+    words: u32,
 }
 
 impl Table {
@@ -202,7 +206,7 @@ impl Table {
         field: Field,
         mut block: BlockSegmentPostings,
         weight: &Bm25Weight,
-        bit: u64,
+        bit: u32,
     ) -> tantivy::Result<()> {
         let norms = segment
             .fieldnorms_readers()
