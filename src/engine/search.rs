@@ -143,22 +143,21 @@ impl Engine {
                 doc.get_first(field)
                     .and_then(|v| v.as_str())
                     .unwrap_or_default()
-                    .to_owned()
             };
             let path = text(f.path);
-            let seen = per_file.entry(path.clone()).or_default();
+            let seen = per_file.entry(path.to_owned()).or_default();
             if *seen >= req.max_per_file.max(1) {
                 continue;
             }
             *seen += 1;
-            let (snippet, highlights) = snippets.of(&text(f.body));
+            let (snippet, highlights) = snippets.of(text(f.body));
             let num = |field| {
                 doc.get_first(field)
                     .and_then(|v| v.as_u64())
                     .unwrap_or_default()
             };
             hits.push(Hit {
-                title: text(f.title),
+                title: text(f.title).to_owned(),
                 headings: doc
                     .get_all(f.headings)
                     .filter_map(|v| v.as_str().map(String::from))
@@ -168,7 +167,7 @@ impl Engine {
                 score,
                 snippet,
                 highlights,
-                path,
+                path: path.to_owned(),
             });
             if hits.len() == limit {
                 break;
