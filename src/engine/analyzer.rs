@@ -17,7 +17,7 @@ pub const STEMMED: &str = "ds_stemmed";
 pub const EXACT: &str = "ds_exact";
 
 /// Tokens longer than this (bytes) are dropped: hashes and base64 blobs are noise.
-pub const MAX_TOKEN: usize = 80;
+const MAX_TOKEN: usize = 80;
 
 pub fn stemmed() -> TextAnalyzer {
     TextAnalyzer::builder(CodeTokenizer)
@@ -37,6 +37,25 @@ pub fn exact() -> TextAnalyzer {
 /// The tokens of [`exact`] without its boxed stream: `(from, to, lowercased text)`
 /// for each, in order. For hot loops that tokenize many short stretches.
 pub fn for_each_exact(text: &str, mut f: impl FnMut(usize, usize, &str)) {
+    // A plain word (optionally capitalised, perhaps ending a sentence) is its own only
+    // token. Most stretches a snippet tokenizes are one: they skip the span analysis.
+    let word = text.trim_end_matches(['.', ':', '-']).as_bytes();
+    let plain = !word.is_empty()
+        && word.len() < MAX_TOKEN
+        && word.iter().all(u8::is_ascii_alphanumeric)
+        && !word.iter().skip(1).any(u8::is_ascii_uppercase);
+    if plain {
+        let mut buf = [0u8; MAX_TOKEN];
+        let lower = &mut buf[..word.len()];
+        lower.copy_from_slice(word);
+        lower.make_ascii_lowercase();
+        f(
+            0,
+            word.len(),
+            std::str::from_utf8(lower).unwrap_or_default(),
+        );
+        return;
+    }
     let mut lower = String::new();
     for (from, to, _) in spans(text) {
         let word = &text[from..to];
@@ -295,6 +314,18 @@ mod tests {
             &"y".repeat(79),
             &"z".repeat(80),
             "",
+            // One plain word, alone (the fast path) or not.
+            "Errors.",
+            "handling:",
+            "word-",
+            "x9",
+            "2024",
+            "HTTP",
+            "camelCase",
+            "...",
+            "-v",
+            "a.b.",
+            &"Q".repeat(80),
         ] {
             let mut want = Vec::new();
             let mut a = exact();

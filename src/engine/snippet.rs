@@ -106,50 +106,25 @@ impl Snippets {
                 _ => merged.push((from, to)),
             }
         }
-        let mut lower = String::new();
         for (from, to) in merged {
-            // A trailing `.`, `:` or `-` (a sentence's end) belongs to no token.
-            let to = from
-                + body.as_bytes()[from..to]
-                    .iter()
-                    .rposition(|b| !b".:-".contains(b))
-                    .map_or(0, |i| i + 1);
-            let word = &body.as_bytes()[from..to];
-            // A plain word (optionally capitalised) is its own only token: no need to
-            // run the analyzer over it.
-            let plain = !word.is_empty()
-                && word.len() < analyzer::MAX_TOKEN
-                && word.iter().all(u8::is_ascii_alphanumeric)
-                && !word.iter().skip(1).any(u8::is_ascii_uppercase);
-            if plain {
-                lower.clear();
-                lower.push_str(&body[from..to]);
-                lower.make_ascii_lowercase();
-                self.note(from, to, &lower, &mut out);
-            } else {
-                self.matches_in(&body[from..to], from, &mut out);
-            }
+            self.matches_in(&body[from..to], from, &mut out);
         }
         out
-    }
-
-    /// Records the token `token` at `from..to` if it matches a query stem.
-    fn note(&mut self, from: usize, to: usize, token: &str, out: &mut Vec<(usize, usize, usize)>) {
-        let Some(i) = self.stem_of(token) else {
-            return;
-        };
-        // A compound and its first part share a start: keep the longer.
-        match out.last_mut() {
-            Some(last) if last.0 == from => last.1 = last.1.max(to),
-            Some(last) if from < last.1 => {}
-            _ => out.push((from, to, i)),
-        }
     }
 
     /// Appends the matches among the tokens of `text`, which starts at `base`.
     fn matches_in(&mut self, text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
         analyzer::for_each_exact(text, |from, to, token| {
-            self.note(base + from, base + to, token, out);
+            let Some(i) = self.stem_of(token) else {
+                return;
+            };
+            let (from, to) = (base + from, base + to);
+            // A compound and its first part share a start: keep the longer.
+            match out.last_mut() {
+                Some(last) if last.0 == from => last.1 = last.1.max(to),
+                Some(last) if from < last.1 => {}
+                _ => out.push((from, to, i)),
+            }
         });
     }
 
