@@ -9,12 +9,10 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
-
 use std::sync::Arc;
 
 use tantivy::fieldnorm::FieldNormReader;
-use tantivy::postings::BlockSegmentPostings;
-use tantivy::postings::TermInfo;
+use tantivy::postings::{BlockSegmentPostings, TermInfo};
 use tantivy::query::{Bm25Weight, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, InvertedIndexReader, Score, Searcher, SegmentReader, Term};
@@ -54,17 +52,8 @@ pub(super) fn top(
     let mut doc_freq: Vec<u64> = vec![0; words.iter().map(Vec::len).sum()];
     for segment in segments {
         let mut here = Vec::with_capacity(doc_freq.len());
-        let mut index: Option<(Field, Arc<InvertedIndexReader>)> = None;
         for (i, (term, _)) in words.iter().flatten().enumerate() {
-            let field = term.field();
-            let reader = match &index {
-                Some((f, r)) if *f == field => r.clone(),
-                _ => {
-                    let r = segment.inverted_index(field)?;
-                    index = Some((field, r.clone()));
-                    r
-                }
-            };
+            let reader = segment.inverted_index(term.field())?;
             let info = reader.get_term_info(term)?;
             if let Some(info) = &info {
                 doc_freq[i] += u64::from(info.doc_freq);
