@@ -9,6 +9,10 @@
 //! [`MAX_CHARS`] characters holding the most distinct query words, with a little text
 //! before its first match.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use memchr::memmem::Finder;
 use rust_stemmers::{Algorithm, Stemmer};
 
 use super::analyzer;
@@ -19,15 +23,27 @@ pub const MAX_CHARS: usize = 240;
 const LEAD_CHARS: usize = 40;
 /// Bytes of a stem a candidate token must start with.
 const PREFIX: usize = 3;
-/// Most stemmed tokens remembered per query.
-const MAX_STEMMED: usize = 64;
+/// Most tokens a query remembers the stem of.
+const MAX_KNOWN: usize = 64;
+/// Most stemmed tokens a thread remembers across queries (then it forgets them all).
+const MAX_STEMMED: usize = 4096;
+
+thread_local! {
+    /// Tokens already stemmed, and their stems: queries share most of their words,
+    /// and stemming one costs far more than a lookup.
+    static STEMMED: RefCell<HashMap<String, String>> = RefCell::default();
+}
 
 pub struct Snippets {
     stems: Vec<String>,
     stemmer: Stemmer,
-    /// Tokens already stemmed, and the stem they stood for: the hits of one query
-    /// share most of their words, and few of them (a scan beats hashing).
-    stemmed: Vec<(String, Option<usize>)>,
+    /// Tokens of this query's hits already looked up, and the stem they stood for:
+    /// few and much repeated (a scan beats hashing).
+    known: Vec<(String, Option<usize>)>,
+    /// Searchers for the first [`PREFIX`] bytes of each stem, when all are ASCII.
+    prefixes: Option<Vec<Finder<'static>>>,
+    /// A body lowercased (ASCII), kept for its allocation.
+    lower: Vec<u8>,
 }
 
 /// A snippet and its highlights as `[start, end)` character offsets into it.
@@ -39,10 +55,18 @@ impl Snippets {
     pub fn new(mut stems: Vec<String>) -> Snippets {
         stems.sort();
         stems.dedup();
+        let prefixes = stems.iter().all(|s| s.is_ascii()).then(|| {
+            stems
+                .iter()
+                .map(|s| Finder::new(&s.as_bytes()[..PREFIX.min(s.len())]).into_owned())
+                .collect()
+        });
         Snippets {
             stems,
             stemmer: Stemmer::create(Algorithm::English),
-            stemmed: Vec::new(),
+            known: Vec::new(),
+            prefixes,
+            lower: Vec::new(),
         }
     }
 
@@ -61,18 +85,29 @@ impl Snippets {
         if !candidate {
             return None;
         }
-        if let Some((_, known)) = self.stemmed.iter().find(|(t, _)| t == token) {
+        if let Some((_, known)) = self.known.iter().find(|(t, _)| t == token) {
             return *known;
         }
-        let stem = self.stemmer.stem(token);
-        let found = self.stems.iter().position(|s| {
-            *s == stem
-                && token
-                    .as_bytes()
-                    .starts_with(&s.as_bytes()[..PREFIX.min(s.len())])
+        let found = STEMMED.with_borrow_mut(|stemmed| {
+            let stem = match stemmed.get(token) {
+                Some(stem) => stem,
+                None => {
+                    if stemmed.len() >= MAX_STEMMED {
+                        stemmed.clear();
+                    }
+                    let stem = self.stemmer.stem(token).into_owned();
+                    stemmed.entry(token.to_owned()).or_insert(stem)
+                }
+            };
+            self.stems.iter().position(|s| {
+                s == stem
+                    && token
+                        .as_bytes()
+                        .starts_with(&s.as_bytes()[..PREFIX.min(s.len())])
+            })
         });
-        if self.stemmed.len() < MAX_STEMMED {
-            self.stemmed.push((token.to_owned(), found));
+        if self.known.len() < MAX_KNOWN {
+            self.known.push((token.to_owned(), found));
         }
         found
     }
@@ -85,17 +120,21 @@ impl Snippets {
     /// [`Snippets::region`] picks is tokenized whole.
     fn matches(&mut self, body: &str) -> Vec<(usize, usize, usize)> {
         let mut out = Vec::new();
-        if !self.stems.iter().all(|s| s.is_ascii()) {
+        let Some(prefixes) = &self.prefixes else {
             let (base, region) = self.region(body);
             self.matches_in(region, base, &mut out);
             return out;
-        }
-        let lower = body.to_ascii_lowercase();
+        };
+        self.lower.clear();
+        self.lower.extend_from_slice(body.as_bytes());
+        self.lower.make_ascii_lowercase();
         let mut spans: Vec<(usize, usize)> = Vec::new();
-        for stem in &self.stems {
-            let prefix = &stem.as_bytes()[..PREFIX.min(stem.len())];
-            for at in memchr::memmem::find_iter(lower.as_bytes(), prefix) {
-                spans.push(compound_around(body.as_bytes(), at, at + prefix.len()));
+        for prefix in prefixes {
+            for at in prefix.find_iter(&self.lower) {
+                if starts_part(body, at) {
+                    let end = at + prefix.needle().len();
+                    spans.push(compound_around(body.as_bytes(), at, end));
+                }
             }
         }
         spans.sort_unstable();
@@ -133,11 +172,19 @@ impl Snippets {
     /// headings).
     pub fn of(&mut self, body: &str) -> Snippet {
         let matches = self.matches(body);
-        let Some((from, to)) = best_run(body, &matches) else {
+        // Nearly every body is ASCII: then bytes count characters.
+        let ascii = body.is_ascii();
+        let Some((from, to)) = best_run(body, &matches, ascii) else {
             return (head(body, MAX_CHARS).to_owned(), Vec::new());
         };
         let text = &body[from..to];
-        let chars = |byte: usize| body[from..byte].chars().count();
+        let chars = |byte: usize| {
+            if ascii {
+                byte - from
+            } else {
+                body[from..byte].chars().count()
+            }
+        };
         let highlights = matches
             .iter()
             .filter(|m| m.0 >= from && m.1 <= to)
@@ -187,6 +234,24 @@ fn compound_around(text: &[u8], from: usize, to: usize) -> (usize, usize) {
     (start, end)
 }
 
+/// Whether a token can start at `at` (a char boundary), as the analyzer splits text: at
+/// the start, after a character that is not alphanumeric, or at a camelCase boundary.
+/// A stem's prefix found inside a word (`han` in `than`) is no match.
+fn starts_part(text: &str, at: usize) -> bool {
+    let Some(prev) = text[..at].chars().next_back() else {
+        return true;
+    };
+    if !prev.is_alphanumeric() {
+        return true;
+    }
+    let mut rest = text[at..].chars();
+    let (Some(c), next) = (rest.next(), rest.next()) else {
+        return false;
+    };
+    c.is_uppercase()
+        && (prev.is_lowercase() || (prev.is_uppercase() && next.is_some_and(char::is_lowercase)))
+}
+
 /// Bytes of a long body that [`Snippets::region`] keeps.
 const REGION_BYTES: usize = 1600;
 
@@ -209,7 +274,7 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 
 /// The byte range of the passage: the run of matches within [`MAX_CHARS`] with the
 /// most distinct stems (then the most matches), from a little before its first match.
-fn best_run(body: &str, matches: &[(usize, usize, usize)]) -> Option<(usize, usize)> {
+fn best_run(body: &str, matches: &[(usize, usize, usize)], ascii: bool) -> Option<(usize, usize)> {
     let mut best: Option<(usize, usize, usize)> = None; // (distinct, count, first match)
     for (i, m) in matches.iter().enumerate() {
         let mut distinct: Vec<usize> = Vec::new();
@@ -217,7 +282,9 @@ fn best_run(body: &str, matches: &[(usize, usize, usize)]) -> Option<(usize, usi
         for n in &matches[i..] {
             let run = &body[m.0..n.1];
             // Bytes bound characters from above: count only when it can matter.
-            if run.len() > MAX_CHARS - LEAD_CHARS && run.chars().count() > MAX_CHARS - LEAD_CHARS {
+            if run.len() > MAX_CHARS - LEAD_CHARS
+                && (ascii || run.chars().count() > MAX_CHARS - LEAD_CHARS)
+            {
                 break;
             }
             count += 1;
@@ -265,7 +332,14 @@ fn word_start(s: &str, at: usize) -> usize {
 /// The first `n` characters of `s`, cut back to the last whitespace when there is one
 /// in the final stretch so that no word is cut in half.
 fn head(s: &str, n: usize) -> &str {
-    let Some((cut, _)) = s.char_indices().nth(n) else {
+    let cut = if s.len() <= n {
+        None
+    } else if s.as_bytes()[..=n].is_ascii() {
+        Some(n)
+    } else {
+        s.char_indices().nth(n).map(|(i, _)| i)
+    };
+    let Some(cut) = cut else {
         return s;
     };
     let prefix = &s[..cut];
@@ -337,6 +411,8 @@ mod tests {
             "Reference borrows: std::borrow::Borrow, the BorrowChecker and --borrow-mode.",
             "un-borrowed.references;borrowing_rules re-borrow REFERENCES ref refs",
             "naïve café: borrowing über alles — references…borrowed",
+            "IoBorrow HTTPBorrowing XMLRefs refBorrow BORROWED utf8Borrow 2Borrow réborrow éBorrow",
+            "unborrowed prefs therefore deref_refs refs2 x.refs::Borrow_ref",
             "",
         ];
         for words in [

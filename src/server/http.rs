@@ -49,6 +49,31 @@ impl ApiError {
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
+/// A route's answer: a JSON value, or JSON already written out (`/query`, the hot
+/// route, skips building a value).
+pub enum Answer {
+    Value(Value),
+    Json(Vec<u8>),
+}
+
+impl From<Value> for Answer {
+    fn from(v: Value) -> Self {
+        Answer::Value(v)
+    }
+}
+
+impl Answer {
+    /// The answer as a value (for in-process callers such as the MCP tools).
+    pub fn into_value(self) -> Result<Value, ApiError> {
+        match self {
+            Answer::Value(v) => Ok(v),
+            Answer::Json(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }),
+        }
+    }
+}
+
 /// The hyper service function.
 pub async fn handle(
     req: Request<Incoming>,
@@ -63,7 +88,8 @@ pub async fn handle(
         });
     }
     Ok(match route(req, &shared, transport).await {
-        Ok(body) => json_reply(StatusCode::OK, &body),
+        Ok(Answer::Value(body)) => json_reply(StatusCode::OK, &body),
+        Ok(Answer::Json(bytes)) => bytes_reply(StatusCode::OK, bytes),
         Err(e) => error_reply(e),
     })
 }
@@ -143,7 +169,7 @@ async fn route(
     req: Request<Incoming>,
     shared: &Shared,
     transport: Transport,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     gate(&req, shared, transport)?;
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -159,15 +185,17 @@ pub async fn dispatch(
     path: &str,
     qs: Option<&str>,
     body: &Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     match (path, method) {
-        ("/health", &Method::GET | &Method::HEAD) => return Ok(shared.health()),
+        ("/health", &Method::GET | &Method::HEAD) => return Ok(shared.health().into()),
         ("/health", _) => return Err(not_allowed(method, path, "GET")),
         _ => {}
     }
     match &shared.sites {
         Sites::One(site) => match (path, method) {
-            ("/status", &Method::GET | &Method::HEAD) => routes::status(shared, site).await,
+            ("/status", &Method::GET | &Method::HEAD) => {
+                routes::status(shared, site).await.map(Answer::from)
+            }
             ("/status", _) => Err(not_allowed(method, path, "GET")),
             _ => dispatch_site(site, method, path, qs, body).await,
         },
@@ -182,16 +210,16 @@ pub async fn dispatch_site(
     path: &str,
     qs: Option<&str>,
     body: &Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     if let Some(doc) = path.strip_prefix("/documents/") {
         return match *method {
-            Method::GET => routes::document(site, doc, qs).await,
+            Method::GET => routes::document(site, doc, qs).await.map(Answer::from),
             _ => Err(not_allowed(method, path, "GET")),
         };
     }
     match (path, method) {
         ("/query", &Method::GET | &Method::POST) => routes::query(site, method, qs, body).await,
-        ("/index", &Method::POST) => routes::reindex(site, body).await,
+        ("/index", &Method::POST) => routes::reindex(site, body).await.map(Answer::from),
         ("/query", _) => Err(not_allowed(method, path, "GET or POST")),
         ("/index", _) => Err(not_allowed(method, path, "POST")),
         _ => Err(ApiError::new(
@@ -211,7 +239,12 @@ pub fn not_allowed(method: &Method, path: &str, allowed: &str) -> ApiError {
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Reply {
-    let mut reply = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    // Straight into bytes: `to_string` goes through `fmt::Display`, slower per write.
+    bytes_reply(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn bytes_reply(status: StatusCode, bytes: Vec<u8>) -> Reply {
+    let mut reply = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *reply.status_mut() = status;
     reply.headers_mut().insert(
         header::CONTENT_TYPE,

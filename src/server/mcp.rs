@@ -34,7 +34,9 @@ impl Backend for Local {
             None => (target.as_str(), None),
         };
         let body = Bytes::from(body.map(|b| b.to_string()).unwrap_or_default());
-        dispatch(&shared, &method, path, qs, &body).await
+        dispatch(&shared, &method, path, qs, &body)
+            .await?
+            .into_value()
     }
 }
 

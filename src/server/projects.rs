@@ -23,7 +23,7 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{ApiError, dispatch_site, not_allowed};
+use super::http::{Answer, ApiError, dispatch_site, not_allowed};
 use super::indexing::{Gate, IndexService};
 use super::routes::{self, blocking};
 use super::state::{Shared, Site};
@@ -389,18 +389,18 @@ pub async fn dispatch(
     path: &str,
     qs: Option<&str>,
     body: &Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     match (path, method) {
         ("/status", &Method::GET | &Method::HEAD) => {
             let mut v = shared.status();
             let p = projects.clone();
             v["projects"] = blocking(move || p.status()).await?;
-            return Ok(v);
+            return Ok(v.into());
         }
         ("/status", _) => return Err(not_allowed(method, path, "GET")),
         ("/projects", &Method::GET | &Method::HEAD) => {
             let p = projects.clone();
-            return blocking(move || p.list()).await;
+            return blocking(move || p.list()).await.map(Answer::from);
         }
         ("/projects", &Method::POST) => {
             let b: RegisterBody = serde_json::from_slice(body).map_err(|e| {
@@ -411,7 +411,9 @@ pub async fn dispatch(
                 )
             })?;
             let p = projects.clone();
-            return blocking(move || p.register(&b.root)).await?;
+            return blocking(move || p.register(&b.root))
+                .await?
+                .map(Answer::from);
         }
         ("/projects", _) => return Err(not_allowed(method, path, "GET or POST")),
         _ => {}
@@ -444,7 +446,7 @@ pub async fn dispatch(
             let slot = projects.slot(id)?;
             let mut v = blocking(move || p.describe(&slot)).await?;
             v["index"] = routes::freshness(&site).await?;
-            Ok(v)
+            Ok(v.into())
         }
         ("/status", _) => Err(not_allowed(method, path, "GET")),
         _ => dispatch_site(&site, method, &rest, qs, body).await,

@@ -7,15 +7,15 @@ use std::path::{Component, Path};
 
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use std::io::Read;
 
-use super::http::ApiError;
+use super::http::{Answer, ApiError};
 use super::state::{Shared, Site};
 use crate::engine::EngineError;
-use crate::engine::search::Request;
+use crate::engine::search::{Request, Response};
 use crate::ingest::chunk::{self, ChunkOptions, Format};
 use crate::ingest::walk::Sources;
 
@@ -62,7 +62,7 @@ pub async fn query(
     method: &Method,
     qs: Option<&str>,
     body: &Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let req = if method == Method::POST {
         let b: QueryBody = serde_json::from_slice(body).map_err(|e| {
             bad(
@@ -87,11 +87,28 @@ pub async fn query(
         }
     };
     let index = site.index.clone();
-    let (resp, freshness) =
-        in_place(move || (index.engine.search(&req), index.freshness())).await?;
-    let mut v = serde_json::to_value(resp.map_err(engine_error)?).unwrap_or_default();
-    v["index"] = freshness;
-    Ok(v)
+    let quick = index.engine.is_quick(&req);
+    let search = move || (index.engine.search(&req), index.freshness());
+    let (resp, freshness) = if quick {
+        caught(search)?
+    } else {
+        in_place(search).await?
+    };
+    /// The response and the index's freshness, written out without a value between.
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        #[serde(flatten)]
+        response: &'a Response,
+        index: Value,
+    }
+    let response = resp.map_err(engine_error)?;
+    let reply = Reply {
+        response: &response,
+        index: freshness,
+    };
+    serde_json::to_vec(&reply)
+        .map(Answer::Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
 /// Runs index work off the async runtime.
@@ -103,11 +120,12 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
-/// Runs short index work (a search) off the async runtime without the two thread
-/// wake-ups of [`blocking`] (about 50 µs a query): on a multi-threaded runtime, on this
-/// thread, the worker's other tasks handed to another thread (`block_in_place`). A
-/// current-thread runtime cannot do that and uses [`blocking`]. A panic is an error
-/// reply, as with [`blocking`].
+/// Runs index work off the async runtime without the two thread wake-ups of
+/// [`blocking`] (about 50 µs a query): on a multi-threaded runtime, on this thread, the
+/// worker's other tasks handed to another thread (`block_in_place`; that hand-off costs
+/// about as much again, so quick searches skip it and run on the worker, see
+/// [`crate::engine::Engine::is_quick`]). A current-thread runtime cannot do that and
+/// uses [`blocking`]. A panic is an error reply, as with [`blocking`].
 pub async fn in_place<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -115,14 +133,18 @@ pub async fn in_place<T: Send + 'static>(
     if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
         return blocking(f).await;
     }
-    tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the search panicked",
-            )
-        })
+    tokio::task::block_in_place(|| caught(f))
+}
+
+/// Runs `f` here; a panic is an error reply.
+fn caught<T>(f: impl FnOnce() -> T) -> Result<T, ApiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the search panicked",
+        )
+    })
 }
 
 /// `GET /status`: the resident, and the index's freshness.
