@@ -382,14 +382,19 @@ impl<B: Backend> ServerHandler for Tools<B> {
         };
         let mut answer = self.0.run(op.clone()).await;
         // A resident just started for this session answers before its first index is
-        // built; "nothing found" from a half-built index would mislead the model.
+        // built; "nothing found" from a half-built index would mislead the model. Once
+        // a search waits, it waits for the index to be done, not for the first batch
+        // that has some hits: those may be fewer, or other, than the complete answer.
         let deadline = std::time::Instant::now() + FIRST_INDEX_WAIT;
+        let mut waited = false;
         while matches!(op, Op::Search { .. })
             && answer.as_ref().is_ok_and(|v| {
-                v["index"]["indexing"] == true && v["hits"].as_array().is_none_or(|h| h.is_empty())
+                v["index"]["indexing"] == true
+                    && (waited || v["hits"].as_array().is_none_or(|h| h.is_empty()))
             })
             && std::time::Instant::now() < deadline
         {
+            waited = true;
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             answer = self.0.run(op.clone()).await;
         }

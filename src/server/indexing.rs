@@ -414,16 +414,25 @@ impl Worker {
         lock(&self.state).pending_changes = false;
         let result = work(&self.indexer);
         drop(permit);
+        self.publish(&result);
+        // After the state says the job is done: a search that waits for it need not
+        // wait for the memory to be given back.
         if result
             .as_ref()
             .is_ok_and(|s| s.added + s.updated + s.removed > 0)
         {
             release_freed_memory();
         }
+        result
+    }
+
+    /// Publishes the outcome of an indexing job: no longer indexing, and its summary
+    /// or error.
+    fn publish(&self, result: &Result<Summary, EngineError>) {
         let mut s = lock(&self.state);
         s.indexing = false;
         s.progress = None;
-        match &result {
+        match result {
             Ok(summary) => {
                 let changed = summary.added + summary.updated + summary.removed;
                 if changed > 0 {
@@ -447,7 +456,6 @@ impl Worker {
                 s.last_error = Some(e.to_string());
             }
         }
-        result
     }
 }
 
