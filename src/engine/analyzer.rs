@@ -56,12 +56,15 @@ pub fn for_each_exact(text: &str, mut f: impl FnMut(usize, usize, &str)) {
         );
         return;
     }
-    let mut lower = String::new();
-    for (from, to, _) in spans(text) {
+    // Taken, not borrowed: `f` may tokenize too.
+    let mut scratch = SCRATCH.take();
+    scratch.fill(text);
+    for &(from, to, _) in &scratch.spans {
         let word = &text[from..to];
         if word.len() >= MAX_TOKEN {
             continue;
         }
+        let lower = &mut scratch.lower;
         lower.clear();
         if word.is_ascii() {
             lower.push_str(word);
@@ -70,7 +73,45 @@ pub fn for_each_exact(text: &str, mut f: impl FnMut(usize, usize, &str)) {
             // As tantivy's LowerCaser: char by char, no final-sigma rule.
             lower.extend(word.chars().flat_map(char::to_lowercase));
         }
-        f(from, to, &lower);
+        f(from, to, lower);
+    }
+    SCRATCH.set(scratch);
+}
+
+thread_local! {
+    /// [`for_each_exact`]'s buffers, kept between calls on a thread.
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+}
+
+/// Buffers for computing spans; their allocations are reused.
+#[derive(Default)]
+struct Scratch {
+    compounds: Vec<(usize, usize)>,
+    pieces: Vec<(usize, usize)>,
+    spans: Vec<(usize, usize, usize)>,
+    lower: String,
+}
+
+impl Scratch {
+    /// (from, to, position) of every token of `text` into `self.spans`: each compound
+    /// whole (when it has several parts) and its parts, the whole sharing the first
+    /// part's position.
+    fn fill(&mut self, text: &str) {
+        compounds(text, &mut self.compounds);
+        self.spans.clear();
+        let mut position = 0;
+        for &(start, end) in &self.compounds {
+            let pieces = &mut self.pieces;
+            parts(&text[start..end], start, pieces);
+            let whole_is_part = pieces.len() == 1 && pieces[0] == (start, end);
+            if !whole_is_part {
+                self.spans.push((start, end, position));
+            }
+            for (k, &(from, to)) in pieces.iter().enumerate() {
+                self.spans.push((from, to, position + k));
+            }
+            position += pieces.len().max(1);
+        }
     }
 }
 
@@ -126,9 +167,9 @@ fn is_word(c: char) -> bool {
 }
 
 /// Byte ranges of compounds: `[-|--]word(connector word)*`, connectors `::` `.` `-`.
-fn compounds(text: &str) -> Vec<(usize, usize)> {
+fn compounds(text: &str, out: &mut Vec<(usize, usize)>) {
+    out.clear();
     let bytes = text.as_bytes();
-    let mut out = Vec::new();
     let mut chars = text.char_indices().peekable();
     while let Some((start, c)) = chars.next() {
         let dashes = if c == '-' {
@@ -187,7 +228,6 @@ fn compounds(text: &str) -> Vec<(usize, usize)> {
             out.push((start, end));
         }
     }
-    out
 }
 
 /// Parts of a compound into `out`: split on non-alphanumerics, then on camelCase
@@ -223,24 +263,11 @@ fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize)>) {
     }
 }
 
-/// (from, to, position) of every token: each compound whole (when it has several
-/// parts) and its parts, the whole sharing the first part's position.
+/// (from, to, position) of every token (see [`Scratch::fill`]).
 fn spans(text: &str) -> Vec<(usize, usize, usize)> {
-    let mut out = Vec::new();
-    let mut pieces = Vec::new();
-    let mut position = 0;
-    for (start, end) in compounds(text) {
-        parts(&text[start..end], start, &mut pieces);
-        let whole_is_part = pieces.len() == 1 && pieces[0] == (start, end);
-        if !whole_is_part {
-            out.push((start, end, position));
-        }
-        for (k, &(from, to)) in pieces.iter().enumerate() {
-            out.push((from, to, position + k));
-        }
-        position += pieces.len().max(1);
-    }
-    out
+    let mut scratch = Scratch::default();
+    scratch.fill(text);
+    scratch.spans
 }
 
 #[cfg(test)]

@@ -58,6 +58,12 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
     move |cause| EngineError::Io { context, cause }
 }
 
+/// Bytes of stored sections compressed together. A hit's section is read by
+/// decompressing its whole block: at tantivy's default of 16 KiB, that was 14% of the
+/// instructions of a two-word query on the 47.9 MB corpus, at 4 KiB 7%; the store is
+/// 15% larger. An index keeps the block size it was created with.
+const DOCSTORE_BLOCK_BYTES: usize = 4096;
+
 /// Creates the empty index `data_dir/name`: built in a private temp directory, then
 /// renamed into place. The rename is atomic, so of several processes creating it at
 /// once, one wins and the others open the winner's; nobody waits for a lock (the
@@ -69,7 +75,16 @@ fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema
     crate::fsutil::create_private_dir(&tmp)?;
     let built = MmapDirectory::open(&tmp)
         .map_err(tantivy::TantivyError::from)
-        .and_then(|d| Index::create(d, schema.clone(), tantivy::IndexSettings::default()));
+        .and_then(|d| {
+            Index::create(
+                d,
+                schema.clone(),
+                tantivy::IndexSettings {
+                    docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+                    ..Default::default()
+                },
+            )
+        });
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e.into());

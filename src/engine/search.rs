@@ -15,9 +15,13 @@ use tantivy::query::{
     BooleanQuery, BooleanWeight, BoostQuery, ConstScoreQuery, EnableScoring, Occur, PhraseQuery,
     Query, RegexQuery, ScoreCombiner, Scorer, TermQuery, Weight,
 };
-use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::schema::document::{
+    DeserializeError, DocumentDeserialize, DocumentDeserializer, ValueDeserialize,
+    ValueDeserializer, ValueVisitor,
+};
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{Score, TantivyDocument, Term};
+use tantivy::{Score, Term};
 
 use super::query::{self, Parsed};
 use super::snippet::Snippets;
@@ -64,6 +68,83 @@ struct Weights {
     field: Field,
     boost: f32,
     analyzer: &'static str,
+}
+
+/// A section's stored fields as a hit takes them: each value read once, into a value
+/// the hit can own (a `TantivyDocument` copies every string into itself, and a hit
+/// would copy them again).
+struct StoredSection(Vec<(Field, Stored)>);
+
+enum Stored {
+    Text(String),
+    Number(u64),
+}
+
+impl StoredSection {
+    /// The first text of `field`, taken out (empty if none).
+    fn take(&mut self, field: Field) -> String {
+        self.0
+            .iter_mut()
+            .find_map(|(f, v)| match v {
+                Stored::Text(t) if *f == field => Some(std::mem::take(t)),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every text of `field`, taken out.
+    fn take_all(&mut self, field: Field) -> Vec<String> {
+        self.0
+            .iter_mut()
+            .filter_map(|(f, v)| match v {
+                Stored::Text(t) if *f == field => Some(std::mem::take(t)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The first number of `field` (0 if none).
+    fn number(&self, field: Field) -> u64 {
+        self.0
+            .iter()
+            .find_map(|(f, v)| match v {
+                Stored::Number(n) if *f == field => Some(*n),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl DocumentDeserialize for StoredSection {
+    fn deserialize<'de, D>(mut doc: D) -> std::result::Result<Self, DeserializeError>
+    where
+        D: DocumentDeserializer<'de>,
+    {
+        let mut fields = Vec::with_capacity(doc.size_hint());
+        while let Some(entry) = doc.next_field()? {
+            fields.push(entry);
+        }
+        Ok(StoredSection(fields))
+    }
+}
+
+impl ValueDeserialize for Stored {
+    fn deserialize<'de, D>(value: D) -> std::result::Result<Self, DeserializeError>
+    where
+        D: ValueDeserializer<'de>,
+    {
+        struct Visitor;
+        impl ValueVisitor for Visitor {
+            type Value = Stored;
+            fn visit_string(&self, text: String) -> std::result::Result<Stored, DeserializeError> {
+                Ok(Stored::Text(text))
+            }
+            fn visit_u64(&self, n: u64) -> std::result::Result<Stored, DeserializeError> {
+                Ok(Stored::Number(n))
+            }
+        }
+        value.deserialize_any(Visitor)
+    }
 }
 
 /// A quick search (see [`Engine::is_quick`]): at most this many words, on an index of
@@ -156,36 +237,25 @@ impl Engine {
         let mut per_file: HashMap<String, usize> = HashMap::new();
         let mut hits = Vec::new();
         for (score, addr) in top {
-            let doc: TantivyDocument = searcher.doc(addr)?;
-            let text = |field| {
-                doc.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-            };
-            let path = text(f.path);
-            let seen = per_file.entry(path.to_owned()).or_default();
-            if *seen >= req.max_per_file.max(1) {
-                continue;
+            let mut doc: StoredSection = searcher.doc(addr)?;
+            let path = doc.take(f.path);
+            match per_file.get_mut(&path) {
+                Some(seen) if *seen >= req.max_per_file.max(1) => continue,
+                Some(seen) => *seen += 1,
+                None => {
+                    per_file.insert(path.clone(), 1);
+                }
             }
-            *seen += 1;
-            let (snippet, highlights) = snippets.of(text(f.body));
-            let num = |field| {
-                doc.get_first(field)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or_default()
-            };
+            let (snippet, highlights) = snippets.of(&doc.take(f.body));
             hits.push(Hit {
-                title: text(f.title).to_owned(),
-                headings: doc
-                    .get_all(f.headings)
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect(),
-                line_start: num(f.line_start),
-                line_end: num(f.line_end),
+                title: doc.take(f.title),
+                headings: doc.take_all(f.headings),
+                line_start: doc.number(f.line_start),
+                line_end: doc.number(f.line_end),
                 score,
                 snippet,
                 highlights,
-                path: path.to_owned(),
+                path,
             });
             if hits.len() == limit {
                 break;

@@ -44,6 +44,8 @@ pub struct Snippets {
     prefixes: Option<Vec<Finder<'static>>>,
     /// A body lowercased (ASCII), kept for its allocation.
     lower: Vec<u8>,
+    /// The compounds of a body to tokenize, kept for its allocation.
+    spans: Vec<(usize, usize)>,
 }
 
 /// A snippet and its highlights as `[start, end)` character offsets into it.
@@ -67,6 +69,7 @@ impl Snippets {
             known: Vec::new(),
             prefixes,
             lower: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -128,7 +131,8 @@ impl Snippets {
         self.lower.clear();
         self.lower.extend_from_slice(body.as_bytes());
         self.lower.make_ascii_lowercase();
-        let mut spans: Vec<(usize, usize)> = Vec::new();
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
         for prefix in prefixes {
             for at in prefix.find_iter(&self.lower) {
                 if starts_part(body, at) {
@@ -138,16 +142,21 @@ impl Snippets {
             }
         }
         spans.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
-        for (from, to) in spans {
-            match merged.last_mut() {
-                Some(last) if from <= last.1 => last.1 = last.1.max(to),
-                _ => merged.push((from, to)),
+        // Overlapping compounds merged in place.
+        let mut kept = 0;
+        for i in 0..spans.len() {
+            let (from, to) = spans[i];
+            if kept > 0 && from <= spans[kept - 1].1 {
+                spans[kept - 1].1 = spans[kept - 1].1.max(to);
+            } else {
+                spans[kept] = (from, to);
+                kept += 1;
             }
         }
-        for (from, to) in merged {
+        for &(from, to) in &spans[..kept] {
             self.matches_in(&body[from..to], from, &mut out);
         }
+        self.spans = spans;
         out
     }
 
@@ -276,8 +285,9 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 /// most distinct stems (then the most matches), from a little before its first match.
 fn best_run(body: &str, matches: &[(usize, usize, usize)], ascii: bool) -> Option<(usize, usize)> {
     let mut best: Option<(usize, usize, usize)> = None; // (distinct, count, first match)
+    let mut distinct: Vec<usize> = Vec::new();
     for (i, m) in matches.iter().enumerate() {
-        let mut distinct: Vec<usize> = Vec::new();
+        distinct.clear();
         let mut count = 0;
         for n in &matches[i..] {
             let run = &body[m.0..n.1];
