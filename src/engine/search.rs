@@ -213,17 +213,6 @@ impl Engine {
             )));
         }
         let limit = req.limit.clamp(1, 1000);
-        let want = (limit * 5).max(limit + 50);
-        let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
-            // Only punctuation: nothing can match, and that is an answer, not an error.
-            return Ok(Response {
-                query: req.q.clone(),
-                hits: Vec::new(),
-                total_matches: 0,
-                took_ms: 0.0,
-            });
-        };
-
         let f = &self.fields;
         let mut stems = Vec::new();
         for text in parsed.words.iter().chain(&parsed.phrases) {
@@ -234,39 +223,59 @@ impl Engine {
             );
         }
         let mut snippets = Snippets::new(stems);
-        let mut per_file: HashMap<String, usize> = HashMap::new();
-        let mut hits = Vec::new();
-        for (score, addr) in top {
-            let mut doc: StoredSection = searcher.doc(addr)?;
-            let path = doc.take(f.path);
-            match per_file.get_mut(&path) {
-                Some(seen) if *seen >= req.max_per_file.max(1) => continue,
-                Some(seen) => *seen += 1,
-                None => {
-                    per_file.insert(path.clone(), 1);
+        // Twice as many of the best sections as hits are wanted is nearly always enough;
+        // when one file holds so many of them that the cap per file leaves too few,
+        // the search runs again for more (the answer is the same, only slower).
+        let mut want = 2 * limit;
+        loop {
+            let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
+                // Only punctuation: nothing can match, and that is an answer, not an
+                // error.
+                return Ok(Response {
+                    query: req.q.clone(),
+                    hits: Vec::new(),
+                    total_matches: 0,
+                    took_ms: 0.0,
+                });
+            };
+            let exhausted = top.len() < want;
+            let mut per_file: HashMap<String, usize> = HashMap::new();
+            let mut hits = Vec::new();
+            for (score, addr) in top {
+                let mut doc: StoredSection = searcher.doc(addr)?;
+                let path = doc.take(f.path);
+                match per_file.get_mut(&path) {
+                    Some(seen) if *seen >= req.max_per_file.max(1) => continue,
+                    Some(seen) => *seen += 1,
+                    None => {
+                        per_file.insert(path.clone(), 1);
+                    }
+                }
+                let (snippet, highlights) = snippets.of(&doc.take(f.body));
+                hits.push(Hit {
+                    title: doc.take(f.title),
+                    headings: doc.take_all(f.headings),
+                    line_start: doc.number(f.line_start),
+                    line_end: doc.number(f.line_end),
+                    score,
+                    snippet,
+                    highlights,
+                    path,
+                });
+                if hits.len() == limit {
+                    break;
                 }
             }
-            let (snippet, highlights) = snippets.of(&doc.take(f.body));
-            hits.push(Hit {
-                title: doc.take(f.title),
-                headings: doc.take_all(f.headings),
-                line_start: doc.number(f.line_start),
-                line_end: doc.number(f.line_end),
-                score,
-                snippet,
-                highlights,
-                path,
-            });
-            if hits.len() == limit {
-                break;
+            if hits.len() == limit || exhausted {
+                return Ok(Response {
+                    query: req.q.clone(),
+                    hits,
+                    total_matches: total,
+                    took_ms: started.elapsed().as_secs_f64() * 1000.0,
+                });
             }
+            want *= 4;
         }
-        Ok(Response {
-            query: req.q.clone(),
-            hits,
-            total_matches: total,
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
     }
 
     fn weights(&self) -> [Weights; 5] {

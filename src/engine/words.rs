@@ -262,7 +262,7 @@ impl Best {
             return;
         }
         self.ranked.push(r);
-        if self.ranked.len() >= 2 * self.want.max(64) {
+        if self.ranked.len() >= 2 * self.want.max(16) {
             self.cut();
         }
     }

@@ -626,6 +626,30 @@ fn headings_outrank_bodies_and_one_file_cannot_flood() {
     );
 }
 
+/// More of the best sections in one file than a search first fetches: the cap per
+/// file still leaves the other files' hits in the answer.
+#[test]
+fn a_file_with_most_of_the_best_sections_leaves_room_for_others() {
+    let mut t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let mut big = String::new();
+    for i in 0..80 {
+        big.push_str(&format!("## Gizmo {i}\n\nGizmo gizmo {i}.\n\n"));
+    }
+    std::fs::write(docs.join("big.md"), big).unwrap();
+    std::fs::write(
+        docs.join("small.md"),
+        "# Small\n\nThis one mentions a gizmo once, among other words about other things.\n",
+    )
+    .unwrap();
+    t.set("DOC_SERVE_MAX_HITS_PER_FILE", "1");
+    t.ok(&["index"]);
+    let v = query(&t, "gizmo");
+    assert_eq!(paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
+    assert_eq!(v["total_matches"], 81, "{v}");
+}
+
 #[test]
 fn a_saved_file_does_not_wait_out_the_debounce() {
     let mut t = TestEnv::new();
