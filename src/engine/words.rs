@@ -112,23 +112,34 @@ pub(super) fn top(
             let exclude = docs_of(filters.exclude.as_deref(), segment)?;
             let alive = segment.alive_bitset();
             let filtered = alive.is_some() || require.is_some() || exclude.is_some();
-            for &doc in &table.touched {
-                let d = doc as usize;
-                if filtered
-                    && (alive.is_some_and(|a| a.is_deleted(doc))
-                        || require.as_ref().is_some_and(|r| !r[d])
-                        || exclude.as_ref().is_some_and(|x| x[d]))
-                {
-                    continue;
-                }
-                total += 1;
-                let cell = table.cells[d];
-                let score = if double && cell.words == all {
+            let score = |cell: Cell| {
+                if double && cell.words == all {
                     2.0 * cell.score
                 } else {
                     cell.score
-                };
-                best.offer(score, DocAddress::new(ord as u32, doc));
+                }
+            };
+            if !filtered {
+                // Most searches: every section touched counts and is offered.
+                total += table.touched.len();
+                for &doc in &table.touched {
+                    best.offer(
+                        score(table.cells[doc as usize]),
+                        DocAddress::new(ord as u32, doc),
+                    );
+                }
+            } else {
+                for &doc in &table.touched {
+                    let d = doc as usize;
+                    if alive.is_some_and(|a| a.is_deleted(doc))
+                        || require.as_ref().is_some_and(|r| !r[d])
+                        || exclude.as_ref().is_some_and(|x| x[d])
+                    {
+                        continue;
+                    }
+                    total += 1;
+                    best.offer(score(table.cells[d]), DocAddress::new(ord as u32, doc));
+                }
             }
         }
         Ok(())
