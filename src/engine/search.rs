@@ -129,6 +129,8 @@ impl DocumentDeserialize for StoredSection {
 }
 
 impl ValueDeserialize for Stored {
+    /// Only text and u64 fields are stored (see [`super::schema`]); a value of another
+    /// type is an error, not a panic.
     fn deserialize<'de, D>(value: D) -> std::result::Result<Self, DeserializeError>
     where
         D: ValueDeserializer<'de>,
@@ -147,22 +149,28 @@ impl ValueDeserialize for Stored {
     }
 }
 
-/// A quick search (see [`Engine::is_quick`]): at most this many words, on an index of
-/// at most this many live sections.
-const QUICK_WORDS: usize = 8;
+/// A quick search (see [`Engine::is_quick`]): at most this many runs of letters and
+/// digits, on an index of at most this many live sections.
+const QUICK_RUNS: usize = 8;
 const QUICK_SECTIONS: u64 = 100_000;
 
 impl Engine {
-    /// Whether searching `req` is a small job: at most [`QUICK_WORDS`] plain words
-    /// (phrases read positions) on an index of at most [`QUICK_SECTIONS`] sections. On
-    /// the 48 MB test corpus (60k sections) a typical one takes 0.3-0.6 ms, and eight of
-    /// the commonest English words about 4 ms. The server runs quick searches on the
-    /// thread that read the request: handing one to another thread costs about as much.
+    /// Whether searching `req` is a small job: no quotes (phrases read positions), at
+    /// most [`QUICK_RUNS`] runs of letters and digits in the whole query (they bound
+    /// its tokens: `a-b-c` is one word of three, and exclusions and path prefixes cost
+    /// too), on an index of at most [`QUICK_SECTIONS`] sections. On the 48 MB test
+    /// corpus (60k sections) a typical one takes 0.3-0.6 ms, and eight of the commonest
+    /// English words about 4 ms. The server runs quick searches on the thread that read
+    /// the request: handing one to another thread costs about as much.
     pub fn is_quick(&self, req: &Request) -> bool {
-        let parsed = query::parse(&req.q);
+        let runs = req
+            .q
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|run| !run.is_empty())
+            .count();
         req.q.len() <= MAX_QUERY_BYTES
-            && parsed.phrases.is_empty()
-            && parsed.words.len() <= QUICK_WORDS
+            && !req.q.contains('"')
+            && runs <= QUICK_RUNS
             && self.searcher().num_docs() <= QUICK_SECTIONS
     }
 
@@ -223,10 +231,15 @@ impl Engine {
             );
         }
         let mut snippets = Snippets::new(stems);
-        // Twice as many of the best sections as hits are wanted is nearly always enough;
-        // when one file holds so many of them that the cap per file leaves too few,
-        // the search runs again for more (the answer is the same, only slower).
+        // Twice as many of the best sections as hits are wanted is nearly always enough.
+        // When one file holds so many of them that the cap per file leaves too few,
+        // the search runs once more for every match, and the hits go on from where the
+        // first run's candidates ended: both rank alike (score, then address), so the
+        // first run's candidates are the start of the second's.
         let mut want = 2 * limit;
+        let mut per_file: HashMap<String, usize> = HashMap::new();
+        let mut hits = Vec::new();
+        let mut done = 0;
         loop {
             let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
                 // Only punctuation: nothing can match, and that is an answer, not an
@@ -238,10 +251,8 @@ impl Engine {
                     took_ms: 0.0,
                 });
             };
-            let exhausted = top.len() < want;
-            let mut per_file: HashMap<String, usize> = HashMap::new();
-            let mut hits = Vec::new();
-            for (score, addr) in top {
+            let last = top.len() < want || top.len() >= total;
+            for &(score, addr) in &top[done.min(top.len())..] {
                 let mut doc: StoredSection = searcher.doc(addr)?;
                 let path = doc.take(f.path);
                 match per_file.get_mut(&path) {
@@ -266,7 +277,7 @@ impl Engine {
                     break;
                 }
             }
-            if hits.len() == limit || exhausted {
+            if hits.len() == limit || last {
                 return Ok(Response {
                     query: req.q.clone(),
                     hits,
@@ -274,7 +285,8 @@ impl Engine {
                     took_ms: started.elapsed().as_secs_f64() * 1000.0,
                 });
             }
-            want *= 4;
+            done = top.len();
+            want = total;
         }
     }
 
@@ -725,6 +737,11 @@ mod tests {
         assert!(engine.is_quick(&req(eight)));
         assert!(!engine.is_quick(&req(&format!("{eight} i"))));
         assert!(!engine.is_quick(&req("\"error handling\"")));
+        assert!(!engine.is_quick(&req("error -\"error handling\"")));
+        // One word of many tokens, many exclusions, many path prefixes.
+        assert!(!engine.is_quick(&req(&"the-".repeat(9))));
+        assert!(!engine.is_quick(&req("error -a -b -c -d -e -f -g -h")));
+        assert!(!engine.is_quick(&req("error path:a/b path:c/d path:e/f path:g")));
         assert!(!engine.is_quick(&req(&"a".repeat(MAX_QUERY_BYTES + 1))));
     }
 
