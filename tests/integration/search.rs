@@ -648,6 +648,10 @@ fn a_file_with_most_of_the_best_sections_leaves_room_for_others() {
     let v = query(&t, "gizmo");
     assert_eq!(paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
     assert_eq!(v["total_matches"], 81, "{v}");
+    // The same through tantivy's scorers (a phrase).
+    let v = query(&t, "\"gizmo\"");
+    assert_eq!(paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
+    assert_eq!(v["total_matches"], 81, "{v}");
 }
 
 #[test]
