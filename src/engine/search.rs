@@ -81,26 +81,22 @@ enum Stored {
 }
 
 impl StoredSection {
-    /// The first text of `field`, taken out (empty if none).
-    fn take(&mut self, field: Field) -> String {
-        self.0
-            .iter_mut()
-            .find_map(|(f, v)| match v {
-                Stored::Text(t) if *f == field => Some(std::mem::take(t)),
-                _ => None,
-            })
-            .unwrap_or_default()
+    /// The texts of `field`, each taken out as it is reached.
+    fn texts(&mut self, field: Field) -> impl Iterator<Item = String> + '_ {
+        self.0.iter_mut().filter_map(move |(f, v)| match v {
+            Stored::Text(t) if *f == field => Some(std::mem::take(t)),
+            _ => None,
+        })
     }
 
-    /// Every text of `field`, taken out.
+    /// The first text of `field` (empty if none).
+    fn take(&mut self, field: Field) -> String {
+        self.texts(field).next().unwrap_or_default()
+    }
+
+    /// Every text of `field`.
     fn take_all(&mut self, field: Field) -> Vec<String> {
-        self.0
-            .iter_mut()
-            .filter_map(|(f, v)| match v {
-                Stored::Text(t) if *f == field => Some(std::mem::take(t)),
-                _ => None,
-            })
-            .collect()
+        self.texts(field).collect()
     }
 
     /// The first number of `field` (0 if none).
