@@ -45,15 +45,24 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// A 500: something on our side failed.
+    pub fn internal(message: impl ToString) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message.to_string(),
+        )
+    }
 }
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
-/// A route's answer: a JSON value, or JSON already written out (`/query`, the hot
-/// route, skips building a value).
+/// A route's answer: a JSON value, or a search's answer (`/query`, the hot route, is
+/// written straight out without building a value).
 pub enum Answer {
     Value(Value),
-    Json(Vec<u8>),
+    Query(routes::QueryReply),
 }
 
 impl From<Value> for Answer {
@@ -67,9 +76,7 @@ impl Answer {
     pub fn into_value(self) -> Result<Value, ApiError> {
         match self {
             Answer::Value(v) => Ok(v),
-            Answer::Json(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }),
+            Answer::Query(reply) => serde_json::to_value(reply).map_err(ApiError::internal),
         }
     }
 }
@@ -89,7 +96,10 @@ pub async fn handle(
     }
     Ok(match route(req, &shared, transport).await {
         Ok(Answer::Value(body)) => json_reply(StatusCode::OK, &body),
-        Ok(Answer::Json(bytes)) => bytes_reply(StatusCode::OK, bytes),
+        Ok(Answer::Query(reply)) => match serde_json::to_vec(&reply) {
+            Ok(bytes) => bytes_reply(StatusCode::OK, bytes),
+            Err(e) => error_reply(ApiError::internal(e)),
+        },
         Err(e) => error_reply(e),
     })
 }

@@ -94,21 +94,18 @@ pub async fn query(
     } else {
         in_place(search).await?
     };
-    /// The response and the index's freshness, written out without a value between.
-    #[derive(Serialize)]
-    struct Reply<'a> {
-        #[serde(flatten)]
-        response: &'a Response,
-        index: Value,
-    }
-    let response = resp.map_err(engine_error)?;
-    let reply = Reply {
-        response: &response,
+    Ok(Answer::Query(QueryReply {
+        response: resp.map_err(engine_error)?,
         index: freshness,
-    };
-    serde_json::to_vec(&reply)
-        .map(Answer::Json)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    }))
+}
+
+/// `/query`'s answer: the search's, and the index's freshness beside it.
+#[derive(Serialize)]
+pub struct QueryReply {
+    #[serde(flatten)]
+    response: Response,
+    index: Value,
 }
 
 /// Runs index work off the async runtime.
@@ -117,7 +114,7 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        .map_err(ApiError::internal)
 }
 
 /// Runs index work off the async runtime without the two thread wake-ups of
@@ -138,13 +135,8 @@ pub async fn in_place<T: Send + 'static>(
 
 /// Runs `f` here; a panic is an error reply.
 fn caught<T>(f: impl FnOnce() -> T) -> Result<T, ApiError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the search panicked",
-        )
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| ApiError::internal("the search panicked"))
 }
 
 /// `GET /status`: the resident, and the index's freshness.
