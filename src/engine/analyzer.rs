@@ -8,6 +8,7 @@
 //! analyzer runs on queries, so query and document tokens agree.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use rust_stemmers::{Algorithm, Stemmer};
@@ -37,6 +38,26 @@ pub fn exact() -> TextAnalyzer {
         .filter(RemoveLongFilter::limit(MAX_TOKEN))
         .filter(LowerCaser)
         .build()
+}
+
+thread_local! {
+    /// The analyzers queries go through, kept on a thread: [`CachedStemmer`] remembers
+    /// the words earlier queries stemmed.
+    static QUERY_ANALYZERS: RefCell<[TextAnalyzer; 2]> = RefCell::new([stemmed(), exact()]);
+}
+
+/// `(position, text)` of each token of `text` through the analyzer named `name`
+/// ([`STEMMED`] or [`EXACT`]); `None` for another name.
+pub fn tokens(name: &str, text: &str) -> Option<Vec<(usize, String)>> {
+    let which = [STEMMED, EXACT].iter().position(|n| *n == name)?;
+    let mut out = Vec::new();
+    QUERY_ANALYZERS.with_borrow_mut(|analyzers| {
+        let mut stream = analyzers[which].token_stream(text);
+        while let Some(t) = stream.next() {
+            out.push((t.position, t.text.clone()));
+        }
+    });
+    Some(out)
 }
 
 /// The tokens of [`exact`] without its boxed stream: `(from, to, lowercased text)`

@@ -6,9 +6,9 @@
 //! still come back. Phrases are MUST clauses, exclusions MUST_NOT, path prefixes a
 //! filter. One file cannot take more than `max_per_file` of the hits.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
@@ -20,7 +20,6 @@ use tantivy::schema::document::{
     ValueDeserializer, ValueVisitor,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Score, Term};
 
 use super::query::{self, Parsed};
@@ -233,7 +232,7 @@ impl Engine {
         // first run's candidates ended: both rank alike (score, then address), so the
         // first run's candidates are the start of the second's.
         let mut want = 2 * limit;
-        let mut per_file: HashMap<String, usize> = HashMap::new();
+        let mut per_file: FxHashMap<String, usize> = FxHashMap::default();
         let mut hits = Vec::new();
         let mut done = 0;
         loop {
@@ -305,22 +304,10 @@ impl Engine {
         ]
     }
 
-    fn analyzer(&self, name: &str) -> Result<TextAnalyzer> {
-        self.index
-            .tokenizers()
-            .get(name)
-            .ok_or_else(|| EngineError::BadQuery(format!("analyzer {name} is not registered")))
-    }
-
     /// Tokens of `text` with their positions.
     fn tokens(&self, analyzer: &str, text: &str) -> Result<Vec<(usize, String)>> {
-        let mut a = self.analyzer(analyzer)?;
-        let mut stream = a.token_stream(text);
-        let mut out = Vec::new();
-        while let Some(t) = stream.next() {
-            out.push((t.position, t.text.clone()));
-        }
-        Ok(out)
+        analyzer::tokens(analyzer, text)
+            .ok_or_else(|| EngineError::BadQuery(format!("analyzer {analyzer} is not known")))
     }
 
     /// The best `want` sections for `parsed` (score, then address) and how many
@@ -581,6 +568,8 @@ fn escape_regex(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::config::CoordinationMode;
     use crate::engine::{FileRecord, WriteOptions};

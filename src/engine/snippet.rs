@@ -10,10 +10,10 @@
 //! before its first match.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use memchr::memmem::Finder;
 use rust_stemmers::{Algorithm, Stemmer};
+use rustc_hash::FxHashMap;
 
 use super::analyzer;
 
@@ -31,7 +31,7 @@ const MAX_STEMMED: usize = 4096;
 thread_local! {
     /// Tokens already stemmed, and their stems: queries share most of their words,
     /// and stemming one costs far more than a lookup.
-    static STEMMED: RefCell<HashMap<String, String>> = RefCell::default();
+    static STEMMED: RefCell<FxHashMap<String, String>> = RefCell::default();
 }
 
 pub struct Snippets {

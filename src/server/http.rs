@@ -96,10 +96,14 @@ pub async fn handle(
     }
     Ok(match route(req, &shared, transport).await {
         Ok(Answer::Value(body)) => json_reply(StatusCode::OK, &body),
-        Ok(Answer::Query(reply)) => match serde_json::to_vec(&reply) {
-            Ok(bytes) => bytes_reply(StatusCode::OK, bytes),
-            Err(e) => error_reply(ApiError::internal(e)),
-        },
+        Ok(Answer::Query(reply)) => {
+            // Room for ten hits, so the buffer is not grown and copied several times.
+            let mut bytes = Vec::with_capacity(8 << 10);
+            match serde_json::to_writer(&mut bytes, &reply) {
+                Ok(()) => bytes_reply(StatusCode::OK, bytes),
+                Err(e) => error_reply(ApiError::internal(e)),
+            }
+        }
         Err(e) => error_reply(e),
     })
 }
