@@ -59,10 +59,11 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
 }
 
 /// Bytes of stored sections compressed together. A hit's section is read by
-/// decompressing its whole block: at tantivy's default of 16 KiB, that was 14% of the
-/// instructions of a two-word query on the 47.9 MB corpus, at 4 KiB 7%; the store is
-/// 15% larger. An index keeps the block size it was created with.
-const DOCSTORE_BLOCK_BYTES: usize = 4096;
+/// decompressing its whole block: on the 47.9 MB corpus, that was 14% of the
+/// instructions of a two-word query at tantivy's default of 16 KiB, 9% at 4 KiB and 7%
+/// at 2 KiB, for a store of 27.9, 32.3 and 34.8 MB. An index keeps the block size it
+/// was created with.
+const DOCSTORE_BLOCK_BYTES: usize = 2048;
 
 /// Creates the empty index `data_dir/name`: built in a private temp directory, then
 /// renamed into place. The rename is atomic, so of several processes creating it at
