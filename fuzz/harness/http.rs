@@ -85,6 +85,7 @@ impl Fixture {
             runtime,
             sites: Sites::One(Arc::new(site)),
             mcp: std::sync::OnceLock::new(),
+            health: std::sync::OnceLock::new(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

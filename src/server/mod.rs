@@ -92,6 +92,7 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         runtime,
         sites,
         mcp: std::sync::OnceLock::new(),
+        health: std::sync::OnceLock::new(),
     });
 
     let conns = Conns {

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use hyper::body::Bytes;
 use serde_json::{Value, json};
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub sites: Sites,
     /// The `/mcp` service, made on first use.
     pub mcp: std::sync::OnceLock<super::mcp::Service>,
+    /// The `/health` body, written on first use: nothing in it changes.
+    pub health: std::sync::OnceLock<Bytes>,
 }
 
 /// What a resident serves: its project, or (the shared daemon) registered projects.
@@ -74,14 +77,19 @@ impl Site {
 }
 
 impl Shared {
-    pub fn health(&self) -> Value {
-        json!({
-            "status": "ok",
-            "instance_id": self.runtime.instance_id,
-            "version": self.runtime.version,
-            "project_root": self.runtime.project_root,
-            "pid": self.runtime.pid,
-        })
+    /// The `/health` body (JSON).
+    pub fn health(&self) -> Bytes {
+        let body = self.health.get_or_init(|| {
+            let health = json!({
+                "status": "ok",
+                "instance_id": self.runtime.instance_id,
+                "version": self.runtime.version,
+                "project_root": self.runtime.project_root,
+                "pid": self.runtime.pid,
+            });
+            serde_json::to_vec(&health).unwrap_or_default().into()
+        });
+        body.clone()
     }
 
     pub fn status(&self) -> Value {
