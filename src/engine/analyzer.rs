@@ -205,24 +205,43 @@ impl TokenFilter for CachedStemmer {
     fn transform<T: Tokenizer>(self, inner: T) -> CachedStemmerFilter<T> {
         CachedStemmerFilter {
             inner,
-            stems: HashMap::default(),
+            stems: StemCache::default(),
         }
     }
 }
 
-/// Words and their stems; `None` for a word that is its own stem (most are).
-type Stems = HashMap<Box<str>, Option<Box<str>>, FxBuildHasher>;
+/// Words and their stems (`None` for a word that is its own stem, as most are); all
+/// forgotten at once past [`MAX_STEMS`].
+#[derive(Default)]
+pub struct StemCache(HashMap<Box<str>, Option<Box<str>>, FxBuildHasher>);
+
+impl StemCache {
+    /// The stem of `word` (lowercased) when it is not the word itself.
+    pub fn stem(&mut self, stemmer: &Stemmer, word: &str) -> Option<&str> {
+        if !self.0.contains_key(word) {
+            if self.0.len() >= MAX_STEMS {
+                self.0.clear();
+            }
+            let stem = match stemmer.stem(word) {
+                Cow::Borrowed(same) if same == word => None,
+                stem => Some(stem.into()),
+            };
+            self.0.insert(word.into(), stem);
+        }
+        self.0.get(word).and_then(Option::as_deref)
+    }
+}
 
 pub struct CachedStemmerFilter<T> {
     inner: T,
-    stems: Stems,
+    stems: StemCache,
 }
 
 impl<T: Clone> Clone for CachedStemmerFilter<T> {
     fn clone(&self) -> Self {
         CachedStemmerFilter {
             inner: self.inner.clone(),
-            stems: HashMap::default(),
+            stems: StemCache::default(),
         }
     }
 }
@@ -242,7 +261,7 @@ impl<T: Tokenizer> Tokenizer for CachedStemmerFilter<T> {
 pub struct CachedStemmerStream<'a, S> {
     tail: S,
     stemmer: Stemmer,
-    stems: &'a mut Stems,
+    stems: &'a mut StemCache,
 }
 
 impl<S: TokenStream> TokenStream for CachedStemmerStream<'_, S> {
@@ -251,23 +270,7 @@ impl<S: TokenStream> TokenStream for CachedStemmerStream<'_, S> {
             return false;
         }
         let text = &mut self.tail.token_mut().text;
-        let stem = match self.stems.get(text.as_str()) {
-            Some(stem) => stem.as_deref(),
-            None => {
-                if self.stems.len() >= MAX_STEMS {
-                    self.stems.clear();
-                }
-                let stem = match self.stemmer.stem(text) {
-                    Cow::Borrowed(same) if same == text => None,
-                    stem => Some(stem.into()),
-                };
-                self.stems
-                    .entry(text.as_str().into())
-                    .or_insert(stem)
-                    .as_deref()
-            }
-        };
-        if let Some(stem) = stem {
+        if let Some(stem) = self.stems.stem(&self.stemmer, text) {
             text.clear();
             text.push_str(stem);
         }

@@ -13,7 +13,6 @@ use std::cell::RefCell;
 
 use memchr::memmem::Finder;
 use rust_stemmers::{Algorithm, Stemmer};
-use rustc_hash::FxHashMap;
 
 use super::analyzer;
 
@@ -25,13 +24,11 @@ const LEAD_CHARS: usize = 40;
 const PREFIX: usize = 3;
 /// Most tokens a query remembers the stem of.
 const MAX_KNOWN: usize = 64;
-/// Most stemmed tokens a thread remembers across queries (then it forgets them all).
-const MAX_STEMMED: usize = 4096;
 
 thread_local! {
     /// Tokens already stemmed, and their stems: queries share most of their words,
     /// and stemming one costs far more than a lookup.
-    static STEMMED: RefCell<FxHashMap<String, String>> = RefCell::default();
+    static STEMMED: RefCell<analyzer::StemCache> = RefCell::default();
 }
 
 pub struct Snippets {
@@ -92,16 +89,7 @@ impl Snippets {
             return *known;
         }
         let found = STEMMED.with_borrow_mut(|stemmed| {
-            let stem = match stemmed.get(token) {
-                Some(stem) => stem,
-                None => {
-                    if stemmed.len() >= MAX_STEMMED {
-                        stemmed.clear();
-                    }
-                    let stem = self.stemmer.stem(token).into_owned();
-                    stemmed.entry(token.to_owned()).or_insert(stem)
-                }
-            };
+            let stem = stemmed.stem(&self.stemmer, token).unwrap_or(token);
             self.stems.iter().position(|s| {
                 s == stem
                     && token
