@@ -91,13 +91,6 @@ pub async fn handle(
     transport: Transport,
 ) -> Result<Reply, Infallible> {
     let _busy = shared.activity.begin();
-    // The health check skips the body and the routing: load balancers and clients poll it.
-    if req.uri().path() == "/health" && matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Ok(match gate(&req, &shared, transport) {
-            Ok(()) => bytes_reply(StatusCode::OK, shared.health()),
-            Err(e) => error_reply(e),
-        });
-    }
     if req.uri().path() == "/mcp" && matches!(shared.sites, Sites::One(_)) {
         return Ok(match gate(&req, &shared, transport) {
             Ok(()) => mcp(req, &shared).await,
