@@ -97,7 +97,7 @@ fn check_search(fixture: &Fixture, req: &Request) {
     }
     let mut per_file: HashMap<&str, usize> = HashMap::new();
     let mut last_score = f32::INFINITY;
-    for hit in &resp.hits {
+    for hit in resp.hits.iter() {
         assert!(
             fixture.root.join(&hit.path).is_file(),
             "hit {} is no file",

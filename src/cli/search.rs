@@ -186,7 +186,7 @@ pub fn print_hits(resp: &Response, json: bool) -> anyhow::Result<()> {
         if resp.hits.is_empty() {
             writeln!(out, "no results for {:?}", resp.query)?;
         }
-        for h in &resp.hits {
+        for h in resp.hits.iter() {
             let trail = if h.headings.is_empty() {
                 h.title.clone()
             } else {

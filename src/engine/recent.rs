@@ -91,7 +91,7 @@ mod tests {
     fn resp(q: &str) -> Response {
         Response {
             query: q.into(),
-            hits: Vec::new(),
+            hits: std::sync::Arc::new([]),
             total_matches: 1,
             took_ms: 1.0,
         }

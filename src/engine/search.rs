@@ -6,6 +6,7 @@
 //! still come back. Phrases are MUST clauses, exclusions MUST_NOT, path prefixes a
 //! filter. One file cannot take more than `max_per_file` of the hits.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
@@ -57,7 +58,8 @@ pub struct Hit {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Response {
     pub query: String,
-    pub hits: Vec<Hit>,
+    /// Shared: an answer kept for a repeated request is not copied hit by hit.
+    pub hits: Arc<[Hit]>,
     /// Sections matching the query before the per-file cap and the limit.
     pub total_matches: usize,
     pub took_ms: f64,
@@ -241,7 +243,7 @@ impl Engine {
                 // error.
                 return Ok(Response {
                     query: req.q.clone(),
-                    hits: Vec::new(),
+                    hits: Arc::new([]),
                     total_matches: 0,
                     took_ms: 0.0,
                 });
@@ -275,7 +277,7 @@ impl Engine {
             if hits.len() == limit || last {
                 return Ok(Response {
                     query: req.q.clone(),
-                    hits,
+                    hits: hits.into(),
                     total_matches: total,
                     took_ms: started.elapsed().as_secs_f64() * 1000.0,
                 });
