@@ -166,26 +166,50 @@ impl Snippets {
     /// headings).
     pub fn of(&mut self, body: &str) -> Snippet {
         let matches = self.matches(body);
-        // Nearly every body is ASCII: then bytes count characters.
-        let ascii = body.is_ascii();
-        let Some((from, to)) = best_run(body, &matches, ascii) else {
+        let at = char_offsets(body, &matches);
+        let Some((first, from, to)) = best_run(body, &matches, &at) else {
             return (head(body, MAX_CHARS).to_owned(), Vec::new());
         };
-        let text = &body[from..to];
-        let chars = |byte: usize| {
-            if ascii {
-                byte - from
-            } else {
-                body[from..byte].chars().count()
-            }
+        // The passage's first character, counted from the start of the body. It is
+        // before the first match, or after it when a long word was cut (see
+        // [`word_start`]).
+        let first_match = matches[first].0;
+        let base = if from <= first_match {
+            at[first][0] - count_chars(&body[from..first_match])
+        } else {
+            at[first][0] + count_chars(&body[first_match..from])
         };
         let highlights = matches
             .iter()
-            .filter(|m| m.0 >= from && m.1 <= to)
-            .map(|m| [chars(m.0), chars(m.1)])
+            .zip(&at)
+            .filter(|(m, _)| m.0 >= from && m.1 <= to)
+            .map(|(_, [start, end])| [start - base, end - base])
             .collect();
-        (text.to_owned(), highlights)
+        (body[from..to].to_owned(), highlights)
     }
+}
+
+/// The character offsets in `body` of each match's start and end (`matches` are in
+/// order and do not overlap), counted in one pass.
+fn char_offsets(body: &str, matches: &[(usize, usize, usize)]) -> Vec<[usize; 2]> {
+    // Nearly every body is ASCII: then bytes count characters.
+    if body.is_ascii() {
+        return matches.iter().map(|m| [m.0, m.1]).collect();
+    }
+    let (mut byte, mut chars) = (0, 0);
+    matches
+        .iter()
+        .map(|m| {
+            let start = chars + count_chars(&body[byte..m.0]);
+            chars = start + count_chars(&body[m.0..m.1]);
+            byte = m.1;
+            [start, chars]
+        })
+        .collect()
+}
+
+fn count_chars(s: &str) -> usize {
+    s.chars().count()
 }
 
 impl Snippets {
@@ -276,20 +300,21 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// The byte range of the passage: the run of matches within [`MAX_CHARS`] with the
-/// most distinct stems (then the most matches), from a little before its first match.
-fn best_run(body: &str, matches: &[(usize, usize, usize)], ascii: bool) -> Option<(usize, usize)> {
+/// The passage: the run of matches within [`MAX_CHARS`] with the most distinct stems
+/// (then the most matches), from a little before its first match. Its first match, and
+/// its byte range. `at`: the matches' character offsets (see [`char_offsets`]).
+fn best_run(
+    body: &str,
+    matches: &[(usize, usize, usize)],
+    at: &[[usize; 2]],
+) -> Option<(usize, usize, usize)> {
     let mut best: Option<(usize, usize, usize)> = None; // (distinct, count, first match)
     let mut distinct: Vec<usize> = Vec::new();
-    for (i, m) in matches.iter().enumerate() {
+    for i in 0..matches.len() {
         distinct.clear();
         let mut count = 0;
-        for n in &matches[i..] {
-            let run = &body[m.0..n.1];
-            // Bytes bound characters from above: count only when it can matter.
-            if run.len() > MAX_CHARS - LEAD_CHARS
-                && (ascii || run.chars().count() > MAX_CHARS - LEAD_CHARS)
-            {
+        for (n, end) in matches[i..].iter().zip(&at[i..]) {
+            if end[1] - at[i][0] > MAX_CHARS - LEAD_CHARS {
                 break;
             }
             count += 1;
@@ -303,10 +328,9 @@ fn best_run(body: &str, matches: &[(usize, usize, usize)], ascii: bool) -> Optio
         }
     }
     let (_, _, first) = best?;
-    let at = matches[first].0;
-    let from = word_start(body, back_chars(body, at, LEAD_CHARS));
+    let from = word_start(body, back_chars(body, matches[first].0, LEAD_CHARS));
     let to = from + head(&body[from..], MAX_CHARS).len();
-    Some((from, to))
+    Some((first, from, to))
 }
 
 /// The byte offset `n` characters before `at`.
@@ -399,6 +423,21 @@ mod tests {
         assert!(snip.0.chars().count() <= MAX_CHARS);
         assert!(snip.0.contains("the tokio runtime starts"), "{}", snip.0);
         assert_eq!(highlighted(&snip), ["tokio", "runtime"]);
+    }
+
+    #[test]
+    fn non_ascii_passages_count_characters() {
+        let mut s = snippets(&["tokio", "runtime"]);
+        let before = "é—ü ".repeat(80);
+        let body = format!("{before}“the tokio runtime” — naïve tokio {before} runtime");
+        let snip = s.of(&body);
+        assert!(snip.0.chars().count() <= MAX_CHARS);
+        assert!(
+            snip.0.contains("“the tokio runtime” — naïve tokio"),
+            "{}",
+            snip.0
+        );
+        assert_eq!(highlighted(&snip), ["tokio", "runtime", "tokio"]);
     }
 
     #[test]
