@@ -153,10 +153,11 @@ fn lock_file_left_by_a_crash() {
     let (mut t, base) = indexed();
     let bulk = t.project.join("bulk");
     std::fs::create_dir_all(&bulk).unwrap();
+    // Enough files that a full reindex lasts well over the 20 ms between polls.
     let filler = "lorem ipsum dolor sit amet ".repeat(40);
-    for i in 0..400 {
+    for i in 0..3000 {
         let text = format!("# File {i}\n\nbulkmark{i} {filler}\n");
-        std::fs::write(bulk.join(format!("f{i:03}.md")), text).unwrap();
+        std::fs::write(bulk.join(format!("f{i:04}.md")), text).unwrap();
     }
     t.ok(&["index"]);
     let r = serving(&mut t);
@@ -191,7 +192,7 @@ fn lock_file_left_by_a_crash() {
     // Nobody holds them now: the index opens and answers, and start takes over.
     assert!(stale_reasons(&t).contains("has exited"));
     assert_eq!(answers(&t), base);
-    assert_eq!(hits(&t, "bulkmark399"), ["bulk/f399.md"]);
+    assert_eq!(hits(&t, "bulkmark2999"), ["bulk/f2999.md"]);
     assert_eq!(json_run(&t, &["start", "--json"], 0)["existing"], false);
     assert_eq!(answers(&t), base);
     t.ok(&["stop"]);

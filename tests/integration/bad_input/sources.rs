@@ -316,7 +316,8 @@ fn files_deleted_mid_index() {
     t.set("DOC_SERVE_DEBOUNCE_MS", "50");
     let bulk = t.project.join("bulk");
     std::fs::create_dir_all(&bulk).unwrap();
-    let filler = "lorem ipsum dolor sit amet ".repeat(40);
+    // Files big enough that reading them all lasts well over the 20 ms between polls.
+    let filler = "lorem ipsum dolor sit amet ".repeat(400);
     const N: usize = 1000;
     for i in 0..N {
         std::fs::write(
