@@ -23,7 +23,7 @@ pub const STEMMED: &str = "ds_stemmed";
 pub const EXACT: &str = "ds_exact";
 
 /// Tokens longer than this (bytes) are dropped: hashes and base64 blobs are noise.
-const MAX_TOKEN: usize = 80;
+pub const MAX_TOKEN: usize = 80;
 
 pub fn stemmed() -> TextAnalyzer {
     TextAnalyzer::builder(CodeTokenizer)

@@ -40,10 +40,14 @@ pub struct Snippets {
     known: Vec<(String, Option<usize>)>,
     /// Searchers for the [`prefix`] of each stem, when all are ASCII.
     prefixes: Option<Vec<Finder<'static>>>,
+    /// Every stem is a plain ASCII word (letters and digits).
+    plain: bool,
     /// A body lowercased (ASCII), kept for its allocation.
     lower: Vec<u8>,
     /// The compounds of a body to tokenize, kept for its allocation.
     spans: Vec<(usize, usize)>,
+    /// The tokens [`Snippets::plain_matches`] reads, kept for its allocation.
+    tokens: Vec<(usize, usize)>,
 }
 
 /// A snippet and its highlights as `[start, end)` character offsets into it.
@@ -61,13 +65,18 @@ impl Snippets {
                 .map(|s| Finder::new(prefix(s)).into_owned())
                 .collect()
         });
+        let plain = stems
+            .iter()
+            .all(|s| s.bytes().all(|b| b.is_ascii_alphanumeric()));
         Snippets {
             stems,
             stemmer: Stemmer::create(Algorithm::English),
             known: Vec::new(),
             prefixes,
+            plain,
             lower: Vec::new(),
             spans: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 
@@ -103,9 +112,11 @@ impl Snippets {
     /// Byte ranges in `body` of tokens matching a query stem, with the stem's index.
     ///
     /// With ASCII stems (nearly always), only the compounds (see the analyzer) holding
-    /// an ASCII-case-insensitive occurrence of a stem's [`prefix`] are
-    /// tokenized: a token can only stem to a stem it starts like. Otherwise the stretch
-    /// [`Snippets::region`] picks is tokenized whole.
+    /// an ASCII-case-insensitive occurrence of a stem's [`prefix`] are read: a token
+    /// can only stem to a stem it starts like. With plain stems, only the tokens
+    /// starting at those occurrences ([`Snippets::plain_matches`]); otherwise those
+    /// compounds are tokenized. With other stems, the stretch [`Snippets::region`]
+    /// picks is tokenized whole.
     fn matches(&mut self, body: &str) -> Vec<(usize, usize, usize)> {
         let mut out = Vec::new();
         let Some(prefixes) = &self.prefixes else {
@@ -121,10 +132,16 @@ impl Snippets {
         for prefix in prefixes {
             for at in prefix.find_iter(&self.lower) {
                 if starts_part(body, at) {
-                    let end = at + prefix.needle().len();
-                    spans.push(compound_around(body.as_bytes(), at, end));
+                    spans.push((at, at + prefix.needle().len()));
                 }
             }
+        }
+        if self.plain && self.plain_matches(body, &spans, &mut out) {
+            self.spans = spans;
+            return out;
+        }
+        for span in &mut spans {
+            *span = compound_around(body.as_bytes(), span.0, span.1);
         }
         spans.sort_unstable();
         // Overlapping compounds merged in place.
@@ -145,19 +162,54 @@ impl Snippets {
         out
     }
 
+    /// With plain stems (letters and digits), the tokens that can match are the parts
+    /// of compounds (runs of letters and digits, split at camelCase, see the analyzer)
+    /// and the compounds that are one such run of several parts (`JavaScript`), and each
+    /// starts where a stem's prefix occurs. Reads the tokens at `found` (the prefixes'
+    /// occurrences that can start a part) into `out` as [`Snippets::matches_in`] would,
+    /// unless a non-ASCII character is next to one of them: then false.
+    fn plain_matches(
+        &mut self,
+        body: &str,
+        found: &[(usize, usize)],
+        out: &mut Vec<(usize, usize, usize)>,
+    ) -> bool {
+        let mut tokens = std::mem::take(&mut self.tokens);
+        tokens.clear();
+        for &(at, _) in found {
+            if !plain_tokens(body.as_bytes(), at, &mut tokens) {
+                self.tokens = tokens;
+                return false;
+            }
+        }
+        // In the analyzer's order: by start, a compound before its first part.
+        tokens.sort_unstable_by_key(|&(from, to)| (from, std::cmp::Reverse(to)));
+        tokens.dedup();
+        let lower = std::mem::take(&mut self.lower);
+        for &(from, to) in &tokens {
+            if to - from >= analyzer::MAX_TOKEN {
+                continue;
+            }
+            // ASCII, so whole characters.
+            let Ok(token) = std::str::from_utf8(&lower[from..to]) else {
+                continue;
+            };
+            if let Some(i) = self.stem_of(token) {
+                push_match(out, (from, to, i));
+            }
+        }
+        self.lower = lower;
+        self.tokens = tokens;
+        true
+    }
+
     /// Appends the matches among the tokens of `text`, which starts at `base`.
     fn matches_in(&mut self, text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
         analyzer::for_each_exact(text, |from, to, token| {
             let Some(i) = self.stem_of(token) else {
                 return;
             };
-            let (from, to) = (base + from, base + to);
-            // A compound and its first part share a start: keep the longer.
-            match out.last_mut() {
-                Some(last) if last.0 == from => last.1 = last.1.max(to),
-                Some(last) if from < last.1 => {}
-                _ => out.push((from, to, i)),
-            }
+            push_match(out, (base + from, base + to, i));
         });
     }
 
@@ -260,6 +312,104 @@ fn compound_around(text: &[u8], from: usize, to: usize) -> (usize, usize) {
         .position(|&b| !inside(b))
         .map_or(text.len(), |i| to + i);
     (start, end)
+}
+
+/// Adds a match after those in `out`: a compound and its first part share a start,
+/// and the longer is kept; a token inside a match already kept is not one more.
+fn push_match(out: &mut Vec<(usize, usize, usize)>, (from, to, i): (usize, usize, usize)) {
+    match out.last_mut() {
+        Some(last) if last.0 == from => last.1 = last.1.max(to),
+        Some(last) if from < last.1 => {}
+        _ => out.push((from, to, i)),
+    }
+}
+
+/// The tokens a plain stem can match that start at `at` (where a part starts) into
+/// `out`: the part, and the compound when it is a run of several parts starting
+/// there. False when that depends on a non-ASCII character.
+fn plain_tokens(text: &[u8], at: usize, out: &mut Vec<(usize, usize)>) -> bool {
+    let Some(end) = part_end(text, at) else {
+        return false;
+    };
+    out.push((at, end));
+    let alnum = |c: &u8| c.is_ascii_alphanumeric();
+    if at > 0 && alnum(&text[at - 1]) {
+        // A later part of its run: the compound starts before it.
+        return true;
+    }
+    let run_end = text[at..]
+        .iter()
+        .position(|c| !alnum(c))
+        .map_or(text.len(), |i| at + i);
+    if run_end == end {
+        // One part: the compound is not a token of its own, or is more than the run.
+        return true;
+    }
+    // The compound is the run alone unless a connector, `_` or a leading dash joins
+    // it to more (see the analyzer's `compounds`).
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let before = |back: usize| at.checked_sub(back).map(|i| text[i]);
+    let left = match before(1) {
+        None => Some(true),
+        Some(b'_' | b'-') => Some(false),
+        Some(b'.') => before(2).map_or(Some(true), |c| c.is_ascii().then(|| !word(c))),
+        Some(b':') => match (before(2), before(3)) {
+            (Some(b':'), Some(c)) => c.is_ascii().then(|| !word(c)),
+            _ => Some(true),
+        },
+        Some(c) => c.is_ascii().then_some(true),
+    };
+    let after = |ahead: usize| text.get(run_end + ahead).copied();
+    let right = match after(0) {
+        None => Some(true),
+        Some(b'_') => Some(false),
+        Some(b'.' | b'-') => after(1).map_or(Some(true), |c| c.is_ascii().then(|| !word(c))),
+        Some(b':') => match (after(1), after(2)) {
+            (Some(b':'), Some(c)) => c.is_ascii().then(|| !word(c)),
+            _ => Some(true),
+        },
+        Some(c) => c.is_ascii().then_some(true),
+    };
+    match (left, right) {
+        (Some(left), Some(right)) => {
+            if left && right {
+                out.push((at, run_end));
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The end of the part (a run of letters and digits, split at camelCase, as the
+/// analyzer splits compounds) that starts at `at`; `None` when a non-ASCII character
+/// could be part of it or decide where it ends.
+fn part_end(text: &[u8], at: usize) -> Option<usize> {
+    let mut end = at + 1;
+    while let Some(&c) = text.get(end) {
+        if !c.is_ascii() {
+            return None;
+        }
+        if !c.is_ascii_alphanumeric() {
+            break;
+        }
+        let prev = text[end - 1];
+        if c.is_ascii_uppercase() {
+            if prev.is_ascii_lowercase() {
+                break;
+            }
+            // `HTTPServer`: an acronym ends before a capitalised word.
+            if prev.is_ascii_uppercase() {
+                match text.get(end + 1) {
+                    Some(n) if !n.is_ascii() => return None,
+                    Some(n) if n.is_ascii_lowercase() => break,
+                    _ => {}
+                }
+            }
+        }
+        end += 1;
+    }
+    Some(end)
 }
 
 /// Whether a token can start at `at` (a char boundary), as the analyzer splits text: at
@@ -457,6 +607,9 @@ mod tests {
             "naïve café: borrowing über alles — references…borrowed",
             "IoBorrow HTTPBorrowing XMLRefs refBorrow BORROWED utf8Borrow 2Borrow réborrow éBorrow",
             "unborrowed prefs therefore deref_refs refs2 x.refs::Borrow_ref",
+            "BORROWReferences REFSBorrowed RefsBORROW borrowRefsX BorrowR refS",
+            "borrowingborrowingborrowingborrowingborrowingborrowingborrowingborrowingborrowing",
+            "BorrowÉ refsé Refsñx borrowΣ ÉBorrow",
             "",
         ];
         for words in [
@@ -471,6 +624,41 @@ mod tests {
                 assert_eq!(s.matches(body), all, "{words:?} in {body:?}");
             }
         }
+    }
+
+    /// The same over many random strings of letters (both cases), digits,
+    /// connectors, spaces and a non-ASCII letter.
+    #[test]
+    fn scanning_finds_what_tokenizing_everything_finds_at_random() {
+        const ALPHABET: &[&str] = &[
+            "Java", "java", "Script", "script", "Ref", "ref", "REF", "s", "S", "x", "1", "_", ".",
+            "::", ":", "-", "--", " ", "(", "é",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize % n
+        };
+        let mut plain_read = 0;
+        for words in [
+            &["ref"][..],
+            &["refs", "java"],
+            &["javascript", "script"],
+            &["jav", "r"],
+        ] {
+            let mut s = snippets(words);
+            for _ in 0..20_000 {
+                let len = 1 + next(10);
+                let body: String = (0..len).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
+                let mut all = Vec::new();
+                s.matches_in(&body, 0, &mut all);
+                assert_eq!(s.matches(&body), all, "{words:?} in {body:?}");
+                plain_read += usize::from(!body.contains('é') && !all.is_empty());
+            }
+        }
+        assert!(plain_read > 10_000, "{plain_read}");
     }
 
     #[test]
