@@ -23,8 +23,6 @@ pub const MAX_CHARS: usize = 240;
 const LEAD_CHARS: usize = 40;
 /// Fewest bytes of a stem a candidate token must start with.
 const PREFIX: usize = 3;
-/// Most tokens a query remembers the stem of.
-const MAX_KNOWN: usize = 64;
 
 thread_local! {
     /// Tokens already stemmed, and their stems: queries share most of their words,
@@ -35,15 +33,12 @@ thread_local! {
 pub struct Snippets {
     stems: Vec<String>,
     stemmer: Stemmer,
-    /// Tokens of this query's hits already looked up, and the stem they stood for:
-    /// few and much repeated (a scan beats hashing).
-    known: Vec<(String, Option<usize>)>,
     /// Searchers for the [`prefix`] of each stem, when all are ASCII.
     prefixes: Option<Vec<Finder<'static>>>,
     /// Every stem is a plain ASCII word (letters and digits).
     plain: bool,
     /// A body lowercased (ASCII), kept for its allocation.
-    lower: Vec<u8>,
+    lower: String,
     /// The compounds of a body to tokenize, kept for its allocation.
     spans: Vec<(usize, usize)>,
     /// The tokens [`Snippets::plain_matches`] reads, kept for its allocation.
@@ -71,17 +66,16 @@ impl Snippets {
         Snippets {
             stems,
             stemmer: Stemmer::create(Algorithm::English),
-            known: Vec::new(),
             prefixes,
             plain,
-            lower: Vec::new(),
+            lower: String::new(),
             spans: Vec::new(),
             tokens: Vec::new(),
         }
     }
 
     /// Which query stem `token` (lowercased, unstemmed) stands for, if any.
-    fn stem_of(&mut self, token: &str) -> Option<usize> {
+    fn stem_of(&self, token: &str) -> Option<usize> {
         let mut candidate = false;
         for (i, s) in self.stems.iter().enumerate() {
             if token.as_bytes().starts_with(prefix(s)) {
@@ -94,19 +88,12 @@ impl Snippets {
         if !candidate {
             return None;
         }
-        if let Some((_, known)) = self.known.iter().find(|(t, _)| t == token) {
-            return *known;
-        }
-        let found = STEMMED.with_borrow_mut(|stemmed| {
+        STEMMED.with_borrow_mut(|stemmed| {
             let stem = stemmed.stem(&self.stemmer, token).unwrap_or(token);
             self.stems
                 .iter()
                 .position(|s| s == stem && token.as_bytes().starts_with(prefix(s)))
-        });
-        if self.known.len() < MAX_KNOWN {
-            self.known.push((token.to_owned(), found));
-        }
-        found
+        })
     }
 
     /// Byte ranges in `body` of tokens matching a query stem, with the stem's index.
@@ -125,12 +112,12 @@ impl Snippets {
             return out;
         };
         self.lower.clear();
-        self.lower.extend_from_slice(body.as_bytes());
+        self.lower.push_str(body);
         self.lower.make_ascii_lowercase();
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         for prefix in prefixes {
-            for at in prefix.find_iter(&self.lower) {
+            for at in prefix.find_iter(self.lower.as_bytes()) {
                 if starts_part(body, at) {
                     spans.push((at, at + prefix.needle().len()));
                 }
@@ -174,32 +161,24 @@ impl Snippets {
         found: &[(usize, usize)],
         out: &mut Vec<(usize, usize, usize)>,
     ) -> bool {
-        let mut tokens = std::mem::take(&mut self.tokens);
-        tokens.clear();
+        self.tokens.clear();
         for &(at, _) in found {
-            if !plain_tokens(body.as_bytes(), at, &mut tokens) {
-                self.tokens = tokens;
+            if !plain_tokens(body.as_bytes(), at, &mut self.tokens) {
                 return false;
             }
         }
         // In the analyzer's order: by start, a compound before its first part.
-        tokens.sort_unstable_by_key(|&(from, to)| (from, std::cmp::Reverse(to)));
-        tokens.dedup();
-        let lower = std::mem::take(&mut self.lower);
-        for &(from, to) in &tokens {
+        self.tokens
+            .sort_unstable_by_key(|&(from, to)| (from, std::cmp::Reverse(to)));
+        self.tokens.dedup();
+        for &(from, to) in &self.tokens {
             if to - from >= analyzer::MAX_TOKEN {
                 continue;
             }
-            // ASCII, so whole characters.
-            let Ok(token) = std::str::from_utf8(&lower[from..to]) else {
-                continue;
-            };
-            if let Some(i) = self.stem_of(token) {
+            if let Some(i) = self.stem_of(&self.lower[from..to]) {
                 push_match(out, (from, to, i));
             }
         }
-        self.lower = lower;
-        self.tokens = tokens;
         true
     }
 
@@ -218,7 +197,9 @@ impl Snippets {
     /// headings).
     pub fn of(&mut self, body: &str) -> Snippet {
         let matches = self.matches(body);
-        let at = char_offsets(body, &matches);
+        // Nearly every body is ASCII: then bytes count characters.
+        let ascii = body.is_ascii();
+        let at = char_offsets(body, &matches, ascii);
         let Some((first, from, to)) = best_run(body, &matches, &at) else {
             return (head(body, MAX_CHARS).to_owned(), Vec::new());
         };
@@ -226,7 +207,9 @@ impl Snippets {
         // before the first match, or after it when a long word was cut (see
         // [`word_start`]).
         let first_match = matches[first].0;
-        let base = if from <= first_match {
+        let base = if ascii {
+            from
+        } else if from <= first_match {
             at[first][0] - count_chars(&body[from..first_match])
         } else {
             at[first][0] + count_chars(&body[first_match..from])
@@ -242,10 +225,10 @@ impl Snippets {
 }
 
 /// The character offsets in `body` of each match's start and end (`matches` are in
-/// order and do not overlap), counted in one pass.
-fn char_offsets(body: &str, matches: &[(usize, usize, usize)]) -> Vec<[usize; 2]> {
-    // Nearly every body is ASCII: then bytes count characters.
-    if body.is_ascii() {
+/// order and do not overlap), counted in one pass; the byte offsets when `ascii` (the
+/// body is).
+fn char_offsets(body: &str, matches: &[(usize, usize, usize)], ascii: bool) -> Vec<[usize; 2]> {
+    if ascii {
         return matches.iter().map(|m| [m.0, m.1]).collect();
     }
     let (mut byte, mut chars) = (0, 0);
