@@ -121,15 +121,15 @@ pub(super) fn top(
             };
             if !filtered {
                 // Most searches: every section touched counts and is offered.
-                total += table.touched.len();
-                for &doc in &table.touched {
+                total += table.touched;
+                for &doc in table.touched() {
                     best.offer(
                         score(table.cells[doc as usize]),
                         DocAddress::new(ord as u32, doc),
                     );
                 }
             } else {
-                for &doc in &table.touched {
+                for &doc in table.touched() {
                     let d = doc as usize;
                     if alive.is_some_and(|a| a.is_deleted(doc))
                         || require.as_ref().is_some_and(|r| !r[d])
@@ -174,8 +174,11 @@ thread_local! {
 #[derive(Default)]
 struct Table {
     cells: Vec<Cell>,
-    /// Documents with a nonzero entry, in the order first matched.
-    touched: Vec<DocId>,
+    /// Documents with a nonzero entry, in the order first matched: the first
+    /// `touched` of `order`, which has room for every document of the segment, so that
+    /// a posting appends its document without a branch.
+    order: Vec<DocId>,
+    touched: usize,
 }
 
 /// One document's entry, both halves in one place: one bounds check and one cache
@@ -187,16 +190,26 @@ struct Cell {
 }
 
 impl Table {
+    /// The documents matched so far, in the order first matched.
+    fn touched(&self) -> &[DocId] {
+        &self.order[..self.touched]
+    }
+
     /// Empties the table (also of what a query interrupted by a panic left) for a
     /// segment of `max_doc` documents.
     fn reset(&mut self, max_doc: DocId) {
-        for &doc in &self.touched {
+        for &doc in &self.order[..self.touched] {
             self.cells[doc as usize] = Cell::default();
         }
-        self.touched.clear();
+        self.touched = 0;
         let len = max_doc as usize;
         if self.cells.len() < len {
             self.cells.resize(len, Cell::default());
+        }
+        // One more than there are documents: a posting of a document already touched
+        // writes one past the last, when every one is.
+        if self.order.len() <= len {
+            self.order.resize(len + 1, 0);
         }
     }
 
@@ -232,16 +245,21 @@ impl Table {
                 return Ok(());
             }
             for (&doc, &freq) in docs.iter().zip(block.freqs()) {
-                let d = doc as usize;
-                let cell = &mut self.cells[d];
-                if cell.words == 0 {
-                    self.touched.push(doc);
-                }
-                cell.words |= bit;
-                cell.score += weight.score(norms.get(d).copied().unwrap_or(0), freq);
+                let norm = norms.get(doc as usize).copied().unwrap_or(0);
+                self.add_one(doc, bit, weight.score(norm, freq));
             }
             block.advance();
         }
+    }
+
+    /// One posting: `doc` holds the word of `bit`, scoring `score`.
+    #[inline]
+    fn add_one(&mut self, doc: DocId, bit: u32, score: Score) {
+        let cell = &mut self.cells[doc as usize];
+        self.order[self.touched] = doc;
+        self.touched += usize::from(cell.words == 0);
+        cell.words |= bit;
+        cell.score += score;
     }
 }
 
@@ -315,5 +333,31 @@ impl Ord for Ranked {
         self.0
             .total_cmp(&other.0)
             .then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every document of a segment matched, by several words: the list of touched
+    /// documents is full and a posting still writes one past its end.
+    #[test]
+    fn a_table_whose_every_document_matches() {
+        let mut table = Table::default();
+        for max_doc in [3, 2, 5] {
+            table.reset(max_doc);
+            for bit in [1, 2, 4] {
+                for doc in 0..max_doc {
+                    table.add_one(doc, bit, 1.0);
+                }
+            }
+            let expected: Vec<DocId> = (0..max_doc).collect();
+            assert_eq!(table.touched(), expected);
+            for &doc in table.touched() {
+                assert_eq!(table.cells[doc as usize].words, 7);
+                assert_eq!(table.cells[doc as usize].score, 3.0);
+            }
+        }
     }
 }
