@@ -117,10 +117,11 @@ def main():
         # connection; the second is kept, each of its queries last asked a full cycle
         # (more than the resident's 64 remembered answers) before.
         conn = http.client.HTTPConnection("127.0.0.1", resident["port"], timeout=60)
-        took, reply_bytes = [], []
+        with open(queries) as f:
+            qs = f.read().split()
         for _ in range(2):
             took, reply_bytes = [], []
-            for q in open(queries).read().split():
+            for q in qs:
                 conn.request("GET", f"/query?limit=10&q={q}", headers={"Authorization": f"Bearer {resident['token']}"})
                 body = conn.getresponse().read()
                 took.append(json.loads(body)["took_ms"] * 1000)

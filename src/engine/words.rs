@@ -175,8 +175,8 @@ thread_local! {
 struct Table {
     cells: Vec<Cell>,
     /// Documents with a nonzero entry, in the order first matched: the first
-    /// `touched` of `order`, which has room for every document of the segment, so that
-    /// a posting appends its document without a branch.
+    /// `touched` of `order`, which has room for every document of the segment and one
+    /// more, so that a posting appends its document without a branch.
     order: Vec<DocId>,
     touched: usize,
 }
