@@ -122,24 +122,19 @@ pub(super) fn top(
             if !filtered {
                 // Most searches: every section touched counts and is offered.
                 total += table.touched;
-                for &doc in table.touched() {
-                    best.offer(
-                        score(table.cells[doc as usize]),
-                        DocAddress::new(ord as u32, doc),
-                    );
-                }
+                table.drain(|doc, cell| best.offer(score(cell), DocAddress::new(ord as u32, doc)));
             } else {
-                for &doc in table.touched() {
+                table.drain(|doc, cell| {
                     let d = doc as usize;
                     if alive.is_some_and(|a| a.is_deleted(doc))
                         || require.as_ref().is_some_and(|r| !r[d])
                         || exclude.as_ref().is_some_and(|x| x[d])
                     {
-                        continue;
+                        return;
                     }
                     total += 1;
-                    best.offer(score(table.cells[d]), DocAddress::new(ord as u32, doc));
-                }
+                    best.offer(score(cell), DocAddress::new(ord as u32, doc));
+                });
             }
         }
         Ok(())
@@ -191,12 +186,23 @@ struct Cell {
 
 impl Table {
     /// The documents matched so far, in the order first matched.
+    #[cfg(test)]
     fn touched(&self) -> &[DocId] {
         &self.order[..self.touched]
     }
 
-    /// Empties the table (also of what a query interrupted by a panic left) for a
-    /// segment of `max_doc` documents.
+    /// Hands each document matched so far to `f` with its entry, in the order first
+    /// matched, and empties the table: each entry is cleared while it is at hand, which
+    /// costs less than going over them again for the next query.
+    fn drain(&mut self, mut f: impl FnMut(DocId, Cell)) {
+        for &doc in &self.order[..self.touched] {
+            f(doc, std::mem::take(&mut self.cells[doc as usize]));
+        }
+        self.touched = 0;
+    }
+
+    /// Empties the table for a segment of `max_doc` documents: [`Table::drain`] has,
+    /// unless a query was interrupted by a panic.
     fn reset(&mut self, max_doc: DocId) {
         for &doc in &self.order[..self.touched] {
             self.cells[doc as usize] = Cell::default();
@@ -341,7 +347,8 @@ mod tests {
     use super::*;
 
     /// Every document of a segment matched, by several words: the list of touched
-    /// documents is full and a posting still writes one past its end.
+    /// documents is full, a posting still writes one past its end, and draining it
+    /// leaves it empty.
     #[test]
     fn a_table_whose_every_document_matches() {
         let mut table = Table::default();
@@ -354,10 +361,15 @@ mod tests {
             }
             let expected: Vec<DocId> = (0..max_doc).collect();
             assert_eq!(table.touched(), expected);
-            for &doc in table.touched() {
-                assert_eq!(table.cells[doc as usize].words, 7);
-                assert_eq!(table.cells[doc as usize].score, 3.0);
-            }
+            let mut drained = Vec::new();
+            table.drain(|doc, cell| {
+                assert_eq!((cell.words, cell.score), (7, 3.0));
+                drained.push(doc);
+            });
+            assert_eq!(drained, expected);
+            // Drained is empty: nothing left for the next query to clear.
+            assert!(table.touched().is_empty());
+            assert!(table.cells.iter().all(|c| c.words == 0 && c.score == 0.0));
         }
     }
 }
