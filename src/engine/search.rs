@@ -6,6 +6,7 @@
 //! still come back. Phrases are MUST clauses, exclusions MUST_NOT, path prefixes a
 //! filter. One file cannot take more than `max_per_file` of the hits.
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
     BooleanQuery, BooleanWeight, BoostQuery, ConstScoreQuery, EnableScoring, Occur, PhraseQuery,
-    Query, RegexQuery, ScoreCombiner, Scorer, TermQuery, Weight,
+    Query, RangeQuery, ScoreCombiner, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::document::{
     DeserializeError, DocumentDeserialize, DocumentDeserializer, ValueDeserialize,
@@ -483,8 +484,13 @@ impl Engine {
     fn prefix_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for prefix in &p.path_prefixes {
-            let pattern = format!("{}.*", escape_regex(prefix));
-            let q = RegexQuery::from_pattern(&pattern, self.fields.path)?;
+            // The paths from `prefix` up to `prefix` and a 0xFF byte, which no UTF-8
+            // text holds: exactly those starting with it, whatever its length (a
+            // regex would have a size limit).
+            let from = Term::from_field_text(self.fields.path, prefix);
+            let mut to = from.clone();
+            to.append_bytes(&[0xFF]);
+            let q = RangeQuery::new(Bound::Included(from), Bound::Excluded(to));
             clauses.push((Occur::Should, Box::new(q)));
         }
         Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
@@ -555,17 +561,6 @@ impl ScoreCombiner for AllTermsBonus {
             self.sum
         }
     }
-}
-
-fn escape_regex(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -732,8 +727,54 @@ mod tests {
         assert!(!engine.is_quick(&req(&"a".repeat(MAX_QUERY_BYTES + 1))));
     }
 
+    /// A path prefix is taken literally, at any length.
     #[test]
-    fn path_prefixes_are_escaped() {
-        assert_eq!(escape_regex("docs/a.b-c"), "docs/a\\.b\\-c");
+    fn path_prefixes_are_literal_at_any_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open(dir.path());
+        let opts = ChunkOptions {
+            chunk_size: 40,
+            chunk_overlap: 5,
+        };
+        let record = FileRecord {
+            hash: String::new(),
+            size: 0,
+            mtime_ns: 0,
+        };
+        let long = format!("docs/{}/", "x".repeat(3000));
+        let mut lease = engine.small_lease().unwrap();
+        for path in ["docs/a.b-c/one.md", "docs/aXb-c/two.md", "docs/é/three.md"]
+            .into_iter()
+            .map(String::from)
+            .chain([format!("{long}four.md")])
+        {
+            let doc = chunk::chunk("# Title\n\nneedle\n", Format::Markdown, "f", &opts);
+            lease.upsert(&path, &record, &doc).unwrap();
+        }
+        lease.commit().unwrap();
+        engine.reload().unwrap();
+        let paths = |prefix: &str| -> Vec<String> {
+            let req = Request {
+                q: "needle".into(),
+                limit: 10,
+                path_prefix: Some(prefix.into()),
+                max_per_file: 3,
+            };
+            let mut paths: Vec<String> = engine
+                .search(&req)
+                .unwrap()
+                .hits
+                .iter()
+                .map(|h| h.path.clone())
+                .collect();
+            paths.sort();
+            paths
+        };
+        assert_eq!(paths("docs/a.b-c"), ["docs/a.b-c/one.md"]);
+        assert_eq!(paths("docs/a.*"), Vec::<String>::new());
+        assert_eq!(paths("docs/é"), ["docs/é/three.md"]);
+        assert_eq!(paths(&long), [format!("{long}four.md")]);
+        assert_eq!(paths(&format!("{long}{long}")), Vec::<String>::new());
+        assert_eq!(paths("docs/").len(), 4);
     }
 }
