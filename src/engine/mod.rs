@@ -144,6 +144,8 @@ pub struct FileRecord {
     pub hash: String,
     pub size: u64,
     pub mtime_ns: u64,
+    /// [`crate::ingest::chunk::ChunkOptions::key`] of the chunks indexed.
+    pub chunking: String,
 }
 
 pub struct Engine {
@@ -262,6 +264,7 @@ impl Engine {
                     hash: text(f.hash),
                     size: num(f.size),
                     mtime_ns: num(f.mtime_ns),
+                    chunking: text(f.chunking),
                 },
             );
         }
@@ -301,6 +304,7 @@ impl Engine {
             hash: text(f.hash),
             size: num(f.size),
             mtime_ns: num(f.mtime_ns),
+            chunking: text(f.chunking),
         }))
     }
 

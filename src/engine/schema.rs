@@ -34,6 +34,8 @@ pub struct Fields {
     pub line_end: Field,
     /// File documents only: SHA-256 of the content, size, and mtime in nanoseconds.
     pub hash: Field,
+    /// File documents only: how the file was chunked ([`crate::ingest::chunk::ChunkOptions::key`]).
+    pub chunking: Field,
     pub size: Field,
     pub mtime_ns: Field,
 }
@@ -59,6 +61,7 @@ pub fn build() -> (Schema, Fields) {
         line_start: s.add_u64_field("line_start", STORED),
         line_end: s.add_u64_field("line_end", STORED),
         hash: s.add_text_field("hash", STORED),
+        chunking: s.add_text_field("chunking", STORED),
         size: s.add_u64_field("size", STORED | INDEXED),
         mtime_ns: s.add_u64_field("mtime_ns", STORED),
     };

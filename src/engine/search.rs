@@ -646,6 +646,7 @@ mod tests {
             hash: String::new(),
             size: 0,
             mtime_ns: 0,
+            chunking: String::new(),
         };
         // One segment a batch; each batch rewrites some files of the ones before.
         for batch in 0..4 {
@@ -740,6 +741,7 @@ mod tests {
             hash: String::new(),
             size: 0,
             mtime_ns: 0,
+            chunking: String::new(),
         };
         let long = format!("docs/{}/", "x".repeat(3000));
         let mut lease = engine.small_lease().unwrap();

@@ -129,6 +129,7 @@ impl Lease<'_> {
         file.add_text(f.kind, KIND_FILE);
         file.add_text(f.path, path);
         file.add_text(f.hash, &record.hash);
+        file.add_text(f.chunking, &record.chunking);
         file.add_u64(f.size, record.size);
         file.add_u64(f.mtime_ns, record.mtime_ns);
         self.writer.add_document(file)?;

@@ -31,6 +31,17 @@ pub enum Format {
     Text,
 }
 
+impl ChunkOptions {
+    /// What decides a file's chunks besides its text: the chunker's version and
+    /// these options. A file indexed under another is chunked again.
+    pub fn key(&self) -> String {
+        format!(
+            "v{CHUNKER_VERSION}/{}/{}",
+            self.chunk_size, self.chunk_overlap
+        )
+    }
+}
+
 impl Format {
     /// Picks the format from the file extension (case-insensitive); unknown
     /// or missing extensions are plain text.
@@ -44,6 +55,10 @@ impl Format {
         }
     }
 }
+
+/// The version of what [`chunk`] makes of a text: bumped whenever a change here
+/// changes the chunks of some file, so that indexed files are chunked again.
+const CHUNKER_VERSION: u32 = 2;
 
 /// Piece sizes, in words (whitespace-separated tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +98,7 @@ pub struct Document {
 pub fn chunk(text: &str, format: Format, fallback_title: &str, opts: &ChunkOptions) -> Document {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines = split_lines(text);
-    let (body_start, front_title) = front_matter(&lines);
+    let (body_start, front_title) = front_matter(&lines, format);
     let scan = scan(format, &lines, body_start);
     let title = front_title
         .or_else(|| {
@@ -91,13 +106,22 @@ pub fn chunk(text: &str, format: Format, fallback_title: &str, opts: &ChunkOptio
             h1.map(|h| h.text.clone()).filter(|t| !t.is_empty())
         })
         .unwrap_or_else(|| fallback_title.to_string());
-    let chunks = build_chunks(&lines, body_start, &scan, opts);
+    let mut chunks = build_chunks(&lines, body_start, &scan, opts);
+    if chunks.is_empty() && body_start > 0 {
+        // Nothing but front matter: it is the one section, so that the file can
+        // still be found (by its title, its description...).
+        let mut sections = Sections::new(&lines, &scan, opts);
+        sections.push(&[], None, 1, body_start - 1);
+        chunks = sections.out;
+    }
     Document { title, chunks }
 }
 
 /// Splits on `\n`, `\r\n` and a lone `\r`; a final terminator does not start
-/// an extra empty line. Line `i` here is line `i + 1` for the caller.
-fn split_lines(text: &str) -> Vec<&str> {
+/// an extra empty line. Line `i` here is line `i + 1` for the caller. Whatever
+/// shows a file's lines by number splits them with this, so that they are the
+/// lines of a hit's line range.
+pub fn split_lines(text: &str) -> Vec<&str> {
     let mut lines = Vec::new();
     let bytes = text.as_bytes();
     let (mut start, mut i) = (0, 0);
@@ -144,10 +168,16 @@ fn indent_width(line: &str) -> usize {
 // Front matter
 
 /// Returns the index of the first body line and the front-matter title.
-/// Front matter is YAML between `---` lines (closed by `---` or `...`) or
-/// TOML between `+++` lines, at the very first line; unterminated, it is not
-/// front matter at all and the lines stay body text.
-fn front_matter(lines: &[&str]) -> (usize, Option<String>) {
+/// Front matter (Markdown and AsciiDoc only: in reStructuredText `---` lines
+/// are a title's adornment) is YAML between `---` lines (closed by `---` or
+/// `...`) or TOML between `+++` lines, at the very first line, and starts with
+/// a key (`key: value`, `key = value`, `[table]`). Unterminated, or holding
+/// anything else (text between two rules), it is not front matter at all and
+/// the lines stay body text.
+fn front_matter(lines: &[&str], format: Format) -> (usize, Option<String>) {
+    if !matches!(format, Format::Markdown | Format::AsciiDoc) {
+        return (0, None);
+    }
     let (fence, sep) = match lines.first().map(|l| l.trim_end()) {
         Some("---") => ("---", ':'),
         Some("+++") => ("+++", '='),
@@ -161,8 +191,33 @@ fn front_matter(lines: &[&str]) -> (usize, Option<String>) {
         return (0, None);
     };
     let inner = lines.get(1..close).unwrap_or_default();
+    if inner.first().is_some_and(|l| !starts_with_key(l, sep)) {
+        return (0, None);
+    }
     let title = inner.iter().find_map(|l| front_matter_title(l, sep));
     (close + 1, title)
+}
+
+/// An unindented `key: value` (YAML, `sep` ':') or `key = value` or `[table]`
+/// (TOML, `sep` '='), the key plain or quoted.
+fn starts_with_key(line: &str, sep: char) -> bool {
+    let line = line.trim_end();
+    if sep == '=' && line.starts_with('[') && line.ends_with(']') {
+        return true;
+    }
+    let Some((key, value)) = line.split_once(sep) else {
+        return false;
+    };
+    // YAML wants a space after the colon (`http://x` is no key); TOML allows
+    // spaces before the `=`.
+    let spaced = sep != ':' || value.is_empty() || value.starts_with([' ', '\t']);
+    let key = if sep == '=' { key.trim_end() } else { key };
+    let key = key.trim_matches(|c| c == '"' || c == '\'');
+    spaced
+        && !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// `title: X` (YAML) or `title = "X"` (TOML) on an unindented (top-level)
@@ -192,14 +247,7 @@ fn front_matter_title(line: &str, sep: char) -> Option<String> {
 // Sections and splitting
 
 fn build_chunks(lines: &[&str], body_start: usize, scan: &Scan, opts: &ChunkOptions) -> Vec<Chunk> {
-    let size = opts.chunk_size.max(1);
-    let mut sections = Sections {
-        lines,
-        block: &scan.block,
-        size,
-        overlap: opts.chunk_overlap.min(size - 1),
-        out: Vec::new(),
-    };
+    let mut sections = Sections::new(lines, scan, opts);
     let preamble_end = scan.headings.first().map_or(lines.len(), |h| h.first);
     sections.push(&[], None, body_start, preamble_end);
     let mut levels: Vec<usize> = Vec::new();
@@ -217,7 +265,10 @@ fn build_chunks(lines: &[&str], body_start: usize, scan: &Scan, opts: &ChunkOpti
             .headings
             .get(k + 1)
             .map_or(lines.len(), |next| next.first);
-        sections.push(&trail, Some((h.first, h.last)), h.last + 1, end);
+        // A heading cut to size keeps its lines in the body, so that none of its
+        // words is lost to search.
+        let body = if h.cut { h.first } else { h.last + 1 };
+        sections.push(&trail, Some((h.first, h.last)), body, end);
     }
     sections.out
 }
@@ -266,7 +317,18 @@ struct Sections<'a> {
     out: Vec<Chunk>,
 }
 
-impl Sections<'_> {
+impl<'a> Sections<'a> {
+    fn new(lines: &'a [&'a str], scan: &'a Scan, opts: &ChunkOptions) -> Self {
+        let size = opts.chunk_size.max(1);
+        Sections {
+            lines,
+            block: &scan.block,
+            size,
+            overlap: opts.chunk_overlap.min(size - 1),
+            out: Vec::new(),
+        }
+    }
+
     /// Emits the chunk(s) for body lines `from..to` under `headings`;
     /// `heading` is the heading's own line range, if any.
     fn push(
@@ -622,11 +684,43 @@ mod tests {
         let doc = run("---\ntitle: Nope\n# Real\n", Format::Markdown);
         assert_eq!(doc.title, "Real");
         assert_eq!(texts(&doc), ["---\ntitle: Nope", ""]);
-        assert!(
-            run("---\ntitle: x\n---\n\n", Format::Markdown)
-                .chunks
-                .is_empty()
+    }
+
+    #[test]
+    fn only_what_looks_like_front_matter_is_front_matter() {
+        // Nothing but front matter: it is the one section, so the file is found.
+        let doc = run(
+            "---\ntitle: Only Front\ndescription: described\n---\n\n",
+            Format::Markdown,
         );
+        assert_eq!(doc.title, "Only Front");
+        assert_eq!(texts(&doc), ["title: Only Front\ndescription: described"]);
+        assert_eq!(ranges(&doc), [(2, 3)]);
+        assert!(run("---\n---\n", Format::Markdown).chunks.is_empty());
+        // Text between two rules is text: a heading and a paragraph.
+        let doc = run("---\n\n# Welcome\n\nswallowed\n\n---\n", Format::Markdown);
+        assert_eq!(doc.title, "Welcome");
+        assert_eq!(texts(&doc), ["---", "swallowed\n\n---"]);
+        let doc = run("---\nhttp://example.com\n\n---\nbody\n", Format::Markdown);
+        assert_eq!(texts(&doc), ["---\nhttp://example.com\n\n---\nbody"]);
+        // TOML keys and tables.
+        for toml in [
+            "+++\n[params]\nx = 1\n+++\nbody\n",
+            "+++\ndate=2024\n+++\nbody\n",
+        ] {
+            assert_eq!(texts(&run(toml, Format::Markdown)), ["body"], "{toml:?}");
+        }
+        // In reStructuredText and plain text, `---` lines are never front matter:
+        // this is an overlined title.
+        let doc = run("---\nAPI\n---\n\nbody\n", Format::Rst);
+        assert_eq!(doc.title, "API");
+        assert_eq!(texts(&doc), ["body"]);
+        let doc = run("---\ntitle: notes\n---\nmore\n", Format::Text);
+        assert_eq!(texts(&doc), ["---\ntitle: notes\n---\nmore"]);
+        // AsciiDoc pages (Hugo's) may carry front matter.
+        let doc = run("---\ntitle: Adoc\n---\n== Part\ntext\n", Format::AsciiDoc);
+        assert_eq!(doc.title, "Adoc");
+        assert_eq!(trails(&doc), ["Part"]);
     }
 
     #[test]
@@ -650,7 +744,27 @@ mod tests {
         let text = format!("# {}\nbody\n", "é".repeat(5000));
         let doc = run(&text, Format::Markdown);
         assert_eq!(doc.title.chars().count(), headings::MAX_HEADING_CHARS);
-        assert_eq!(doc.chunks[0].text, "body");
+        // The cut heading's line stays in the body: none of its words is lost.
+        assert_eq!(doc.chunks[0].text, format!("# {}\nbody", "é".repeat(5000)));
+        assert_eq!(ranges(&doc), [(1, 2)]);
+        // A long paragraph over a `---` line is a Setext heading, also kept whole.
+        let words: Vec<String> = (0..80).map(|k| format!("w{k}")).collect();
+        let text = format!("# Doc\n\n{} last\n---\n\nbody\n", words.join(" "));
+        let doc = run(&text, Format::Markdown);
+        assert_eq!(trails(&doc).len(), 2);
+        assert!(doc.chunks[1].text.starts_with("w0 w1"), "{doc:?}");
+        assert!(doc.chunks[1].text.contains("w79 last\n---\n\nbody"));
+    }
+
+    #[test]
+    fn rst_adornment_shorter_than_its_title() {
+        // docutils: from 4 characters on, a title with a warning; shorter, text.
+        let doc = run("Installation Guide\n=====\n\nbody\n", Format::Rst);
+        assert_eq!(doc.title, "Installation Guide");
+        let doc = run("~~~~\nLonger overline\n~~~~\n\nbody\n", Format::Rst);
+        assert_eq!(doc.title, "Longer overline");
+        let doc = run("Installation Guide\n===\n\nbody\n", Format::Rst);
+        assert_eq!(doc.title, "stem");
     }
 
     const RST: &str = "=======\n Title\n=======\n\nIntro.\n\nSection\n=======\n\nSub\n---\n\nText.\n\n\
@@ -926,7 +1040,7 @@ mod tests {
         }
         let starts: Vec<usize> = doc.chunks.iter().map(|c| c.line_start).collect();
         assert!(starts.is_sorted());
-        let (start, _) = front_matter(&lines);
+        let (start, _) = front_matter(&lines, format);
         let scan = scan(format, &lines, start);
         let heading_lines: HashSet<usize> = scan
             .headings

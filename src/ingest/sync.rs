@@ -97,9 +97,16 @@ impl Indexer {
             .cloned()
             .collect();
         let mut todo: Vec<&SourceFile> = Vec::new();
+        // Files chunked with other settings (or by an older chunker) are chunked again.
+        let chunking = self.chunking.key();
         for f in &files {
             match manifest.get(&f.rel) {
-                Some(r) if !full && r.size == f.size && r.mtime_ns == f.mtime_ns => {
+                Some(r)
+                    if !full
+                        && r.size == f.size
+                        && r.mtime_ns == f.mtime_ns
+                        && r.chunking == chunking =>
+                {
                     summary.unchanged += 1
                 }
                 _ => todo.push(f),
@@ -270,7 +277,8 @@ impl Indexer {
             .sources
             .stat(&file.abs)
             .unwrap_or((file.size, file.mtime_ns));
-        if !full && known.is_some_and(|k| k.hash == hash) {
+        let chunking = self.chunking.key();
+        if !full && known.is_some_and(|k| k.hash == hash && k.chunking == chunking) {
             return Ok(None);
         }
         let stem = file.rel.rsplit('/').next().unwrap_or(&file.rel);
@@ -280,6 +288,7 @@ impl Indexer {
             hash,
             size,
             mtime_ns,
+            chunking,
         };
         lease
             .upsert(&file.rel, &record, &doc)

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -77,7 +79,9 @@ fn error_path(e: &ignore::Error) -> Option<&Path> {
 fn globset(patterns: &[String], key: &str) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        let glob = Glob::new(p).map_err(|e| Error::Setting {
+        // Case-insensitive, as the formats are told apart (`README.MD` is Markdown).
+        let glob = GlobBuilder::new(p).case_insensitive(true).build();
+        let glob = glob.map_err(|e| Error::Setting {
             name: key.into(),
             message: format!("bad glob {p:?}: {e}"),
         })?;
@@ -206,19 +210,16 @@ impl Sources {
     }
 
     /// The source file at `path` (absolute), if it is one: inside the root (after
-    /// symlinks), not hidden, not in the state dir, wanted by the globs, not ignored by
-    /// a `.gitignore` or `.ignore` on the way down from the root, and under the size cap.
+    /// symlinks), not in the state dir, wanted by the globs, [`Sources::listed`] (as
+    /// the walk would list it), and under the size cap.
     pub fn source_at(&self, path: &Path) -> Option<SourceFile> {
         let rel = self.relative(path)?;
-        if path.starts_with(&self.state_dir)
-            || rel.split('/').any(|c| c.starts_with('.'))
-            || !self.wants(&rel)
-        {
+        if path.starts_with(&self.state_dir) || !self.wants(&rel) {
             return None;
         }
         if !path.canonicalize().ok()?.starts_with(&self.root)
             || !path.is_file()
-            || self.ignored(&rel)
+            || !self.listed(&rel)
         {
             return None;
         }
@@ -231,36 +232,58 @@ impl Sources {
         })
     }
 
-    /// Whether ignore files from the root down to `rel`'s directory exclude it; the
-    /// deepest file that says anything decides, as in git.
+    /// Whether the walk lists `rel` (root-relative, `/`-separated) at all: no part of
+    /// it hidden, and not left out by an ignore file.
+    pub fn listed(&self, rel: &str) -> bool {
+        !rel.split('/').any(|c| c.starts_with('.')) && !self.ignored(rel)
+    }
+
+    /// Whether ignore files leave `rel` out, decided as the walk decides (the `ignore`
+    /// crate's rules): going down from the root, an ignored directory is not entered,
+    /// so nothing under it is listed whatever deeper files say; a path's own verdict is
+    /// the deepest `.ignore`'s that has one, else the deepest `.gitignore`'s (none above
+    /// the nearest git repository), else `.git/info/exclude`'s, else the global
+    /// gitignore's.
     fn ignored(&self, rel: &str) -> bool {
-        let mut dirs = vec![self.root.clone()];
+        let (global, _) = Gitignore::global();
         let parts: Vec<&str> = rel.split('/').collect();
-        for part in &parts[..parts.len().saturating_sub(1)] {
-            let next = dirs[dirs.len() - 1].join(part);
-            dirs.push(next);
-        }
-        for dir in dirs.iter().rev() {
-            let mut b = ignore::gitignore::GitignoreBuilder::new(dir);
-            for name in [".gitignore", ".ignore"] {
-                let f = dir.join(name);
-                if f.is_file() {
-                    let _ = b.add(f);
-                }
-            }
-            let Ok(matcher) = b.build() else { continue };
-            let Ok(sub) = self.root.join(rel).strip_prefix(dir).map(Path::to_path_buf) else {
-                continue;
-            };
-            let m = matcher.matched_path_or_any_parents(&sub, false);
-            if m.is_ignore() {
+        let mut levels: Vec<IgnoreFiles> = Vec::new();
+        let mut dir = self.root.clone();
+        for (i, part) in parts.iter().enumerate() {
+            levels.push(IgnoreFiles::read(&dir));
+            let path = dir.join(part);
+            if verdict(&levels, &global, &path, i + 1 < parts.len()).is_ignore() {
                 return true;
             }
-            if m.is_whitelist() {
-                return false;
-            }
+            dir = path;
         }
         false
+    }
+
+    /// The file a root-relative path (as [`Sources::relative`] writes it) names: where
+    /// a name on the way is not UTF-8, the path shows it read lossily, and stands for
+    /// the first name by bytes that reads so (the one the walk keeps).
+    pub fn resolve(&self, rel: &str) -> PathBuf {
+        let direct = self.root.join(rel);
+        if !rel.contains('\u{FFFD}') || direct.symlink_metadata().is_ok() {
+            return direct;
+        }
+        let mut path = self.root.clone();
+        for part in rel.split('/') {
+            let next = path.join(part);
+            let lossy = part.contains('\u{FFFD}') && next.symlink_metadata().is_err();
+            let first = lossy
+                .then(|| {
+                    let names = std::fs::read_dir(&path).into_iter().flatten().flatten();
+                    names
+                        .map(|e| e.file_name())
+                        .filter(|name| name.to_string_lossy() == part)
+                        .min()
+                })
+                .flatten();
+            path = first.map_or(next, |name| path.join(name));
+        }
+        path
     }
 
     /// `path` relative to the root, `/`-separated; `None` outside the root.
@@ -306,4 +329,56 @@ impl Sources {
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }))
     }
+}
+
+/// The ignore files of one directory.
+struct IgnoreFiles {
+    ignore: Gitignore,
+    git_ignore: Gitignore,
+    git_exclude: Gitignore,
+    /// The directory is a git repository's root: `.gitignore` files above it do not
+    /// apply below it.
+    has_git: bool,
+}
+
+impl IgnoreFiles {
+    fn read(dir: &Path) -> IgnoreFiles {
+        let one = |file: PathBuf| {
+            let mut b = GitignoreBuilder::new(dir);
+            if file.is_file() {
+                // A line that is not a valid glob is skipped, as the walk does.
+                let _ = b.add(file);
+            }
+            b.build().unwrap_or_else(|_| Gitignore::empty())
+        };
+        IgnoreFiles {
+            ignore: one(dir.join(".ignore")),
+            git_ignore: one(dir.join(".gitignore")),
+            git_exclude: one(dir.join(".git/info/exclude")),
+            has_git: dir.join(".git").exists(),
+        }
+    }
+}
+
+/// What the ignore files of `levels` (the root's first) and the global gitignore say
+/// of `path`; see [`Sources::ignored`].
+fn verdict(levels: &[IgnoreFiles], global: &Gitignore, path: &Path, is_dir: bool) -> Match<()> {
+    let deepest = |pick: fn(&IgnoreFiles) -> &Gitignore, git: bool| {
+        let mut saw_git = false;
+        for level in levels.iter().rev() {
+            if git && saw_git {
+                break;
+            }
+            let m = pick(level).matched(path, is_dir);
+            if !m.is_none() {
+                return m.map(|_| ());
+            }
+            saw_git |= level.has_git;
+        }
+        Match::None
+    };
+    deepest(|l| &l.ignore, false)
+        .or(deepest(|l| &l.git_ignore, true))
+        .or(deepest(|l| &l.git_exclude, true))
+        .or(global.matched(path, is_dir).map(|_| ()))
 }

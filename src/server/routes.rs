@@ -237,10 +237,13 @@ pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value
     let plain = !rel.is_empty()
         && !rel.contains('\0')
         && relp.components().all(|c| matches!(c, Component::Normal(_)));
-    if !plain || !sources.wants(rel) {
+    if !plain || !sources.wants(rel) || !sources.listed(rel) {
         return Err(not_found(rel));
     }
-    let real = root.join(relp).canonicalize().map_err(|_| not_found(rel))?;
+    let real = sources
+        .resolve(rel)
+        .canonicalize()
+        .map_err(|_| not_found(rel))?;
     if !real.starts_with(root) || real.starts_with(sources.state_dir()) || !real.is_file() {
         return Err(not_found(rel));
     }
@@ -256,12 +259,22 @@ pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value
             format!("{rel} is over {max} bytes"),
         ));
     }
+    if buf.contains(&0) {
+        // Not indexed either (see [`Sources::read`]).
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{rel} is binary (it holds NUL bytes), not a document"),
+        ));
+    }
     let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let lines = chunk::split_lines(text);
     let total = lines.len();
     let (first, last, headings) = match &want.heading {
         Some(h) => {
-            let (a, b, trail) = section(&text, &real, h).ok_or_else(|| {
+            // The format by the name the file is indexed under (a link's own).
+            let (a, b, trail) = section(text, relp, h).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
                     "no_such_heading",
@@ -320,12 +333,13 @@ fn section(text: &str, path: &Path, heading: &str) -> Option<(usize, usize, Vec<
                 .zip(&wanted)
                 .all(|(t, w)| t.trim().to_lowercase() == *w)
     };
+    // Unsplit, each section is one chunk: the section, then its subsections (a
+    // longer trail under it); a sibling of the same name is another section.
     let at = doc.chunks.iter().position(|c| matches(&c.headings))?;
     let trail = &doc.chunks[at].headings;
-    let end = doc.chunks[at..]
+    let end = doc.chunks[at + 1..]
         .iter()
-        .take_while(|c| c.headings.len() >= trail.len() && c.headings[..trail.len()] == trail[..])
-        .map(|c| c.line_end)
-        .max()?;
+        .take_while(|c| c.headings.len() > trail.len() && c.headings[..trail.len()] == trail[..])
+        .fold(doc.chunks[at].line_end, |end, c| end.max(c.line_end));
     Some((doc.chunks[at].line_start, end, trail.clone()))
 }

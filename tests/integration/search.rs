@@ -679,3 +679,159 @@ fn a_saved_file_does_not_wait_out_the_debounce() {
         found("savedword").then_some(())
     });
 }
+
+/// What the walk leaves out, the watcher and `/documents` leave out too: a file
+/// re-included under an ignored directory, `.git/info/exclude`, the global gitignore,
+/// hidden and binary files. And a file that got into the index before it was ignored
+/// is removed by the next reconciliation.
+#[test]
+fn walk_watcher_and_documents_agree_on_what_is_a_source() {
+    let mut t = with_fixtures();
+    t.set("DOC_SERVE_DEBOUNCE_MS", "50");
+    let p = t.project.clone();
+    std::fs::write(p.join(".gitignore"), "ign/\n").unwrap();
+    std::fs::create_dir_all(p.join("ign")).unwrap();
+    std::fs::write(p.join("ign/.gitignore"), "!neg.md\n").unwrap();
+    std::fs::create_dir_all(p.join(".git/info")).unwrap();
+    std::fs::write(p.join(".git/info/exclude"), "excl.md\n").unwrap();
+    let global = t.root().join("home/.config/git");
+    std::fs::create_dir_all(&global).unwrap();
+    std::fs::write(global.join("ignore"), "globalign.md\n").unwrap();
+    std::fs::write(p.join("late.md"), "# Late\n\nlatewombat\n").unwrap();
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(v["summary"]["added"], 6, "{v}");
+
+    t.spawn_serve(&[]);
+    let rt = t.wait_runtime(Duration::from_secs(15));
+    let addr = addr_of(&rt);
+    let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    let found = |word: &str| {
+        let r = get(&addr, &format!("/query?q={word}"), &[&auth]);
+        assert_eq!(r.status, 200, "{r:?}");
+        paths(&r.json())
+    };
+    wait_for(Duration::from_secs(10), "watching", || {
+        let r = get(&addr, "/status", &[&auth]).json();
+        (r["index"]["watcher"] == "watching").then_some(())
+    });
+    std::fs::write(p.join("ign/neg.md"), "# N\n\nnegkoala\n").unwrap();
+    std::fs::write(p.join("excl.md"), "# E\n\nexclkoala\n").unwrap();
+    std::fs::write(p.join("globalign.md"), "# G\n\nglobalkoala\n").unwrap();
+    std::fs::write(p.join("bin.md"), b"# B\n\nbinkoala\0\x01").unwrap();
+    std::fs::create_dir_all(p.join(".hid")).unwrap();
+    std::fs::write(p.join(".hid/h.md"), "# H\n\nhidkoala\n").unwrap();
+    std::fs::write(p.join("marker.md"), "# M\n\nmarkerkoala\n").unwrap();
+    wait_for(Duration::from_secs(10), "marker", || {
+        (found("markerkoala") == ["marker.md"]).then_some(())
+    });
+    for word in ["negkoala", "exclkoala", "globalkoala", "binkoala", "hidkoala"] {
+        assert!(found(word).is_empty(), "{word} should not be indexed");
+    }
+    for path in [
+        "ign/neg.md",
+        "excl.md",
+        "globalign.md",
+        "bin.md",
+        ".hid/h.md",
+        ".gitignore",
+    ] {
+        let r = get(&addr, &format!("/documents/{path}"), &[&auth]);
+        assert_eq!(r.status, 404, "{path}: {r:?}");
+        assert_eq!(r.json()["code"], "not_found");
+    }
+    assert_eq!(
+        get(&addr, "/documents/marker.md", &[&auth]).json()["text"],
+        "# M\n\nmarkerkoala"
+    );
+    t.ok(&["stop"]);
+
+    // Ignored after it was indexed: the next reconciliation removes it.
+    assert_eq!(
+        paths(&query(&t, "latewombat")),
+        ["late.md"],
+        "indexed before it is ignored"
+    );
+    std::fs::write(p.join(".gitignore"), "ign/\nlate.md\n").unwrap();
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(v["summary"]["removed"], 1, "{v}");
+    assert!(paths(&query(&t, "latewombat")).is_empty());
+}
+
+/// Line numbers, headings and names as `/documents` and the hits both see them:
+/// lone CR line ends and a BOM, `?heading=` with a sibling of the same name and
+/// through a link named as another format, a file name that is not UTF-8, and an
+/// upper-case extension.
+#[test]
+fn documents_read_back_what_hits_point_at() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut t = TestEnv::new();
+    let p = t.project.clone();
+    std::fs::write(
+        p.join("cr.md"),
+        "\u{feff}# Title\r\rline two crword\r\r## Sub\r\rsubword line five\r",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("twins.md"),
+        "# Doc\n\n## Install\n\nfirst\n\n### Deeper\n\nd\n\n## Install\n\nsecond\n\n## Other\n\no\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.join("src")).unwrap();
+    std::fs::write(p.join("src/notes.txt"), "# Part\n\npartword\n").unwrap();
+    std::os::unix::fs::symlink("src/notes.txt", p.join("view.md")).unwrap();
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xffname.md");
+    std::fs::write(p.join(bad), "# N\n\nbadnamezebra\n").unwrap();
+    std::fs::write(p.join("README.MD"), "# Upper\n\nupperextword\n").unwrap();
+    t.spawn_serve(&[]);
+    let rt = t.wait_runtime(Duration::from_secs(15));
+    let addr = addr_of(&rt);
+    let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    let hit = |word: &str| -> Value {
+        wait_for(Duration::from_secs(10), word, || {
+            let r = get(&addr, &format!("/query?q={word}"), &[&auth]).json();
+            r["hits"].get(0).cloned()
+        })
+    };
+    let doc = |path: &str| get(&addr, &format!("/documents/{path}"), &[&auth]).json();
+
+    let h = hit("subword");
+    assert_eq!((&h["line_start"], &h["line_end"]), (&5.into(), &7.into()));
+    let v = doc("cr.md?start=5&end=7");
+    assert_eq!(v["text"], "## Sub\n\nsubword line five", "{v}");
+    assert_eq!(v["total_lines"], 7);
+    assert_eq!(doc("cr.md?heading=Sub")["line_start"], 5);
+    assert_eq!(doc("cr.md?start=1&end=1")["text"], "# Title", "no BOM");
+
+    let v = doc("twins.md?heading=Install");
+    assert_eq!((&v["line_start"], &v["line_end"]), (&3.into(), &9.into()));
+    assert_eq!(v["text"], "## Install\n\nfirst\n\n### Deeper\n\nd");
+
+    // Indexed as Markdown, by the link's name: "Part" is its title.
+    assert_eq!(hit("partword+path:view.md")["title"], "Part");
+    let v = doc("view.md?heading=Part");
+    assert_eq!(v["text"], "# Part\n\npartword", "{v}");
+
+    let h = hit("badnamezebra");
+    let path = h["path"].as_str().unwrap().to_string();
+    assert_eq!(path, "bad\u{FFFD}name.md");
+    let v = doc(&path.replace('\u{FFFD}', "%EF%BF%BD"));
+    assert_eq!(v["text"], "# N\n\nbadnamezebra", "{v}");
+
+    assert_eq!(hit("upperextword")["path"], "README.MD");
+}
+
+/// Chunking settings are part of what is indexed: changing them chunks every file
+/// again, unchanged ones too.
+#[test]
+fn changed_chunk_settings_chunk_files_again() {
+    let mut t = with_fixtures();
+    let v = t.json(&["index", "--json"]);
+    let chunks = v["chunks"].as_u64().unwrap();
+    t.set("DOC_SERVE_CHUNK_SIZE", "5");
+    t.set("DOC_SERVE_CHUNK_OVERLAP", "0");
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(v["summary"]["updated"], 5, "{v}");
+    assert!(v["chunks"].as_u64().unwrap() > 2 * chunks, "{v}");
+    let v = t.json(&["index", "--json"]);
+    assert_eq!(v["summary"]["unchanged"], 5, "{v}");
+}

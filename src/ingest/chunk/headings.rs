@@ -7,7 +7,8 @@ use super::{Format, indent_width, is_blank};
 
 /// Headings longer than this are cut: the trail is cloned into every chunk
 /// of a section, so an accidental giant heading (a long paragraph over a
-/// `---` line is a Setext heading) must not multiply memory.
+/// `---` line is a Setext heading) must not multiply memory. The lines of a
+/// cut heading stay in its section's body, so its words are still found.
 pub(super) const MAX_HEADING_CHARS: usize = 300;
 
 pub(super) struct Heading {
@@ -18,6 +19,8 @@ pub(super) struct Heading {
     /// 1 is the outermost level.
     pub(super) level: usize,
     pub(super) text: String,
+    /// `text` was cut to [`MAX_HEADING_CHARS`].
+    pub(super) cut: bool,
 }
 
 /// What a scanner found: headings in line order, and for every line the id
@@ -37,16 +40,16 @@ impl Scan {
     }
 
     fn heading(&mut self, first: usize, last: usize, level: usize, text: &str) {
-        let text = match text.char_indices().nth(MAX_HEADING_CHARS) {
-            Some((cut, _)) => text.get(..cut).unwrap_or(text).trim_end(),
-            None => text,
+        let (text, cut) = match text.char_indices().nth(MAX_HEADING_CHARS) {
+            Some((cut, _)) => (text.get(..cut).unwrap_or(text).trim_end(), true),
+            None => (text, false),
         };
-        let text = text.to_string();
         self.headings.push(Heading {
             first,
             last,
             level,
-            text,
+            text: text.to_string(),
+            cut,
         });
     }
 
@@ -285,6 +288,8 @@ fn starts_container(line: &str) -> bool {
 
 /// Characters allowed in section adornments (the docutils-recommended set).
 const RST_ADORNMENT: &str = "=-~^\"'`#*+:._<>";
+/// An adornment shorter than its title still makes a title from this length on.
+const RST_SHORT_ADORNMENT: usize = 4;
 
 fn scan_rst(lines: &[&str], start: usize) -> Scan {
     let mut scan = Scan::new(lines.len());
@@ -337,15 +342,16 @@ struct RstTitle<'a> {
 
 /// A section title starting at line `i`: overline + text + matching
 /// underline, or (unindented) text + underline. The adornment must be at
-/// least as long as the title text. A lone adornment line between blank
-/// lines (a transition) matches neither form.
+/// least as long as the title text, or (as docutils has it, with a warning)
+/// at least [`RST_SHORT_ADORNMENT`] characters. A lone adornment line between
+/// blank lines (a transition) matches neither form.
 fn rst_title<'a>(lines: &[&'a str], i: usize) -> Option<RstTitle<'a>> {
     let line = *lines.get(i)?;
     let next = *lines.get(i + 1)?;
     if let Some((ch, len)) = rst_adornment(line) {
         let under = rst_adornment(lines.get(i + 2)?)?;
         let text = next.trim();
-        let fits = !text.is_empty() && text.chars().count() <= len;
+        let fits = !text.is_empty() && (text.chars().count() <= len || len >= RST_SHORT_ADORNMENT);
         return (under == (ch, len) && fits && rst_adornment(next).is_none()).then_some(RstTitle {
             text,
             adornment: ch,
@@ -358,7 +364,7 @@ fn rst_title<'a>(lines: &[&'a str], i: usize) -> Option<RstTitle<'a>> {
     }
     let (ch, len) = rst_adornment(next)?;
     let text = line.trim();
-    (text.chars().count() <= len).then_some(RstTitle {
+    (text.chars().count() <= len || len >= RST_SHORT_ADORNMENT).then_some(RstTitle {
         text,
         adornment: ch,
         overline: false,
