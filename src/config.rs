@@ -101,6 +101,9 @@ pub struct Config {
     /// Messages about the configuration that are not errors (unknown keys).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Where each key was last set (a file, a variable, a flag), for error messages.
+    #[serde(skip)]
+    origins: std::collections::HashMap<String, String>,
 }
 
 impl Default for Config {
@@ -138,6 +141,7 @@ impl Default for Config {
             project_idle_seconds: 1800,
             embedding_model: None,
             warnings: Vec::new(),
+            origins: std::collections::HashMap::new(),
         }
     }
 }
@@ -268,6 +272,8 @@ impl Config {
                     name: format!("--{}", key.replace('_', "-")),
                     message,
                 })?;
+            let flag = format!("--{}", key.replace('_', "-"));
+            config.origins.insert(key.to_string(), flag);
         }
         config.validate()?;
         Ok(config)
@@ -292,7 +298,9 @@ impl Config {
             let known = self
                 .set(key, Raw::Json(value))
                 .map_err(|e| err(format!("key \"{key}\": {e}")))?;
-            if !known && !key.starts_with('$') {
+            if known {
+                self.origins.insert(key.clone(), path.display().to_string());
+            } else if !key.starts_with('$') {
                 self.warnings
                     .push(format!("{}: unknown key \"{key}\" ignored", path.display()));
             }
@@ -315,7 +323,9 @@ impl Config {
                     name: name.clone(),
                     message,
                 })?;
-            if !known {
+            if known {
+                self.origins.insert(key, name.clone());
+            } else {
                 self.warnings
                     .push(format!("unknown environment variable {name} ignored"));
             }
@@ -324,17 +334,24 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        // The setting's name, and where it was set unless it is the default.
         let bad = |name: &str, message: String| {
-            Err(Error::Setting {
-                name: name.into(),
-                message,
-            })
+            let name = match self.origins.get(name) {
+                Some(origin) => format!("{name} (set in {origin})"),
+                None => name.into(),
+            };
+            Err(Error::Setting { name, message })
         };
         if self.bind_host != "localhost" && self.bind_host.parse::<IpAddr>().is_err() {
             return bad(
                 "bind_host",
                 format!("{:?} is not an IP address or \"localhost\"", self.bind_host),
             );
+        }
+        for (name, dir) in [("data_dir", &self.data_dir), ("log_dir", &self.log_dir)] {
+            if dir.as_os_str().is_empty() {
+                return bad(name, "must not be empty (it is a directory)".into());
+            }
         }
         if self.chunk_size == 0 || self.chunk_overlap >= self.chunk_size {
             return bad(

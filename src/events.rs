@@ -51,7 +51,7 @@ impl EventLog {
 
     fn append(&self, line: &[u8]) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            fsutil::create_private_dir(dir).map_err(std::io::Error::other)?;
+            fsutil::create_dir_if_missing(dir).map_err(std::io::Error::other)?;
         }
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.max_bytes) {
             self.rotate();

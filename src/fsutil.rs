@@ -31,6 +31,17 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and its parents) 0700 if missing; an existing one is left as it is.
+/// For directories a setting may point anywhere (`data_dir`, `log_dir`): one that
+/// doc-serve did not make is not doc-serve's to chmod.
+pub fn create_dir_if_missing(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create directory {}", dir.display()), e))
+}
+
 /// `dir/.NAME.PID.RANDOM.tmp`: a temp path beside the one it will replace. A
 /// collision only matters between concurrent writers of one file; the pid and a random
 /// suffix keep their temp files apart.

@@ -238,7 +238,7 @@ fn spawn(
     log_dir: &Path,
     idle: Option<u64>,
 ) -> anyhow::Result<Spawned> {
-    fsutil::create_private_dir(log_dir)?;
+    fsutil::create_dir_if_missing(log_dir)?;
     let log = log_dir.join("serve.log");
     if fs::metadata(&log).is_ok_and(|m| m.len() > SERVE_LOG_MAX) {
         let _ = fs::rename(&log, log_dir.join("serve.log.1"));

@@ -71,7 +71,7 @@ const DOCSTORE_BLOCK_BYTES: usize = 2048;
 /// once, one wins and the others open the winner's; nobody waits for a lock (the
 /// shared daemon counts the index lock's holders as indexing jobs).
 fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema) -> Result<()> {
-    crate::fsutil::create_private_dir(data_dir)?;
+    crate::fsutil::create_dir_if_missing(data_dir)?;
     remove_abandoned_builds(data_dir, name);
     let tmp = crate::fsutil::temp_path(data_dir, name);
     crate::fsutil::create_private_dir(&tmp)?;

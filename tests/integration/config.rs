@@ -17,6 +17,10 @@ fn bad_config_is_a_clear_error() {
             vec!["config.json", "\"idle_timeout_seconds\""],
         ),
         ("[1, 2]", vec!["config.json", "JSON object"]),
+        (
+            "{\"data_dir\": \"\"}",
+            vec!["config.json", "data_dir", "empty"],
+        ),
         ("", vec!["config.json", "not valid JSON"]),
     ];
     for (text, needles) in cases {
@@ -110,4 +114,27 @@ fn port_in_use_is_a_clear_error() {
     // The lock and PID file are released with the failed resident.
     assert!(!t.state_file("doc-serve.pid").exists());
     assert!(!t.state_file("runtime.json").exists());
+}
+
+/// A `data_dir` or `log_dir` pointing at a directory doc-serve did not make keeps
+/// that directory's mode; one doc-serve makes is 0700.
+#[test]
+fn existing_data_and_log_dirs_keep_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = TestEnv::new();
+    std::fs::write(t.project.join("a.md"), "# A\n\nword\n").unwrap();
+    let shared = t.root().join("shared-dir");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.set("DOC_SERVE_DATA_DIR", shared.to_str().unwrap());
+    t.set("DOC_SERVE_LOG_DIR", shared.to_str().unwrap());
+    t.ok(&["index"]);
+    t.ok(&["start"]);
+    t.ok(&["stop"]);
+    assert_eq!(mode_of(&shared), 0o755);
+    assert!(shared.join(".index.lock").exists());
+    let fresh = t.root().join("fresh/data");
+    t.set("DOC_SERVE_DATA_DIR", fresh.to_str().unwrap());
+    t.ok(&["index"]);
+    assert_eq!(mode_of(&fresh), 0o700);
 }
