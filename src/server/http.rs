@@ -35,6 +35,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The methods a route takes, for a 405's `Allow` header.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -43,6 +45,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            allow: None,
         }
     }
 
@@ -118,6 +121,11 @@ fn error_reply(e: ApiError) -> Reply {
         reply
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(allow) = e.allow {
+        reply
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     reply
 }
@@ -206,7 +214,7 @@ pub async fn dispatch(
 ) -> Result<Answer, ApiError> {
     match (path, method) {
         ("/health", &Method::GET | &Method::HEAD) => return Ok(Answer::Json(shared.health())),
-        ("/health", _) => return Err(not_allowed(method, path, "GET")),
+        ("/health", _) => return Err(not_allowed(method, path, GET)),
         _ => {}
     }
     match &shared.sites {
@@ -214,7 +222,7 @@ pub async fn dispatch(
             ("/status", &Method::GET | &Method::HEAD) => {
                 routes::status(shared, site).await.map(Answer::from)
             }
-            ("/status", _) => Err(not_allowed(method, path, "GET")),
+            ("/status", _) => Err(not_allowed(method, path, GET)),
             _ => dispatch_site(site, method, path, qs, body).await,
         },
         Sites::Many(projects) => projects::dispatch(shared, projects, method, path, qs, body).await,
@@ -231,15 +239,17 @@ pub async fn dispatch_site(
 ) -> Result<Answer, ApiError> {
     if let Some(doc) = path.strip_prefix("/documents/") {
         return match *method {
-            Method::GET => routes::document(site, doc, qs).await.map(Answer::from),
-            _ => Err(not_allowed(method, path, "GET")),
+            Method::GET | Method::HEAD => routes::document(site, doc, qs).await.map(Answer::from),
+            _ => Err(not_allowed(method, path, GET)),
         };
     }
     match (path, method) {
-        ("/query", &Method::GET | &Method::POST) => routes::query(site, method, qs, body).await,
+        ("/query", &Method::GET | &Method::HEAD | &Method::POST) => {
+            routes::query(site, method, qs, body).await
+        }
         ("/index", &Method::POST) => routes::reindex(site, body).await.map(Answer::from),
-        ("/query", _) => Err(not_allowed(method, path, "GET or POST")),
-        ("/index", _) => Err(not_allowed(method, path, "POST")),
+        ("/query", _) => Err(not_allowed(method, path, GET_OR_POST)),
+        ("/index", _) => Err(not_allowed(method, path, POST)),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -248,12 +258,22 @@ pub async fn dispatch_site(
     }
 }
 
-pub fn not_allowed(method: &Method, path: &str, allowed: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {path}; use {allowed}"),
-    )
+/// What a route takes, as a 405's `Allow` header says it (HEAD wherever GET).
+pub const GET: &str = "GET, HEAD";
+pub const POST: &str = "POST";
+pub const GET_OR_POST: &str = "GET, HEAD, POST";
+
+/// A 405 for `method` on `path`, which takes `allow` (one of [`GET`], [`POST`],
+/// [`GET_OR_POST`]).
+pub fn not_allowed(method: &Method, path: &str, allow: &'static str) -> ApiError {
+    ApiError {
+        allow: Some(allow),
+        ..ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}; it takes {allow}"),
+        )
+    }
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Reply {
@@ -319,20 +339,34 @@ fn forbidden(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, code, message)
 }
 
-/// A Host header must name a loopback host (or the configured bind host). Requests
-/// without one (HTTP/1.0 tools) are not from a browser and pass.
+/// A Host header must name a loopback host (or the configured bind host), and so must
+/// the authority of an absolute-form request target (`GET http://host/...`). Requests
+/// without either (HTTP/1.0 tools) are not from a browser and pass. More than one Host
+/// header is a 400 (RFC 9112): which one a proxy would go by is anyone's guess.
 fn check_host<B>(req: &Request<B>, bind_host: &str) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(header::HOST) else {
-        return Ok(());
-    };
-    let host = value.to_str().ok().map(strip_port).unwrap_or_default();
-    if is_loopback_host(host) || host.eq_ignore_ascii_case(bind_host) {
-        return Ok(());
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "more than one Host header",
+        ));
     }
-    Err(forbidden(
-        "forbidden_host",
-        format!("Host {value:?} is not a loopback address; doc-serve only answers local clients"),
-    ))
+    let target = req.uri().authority().map(|a| a.as_str());
+    let named = first.map(|v| v.to_str().unwrap_or("\u{FFFD}")).into_iter();
+    for value in named.chain(target) {
+        let host = strip_port(value.rsplit('@').next().unwrap_or(value));
+        if !is_loopback_host(host) && !host.eq_ignore_ascii_case(bind_host) {
+            return Err(forbidden(
+                "forbidden_host",
+                format!(
+                    "Host {value:?} is not a loopback address; doc-serve only answers local clients"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An Origin, when present, must be an http(s) origin on a loopback host.

@@ -23,7 +23,7 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Answer, ApiError, dispatch_site, not_allowed};
+use super::http::{Answer, ApiError, GET, GET_OR_POST, dispatch_site, not_allowed};
 use super::indexing::{Gate, IndexService};
 use super::routes::{self, blocking};
 use super::state::{Shared, Site};
@@ -397,7 +397,7 @@ pub async fn dispatch(
             v["projects"] = blocking(move || p.status()).await?;
             return Ok(v.into());
         }
-        ("/status", _) => return Err(not_allowed(method, path, "GET")),
+        ("/status", _) => return Err(not_allowed(method, path, GET)),
         ("/projects", &Method::GET | &Method::HEAD) => {
             let p = projects.clone();
             return blocking(move || p.list()).await.map(Answer::from);
@@ -415,7 +415,7 @@ pub async fn dispatch(
                 .await?
                 .map(Answer::from);
         }
-        ("/projects", _) => return Err(not_allowed(method, path, "GET or POST")),
+        ("/projects", _) => return Err(not_allowed(method, path, GET_OR_POST)),
         _ => {}
     }
     let Some((id, rest)) = path
@@ -448,7 +448,7 @@ pub async fn dispatch(
             v["index"] = routes::freshness(&site).await?;
             Ok(v.into())
         }
-        ("/status", _) => Err(not_allowed(method, path, "GET")),
+        ("/status", _) => Err(not_allowed(method, path, GET)),
         _ => dispatch_site(&site, method, &rest, qs, body).await,
     }
 }

@@ -50,6 +50,34 @@ fn health_status_and_errors() {
     );
     assert_eq!(r.status, 405);
     assert_eq!(r.json()["code"], "method_not_allowed");
+    assert!(
+        r.head.to_ascii_lowercase().contains("\r\nallow: get, head"),
+        "{r:?}"
+    );
+    let r = raw(
+        &addr,
+        format!("PUT /query HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 405);
+    assert!(
+        r.head
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, head, post"),
+        "{r:?}"
+    );
+
+    // HEAD wherever GET: the status and headers of a GET, no body.
+    std::fs::write(t.project.join("h.md"), "# H\n\nheadword\n").unwrap();
+    for path in ["/query?q=headword", "/documents/h.md", "/status", "/health"] {
+        let r = raw(
+            &addr,
+            format!("HEAD {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(r.body, "", "{path}");
+    }
 }
 
 #[test]
@@ -107,6 +135,32 @@ fn dns_rebinding_is_refused() {
             assert_eq!(r.json()["code"], "forbidden_host");
         }
     }
+    // Two Host headers, in either order; an absolute-form target naming another host.
+    for hosts in [
+        "Host: 127.0.0.1\r\nHost: evil.example",
+        "Host: evil.example\r\nHost: 127.0.0.1",
+    ] {
+        let r = raw(
+            &addr,
+            format!("GET /status HTTP/1.1\r\n{hosts}\r\n{auth}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{hosts}");
+        assert_eq!(r.json()["code"], "bad_request");
+    }
+    let r = raw(
+        &addr,
+        format!("GET http://evil.example/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "forbidden_host");
+    let r = raw(
+        &addr,
+        format!("GET http://{addr}/status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 200);
     for host in [
         "localhost",
         &format!("localhost:{port}"),
