@@ -348,6 +348,14 @@ impl Config {
                 format!("{:?} is not an IP address or \"localhost\"", self.bind_host),
             );
         }
+        if self.include.is_empty() {
+            return bad(
+                "include",
+                "must name at least one glob (with none, nothing is a source and the index \
+                 would be emptied)"
+                    .into(),
+            );
+        }
         for (name, dir) in [("data_dir", &self.data_dir), ("log_dir", &self.log_dir)] {
             if dir.as_os_str().is_empty() {
                 return bad(name, "must not be empty (it is a directory)".into());
@@ -541,6 +549,10 @@ mod tests {
         assert_eq!(c.include, ["*.md", "*.rst"]);
         assert!(load(Some(r#"{"bind_host": "example.com"}"#), &[]).is_err());
         assert!(load(Some(r#"{"chunk_size": 10, "chunk_overlap": 10}"#), &[]).is_err());
+        let e = load(None, &[("DOC_SERVE_INCLUDE", "")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("include (set in DOC_SERVE_INCLUDE)"), "{e}");
         assert!(
             load(None, &[("DOC_SERVE_BIND_HOST", "::1")])
                 .unwrap()

@@ -120,8 +120,8 @@ pub enum Command {
         /// The query, e.g. 'tokio runtime "block on" -async path:docs/'
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
-        /// Most hits to show
-        #[arg(long, short = 'n', default_value_t = 10)]
+        /// Most hits to show (at least 1; at most 1000 are given)
+        #[arg(long, short = 'n', default_value_t = 10, value_parser = at_least_one)]
         limit: usize,
         /// Only hits whose path starts with this
         #[arg(long, value_name = "PREFIX")]
@@ -410,4 +410,12 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// A whole number of at least 1, for `--limit`.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, not {s:?}")),
+    }
 }

@@ -52,13 +52,12 @@ pub fn parse(q: &str) -> Parsed {
 /// The next item: a quoted phrase (if its quote closes) or a whitespace-separated word.
 fn take_item(s: &str) -> (&str, bool, &str) {
     if let Some(inner) = s.strip_prefix('"') {
+        // A phrase (an empty one is nothing: `""` alone is an empty query).
         if let Some(end) = inner.find('"') {
             return (inner[..end].trim(), true, &inner[end + 1..]);
         }
-        // An unclosed quote is just a character.
-        let s = inner;
-        let end = s.find(char::is_whitespace).unwrap_or(s.len());
-        return (&s[..end], false, &s[end..]);
+        // An unclosed quote is just a character of its word: `"` alone is
+        // punctuation, which matches nothing.
     }
     let end = s.find(char::is_whitespace).unwrap_or(s.len());
     (&s[..end], false, &s[end..])
@@ -79,10 +78,14 @@ mod tests {
 
     #[test]
     fn odd_input_is_text() {
-        assert_eq!(parse(r#""unclosed quote"#).words, ["unclosed", "quote"]);
+        assert_eq!(parse(r#""unclosed quote"#).words, ["\"unclosed", "quote"]);
+        // An unclosed quote alone is punctuation, a word that matches nothing; an
+        // empty phrase is nothing.
+        assert_eq!(parse(r#"""#).words, ["\""]);
+        assert_eq!(parse(r#""""#), Parsed::default());
+        assert_eq!(parse(r#""" x"#).words, ["x"]);
         assert_eq!(parse("a - b").words, ["a", "-", "b"]);
         assert_eq!(parse("path:").words, ["path:"]);
-        assert_eq!(parse(r#""""#), Parsed::default());
         assert_eq!(parse("   "), Parsed::default());
         assert!(!parse("-only").has_positive_terms());
         let _ = parse("\"-\"-\"\"-");

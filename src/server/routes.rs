@@ -43,7 +43,7 @@ fn number(params: &[(String, String)], name: &str) -> Result<Option<usize>, ApiE
             v.parse().map_err(|_| {
                 bad(
                     "bad_parameter",
-                    format!("{name} must be a number, not {v:?}"),
+                    format!("{name} must be a whole number, not {v:?}"),
                 )
             })
         })
@@ -51,6 +51,7 @@ fn number(params: &[(String, String)], name: &str) -> Result<Option<usize>, ApiE
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct QueryBody {
     q: String,
     limit: Option<usize>,
@@ -86,6 +87,12 @@ pub async fn query(
             max_per_file: site.max_hits_per_file,
         }
     };
+    if req.limit == 0 {
+        return Err(bad(
+            "bad_parameter",
+            "limit must be a whole number of at least 1, not 0",
+        ));
+    }
     let index = site.index.clone();
     let quick = index.engine.is_quick(&req);
     let search = move || (index.engine.search(&req), index.freshness());
@@ -167,6 +174,7 @@ pub fn engine_error(e: EngineError) -> ApiError {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct IndexBody {
     #[serde(default)]
     full: bool,

@@ -724,7 +724,13 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     wait_for(Duration::from_secs(10), "marker", || {
         (found("markerkoala") == ["marker.md"]).then_some(())
     });
-    for word in ["negkoala", "exclkoala", "globalkoala", "binkoala", "hidkoala"] {
+    for word in [
+        "negkoala",
+        "exclkoala",
+        "globalkoala",
+        "binkoala",
+        "hidkoala",
+    ] {
         assert!(found(word).is_empty(), "{word} should not be indexed");
     }
     for path in [

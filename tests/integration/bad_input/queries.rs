@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use super::*;
 
 /// Queries in a syntax a user might try, half-typed or wrong.
-const ODD_QUERIES: [&str; 22] = [
+const ODD_QUERIES: [&str; 23] = [
     "\"unclosed",
+    "\"",
     "(((",
     ")",
     "AND OR NOT",
@@ -155,11 +156,31 @@ fn query_syntax_errors() {
         "{\"q\": 5}",
         "{\"q\": [\"a\"]}",
         "{\"limit\": -1, \"q\": \"a\"}",
+        "{\"limit\": 0, \"q\": \"a\"}",
+        "{\"q\": \"a\", \"limt\": 3}",
     ] {
         let reply = r.post("/query", body);
         assert_eq!(reply.status, 400, "{body}: {reply:?}");
         assert!(!reply.json()["message"].as_str().unwrap().is_empty());
     }
+    for qs in ["q=a&limit=0", "q=a&limit=-1", "q=a&limit=lots"] {
+        let reply = r.get(&format!("/query?{qs}"));
+        assert_eq!(reply.status, 400, "{qs}: {reply:?}");
+        assert_eq!(reply.json()["code"], "bad_parameter", "{qs}");
+        assert!(
+            reply.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("whole number")
+        );
+    }
+    for limit in ["--limit=0", "--limit=-1", "--limit=x", "-n0"] {
+        fails(&t, &["query", limit, "a"], &["at least 1"]);
+    }
+    // A misspelt field is an error, not silently a different request.
+    let reply = r.post("/index", "{\"fulll\": true}");
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.json()["code"], "bad_body");
     assert_eq!(r.get("/health").status, 200);
     assert_eq!(answers(&t), base);
     r.stop(&mut t);
