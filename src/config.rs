@@ -362,8 +362,15 @@ impl Config {
             }
         }
         if self.chunk_size == 0 || self.chunk_overlap >= self.chunk_size {
+            // Blame the one that was set, when only one was.
+            let set = |k: &str| self.origins.contains_key(k);
+            let key = if set("chunk_size") && !set("chunk_overlap") {
+                "chunk_size"
+            } else {
+                "chunk_overlap"
+            };
             return bad(
-                "chunk_overlap",
+                key,
                 format!(
                     "chunk_overlap ({}) must be smaller than chunk_size ({}), and chunk_size above 0",
                     self.chunk_overlap, self.chunk_size

@@ -171,9 +171,10 @@ fn indent_width(line: &str) -> usize {
 /// Front matter (Markdown and AsciiDoc only: in reStructuredText `---` lines
 /// are a title's adornment) is YAML between `---` lines (closed by `---` or
 /// `...`) or TOML between `+++` lines, at the very first line, and starts with
-/// a key (`key: value`, `key = value`, `[table]`). Unterminated, or holding
-/// anything else (text between two rules), it is not front matter at all and
-/// the lines stay body text.
+/// a key (`key: value`, `key = value`, `[table]`) after any blank lines and
+/// `#` comments, or is empty. Unterminated, or holding anything else (text
+/// between two rules), it is not front matter at all and the lines stay body
+/// text.
 fn front_matter(lines: &[&str], format: Format) -> (usize, Option<String>) {
     if !matches!(format, Format::Markdown | Format::AsciiDoc) {
         return (0, None);
@@ -191,7 +192,12 @@ fn front_matter(lines: &[&str], format: Format) -> (usize, Option<String>) {
         return (0, None);
     };
     let inner = lines.get(1..close).unwrap_or_default();
-    if inner.first().is_some_and(|l| !starts_with_key(l, sep)) {
+    // Blank lines and comments may come first; then a key, or nothing at all.
+    let significant = inner
+        .iter()
+        .find(|l| !is_blank(l) && !l.trim_start().starts_with('#'));
+    let empty = inner.iter().all(|l| is_blank(l));
+    if !empty && !significant.is_some_and(|l| starts_with_key(l, sep)) {
         return (0, None);
     }
     let title = inner.iter().find_map(|l| front_matter_title(l, sep));
@@ -697,6 +703,13 @@ mod tests {
         assert_eq!(texts(&doc), ["title: Only Front\ndescription: described"]);
         assert_eq!(ranges(&doc), [(2, 3)]);
         assert!(run("---\n---\n", Format::Markdown).chunks.is_empty());
+        // Comments and blank lines may open it (Jekyll).
+        let doc = run(
+            "---\n# comment\n\nlayout: post\ntitle: Foo\n---\nbody\n",
+            Format::Markdown,
+        );
+        assert_eq!(doc.title, "Foo");
+        assert_eq!(texts(&doc), ["body"]);
         // Text between two rules is text: a heading and a paragraph.
         let doc = run("---\n\n# Welcome\n\nswallowed\n\n---\n", Format::Markdown);
         assert_eq!(doc.title, "Welcome");
@@ -1042,17 +1055,29 @@ mod tests {
         assert!(starts.is_sorted());
         let (start, _) = front_matter(&lines, format);
         let scan = scan(format, &lines, start);
+        // A cut heading's lines are in its section's text, and must be found there.
         let heading_lines: HashSet<usize> = scan
             .headings
             .iter()
+            .filter(|h| !h.cut)
             .flat_map(|h| h.first..=h.last)
             .collect();
+        // A file of nothing but front matter keeps it (between its fences) as its
+        // one section.
+        let front_only = start > 0 && build_chunks(&lines, start, &scan, opts).is_empty();
+        let checked = |i: usize| {
+            if front_only {
+                i >= 1 && i + 1 < start
+            } else {
+                i >= start
+            }
+        };
         // A piece starts with at most max(overlap, size / 2) old words, so
         // only a line longer than the rest of a piece may be cut mid-line.
         let size = opts.chunk_size.max(1);
         let may_cut = size - opts.chunk_overlap.min(size - 1).max(size / 2);
-        for (i, line) in lines.iter().enumerate().skip(start) {
-            if is_blank(line) || heading_lines.contains(&i) {
+        for (i, line) in lines.iter().enumerate() {
+            if !checked(i) || is_blank(line) || heading_lines.contains(&i) {
                 continue;
             }
             let whole = doc.chunks.iter().any(|c| {

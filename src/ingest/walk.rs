@@ -232,19 +232,14 @@ impl Sources {
         })
     }
 
-    /// Whether the walk lists `rel` (root-relative, `/`-separated) at all: no part of
-    /// it hidden, and not left out by an ignore file.
+    /// Whether the walk lists `rel` (root-relative, `/`-separated), decided as the walk
+    /// decides (the `ignore` crate's rules, with git's files read with or without a
+    /// repository): going down from the root, a directory left out is not entered, so
+    /// nothing under it is listed whatever deeper files say. A path is left out when
+    /// ignored, or when hidden (its name starts with `.`) unless an ignore file
+    /// re-includes it; its verdict is the deepest `.ignore`'s that has one, else the
+    /// deepest `.gitignore`'s, else `.git/info/exclude`'s, else the global gitignore's.
     pub fn listed(&self, rel: &str) -> bool {
-        !rel.split('/').any(|c| c.starts_with('.')) && !self.ignored(rel)
-    }
-
-    /// Whether ignore files leave `rel` out, decided as the walk decides (the `ignore`
-    /// crate's rules): going down from the root, an ignored directory is not entered,
-    /// so nothing under it is listed whatever deeper files say; a path's own verdict is
-    /// the deepest `.ignore`'s that has one, else the deepest `.gitignore`'s (none above
-    /// the nearest git repository), else `.git/info/exclude`'s, else the global
-    /// gitignore's.
-    fn ignored(&self, rel: &str) -> bool {
         let (global, _) = Gitignore::global();
         let parts: Vec<&str> = rel.split('/').collect();
         let mut levels: Vec<IgnoreFiles> = Vec::new();
@@ -252,12 +247,13 @@ impl Sources {
         for (i, part) in parts.iter().enumerate() {
             levels.push(IgnoreFiles::read(&dir));
             let path = dir.join(part);
-            if verdict(&levels, &global, &path, i + 1 < parts.len()).is_ignore() {
-                return true;
+            let v = verdict(&levels, &global, &path, i + 1 < parts.len());
+            if v.is_ignore() || (part.starts_with('.') && !v.is_whitelist()) {
+                return false;
             }
             dir = path;
         }
-        false
+        true
     }
 
     /// The file a root-relative path (as [`Sources::relative`] writes it) names: where
@@ -336,9 +332,6 @@ struct IgnoreFiles {
     ignore: Gitignore,
     git_ignore: Gitignore,
     git_exclude: Gitignore,
-    /// The directory is a git repository's root: `.gitignore` files above it do not
-    /// apply below it.
-    has_git: bool,
 }
 
 impl IgnoreFiles {
@@ -355,30 +348,24 @@ impl IgnoreFiles {
             ignore: one(dir.join(".ignore")),
             git_ignore: one(dir.join(".gitignore")),
             git_exclude: one(dir.join(".git/info/exclude")),
-            has_git: dir.join(".git").exists(),
         }
     }
 }
 
 /// What the ignore files of `levels` (the root's first) and the global gitignore say
-/// of `path`; see [`Sources::ignored`].
+/// of `path`; see [`Sources::listed`]. (The walk reads git's files without requiring a
+/// repository, so a nested repository does not cut off the files above it.)
 fn verdict(levels: &[IgnoreFiles], global: &Gitignore, path: &Path, is_dir: bool) -> Match<()> {
-    let deepest = |pick: fn(&IgnoreFiles) -> &Gitignore, git: bool| {
-        let mut saw_git = false;
-        for level in levels.iter().rev() {
-            if git && saw_git {
-                break;
-            }
-            let m = pick(level).matched(path, is_dir);
-            if !m.is_none() {
-                return m.map(|_| ());
-            }
-            saw_git |= level.has_git;
-        }
-        Match::None
+    let deepest = |pick: fn(&IgnoreFiles) -> &Gitignore| {
+        levels
+            .iter()
+            .rev()
+            .map(|level| pick(level).matched(path, is_dir))
+            .find(|m| !m.is_none())
+            .map_or(Match::None, |m| m.map(|_| ()))
     };
-    deepest(|l| &l.ignore, false)
-        .or(deepest(|l| &l.git_ignore, true))
-        .or(deepest(|l| &l.git_exclude, true))
+    deepest(|l| &l.ignore)
+        .or(deepest(|l| &l.git_ignore))
+        .or(deepest(|l| &l.git_exclude))
         .or(global.matched(path, is_dir).map(|_| ()))
 }

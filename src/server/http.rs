@@ -353,10 +353,12 @@ fn check_host<B>(req: &Request<B>, bind_host: &str) -> Result<(), ApiError> {
             "more than one Host header",
         ));
     }
+    // A target's authority may carry user info (`user@host`); a Host header may not.
     let target = req.uri().authority().map(|a| a.as_str());
+    let target = target.map(|a| a.rsplit('@').next().unwrap_or(a));
     let named = first.map(|v| v.to_str().unwrap_or("\u{FFFD}")).into_iter();
     for value in named.chain(target) {
-        let host = strip_port(value.rsplit('@').next().unwrap_or(value));
+        let host = strip_port(value);
         if !is_loopback_host(host) && !host.eq_ignore_ascii_case(bind_host) {
             return Err(forbidden(
                 "forbidden_host",

@@ -119,6 +119,7 @@ fn dns_rebinding_is_refused() {
     for host in [
         "evil.example",
         "evil.example:80",
+        "evil.example@127.0.0.1",
         "localhost.evil.example",
         "10.0.0.1",
         "0.0.0.0",

@@ -682,14 +682,19 @@ fn a_saved_file_does_not_wait_out_the_debounce() {
 
 /// What the walk leaves out, the watcher and `/documents` leave out too: a file
 /// re-included under an ignored directory, `.git/info/exclude`, the global gitignore,
-/// hidden and binary files. And a file that got into the index before it was ignored
-/// is removed by the next reconciliation.
+/// a root pattern below a nested repository, hidden and binary files; and what it takes
+/// in (a hidden file an ignore file re-includes), they take in. A file that got into
+/// the index before it was ignored is removed by the next reconciliation.
 #[test]
 fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     let mut t = with_fixtures();
     t.set("DOC_SERVE_DEBOUNCE_MS", "50");
     let p = t.project.clone();
-    std::fs::write(p.join(".gitignore"), "ign/\n").unwrap();
+    std::fs::write(p.join(".gitignore"), "ign/\ndrafts/\n!.dotted.md\n").unwrap();
+    std::fs::create_dir_all(p.join("sub/.git")).unwrap();
+    std::fs::create_dir_all(p.join("sub/drafts")).unwrap();
+    std::fs::write(p.join("sub/drafts/d.md"), "# D\n\ndraftkoala\n").unwrap();
+    std::fs::write(p.join(".dotted.md"), "# Dotted\n\ndottedkoala\n").unwrap();
     std::fs::create_dir_all(p.join("ign")).unwrap();
     std::fs::write(p.join("ign/.gitignore"), "!neg.md\n").unwrap();
     std::fs::create_dir_all(p.join(".git/info")).unwrap();
@@ -699,7 +704,9 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     std::fs::write(global.join("ignore"), "globalign.md\n").unwrap();
     std::fs::write(p.join("late.md"), "# Late\n\nlatewombat\n").unwrap();
     let v = t.json(&["index", "--json"]);
-    assert_eq!(v["summary"]["added"], 6, "{v}");
+    assert_eq!(v["summary"]["added"], 7, "{v}");
+    assert_eq!(paths(&query(&t, "dottedkoala")), [".dotted.md"]);
+    assert!(paths(&query(&t, "draftkoala")).is_empty());
 
     t.spawn_serve(&[]);
     let rt = t.wait_runtime(Duration::from_secs(15));
@@ -720,9 +727,14 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     std::fs::write(p.join("bin.md"), b"# B\n\nbinkoala\0\x01").unwrap();
     std::fs::create_dir_all(p.join(".hid")).unwrap();
     std::fs::write(p.join(".hid/h.md"), "# H\n\nhidkoala\n").unwrap();
+    std::fs::write(p.join("sub/drafts/d2.md"), "# D\n\ndraft2koala\n").unwrap();
+    std::fs::write(p.join(".dotted.md"), "# Dotted\n\ndotted2koala\n").unwrap();
     std::fs::write(p.join("marker.md"), "# M\n\nmarkerkoala\n").unwrap();
     wait_for(Duration::from_secs(10), "marker", || {
         (found("markerkoala") == ["marker.md"]).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "edited dotted file", || {
+        (found("dotted2koala") == [".dotted.md"]).then_some(())
     });
     for word in [
         "negkoala",
@@ -730,6 +742,8 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
         "globalkoala",
         "binkoala",
         "hidkoala",
+        "draftkoala",
+        "draft2koala",
     ] {
         assert!(found(word).is_empty(), "{word} should not be indexed");
     }
@@ -740,6 +754,7 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
         "bin.md",
         ".hid/h.md",
         ".gitignore",
+        "sub/drafts/d.md",
     ] {
         let r = get(&addr, &format!("/documents/{path}"), &[&auth]);
         assert_eq!(r.status, 404, "{path}: {r:?}");
@@ -749,6 +764,7 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
         get(&addr, "/documents/marker.md", &[&auth]).json()["text"],
         "# M\n\nmarkerkoala"
     );
+    assert_eq!(get(&addr, "/documents/.dotted.md", &[&auth]).status, 200);
     t.ok(&["stop"]);
 
     // Ignored after it was indexed: the next reconciliation removes it.
@@ -757,7 +773,7 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
         ["late.md"],
         "indexed before it is ignored"
     );
-    std::fs::write(p.join(".gitignore"), "ign/\nlate.md\n").unwrap();
+    std::fs::write(p.join(".gitignore"), "ign/\ndrafts/\n!.dotted.md\nlate.md\n").unwrap();
     let v = t.json(&["index", "--json"]);
     assert_eq!(v["summary"]["removed"], 1, "{v}");
     assert!(paths(&query(&t, "latewombat")).is_empty());
