@@ -139,7 +139,7 @@ pub struct WriteOptions {
 }
 
 /// What is indexed for one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileRecord {
     pub hash: String,
     pub size: u64,

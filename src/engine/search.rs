@@ -623,6 +623,11 @@ mod tests {
             .collect()
     }
 
+    const OPTS: ChunkOptions = ChunkOptions {
+        chunk_size: 40,
+        chunk_overlap: 5,
+    };
+
     /// An empty index in `dir`, without the cross-process lock.
     fn open(dir: &std::path::Path) -> Engine {
         let write = WriteOptions {
@@ -638,16 +643,7 @@ mod tests {
     fn scoring_by_terms_matches_the_scorers() {
         let dir = tempfile::tempdir().unwrap();
         let engine = open(dir.path());
-        let opts = ChunkOptions {
-            chunk_size: 40,
-            chunk_overlap: 5,
-        };
-        let record = FileRecord {
-            hash: String::new(),
-            size: 0,
-            mtime_ns: 0,
-            chunking: String::new(),
-        };
+        let (opts, record) = (OPTS, FileRecord::default());
         // One segment a batch; each batch rewrites some files of the ones before.
         for batch in 0..4 {
             let mut lease = engine.small_lease().unwrap();
@@ -733,16 +729,7 @@ mod tests {
     fn path_prefixes_are_literal_at_any_length() {
         let dir = tempfile::tempdir().unwrap();
         let engine = open(dir.path());
-        let opts = ChunkOptions {
-            chunk_size: 40,
-            chunk_overlap: 5,
-        };
-        let record = FileRecord {
-            hash: String::new(),
-            size: 0,
-            mtime_ns: 0,
-            chunking: String::new(),
-        };
+        let (opts, record) = (OPTS, FileRecord::default());
         let long = format!("docs/{}/", "x".repeat(3000));
         let mut lease = engine.small_lease().unwrap();
         for path in ["docs/a.b-c/one.md", "docs/aXb-c/two.md", "docs/é/three.md"]
