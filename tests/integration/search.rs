@@ -773,7 +773,11 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
         ["late.md"],
         "indexed before it is ignored"
     );
-    std::fs::write(p.join(".gitignore"), "ign/\ndrafts/\n!.dotted.md\nlate.md\n").unwrap();
+    std::fs::write(
+        p.join(".gitignore"),
+        "ign/\ndrafts/\n!.dotted.md\nlate.md\n",
+    )
+    .unwrap();
     let v = t.json(&["index", "--json"]);
     assert_eq!(v["summary"]["removed"], 1, "{v}");
     assert!(paths(&query(&t, "latewombat")).is_empty());
