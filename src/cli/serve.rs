@@ -43,7 +43,15 @@ fn serve_locked(
             config.clone(),
         )))
     } else {
-        Serves::Project(Indexer::open(&project, &config).context("cannot open the index")?)
+        let indexer = Indexer::open(&project, &config).context("cannot open the index")?;
+        // Only a resident (holding the lifetime lock) tidies the data dir.
+        let dir = indexer.engine.dir();
+        if let (Some(data_dir), Some(name)) = (dir.parent(), dir.file_name()) {
+            for old in crate::engine::remove_superseded(data_dir, &name.to_string_lossy()) {
+                tracing::info!("removed {old}, an index of another schema unused for a week");
+            }
+        }
+        Serves::Project(indexer)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

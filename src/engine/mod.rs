@@ -131,6 +131,47 @@ fn remove_abandoned_builds(data_dir: &Path, name: &str) {
     }
 }
 
+/// How long an index of another schema may sit unused beside the current one before a
+/// resident removes it.
+pub const SUPERSEDED_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes the indexes of other schemas in `data_dir` (`index-v<N>-<fingerprint>`
+/// beside `current`) that no commit has touched for [`SUPERSEDED_AFTER`]: an upgrade
+/// builds a fresh index and never opens the old one again, so without this every
+/// upgrade would leave a copy behind. One still in use (by another doc-serve version
+/// on the same project) commits, and stays. Returns the names removed.
+pub fn remove_superseded(data_dir: &Path, current: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_index = name.strip_prefix("index-v").is_some_and(|rest| {
+            rest.split_once('-').is_some_and(|(v, fp)| {
+                v.bytes().all(|b| b.is_ascii_digit())
+                    && fp.len() == 8
+                    && fp.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        });
+        if name == current || !is_index {
+            continue;
+        }
+        let idle = std::fs::metadata(entry.path().join("meta.json"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        if idle.is_none_or(|idle| idle < SUPERSEDED_AFTER) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed.push(name),
+            Err(e) => tracing::warn!("cannot remove the superseded index {name}: {e}"),
+        }
+    }
+    removed
+}
+
 /// How writes are coordinated between processes.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {

@@ -861,3 +861,30 @@ fn changed_chunk_settings_chunk_files_again() {
     let v = t.json(&["index", "--json"]);
     assert_eq!(v["summary"]["unchanged"], 5, "{v}");
 }
+
+/// A resident removes indexes of other schemas that sat unused for a week (an upgrade
+/// leaves the old one behind), and nothing else.
+#[test]
+fn a_resident_removes_superseded_indexes() {
+    let mut t = with_fixtures();
+    t.ok(&["index"]);
+    let data = t.state_dir().join("data");
+    let week_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    let make = |name: &str, old: bool| {
+        let dir = data.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = std::fs::File::create(dir.join("meta.json")).unwrap();
+        if old {
+            meta.set_modified(week_ago).unwrap();
+        }
+        dir
+    };
+    let stale = make("index-v1-0000dead", true);
+    let recent = make("index-v1-0000beef", false);
+    let other = make("notes", true);
+    t.spawn_serve(&[]);
+    t.wait_runtime(Duration::from_secs(15));
+    assert!(!stale.exists(), "a week-old index of another schema stays");
+    assert!(recent.exists() && other.exists());
+    assert_eq!(paths(&query(&t, "quorum")), ["docs/notes.txt"]);
+}
