@@ -43,22 +43,14 @@ fn health_status_and_errors() {
     assert_eq!(e.json()["code"], "not_found");
     assert!(e.json()["message"].as_str().unwrap().contains("/nope"));
 
-    let r = raw(
-        &addr,
-        format!("DELETE /status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    );
+    let r = send(&addr, "DELETE /status", &[&format!("Host: {addr}"), &auth]);
     assert_eq!(r.status, 405);
     assert_eq!(r.json()["code"], "method_not_allowed");
     assert!(
         r.head.to_ascii_lowercase().contains("\r\nallow: get, head"),
         "{r:?}"
     );
-    let r = raw(
-        &addr,
-        format!("PUT /query HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    );
+    let r = send(&addr, "PUT /query", &[&format!("Host: {addr}"), &auth]);
     assert_eq!(r.status, 405);
     assert!(
         r.head
@@ -70,10 +62,10 @@ fn health_status_and_errors() {
     // HEAD wherever GET: the status and headers of a GET, no body.
     std::fs::write(t.project.join("h.md"), "# H\n\nheadword\n").unwrap();
     for path in ["/query?q=headword", "/documents/h.md", "/status", "/health"] {
-        let r = raw(
+        let r = send(
             &addr,
-            format!("HEAD {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
+            &format!("HEAD {path}"),
+            &[&format!("Host: {addr}"), &auth],
         );
         assert_eq!(r.status, 200, "{path}: {r:?}");
         assert_eq!(r.body, "", "{path}");
@@ -125,12 +117,10 @@ fn dns_rebinding_is_refused() {
         "0.0.0.0",
     ] {
         for path in ["/health", "/status"] {
-            let r = raw(
+            let r = send(
                 &addr,
-                format!(
-                    "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\nConnection: close\r\n\r\n"
-                )
-                .as_bytes(),
+                &format!("GET {path}"),
+                &[&format!("Host: {host}"), &auth],
             );
             assert_eq!(r.status, 403, "Host {host} {path}");
             assert_eq!(r.json()["code"], "forbidden_host");
@@ -141,25 +131,21 @@ fn dns_rebinding_is_refused() {
         "Host: 127.0.0.1\r\nHost: evil.example",
         "Host: evil.example\r\nHost: 127.0.0.1",
     ] {
-        let r = raw(
-            &addr,
-            format!("GET /status HTTP/1.1\r\n{hosts}\r\n{auth}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        );
+        let r = send(&addr, "GET /status", &[hosts, &auth]);
         assert_eq!(r.status, 400, "{hosts}");
         assert_eq!(r.json()["code"], "bad_request");
     }
-    let r = raw(
+    let r = send(
         &addr,
-        format!("GET http://evil.example/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        "GET http://evil.example/status",
+        &["Host: 127.0.0.1", &auth],
     );
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["code"], "forbidden_host");
-    let r = raw(
+    let r = send(
         &addr,
-        format!("GET http://{addr}/status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        &format!("GET http://{addr}/status"),
+        &[&format!("Host: {addr}"), &auth],
     );
     assert_eq!(r.status, 200);
     for host in [
@@ -169,11 +155,7 @@ fn dns_rebinding_is_refused() {
         "[::1]:1",
         "LOCALHOST",
     ] {
-        let r = raw(
-            &addr,
-            format!("GET /status HTTP/1.1\r\nHost: {host}\r\n{auth}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        );
+        let r = send(&addr, "GET /status", &[&format!("Host: {host}"), &auth]);
         assert_eq!(r.status, 200, "Host {host}");
     }
     for origin in [
@@ -209,7 +191,11 @@ fn oversized_and_slow_requests() {
     let auth = format!("Authorization: Bearer {token}");
 
     // Declared too large: refused before reading.
-    let r = raw(&addr, format!("POST /status HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n").as_bytes());
+    let r = send(
+        &addr,
+        "POST /status",
+        &[&format!("Host: {addr}"), &auth, "Content-Length: 1000000"],
+    );
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["code"], "body_too_large");
     // Chunked and too large: refused while reading.

@@ -37,6 +37,15 @@ fn paths(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Each of `paths` is a 404 `not_found` from `/documents`.
+fn documents_not_found(addr: &str, auth: &str, paths: &[&str]) {
+    for path in paths {
+        let r = get(addr, &format!("/documents/{path}"), &[auth]);
+        assert_eq!(r.status, 404, "{path}: {r:?}");
+        assert_eq!(r.json()["code"], "not_found");
+    }
+}
+
 fn query(t: &TestEnv, q: &str) -> Value {
     let out = t.run(&["query", "--json", "--", q]);
     assert!(
@@ -450,19 +459,19 @@ fn resident_serves_queries_documents_and_follows_edits() {
     let r = get(&addr, "/documents/docs%2Fnotes.txt", &[&auth]);
     assert_eq!(r.status, 200, "{r:?}");
     std::os::unix::fs::symlink("/etc", t.project.join("docs/etc")).unwrap();
-    for bad in [
-        "docs/../../etc/passwd",
-        "%2Fetc%2Fpasswd",
-        "docs/%2E%2E/%2E%2E/etc/hostname",
-        "docs/etc/hostname.md",
-        ".claude/doc-serve/runtime.json",
-        "docs/missing.md",
-        "Cargo.toml",
-    ] {
-        let r = get(&addr, &format!("/documents/{bad}"), &[&auth]);
-        assert_eq!(r.status, 404, "{bad}: {r:?}");
-        assert_eq!(r.json()["code"], "not_found");
-    }
+    documents_not_found(
+        &addr,
+        &auth,
+        &[
+            "docs/../../etc/passwd",
+            "%2Fetc%2Fpasswd",
+            "docs/%2E%2E/%2E%2E/etc/hostname",
+            "docs/etc/hostname.md",
+            ".claude/doc-serve/runtime.json",
+            "docs/missing.md",
+            "Cargo.toml",
+        ],
+    );
     let r = get(&addr, "/documents/docs/notes.txt?start=9&end=12", &[&auth]);
     assert_eq!(r.status, 400);
 
@@ -747,19 +756,19 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     ] {
         assert!(found(word).is_empty(), "{word} should not be indexed");
     }
-    for path in [
-        "ign/neg.md",
-        "excl.md",
-        "globalign.md",
-        "bin.md",
-        ".hid/h.md",
-        ".gitignore",
-        "sub/drafts/d.md",
-    ] {
-        let r = get(&addr, &format!("/documents/{path}"), &[&auth]);
-        assert_eq!(r.status, 404, "{path}: {r:?}");
-        assert_eq!(r.json()["code"], "not_found");
-    }
+    documents_not_found(
+        &addr,
+        &auth,
+        &[
+            "ign/neg.md",
+            "excl.md",
+            "globalign.md",
+            "bin.md",
+            ".hid/h.md",
+            ".gitignore",
+            "sub/drafts/d.md",
+        ],
+    );
     assert_eq!(
         get(&addr, "/documents/marker.md", &[&auth]).json()["text"],
         "# M\n\nmarkerkoala"

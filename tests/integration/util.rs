@@ -269,6 +269,18 @@ pub fn parse_reply(buf: &[u8]) -> Reply {
     }
 }
 
+/// A request without a body: `line` (`GET /path`), then `headers` as given (no Host is
+/// added) and `Connection: close`.
+pub fn send(addr: &str, line: &str, headers: &[&str]) -> Reply {
+    let mut req = format!("{line} HTTP/1.1\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    raw(addr, req.as_bytes())
+}
+
 /// GET with `Connection: close` and extra header lines.
 pub fn get(addr: &str, path: &str, headers: &[&str]) -> Reply {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
