@@ -4,6 +4,7 @@
 //! prints with its whole chain. Only [`output`] writes to stdout.
 
 mod docs;
+mod doctor;
 mod init;
 mod inspect;
 mod install;
@@ -38,8 +39,10 @@ Examples:
   doc-serve start              start this project's resident (or report the running one)
   doc-serve status --json      machine-readable state, including stale files
   doc-serve stop               stop the resident
+  doc-serve doctor             check the set-up; each problem comes with its fix
 
-Exit codes: 0 ok, 1 nothing found (status: not running), 2 error.
+Exit codes: 0 ok, 1 nothing found (query: no hit; status: not running; doctor: a check
+failed), 2 error.
 Environment: DOC_SERVE_PROJECT (project root), DOC_SERVE_LOG (log filter, e.g. debug),
 and DOC_SERVE_<KEY> for any config.json key (e.g. DOC_SERVE_PORT=8080).";
 
@@ -161,6 +164,17 @@ pub enum Command {
         supervisor: SupervisorArg,
         #[command(flatten)]
         args: UninstallArgs,
+    },
+    /// Check the project's set-up and say how to fix what is wrong
+    ///
+    /// Checks the settings, the state dir, the resident (or the shared daemon) and its
+    /// stale files, a supervisor instance (socket listening, unit binary present), the
+    /// files to index, and the index (opens, up to date with the disk). Reads only:
+    /// changes nothing. Each check is ok, warn or FAIL, with a fix. Exits 0 when no
+    /// check fails (warnings allowed), 1 when one does.
+    Doctor {
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script to stdout (needs no project)
     ///
@@ -389,6 +403,7 @@ pub fn run() -> anyhow::Result<i32> {
             path_prefix,
             json,
         } => search::query(&ctx, &query.join(" "), limit, path_prefix, json),
+        Command::Doctor { json } => doctor::run(&ctx, json),
         Command::Install { supervisor, args } => install::install(&ctx, supervisor, &args),
         Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),
         Command::Completions { .. } | Command::Man => unreachable!("answered before Context"),

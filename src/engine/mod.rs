@@ -109,6 +109,17 @@ fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema
     }
 }
 
+/// The directory of this build's index: `index-v<N>-<fingerprint>`. The schema's own
+/// fingerprint is in the name: an index written with any other schema or analyzer
+/// set-up is never opened, a fresh one is built beside it.
+fn index_name(schema: &tantivy::schema::Schema) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(schema).unwrap_or_default();
+    let digest = sha2::Sha256::digest(&json);
+    let fingerprint: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("index-v{SCHEMA_VERSION}-{fingerprint}")
+}
+
 /// Removes the temp directories of [`create_in_place`] runs whose process is gone (a
 /// crash mid-creation); those of live processes may still be renamed into place.
 fn remove_abandoned_builds(data_dir: &Path, name: &str) {
@@ -202,23 +213,35 @@ pub struct Engine {
 impl Engine {
     /// Opens the index under `data_dir`, creating it if needed (see [`create_in_place`]).
     pub fn open(data_dir: &Path, write: WriteOptions) -> Result<Engine> {
-        let (schema, fields) = schema::build();
-        // The schema's own fingerprint is in the directory name: an index written with
-        // any other schema or analyzer set-up is never opened, a fresh one is built.
-        let fingerprint = {
-            use sha2::Digest;
-            let json = serde_json::to_vec(&schema).unwrap_or_default();
-            let digest = sha2::Sha256::digest(&json);
-            digest[..4]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        let name = format!("index-v{SCHEMA_VERSION}-{fingerprint}");
-        let dir = data_dir.join(&name);
-        if !dir.join("meta.json").exists() {
+        let (schema, _) = schema::build();
+        let name = index_name(&schema);
+        if !data_dir.join(&name).join("meta.json").exists() {
             create_in_place(data_dir, &name, &schema)?;
         }
+        Engine::open_dir(data_dir, write)
+    }
+
+    /// Opens the index under `data_dir` for reading only; `None` when this build's
+    /// schema has no index there yet. Creates and changes nothing.
+    pub fn open_existing(data_dir: &Path) -> Result<Option<Engine>> {
+        let (schema, _) = schema::build();
+        if !data_dir
+            .join(index_name(&schema))
+            .join("meta.json")
+            .exists()
+        {
+            return Ok(None);
+        }
+        let write = WriteOptions {
+            coordination: CoordinationMode::FileLock,
+            lock_timeout: Duration::ZERO,
+        };
+        Engine::open_dir(data_dir, write).map(Some)
+    }
+
+    fn open_dir(data_dir: &Path, write: WriteOptions) -> Result<Engine> {
+        let (schema, fields) = schema::build();
+        let dir = data_dir.join(index_name(&schema));
         let lock_file = data_dir.join(".index.lock");
         let directory = MmapDirectory::open(&dir).map_err(tantivy::TantivyError::from)?;
         let index = Index::open(directory)?;

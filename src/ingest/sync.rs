@@ -57,6 +57,22 @@ pub struct Indexer {
     pub cancel: Arc<AtomicBool>,
 }
 
+/// How `config` has files chunked.
+pub fn chunk_options(config: &Config) -> ChunkOptions {
+    ChunkOptions {
+        chunk_size: usize::try_from(config.chunk_size).unwrap_or(usize::MAX),
+        chunk_overlap: usize::try_from(config.chunk_overlap).unwrap_or(usize::MAX),
+    }
+}
+
+/// Whether `file` must be read again: it is not indexed, or its size, mtime or the
+/// chunking (a [`ChunkOptions::key`]) differ from what `record` says was indexed.
+pub fn needs_reading(record: Option<&FileRecord>, file: &SourceFile, chunking: &str) -> bool {
+    record.is_none_or(|r| {
+        r.size != file.size || r.mtime_ns != file.mtime_ns || r.chunking != chunking
+    })
+}
+
 impl Indexer {
     /// The engine and sources of a project, as configured.
     pub fn open(project: &Project, config: &Config) -> Result<Indexer> {
@@ -68,10 +84,7 @@ impl Indexer {
         Ok(Indexer {
             sources: Sources::new(&project.root, &project.state_dir, config)?,
             engine: Arc::new(engine),
-            chunking: ChunkOptions {
-                chunk_size: usize::try_from(config.chunk_size).unwrap_or(usize::MAX),
-                chunk_overlap: usize::try_from(config.chunk_overlap).unwrap_or(usize::MAX),
-            },
+            chunking: chunk_options(config),
             cancel: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -100,16 +113,10 @@ impl Indexer {
         // Files chunked with other settings (or by an older chunker) are chunked again.
         let chunking = self.chunking.key();
         for f in &files {
-            match manifest.get(&f.rel) {
-                Some(r)
-                    if !full
-                        && r.size == f.size
-                        && r.mtime_ns == f.mtime_ns
-                        && r.chunking == chunking =>
-                {
-                    summary.unchanged += 1
-                }
-                _ => todo.push(f),
+            if full || needs_reading(manifest.get(&f.rel), f, &chunking) {
+                todo.push(f);
+            } else {
+                summary.unchanged += 1;
             }
         }
         let total = todo.len() + gone.len();

@@ -87,6 +87,19 @@ pub fn render_service(exe: &Path) -> String {
     format!("{MARK}\n{body}")
 }
 
+/// The program of an `ExecStart=` value as [`render_service`] writes it (quoted when it
+/// holds spaces, `%` doubled); `None` when there is none.
+pub fn exec_binary(value: &str) -> Option<PathBuf> {
+    let value = value
+        .trim_start()
+        .trim_start_matches(['-', '@', ':', '+', '!']);
+    let program = match value.strip_prefix('"') {
+        Some(rest) => rest.split('"').next()?,
+        None => value.split_whitespace().next()?,
+    };
+    (!program.is_empty()).then(|| PathBuf::from(program.replace("%%", "%")))
+}
+
 pub fn render_socket() -> String {
     format!("{MARK}\n{SOCKET_TEMPLATE}")
 }
@@ -160,6 +173,21 @@ fn is_socket(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_binary_is_read_back_from_exec_start() {
+        for exe in ["/usr/bin/doc-serve", "/opt/my tools/doc-serve%1"] {
+            let unit = render_service(Path::new(exe));
+            let value = unit.lines().find_map(|l| l.strip_prefix("ExecStart="));
+            assert_eq!(
+                value.and_then(exec_binary),
+                Some(PathBuf::from(exe)),
+                "{unit}"
+            );
+        }
+        assert_eq!(exec_binary(""), None);
+        assert_eq!(exec_binary("\"\""), None);
+    }
 
     #[test]
     fn service_names_the_binary() {

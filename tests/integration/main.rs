@@ -6,6 +6,7 @@ mod clients;
 mod concurrency;
 mod config;
 mod crash;
+mod doctor;
 mod fuzz_regressions;
 mod http;
 mod lifecycle;

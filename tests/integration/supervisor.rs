@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::util::*;
 
 const SYSTEMD: &str = "/usr/lib/systemd/systemd";
@@ -142,6 +144,20 @@ fn unix_get(path: &Path, target: &str) -> Reply {
     parse_reply(&buf)
 }
 
+/// `doc-serve doctor`'s one check named `name`.
+fn doctor(t: &TestEnv, name: &str) -> serde_json::Value {
+    let out = t.run(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut found = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == name);
+    let check = found.next().unwrap().clone();
+    assert!(found.next().is_none(), "{report}");
+    check
+}
+
 fn pid_of(s: &HashMap<String, String>) -> u32 {
     s["MainPID"].parse().unwrap()
 }
@@ -176,6 +192,19 @@ fn systemd_user_manager_owns_the_socket() {
     assert_eq!(mode_of(&sock) & 0o777, 0o600);
     assert_eq!(m.show(&service)["ActiveState"], "inactive");
     assert!(!t.state_file("runtime.json").exists());
+    // `doctor` sees the listening socket, and starts nothing by looking.
+    let d = doctor(&t, "supervisor");
+    assert_eq!(d["status"], "ok", "{d}");
+    assert_eq!(
+        d["detail"],
+        format!("{socket_unit} listens on {}", sock.display())
+    );
+    let d = doctor(&t, "resident");
+    assert_eq!(
+        d["detail"],
+        "the resident is not running; its systemd socket starts it"
+    );
+    assert_eq!(m.show(&service)["ActiveState"], "inactive");
     // A short idle timeout, the way a user would change it.
     let dropin = PathBuf::from(m.var("XDG_CONFIG_HOME")).join(format!("systemd/user/{service}.d"));
     std::fs::create_dir_all(&dropin).unwrap();
@@ -310,6 +339,15 @@ fn systemd_user_manager_owns_the_socket() {
     assert!(m.systemctl(&["daemon-reload"]).status.success());
     let moved = sock.with_file_name("moved.sock");
     assert!(!moved.exists());
+    let d = doctor(&t, "supervisor");
+    assert_eq!(
+        (&d["status"], &d["fix"]),
+        (
+            &json!("fail"),
+            &json!("doc-serve install systemd --refresh")
+        ),
+        "{d}"
+    );
     let v = t.json(&["install", "systemd", "--refresh", "--json"]);
     assert!(
         v["commands"]

@@ -1,0 +1,211 @@
+//! `doc-serve doctor`: what it finds, the fixes it names, and that it changes nothing.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The checks named `name`, as (status, detail, fix).
+fn checks(report: &Value, name: &str) -> Vec<(String, String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == name)
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (s("status"), s("detail"), s("fix"))
+        })
+        .collect()
+}
+
+/// The one check named `name`.
+fn check(report: &Value, name: &str) -> (String, String, String) {
+    let mut found = checks(report, name);
+    assert_eq!(found.len(), 1, "{name}: {report:#}");
+    found.remove(0)
+}
+
+fn write(t: &TestEnv, rel: &str, text: &str) {
+    let path = t.project.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_fresh_project_passes_and_is_left_untouched() {
+    let mut t = TestEnv::new();
+    t.set("DOC_SERVE_MAX_FILE_BYTES", "100");
+    write(&t, "docs/guide.md", "# Guide\n\nSome words.\n");
+    write(&t, "docs/big.md", &"words ".repeat(20));
+    let report = t.json(&["doctor", "--json"]);
+    assert_eq!(report["ok"], true, "{report:#}");
+    let (status, detail, _) = check(&report, "config");
+    assert_eq!(status, "ok");
+    assert!(
+        detail.ends_with("; set in the environment: DOC_SERVE_MAX_FILE_BYTES"),
+        "{detail}"
+    );
+    let (status, detail, _) = check(&report, "sources");
+    assert_eq!(status, "ok");
+    assert!(detail.starts_with("1 files to index"), "{detail}");
+    assert!(
+        detail.ends_with("; 1 skipped, e.g. docs/big.md: 120 bytes, over the 100 byte cap"),
+        "{detail}"
+    );
+    let (status, detail, _) = check(&report, "resident");
+    assert_eq!(status, "ok");
+    assert!(detail.contains("not running"), "{detail}");
+    assert_eq!(
+        check(&report, "index"),
+        (
+            "warn".into(),
+            format!(
+                "no index of this doc-serve version in {} yet",
+                t.state_dir().join("data").display()
+            ),
+            "doc-serve index".into()
+        )
+    );
+    assert!(!t.state_dir().exists(), "doctor created the state dir");
+
+    let text = t.ok(&["doctor"]);
+    assert!(text.contains("  warn  index"), "{text}");
+    assert!(text.contains("fix: doc-serve index"), "{text}");
+    assert!(text.ends_with("0 failed, 1 to look at\n"), "{text}");
+}
+
+#[test]
+fn an_index_behind_the_disk_is_reported_until_indexed() {
+    let t = TestEnv::new();
+    write(&t, "docs/a.md", "# A\n\nalpha\n");
+    write(&t, "docs/b.md", "# B\n\nbeta\n");
+    write(&t, "docs/c.md", "# C\n\ngamma\n");
+    t.ok(&["index"]);
+    let report = t.json(&["doctor", "--json"]);
+    let (status, detail, _) = check(&report, "index");
+    assert_eq!(status, "ok");
+    assert!(
+        detail.starts_with("3 files, 3 sections, last commit"),
+        "{detail}"
+    );
+    assert!(detail.ends_with("; up to date"), "{detail}");
+
+    write(&t, "docs/a.md", "# A\n\nalpha, longer now\n");
+    write(&t, "docs/d.md", "# D\n\ndelta\n");
+    std::fs::remove_file(t.project.join("docs/c.md")).unwrap();
+    let report = t.json(&["doctor", "--json"]);
+    assert_eq!(report["ok"], true, "a stale index is a warning");
+    let (status, detail, fix) = check(&report, "index");
+    assert_eq!(status, "warn");
+    assert!(
+        detail.ends_with("; 2 files new or changed and 1 gone since"),
+        "{detail}"
+    );
+    assert_eq!(fix, "doc-serve index");
+
+    t.ok(&["index"]);
+    let (status, detail, _) = check(&t.json(&["doctor", "--json"]), "index");
+    assert_eq!(status, "ok");
+    assert!(detail.starts_with("3 files, 3 sections"), "{detail}");
+}
+
+#[test]
+fn broken_settings_and_stale_files_are_named_with_their_fixes() {
+    let t = TestEnv::new();
+    write(&t, "docs/a.md", "# A\n");
+    t.ok(&["init"]);
+    std::fs::write(t.state_file("config.json"), "{\"chunk_size\": ").unwrap();
+    std::fs::write(t.state_file("runtime.json"), "{\"pid\": 12").unwrap();
+    let report = t.json_code(&["doctor", "--json"], 1);
+    assert_eq!(report["ok"], false);
+    let (status, detail, _) = check(&report, "config");
+    assert_eq!(status, "fail");
+    assert!(detail.contains("config.json"), "{detail}");
+    for name in ["sources", "index"] {
+        assert_eq!(check(&report, name).0, "skipped", "{name}");
+    }
+    let stale = checks(&report, "resident");
+    assert!(
+        stale.iter().any(|(status, detail, fix)| status == "warn"
+            && detail.contains("runtime.json")
+            && fix.starts_with("doc-serve stop")),
+        "{stale:?}"
+    );
+    assert!(
+        t.state_file("runtime.json").exists(),
+        "doctor removed a file"
+    );
+
+    // An unknown include glob is the sources' failure, with the rest checked.
+    std::fs::write(t.state_file("config.json"), r#"{"include": ["[z-a]"]}"#).unwrap();
+    let report = t.json_code(&["doctor", "--json"], 1);
+    assert_eq!(check(&report, "config").0, "ok", "{report:#}");
+    let (status, detail, _) = check(&report, "sources");
+    assert_eq!(status, "fail");
+    assert!(detail.contains("[z-a]"), "{detail}");
+    assert_eq!(check(&report, "index").0, "warn");
+}
+
+#[test]
+fn a_running_resident_and_a_readable_token() {
+    let t = TestEnv::new();
+    write(&t, "docs/a.md", "# A\n\nalpha\n");
+    let started = t.json(&["start", "--json"]);
+    let report = t.json(&["doctor", "--json"]);
+    let (status, detail, _) = check(&report, "resident");
+    assert_eq!(status, "ok");
+    let url = started["base_url"].as_str().unwrap();
+    assert!(detail.contains(url), "{detail} vs {started:#}");
+    assert_eq!(check(&report, "state dir").0, "ok");
+
+    let runtime = t.state_file("runtime.json");
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let report = t.json_code(&["doctor", "--json"], 1);
+    let (status, detail, fix) = check(&report, "state dir");
+    assert_eq!(status, "fail");
+    assert!(detail.contains("mode 0644"), "{detail}");
+    assert_eq!(fix, format!("chmod 600 {}", runtime.display()));
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o600)).unwrap();
+    t.ok(&["stop"]);
+}
+
+/// A systemd instance whose unit runs a binary that is gone (a moved or uninstalled
+/// doc-serve) fails, with the fix; found without systemd running.
+#[test]
+fn a_unit_running_a_missing_binary_needs_a_refresh() {
+    let t = TestEnv::new();
+    let config = t.root().join("home/.config");
+    let registry = serde_json::json!({
+        "schema_version": 1,
+        "instances": {"project": {
+            "slug": "project",
+            "root": t.project,
+            "supervisor": "systemd",
+            "socket_path": t.root().join("run/doc-serve/project.sock"),
+        }},
+    });
+    std::fs::create_dir_all(config.join("doc-serve")).unwrap();
+    std::fs::write(
+        config.join("doc-serve/instances.json"),
+        registry.to_string(),
+    )
+    .unwrap();
+    let units = config.join("systemd/user");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(
+        units.join("doc-serve@.service"),
+        "[Service]\nExecStart=\"/gone/doc serve\" serve --instance %i\n",
+    )
+    .unwrap();
+    let report = t.json_code(&["doctor", "--json"], 1);
+    assert_eq!(
+        check(&report, "supervisor"),
+        (
+            "fail".into(),
+            "the systemd units run /gone/doc serve, which does not exist".into(),
+            "doc-serve install systemd --refresh".into()
+        )
+    );
+}
