@@ -217,11 +217,25 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<V
         .decode_utf8_lossy()
         .into_owned();
     let p = params(qs);
+    // Lines count from 1, as in the hits; MCP's read_doc takes the same.
+    let line = |name| match number(&p, name)? {
+        Some(0) => Err(bad(
+            "bad_parameter",
+            format!("{name} must be a whole number of at least 1 (lines count from 1), not 0"),
+        )),
+        n => Ok(n),
+    };
     let want = Lines {
-        start: number(&p, "start")?,
-        end: number(&p, "end")?,
+        start: line("start")?,
+        end: line("end")?,
         heading: param(&p, "heading").map(String::from),
     };
+    if want.heading.is_some() && (want.start.is_some() || want.end.is_some()) {
+        return Err(bad(
+            "bad_parameter",
+            "give either start and end or heading, not both",
+        ));
+    }
     let sources = site.sources.clone();
     blocking(move || read_document(&sources, &rel, &want)).await?
 }

@@ -474,6 +474,26 @@ fn resident_serves_queries_documents_and_follows_edits() {
     );
     let r = get(&addr, "/documents/docs/notes.txt?start=9&end=12", &[&auth]);
     assert_eq!(r.status, 400);
+    // Lines count from 1 (MCP's read_doc refuses 0 alike), and a range and a heading
+    // do not mix.
+    for (target, needle) in [
+        (
+            "start=0&end=1",
+            "start must be a whole number of at least 1",
+        ),
+        ("end=0", "end must be a whole number of at least 1"),
+        ("heading=Tuning&start=2", "either start and end or heading"),
+    ] {
+        let r = get(
+            &addr,
+            &format!("/documents/docs/guide/tuning.md?{target}"),
+            &[&auth],
+        );
+        assert_eq!(r.status, 400, "{target}");
+        assert_eq!(r.json()["code"], "bad_parameter", "{target}");
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(needle), "{target}: {message}");
+    }
 
     // POST /index reindexes and reports.
     let r = raw(&addr, format!("POST /index HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"full\":true}}").as_bytes());
