@@ -58,7 +58,7 @@ impl Format {
 
 /// The version of what [`chunk`] makes of a text: bumped whenever a change here
 /// changes the chunks of some file, so that indexed files are chunked again.
-const CHUNKER_VERSION: u32 = 2;
+const CHUNKER_VERSION: u32 = 3;
 
 /// Piece sizes, in words (whitespace-separated tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -641,6 +641,23 @@ mod tests {
         assert_eq!(doc.chunks[1].text, "");
     }
 
+    /// Raw HTML elements hold no Markdown: a `#` line in a `<pre>`, `<script>`, `<style>`
+    /// or `<textarea>` is text, up to the line that closes the element (any case).
+    #[test]
+    fn raw_html_blocks_are_not_headings() {
+        let doc = run(
+            "<pre>\n# not a heading\n</pre>\n# One\n<SCRIPT type=x>\n# no\n</Script>\n\
+             # Two\n<style># same line</style>\n# Three\n<prefix>\n# Four\n",
+            Format::Markdown,
+        );
+        assert_eq!(trails(&doc), ["", "One", "Two", "Three", "Four"]);
+        assert_eq!(doc.chunks[0].text, "<pre>\n# not a heading\n</pre>");
+        assert_eq!(doc.chunks[1].text, "<SCRIPT type=x>\n# no\n</Script>");
+        // Unclosed, it runs to the end, as in CommonMark.
+        let doc = run("# A\n<textarea>\n# b\n", Format::Markdown);
+        assert_eq!(trails(&doc), ["A"]);
+    }
+
     #[test]
     fn skipped_levels_and_empty_sections() {
         let text = "# A\n### C\ntext c\n## B\n\n\n# D\n";
@@ -853,6 +870,36 @@ mod tests {
                 .ends_with("== mid paragraph stays text\n\n[[b]]")
         );
         assert_eq!(ranges(&doc)[4], (27, 27));
+    }
+
+    /// Two-line titles (the underline as long as the title, give or take one), as in
+    /// git's manual pages: an underline no longer opens a delimited block that would
+    /// hide the titles after it.
+    #[test]
+    fn asciidoc_two_line_titles() {
+        let text = "git-add(1)\n==========\n\nNAME\n----\ngit-add - Add files\n\n\
+                    OPTIONS\n-------\n-n::\n\tDry run.\n\nDetails\n~~~~~~\ntext\n\n\
+                    not a title, too short\n-----\ncode\n-----\n\n.Block title\n------------\n";
+        let doc = run(text, Format::AsciiDoc);
+        assert_eq!(doc.title, "git-add(1)");
+        assert_eq!(
+            trails(&doc),
+            [
+                "git-add(1)",
+                "git-add(1) > NAME",
+                "git-add(1) > OPTIONS",
+                "git-add(1) > OPTIONS > Details",
+            ]
+        );
+        assert_eq!(ranges(&doc)[..2], [(1, 2), (4, 6)]);
+        assert!(
+            doc.chunks[3]
+                .text
+                .ends_with("code\n-----\n\n.Block title\n------------")
+        );
+        // Inside a paragraph, a line and a rule are text.
+        let doc = run("= T\n\nsome text\nSection\n-------\n", Format::AsciiDoc);
+        assert_eq!(trails(&doc), ["T"]);
     }
 
     #[test]

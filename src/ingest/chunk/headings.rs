@@ -118,7 +118,8 @@ struct Markdown<'a> {
     lines: &'a [&'a str],
     scan: Scan,
     fence: Option<(char, usize)>,
-    in_comment: bool,
+    /// Inside an HTML block (see [`html_block`]): the text that ends it.
+    html_end: Option<&'static str>,
     para: Para,
     block: u32,
 }
@@ -129,7 +130,7 @@ impl<'a> Markdown<'a> {
             lines,
             scan: Scan::new(lines.len()),
             fence: None,
-            in_comment: false,
+            html_end: None,
             para: Para::None,
             block: 0,
         }
@@ -152,7 +153,7 @@ impl<'a> Markdown<'a> {
         self.scan
     }
 
-    /// Consumes lines inside a fenced code block or an HTML comment.
+    /// Consumes lines inside a fenced code block or an HTML block.
     fn in_code(&mut self, i: usize, line: &str) -> bool {
         if let Some((ch, len)) = self.fence {
             self.scan.mark(i, self.block);
@@ -161,9 +162,11 @@ impl<'a> Markdown<'a> {
             }
             return true;
         }
-        if self.in_comment {
+        if let Some(end) = self.html_end {
             self.scan.mark(i, self.block);
-            self.in_comment = !line.contains("-->");
+            if contains_ignoring_case(line, end) {
+                self.html_end = None;
+            }
             return true;
         }
         false
@@ -177,9 +180,9 @@ impl<'a> Markdown<'a> {
             self.fence = Some(fence);
             return Para::None;
         }
-        if let Some(rest) = line.trim_start().strip_prefix("<!--") {
+        if let Some((end, rest)) = html_block(line) {
             self.open_block(i);
-            self.in_comment = !rest.contains("-->");
+            self.html_end = (!contains_ignoring_case(rest, end)).then_some(end);
             return Para::None;
         }
         if let Some((level, text)) = atx_heading(line) {
@@ -210,6 +213,38 @@ impl<'a> Markdown<'a> {
         self.block += 1;
         self.scan.mark(i, self.block);
     }
+}
+
+/// The HTML blocks whose lines are never Markdown (CommonMark's kinds 1 and 2): a
+/// comment, or a `<pre>`, `<script>`, `<style>` or `<textarea>` element, each up to the
+/// line holding its end. Returns that end and the rest of the opening line.
+fn html_block(line: &str) -> Option<(&'static str, &str)> {
+    let t = line.trim_start();
+    if let Some(rest) = t.strip_prefix("<!--") {
+        return Some(("-->", rest));
+    }
+    let rest = t.strip_prefix('<')?;
+    [
+        ("pre", "</pre>"),
+        ("script", "</script>"),
+        ("style", "</style>"),
+        ("textarea", "</textarea>"),
+    ]
+    .into_iter()
+    .find_map(|(tag, end)| {
+        let after = rest
+            .get(..tag.len())
+            .filter(|head| head.eq_ignore_ascii_case(tag))
+            .map(|_| &rest[tag.len()..])?;
+        (after.is_empty() || after.starts_with([' ', '\t', '>'])).then_some((end, after))
+    })
+}
+
+/// Whether `text` holds `needle` (lowercase ASCII), in any case.
+fn contains_ignoring_case(text: &str, needle: &str) -> bool {
+    text.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// `#`..`######` then a space, tab or end of line; the caller has checked
@@ -395,6 +430,7 @@ fn scan_asciidoc(lines: &[&str], start: usize) -> Scan {
     let mut scan = Scan::new(lines.len());
     let mut closer: Option<&str> = None;
     let mut block = 0;
+    let mut underline = None;
     for (i, &line) in lines.iter().enumerate().skip(start) {
         let t = line.trim_end();
         if let Some(close) = closer {
@@ -402,6 +438,18 @@ fn scan_asciidoc(lines: &[&str], start: usize) -> Scan {
             if t == close {
                 closer = None;
             }
+            continue;
+        }
+        if underline == Some(i) {
+            continue;
+        }
+        if let Some(level) = lines
+            .get(i + 1)
+            .and_then(|next| adoc_two_line_title(t, next.trim_end()))
+            .filter(|_| adoc_may_title(lines, i, start, &scan))
+        {
+            scan.heading(i, i + 1, level, t.trim());
+            underline = Some(i + 1);
             continue;
         }
         if let Some(close) = adoc_delimiter(t) {
@@ -447,6 +495,26 @@ fn adoc_heading(t: &str) -> Option<(usize, &str)> {
     }
     let text = strip_closing(rest.trim(), marker);
     (!text.is_empty()).then_some((level, text))
+}
+
+/// The level of a two-line title, `t` underlined by `next`: one of `=`, `-`, `~`, `^`,
+/// `+` (levels 1 to 5), as long as the title give or take one character, as
+/// Asciidoctor reads it. The title must hold a letter or digit and not read as a
+/// block title (`.Title`), block attributes, a comment, an attribute entry or a
+/// one-line title.
+fn adoc_two_line_title(t: &str, next: &str) -> Option<usize> {
+    let ch = next.chars().next()?;
+    let level = "=-~^+".find(ch)? + 1;
+    let (width, title) = (next.len(), t.trim_start());
+    if !next.bytes().all(|b| b == ch as u8) || width < 2 {
+        return None;
+    }
+    let plain = title.chars().any(char::is_alphanumeric)
+        && !title.starts_with(['.', '[', ':'])
+        && !title.starts_with("//")
+        && adoc_heading(t).is_none()
+        && adoc_delimiter(t).is_none();
+    (plain && t.chars().count().abs_diff(width) < 2).then_some(level)
 }
 
 /// Asciidoctor reads a title only at a block boundary: inside a paragraph
