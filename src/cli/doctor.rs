@@ -1,23 +1,29 @@
 //! `doc-serve doctor`: checks a project's set-up and says how to fix what is wrong.
 //!
-//! Read-only: it creates, locks and changes nothing (the lifetime lock is only tested,
-//! as `status` does). Each check is ok, warn (works, but not as well as it could) or
-//! fail (something does not work); a check that depends on a failed one is skipped.
+//! Reads only: it creates, removes and rewrites nothing of doc-serve's (the lifetime
+//! lock is only tested, as `status` does; opening the index for reading has tantivy
+//! create its `.tantivy-meta.lock` if missing). Each check is ok, warn (works, but
+//! not as well as it could), fail (something does not work) or skip (it depends on a
+//! check that failed).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use nix::unistd::{AccessFlags, access};
 use serde::Serialize;
 
 use super::{Context, client_runtime, output};
 use crate::config::{Config, CoordinationMode, Flags, Mode};
+use crate::discovery::runtime::RuntimeFile;
 use crate::discovery::{self, Resident};
 use crate::engine::Engine;
 use crate::error::exit;
-use crate::ingest::sync::needs_reading;
-use crate::ingest::walk::{SourceFile, Sources};
-use crate::supervisor::{self, registry::Supervisor, systemd};
+use crate::ingest::sync::{chunk_options, needs_reading};
+use crate::ingest::walk::{Skipped, SourceFile, Sources};
+use crate::project::Project;
+use crate::supervisor::registry::{Registry, Supervisor};
+use crate::supervisor::{launchd, systemd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,7 +31,7 @@ enum Status {
     Ok,
     Warn,
     Fail,
-    Skipped,
+    Skip,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +40,7 @@ struct Check {
     status: Status,
     detail: String,
     /// What to run or change, when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<String>,
 }
 
@@ -56,6 +63,12 @@ impl Report {
         self.0.last_mut().expect("just pushed")
     }
 
+    fn skip(&mut self, checks: &[&'static str], why: &str) {
+        for check in checks {
+            self.add(check, Status::Skip, format!("not checked: {why}"));
+        }
+    }
+
     fn count(&self, status: Status) -> usize {
         self.0.iter().filter(|c| c.status == status).count()
     }
@@ -69,24 +82,22 @@ impl Check {
 
 pub fn run(ctx: &Context, json: bool) -> anyhow::Result<i32> {
     let mut report = Report::default();
-    let config = check_config(ctx, &mut report);
-    check_state_dir(ctx, &mut report);
-    let running = check_resident(ctx, config.as_ref(), &mut report)?;
-    check_supervisor(ctx, &mut report);
-    match &config {
-        Some(config) => {
-            let files = check_sources(ctx, config, &mut report);
-            check_index(ctx, config, files.as_deref(), running, &mut report);
-        }
-        None => {
-            for check in ["sources", "index"] {
-                report.add(
-                    check,
-                    Status::Skipped,
-                    "not checked: the settings do not load",
-                );
+    if check_state_dir(&ctx.project, &mut report) {
+        let config = check_config(ctx, &mut report);
+        let listening = check_supervisor(ctx, &mut report);
+        let running = check_resident(ctx, config.as_ref(), listening, &mut report)?;
+        match &config {
+            Some(config) => {
+                let found = check_sources(ctx, config, &mut report);
+                check_index(ctx, config, found, running, &mut report);
             }
+            None => report.skip(&["sources", "index"], "the settings do not load"),
         }
+    } else {
+        report.skip(
+            &["config", "supervisor", "resident", "sources", "index"],
+            "the state dir is not usable",
+        );
     }
     let (fails, warns) = (report.count(Status::Fail), report.count(Status::Warn));
     let summary = serde_json::json!({
@@ -101,7 +112,7 @@ pub fn run(ctx: &Context, json: bool) -> anyhow::Result<i32> {
                 Status::Ok => "ok",
                 Status::Warn => "warn",
                 Status::Fail => "FAIL",
-                Status::Skipped => "skip",
+                Status::Skip => "skip",
             };
             writeln!(out, "  {status:<5} {:<10} {}", c.check, c.detail)?;
             if let Some(fix) = &c.fix {
@@ -114,6 +125,70 @@ pub fn run(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         }
     })?;
     Ok(if fails == 0 { exit::OK } else { exit::NOTHING })
+}
+
+/// `n` and the noun, plural unless `n` is 1.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Why doc-serve could not make `dir` and write in it, if it could not: `dir`, or else
+/// its nearest existing parent, must be a directory this user can write and enter.
+fn unwritable(dir: &Path) -> Option<String> {
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(meta) if !meta.is_dir() => {
+                return Some(format!("{} is not a directory", at.display()));
+            }
+            Ok(_) if access(at, AccessFlags::W_OK | AccessFlags::X_OK).is_err() => {
+                return Some(format!("{} cannot be written", at.display()));
+            }
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match at.parent() {
+                Some(parent) => at = parent,
+                None => return Some(format!("{} does not exist", dir.display())),
+            },
+            Err(e) => return Some(format!("cannot read {}: {e}", at.display())),
+        }
+    }
+}
+
+/// The state dir is, or can be made, a directory this user reads and writes. Returns
+/// false when it cannot: nothing that lives in it can be checked then.
+fn check_state_dir(project: &Project, report: &mut Report) -> bool {
+    let dir = &project.state_dir;
+    let fix = format!(
+        "give {} to this user (chown, chmod u+rwx), or move it aside",
+        dir.display()
+    );
+    if let Some(why) = unwritable(dir) {
+        report.add("state dir", Status::Fail, why).fix(fix);
+        return false;
+    }
+    if !dir.exists() {
+        report.add(
+            "state dir",
+            Status::Ok,
+            format!(
+                "{} does not exist yet: start, index or init creates it",
+                dir.display()
+            ),
+        );
+        return true;
+    }
+    if access(dir, AccessFlags::R_OK).is_err() {
+        report
+            .add(
+                "state dir",
+                Status::Fail,
+                format!("{} cannot be read", dir.display()),
+            )
+            .fix(fix);
+        return false;
+    }
+    report.add("state dir", Status::Ok, dir.display().to_string());
+    true
 }
 
 /// The settings load and validate; `None` when they do not.
@@ -136,112 +211,182 @@ fn check_config(ctx: &Context, report: &mut Report) -> Option<Config> {
     } else {
         format!("; set in the environment: {}", vars.join(", "))
     };
-    match ctx.config(&Flags::default()) {
-        Ok(config) => {
-            if config.warnings.is_empty() {
-                report.add("config", Status::Ok, format!("{from}{over}"));
-            } else {
-                report
-                    .add("config", Status::Warn, config.warnings.join("; "))
-                    .fix(format!("edit {from}{over}"));
-            }
-            if config.coordination_mode == CoordinationMode::None {
-                report
-                    .add(
-                        "config",
-                        Status::Warn,
-                        "coordination_mode is \"none\": two processes writing the index \
-                         at once (a resident and `doc-serve index`, two assistants) can \
-                         corrupt it",
-                    )
-                    .fix("remove coordination_mode from config.json (the default locks)");
-            }
-            Some(config)
-        }
+    let config = match ctx.load_config(&Flags::default()) {
+        Ok(config) => config,
         Err(e) => {
             report
                 .add("config", Status::Fail, format!("{e:#}"))
-                .fix("correct the setting named above (see the README's Configuration)");
-            None
-        }
-    }
-}
-
-/// The state dir, if there is one, can be written, and runtime.json is private.
-fn check_state_dir(ctx: &Context, report: &mut Report) {
-    let dir = &ctx.project.state_dir;
-    let meta = match std::fs::metadata(dir) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            report.add(
-                "state dir",
-                Status::Ok,
-                format!(
-                    "{} does not exist yet: start, index or init creates it",
-                    dir.display()
-                ),
-            );
-            return;
-        }
-        Err(e) => {
-            report
-                .add(
-                    "state dir",
-                    Status::Fail,
-                    format!("cannot read {}: {e}", dir.display()),
-                )
-                .fix("check the ownership and mode of the directories above it");
-            return;
+                .fix("correct the setting named above (the README's Configuration lists them)");
+            return None;
         }
     };
-    if !meta.is_dir() {
+    if config.warnings.is_empty() {
+        report.add("config", Status::Ok, format!("{from}{over}"));
+    } else {
         report
-            .add(
-                "state dir",
-                Status::Fail,
-                format!("{} is not a directory", dir.display()),
-            )
-            .fix(format!("move {} aside", dir.display()));
-        return;
+            .add("config", Status::Warn, config.warnings.join("; "))
+            .fix(format!("edit {from}{over}"));
     }
-    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+    if config.coordination_mode == CoordinationMode::None {
         report
             .add(
-                "state dir",
+                "config",
+                Status::Warn,
+                "coordination_mode is \"none\": two processes writing the index at once \
+                 (a resident and `doc-serve index`, two assistants) can corrupt it",
+            )
+            .fix("remove coordination_mode from config.json (the default locks)");
+    }
+    Some(config)
+}
+
+/// A supervisor instance installed for the project: its socket listens and its unit
+/// runs a binary that exists. Returns whether an instance's socket listens.
+fn check_supervisor(ctx: &Context, report: &mut Report) -> bool {
+    let Some(config_home) = ctx.env.config_home.as_deref() else {
+        report.add(
+            "supervisor",
+            Status::Skip,
+            "not checked: neither XDG_CONFIG_HOME nor HOME is set",
+        );
+        return false;
+    };
+    let file = Registry::file(config_home);
+    let registry = match Registry::load(&file) {
+        Ok(registry) => registry,
+        Err(e) => {
+            report
+                .add("supervisor", Status::Fail, format!("{e:#}"))
+                .fix(format!(
+                    "move {} aside; `doc-serve install` then registers instances anew",
+                    file.display()
+                ));
+            return false;
+        }
+    };
+    let Some(instance) = registry
+        .instances
+        .into_values()
+        .find(|i| i.root == ctx.project.root)
+    else {
+        report.add(
+            "supervisor",
+            Status::Ok,
+            "none installed (optional: `doc-serve install systemd` or `install launchd`)",
+        );
+        return false;
+    };
+    let slug = &instance.slug;
+    if instance.supervisor == Supervisor::Launchd {
+        let home = ctx.env.home.as_deref().unwrap_or(Path::new("~"));
+        let plist = launchd::agent_path(home, slug);
+        if plist.exists() {
+            report.add(
+                "supervisor",
+                Status::Ok,
+                format!("launchd instance {slug:?}: {}", plist.display()),
+            );
+            return true;
+        }
+        report
+            .add(
+                "supervisor",
                 Status::Fail,
                 format!(
-                    "{} cannot be written: no resident or index run can start here",
-                    dir.display()
+                    "launchd instance {slug:?} has no agent at {}",
+                    plist.display()
                 ),
             )
-            .fix(format!("check the owner and mode of {}", dir.display()));
-        return;
+            .fix("doc-serve install launchd");
+        return false;
     }
-    let runtime = ctx.project.runtime_file();
-    let mode = std::fs::metadata(&runtime).map(|m| m.permissions().mode() & 0o777);
-    if let Some(mode) = mode.ok().filter(|m| m & 0o077 != 0) {
+    let socket = systemd::socket_unit(slug);
+    let service = systemd::service_unit(slug);
+    if let Some(exe) = service_binary(config_home, &service).filter(|exe| !exe.exists()) {
         report
             .add(
-                "state dir",
+                "supervisor",
                 Status::Fail,
                 format!(
-                    "{} is mode {mode:04o}: other users can read its bearer token",
-                    runtime.display()
+                    "{service} would run {}, which does not exist",
+                    exe.display()
                 ),
             )
-            .fix(format!("chmod 600 {}", runtime.display()));
-        return;
+            .fix("doc-serve install systemd --refresh");
+        return false;
     }
-    report.add("state dir", Status::Ok, dir.display().to_string());
+    if !systemd::systemctl(&["is-active", "--quiet", &socket]).check() {
+        report
+            .add(
+                "supervisor",
+                Status::Warn,
+                format!("{socket} is not listening: nothing starts the resident on demand"),
+            )
+            .fix(format!("systemctl --user enable --now {socket}"));
+        return false;
+    }
+    if !systemd::dead_sockets([&instance]).is_empty() {
+        report
+            .add(
+                "supervisor",
+                Status::Fail,
+                format!("{socket} is active but its socket file is gone"),
+            )
+            .fix("doc-serve install systemd --refresh");
+        return false;
+    }
+    report.add(
+        "supervisor",
+        Status::Ok,
+        format!("{socket} listens on {}", instance.socket_path.display()),
+    );
+    true
+}
+
+/// The absolute path of the program `service` runs: as the systemd user manager has
+/// it (drop-ins included), else from the unit file (the user's, which `install`
+/// writes, before a package's). `None` when it cannot be told.
+fn service_binary(config_home: &Path, service: &str) -> Option<PathBuf> {
+    let shown = std::process::Command::new("systemctl")
+        .args(["--user", "show", "--property=ExecStart", "--value", service])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    let program = match shown.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        // `{ path=/usr/bin/doc-serve ; argv[]=... ; ... }`
+        Some(shown) => shown
+            .split_once("path=")
+            .and_then(|(_, rest)| rest.split(" ; ").next())
+            .map(PathBuf::from),
+        None => {
+            let unit = std::iter::once(systemd::user_unit_dir(config_home))
+                .chain(systemd::packaged_unit_dir())
+                .map(|dir| dir.join("doc-serve@.service"))
+                .find(|unit| unit.is_file())?;
+            std::fs::read_to_string(unit)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("ExecStart="))
+                .and_then(systemd::exec_binary)
+        }
+    };
+    // A bare name is looked up on the manager's PATH: not ours to judge.
+    program.filter(|p| p.is_absolute())
 }
 
 /// The resident (or, for a project in shared mode, the shared daemon): running and
-/// answering, or stopped without stale files. Returns whether one runs.
+/// answering, or stopped without stale files; its runtime.json private. Returns
+/// whether one runs.
 fn check_resident(
     ctx: &Context,
     config: Option<&Config>,
+    listening: bool,
     report: &mut Report,
 ) -> anyhow::Result<bool> {
+    // Not `Context::daemon_of`: that loads the settings again, and they may not load.
     let daemon = match config {
         Some(c) if c.mode == Mode::Shared && !ctx.project.is_shared_daemon() => {
             Some(Context::shared_daemon(ctx.env.clone())?)
@@ -254,8 +399,18 @@ fn check_resident(
     } else {
         "the resident"
     };
-    let found = client_runtime()?.block_on(discovery::inspect(project))?;
-    let running = matches!(found.resident, Resident::Running(_));
+    let found = match client_runtime()?.block_on(discovery::inspect(project)) {
+        Ok(found) => found,
+        Err(e) => {
+            report
+                .add("resident", Status::Fail, format!("{e:#}"))
+                .fix(format!(
+                    "give {} to this user (chown, chmod u+rw)",
+                    project.lock_file().display()
+                ));
+            return Ok(false);
+        }
+    };
     match &found.resident {
         Resident::Running(s) => {
             let this = env!("CARGO_PKG_VERSION");
@@ -276,14 +431,13 @@ fn check_resident(
             }
         }
         Resident::Stopped => {
-            let next = match supervisor::serving(&ctx.env, project) {
-                Some(i) => format!("its {} socket starts it", i.supervisor.name()),
-                None if config.is_some_and(|c| c.autostart) => {
-                    "`doc-serve query`, `index` or an assistant's MCP server starts it".into()
-                }
-                None => "`doc-serve start` or an assistant's MCP server starts it (`query` \
-                         runs on its own)"
-                    .into(),
+            let next = if daemon.is_none() && listening {
+                "its supervisor's socket starts it"
+            } else if daemon.is_none() && config.is_some_and(|c| c.autostart) {
+                "`doc-serve query`, `index` or an assistant's MCP server starts it"
+            } else {
+                "`doc-serve start` or an assistant's MCP server starts it (`query` runs \
+                 on its own)"
             };
             report.add(
                 "resident",
@@ -320,120 +474,58 @@ fn check_resident(
             )
             .fix("doc-serve stop (removes stale files; `start` does too)");
     }
-    Ok(running)
+    if let RuntimeFile::Valid(_) = &found.runtime {
+        check_token(project, report);
+    }
+    Ok(matches!(found.resident, Resident::Running(_)))
 }
 
-/// A supervisor instance installed for the project: its socket listens and its unit
-/// runs a binary that exists.
-fn check_supervisor(ctx: &Context, report: &mut Report) {
-    let Some(instance) = supervisor::installed(&ctx.env, &ctx.project.root) else {
-        report.add(
-            "supervisor",
-            Status::Ok,
-            "none installed (optional: `doc-serve install systemd` or `install launchd`)",
-        );
-        return;
-    };
-    let name = instance.supervisor.name();
-    let slug = &instance.slug;
-    if instance.supervisor == Supervisor::Launchd {
-        let home = ctx.env.home.as_deref().unwrap_or(Path::new("~"));
-        let plist = supervisor::launchd::agent_path(home, slug);
-        if plist.exists() {
-            report.add(
-                "supervisor",
-                Status::Ok,
-                format!("launchd instance {slug:?}: {}", plist.display()),
-            );
-        } else {
-            report
-                .add(
-                    "supervisor",
-                    Status::Fail,
-                    format!(
-                        "launchd instance {slug:?} has no agent at {}",
-                        plist.display()
-                    ),
-                )
-                .fix("doc-serve install launchd");
-        }
-        return;
-    }
-    let socket = systemd::socket_unit(slug);
-    let exe = ctx
-        .env
-        .config_home
-        .as_deref()
-        .and_then(|home| service_binary(home).ok().flatten());
-    if let Some(exe) = exe.as_ref().filter(|exe| !exe.exists()) {
+/// runtime.json holds the bearer token: doc-serve writes it 0600 in a 0700 dir.
+fn check_token(project: &Project, report: &mut Report) {
+    let mode = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.permissions().mode());
+    let runtime = project.runtime_file();
+    let (file, dir) = (mode(&runtime), mode(&project.state_dir));
+    // Group or others can read the file, and enter the directory to reach it.
+    let exposed =
+        (file & 0o040 != 0 && dir & 0o010 != 0) || (file & 0o004 != 0 && dir & 0o001 != 0);
+    if exposed {
         report
             .add(
-                "supervisor",
+                "resident",
                 Status::Fail,
                 format!(
-                    "the {name} units run {}, which does not exist",
-                    exe.display()
+                    "{} is mode {:04o} in a directory of mode {:04o}: other users can read its bearer token",
+                    runtime.display(),
+                    file & 0o777,
+                    dir & 0o777
                 ),
             )
-            .fix("doc-serve install systemd --refresh");
-        return;
-    }
-    if !systemd::systemctl(&["is-active", "--quiet", &socket]).check() {
+            .fix(format!("chmod 600 {}", runtime.display()));
+    } else if file & 0o077 != 0 {
         report
             .add(
-                "supervisor",
+                "resident",
                 Status::Warn,
-                format!("{socket} is not listening: nothing starts the resident on demand"),
+                format!(
+                    "{} is mode {:04o}; only its directory keeps other users from its token",
+                    runtime.display(),
+                    file & 0o777
+                ),
             )
-            .fix(format!("systemctl --user enable --now {socket}"));
-        return;
+            .fix(format!("chmod 600 {}", runtime.display()));
     }
-    if !systemd::dead_sockets([&instance]).is_empty() {
-        report
-            .add(
-                "supervisor",
-                Status::Fail,
-                format!("{socket} is active but its socket file is gone"),
-            )
-            .fix("doc-serve install systemd --refresh");
-        return;
-    }
-    report.add(
-        "supervisor",
-        Status::Ok,
-        format!("{socket} listens on {}", instance.socket_path.display()),
-    );
 }
 
-/// The binary `doc-serve@.service` runs: the user's unit (which `install` writes) comes
-/// before a package's, as in systemd.
-fn service_binary(config_home: &Path) -> std::io::Result<Option<std::path::PathBuf>> {
-    let unit = std::iter::once(systemd::user_unit_dir(config_home))
-        .chain(systemd::packaged_unit_dir())
-        .map(|dir| dir.join("doc-serve@.service"))
-        .find(|unit| unit.is_file());
-    let Some(unit) = unit else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(unit)?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .and_then(systemd::exec_binary))
+/// What the walk found, for the index check.
+struct Found {
+    sources: Sources,
+    files: Vec<SourceFile>,
+    /// Some files or directories could not be read: the walk may have missed sources.
+    unreadable: bool,
 }
 
 /// The files to index; `None` when the settings make no walk possible.
-fn check_sources(ctx: &Context, config: &Config, report: &mut Report) -> Option<Vec<SourceFile>> {
-    if !ctx.project.root.is_dir() {
-        report
-            .add(
-                "sources",
-                Status::Fail,
-                format!("{} is not a directory", ctx.project.root.display()),
-            )
-            .fix("run doc-serve in an existing project, or pass --path");
-        return None;
-    }
+fn check_sources(ctx: &Context, config: &Config, report: &mut Report) -> Option<Found> {
     let sources = match Sources::new(&ctx.project.root, &ctx.project.state_dir, config) {
         Ok(s) => s,
         Err(e) => {
@@ -445,119 +537,176 @@ fn check_sources(ctx: &Context, config: &Config, report: &mut Report) -> Option<
     };
     let (files, skipped) = sources.walk();
     let bytes: u64 = files.iter().map(|f| f.size).sum();
-    let mut detail = format!(
-        "{} files to index ({:.1} MB) matching {}",
-        files.len(),
+    let detail = format!(
+        "{} to index ({:.1} MB) matching {}",
+        count(files.len(), "file"),
         bytes as f64 / 1e6,
         config.include.join(", ")
     );
-    if !skipped.is_empty() {
-        let first = &skipped[0];
-        detail.push_str(&format!(
-            "; {} skipped, e.g. {}: {}",
-            skipped.len(),
+    let unreadable: Vec<&Skipped> = skipped.iter().filter(|s| s.unreadable).collect();
+    let skipped_note = |list: &[&Skipped], what: &str| {
+        let first = list[0];
+        format!(
+            "; {} {what}, e.g. {}: {}",
+            count(list.len(), "path"),
             first.path,
             first.reason
-        ));
-    }
-    if files.is_empty() {
+        )
+    };
+    if !unreadable.is_empty() {
+        report
+            .add(
+                "sources",
+                Status::Warn,
+                detail + &skipped_note(&unreadable, "cannot be read"),
+            )
+            .fix("give this user read access to them: what is under them is not indexed");
+    } else if files.is_empty() {
         report
             .add("sources", Status::Warn, detail)
             .fix("check include and exclude in config.json, and the ignore files");
     } else {
-        report.add("sources", Status::Ok, detail);
+        let all: Vec<&Skipped> = skipped.iter().collect();
+        let note = if all.is_empty() {
+            String::new()
+        } else {
+            skipped_note(&all, "skipped")
+        };
+        report.add("sources", Status::Ok, detail + &note);
     }
-    Some(files)
+    Some(Found {
+        sources,
+        files,
+        unreadable: !unreadable.is_empty(),
+    })
 }
 
 /// The index opens, and holds what is on disk.
 fn check_index(
     ctx: &Context,
     config: &Config,
-    files: Option<&[SourceFile]>,
+    found: Option<Found>,
     running: bool,
     report: &mut Report,
 ) {
     let data_dir = ctx.project.state_path(&config.data_dir);
+    if let Some(why) = unwritable(&data_dir) {
+        report
+            .add("index", Status::Fail, format!("data_dir: {why}"))
+            .fix("set data_dir to a directory this user can write, or fix its owner and mode");
+        return;
+    }
     let engine = match Engine::open_existing(&data_dir) {
         Ok(Some(engine)) => engine,
         Ok(None) => {
-            let fix = if running {
-                "none: the running resident is building it"
-            } else {
-                "doc-serve index"
-            };
-            report
-                .add(
+            let detail = format!(
+                "no index of this doc-serve version in {} yet",
+                data_dir.display()
+            );
+            if running {
+                report.add(
                     "index",
-                    Status::Warn,
-                    format!(
-                        "no index of this doc-serve version in {} yet",
-                        data_dir.display()
-                    ),
-                )
-                .fix(fix);
+                    Status::Ok,
+                    detail + "; the resident is building it",
+                );
+            } else {
+                report
+                    .add("index", Status::Warn, detail)
+                    .fix("doc-serve index");
+            }
             return;
         }
         Err(e) => {
             report
                 .add("index", Status::Fail, format!("cannot open the index: {e}"))
                 .fix(format!(
-                    "stop every doc-serve on the project, move {} aside, then `doc-serve \
-                     index` (never delete tantivy's lock files by hand)",
+                    "if its files are this user's: stop every doc-serve on the project, move \
+                     {} aside, then `doc-serve index` (never delete tantivy's lock files by \
+                     hand)",
                     data_dir.display()
                 ));
             return;
         }
     };
-    let (manifest, counts) = match engine.manifest().and_then(|m| Ok((m, engine.counts()?))) {
-        Ok(found) => found,
-        Err(e) => {
-            report
-                .add("index", Status::Fail, format!("cannot read the index: {e}"))
-                .fix("doc-serve index --full");
-            return;
-        }
-    };
+    let (manifest, (files, sections)) =
+        match engine.manifest().and_then(|m| Ok((m, engine.counts()?))) {
+            Ok(read) => read,
+            Err(e) => {
+                report
+                    .add("index", Status::Fail, format!("cannot read the index: {e}"))
+                    .fix("doc-serve index --full");
+                return;
+            }
+        };
     let committed = std::fs::metadata(engine.dir().join("meta.json"))
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map_or("at an unknown time".into(), |d| ago(d.as_secs()));
     let detail = format!(
-        "{} files, {} sections, last commit {committed}",
-        counts.0, counts.1
+        "{}, {}, last commit {committed}",
+        count(files as usize, "file"),
+        count(sections as usize, "section")
     );
-    let Some(files) = files else {
+    let Some(found) = found else {
         report.add("index", Status::Ok, detail);
         return;
     };
-    let chunking = crate::ingest::sync::chunk_options(config).key();
-    let behind = files
-        .iter()
-        .filter(|f| needs_reading(manifest.get(&f.rel), f, &chunking))
-        .count();
-    let on_disk: std::collections::HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let chunking = chunk_options(config).key();
+    let (mut new, mut changed, mut skipped) = (0, 0, 0);
+    for file in &found.files {
+        let record = manifest.get(&file.rel);
+        if !needs_reading(record, file, &chunking) {
+            continue;
+        }
+        if record.is_some() {
+            changed += 1;
+        } else if found.sources.read(file).is_err() {
+            // Binary or unreadable: indexing skips it again, it is not behind.
+            skipped += 1;
+        } else {
+            new += 1;
+        }
+    }
+    let on_disk: std::collections::HashSet<&str> =
+        found.files.iter().map(|f| f.rel.as_str()).collect();
     let gone = manifest
         .keys()
         .filter(|p| !on_disk.contains(p.as_str()))
         .count();
-    if behind + gone == 0 {
-        report.add("index", Status::Ok, format!("{detail}; up to date"));
+    let skipped = if skipped > 0 {
+        format!(
+            " ({} skipped as binary or unreadable)",
+            count(skipped, "file")
+        )
+    } else {
+        String::new()
+    };
+    if new + changed + gone == 0 {
+        report.add(
+            "index",
+            Status::Ok,
+            format!("{detail}; up to date{skipped}"),
+        );
         return;
     }
-    let fix = if running {
-        "none if it passes: the running resident applies changes as they come (else `doc-serve index`)"
+    let behind =
+        format!("{detail}; behind the disk: {new} new, {changed} changed, {gone} gone{skipped}");
+    if found.unreadable && gone > 0 {
+        report.add("index", Status::Warn, behind).fix(
+            "first make the paths under sources readable: indexing now drops what it cannot \
+             read",
+        );
+    } else if running {
+        report.add("index", Status::Warn, behind).fix(
+            "the running resident applies changes within moments: check again; if this \
+             stays, `doc-serve index`",
+        );
     } else {
-        "doc-serve index"
-    };
-    report
-        .add(
-            "index",
-            Status::Warn,
-            format!("{detail}; {behind} files new or changed and {gone} gone since"),
-        )
-        .fix(fix);
+        report
+            .add("index", Status::Warn, behind)
+            .fix("doc-serve index");
+    }
 }
 
 /// `secs` seconds ago, in the largest whole unit.

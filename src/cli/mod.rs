@@ -167,12 +167,14 @@ pub enum Command {
     },
     /// Check the project's set-up and say how to fix what is wrong
     ///
-    /// Checks the settings, the state dir, the resident (or the shared daemon) and its
-    /// stale files, a supervisor instance (socket listening, unit binary present), the
-    /// files to index, and the index (opens, up to date with the disk). Reads only:
-    /// changes nothing. Each check is ok, warn or FAIL, with a fix. Exits 0 when no
-    /// check fails (warnings allowed), 1 when one does.
+    /// Checks the state dir, the settings, a supervisor instance (socket listening,
+    /// unit binary present), the resident (or the shared daemon), its stale files and
+    /// token, the files to index, and the index (opens, behind the disk or not). Each
+    /// check is ok, warn, FAIL or skip (it depends on a failed one); each problem comes
+    /// with a fix. Reads only. Exits 0 when no check fails (warnings allowed), 1 when
+    /// one does.
     Doctor {
+        /// Print the checks as JSON: {ok, project_root, checks: [{check, status, detail, fix}]}
         #[arg(long)]
         json: bool,
     },
@@ -334,6 +336,15 @@ impl Context {
     /// keeps its index and logs in the daemon's home (see [`crate::shared`]), so that
     /// a standalone command works on the index the daemon serves.
     pub fn config(&self, flags: &Flags) -> anyhow::Result<Config> {
+        let config = self.load_config(flags)?;
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(config)
+    }
+
+    /// [`Context::config`] without logging its warnings.
+    pub fn load_config(&self, flags: &Flags) -> anyhow::Result<Config> {
         let load = if self.project.is_shared_daemon() {
             Config::load_shared
         } else {
@@ -345,9 +356,6 @@ impl Context {
             let daemon =
                 Config::load_shared(&home.daemon.config_file(), &self.env, &Flags::default())?;
             home.place(&mut config, &daemon, &self.project);
-        }
-        for w in &config.warnings {
-            tracing::warn!("{w}");
         }
         Ok(config)
     }

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use tantivy::indexer::NoMergePolicy;
-use tantivy::schema::Term;
+use tantivy::query::{BooleanQuery, Query, TermQuery};
+use tantivy::schema::{IndexRecordOption, Term};
 use tantivy::{IndexWriter, Opstamp, TantivyDocument, TantivyError};
 
 use super::schema::{KIND_CHUNK, KIND_FILE};
@@ -124,15 +125,8 @@ impl Lease<'_> {
     /// Replaces everything indexed for `path` with `doc`'s chunks and `record`.
     pub fn upsert(&mut self, path: &str, record: &FileRecord, doc: &Document) -> Result<()> {
         self.delete(path);
+        self.add_record(path, record)?;
         let f = self.engine.fields;
-        let mut file = TantivyDocument::new();
-        file.add_text(f.kind, KIND_FILE);
-        file.add_text(f.path, path);
-        file.add_text(f.hash, &record.hash);
-        file.add_text(f.chunking, &record.chunking);
-        file.add_u64(f.size, record.size);
-        file.add_u64(f.mtime_ns, record.mtime_ns);
-        self.writer.add_document(file)?;
         for chunk in &doc.chunks {
             let mut d = TantivyDocument::new();
             d.add_text(f.kind, KIND_CHUNK);
@@ -153,6 +147,35 @@ impl Lease<'_> {
             d.add_u64(f.line_end, chunk.line_end as u64);
             self.writer.add_document(d)?;
         }
+        Ok(())
+    }
+
+    /// Replaces only the file record of `path` (its sections stay): for a file whose
+    /// size or mtime changed but whose content did not, so it is not read again.
+    pub fn update_record(&mut self, path: &str, record: &FileRecord) -> Result<()> {
+        let f = self.engine.fields;
+        let term = |field, text| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let old = BooleanQuery::intersection(vec![term(f.kind, KIND_FILE), term(f.path, path)]);
+        self.writer.delete_query(Box::new(old))?;
+        self.changed += 1;
+        self.add_record(path, record)
+    }
+
+    fn add_record(&mut self, path: &str, record: &FileRecord) -> Result<()> {
+        let f = self.engine.fields;
+        let mut file = TantivyDocument::new();
+        file.add_text(f.kind, KIND_FILE);
+        file.add_text(f.path, path);
+        file.add_text(f.hash, &record.hash);
+        file.add_text(f.chunking, &record.chunking);
+        file.add_u64(f.size, record.size);
+        file.add_u64(f.mtime_ns, record.mtime_ns);
+        self.writer.add_document(file)?;
         Ok(())
     }
 

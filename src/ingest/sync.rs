@@ -171,6 +171,7 @@ impl Indexer {
                         summary.skipped.push(Skipped {
                             path: file.rel.clone(),
                             reason,
+                            unreadable: false,
                         });
                     }
                 }
@@ -228,7 +229,11 @@ impl Indexer {
                         if known.is_some() {
                             lease.delete(&rel);
                         }
-                        summary.skipped.push(Skipped { path: rel, reason });
+                        summary.skipped.push(Skipped {
+                            path: rel,
+                            reason,
+                            unreadable: false,
+                        });
                     }
                 },
                 None if known.is_some() => {
@@ -284,19 +289,27 @@ impl Indexer {
             .sources
             .stat(&file.abs)
             .unwrap_or((file.size, file.mtime_ns));
-        let chunking = self.chunking.key();
-        if !full && known.is_some_and(|k| k.hash == hash && k.chunking == chunking) {
+        let record = FileRecord {
+            hash,
+            size,
+            mtime_ns,
+            chunking: self.chunking.key(),
+        };
+        if let Some(known) =
+            known.filter(|k| !full && k.hash == record.hash && k.chunking == record.chunking)
+        {
+            // The same text: its sections stand. A new size or mtime (a `touch`, a
+            // checkout) is recorded, or every reconciliation would read it again.
+            if known != &record {
+                lease
+                    .update_record(&file.rel, &record)
+                    .map_err(|e| e.to_string())?;
+            }
             return Ok(None);
         }
         let stem = file.rel.rsplit('/').next().unwrap_or(&file.rel);
         let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
         let doc = chunk::chunk(&text, Format::from_path(&file.abs), stem, &self.chunking);
-        let record = FileRecord {
-            hash,
-            size,
-            mtime_ns,
-            chunking,
-        };
         lease
             .upsert(&file.rel, &record, &doc)
             .map_err(|e| e.to_string())?;

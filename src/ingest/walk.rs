@@ -30,6 +30,10 @@ pub struct SourceFile {
 pub struct Skipped {
     pub path: String,
     pub reason: String,
+    /// The walk could not read it (a directory without permission, an I/O error):
+    /// what is under it may be a source, unseen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
 }
 
 #[derive(Clone)]
@@ -156,6 +160,7 @@ impl Sources {
                     skipped.push(Skipped {
                         path,
                         reason: e.to_string(),
+                        unreadable: true,
                     });
                     continue;
                 }
@@ -173,6 +178,7 @@ impl Sources {
                 Some((size, _)) if size > self.max_bytes => skipped.push(Skipped {
                     path: rel,
                     reason: format!("{size} bytes, over the {} byte cap", self.max_bytes),
+                    unreadable: false,
                 }),
                 Some((size, mtime_ns)) => files.push(SourceFile {
                     rel,
@@ -202,6 +208,7 @@ impl Sources {
                         k.abs.file_name().unwrap_or_default()
                     ),
                     path: f.rel,
+                    unreadable: false,
                 }),
                 _ => kept.push(f),
             }

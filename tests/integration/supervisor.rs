@@ -202,7 +202,7 @@ fn systemd_user_manager_owns_the_socket() {
     let d = doctor(&t, "resident");
     assert_eq!(
         d["detail"],
-        "the resident is not running; its systemd socket starts it"
+        "the resident is not running; its supervisor's socket starts it"
     );
     assert_eq!(m.show(&service)["ActiveState"], "inactive");
     // A short idle timeout, the way a user would change it.

@@ -56,6 +56,23 @@ impl OtherUser {
         })
     }
 
+    /// Makes `cmd` run as this user.
+    pub fn runs(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(self.uid).gid(self.gid);
+    }
+
+    /// Gives `path` and everything under it to this user.
+    pub fn owns(&self, path: &Path) {
+        let owner = format!("{}:{}", self.uid, self.gid);
+        let out = Command::new("chown")
+            .args(["-R", &owner])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chown: {out:?}");
+    }
+
     /// What `probe` finds when run as this user (`as_owner`: as ourselves instead).
     pub fn probe(&self, t: &TestEnv, target: &Probe, as_owner: bool) -> Value {
         let mut cmd = Command::new("python3");
