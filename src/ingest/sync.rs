@@ -154,15 +154,7 @@ impl Indexer {
                 }
                 let known = manifest.get(&file.rel);
                 match self.index_file(&mut lease, file, known, full) {
-                    Ok(Some(chunks)) => {
-                        summary.chunks += chunks;
-                        if known.is_some() {
-                            summary.updated += 1
-                        } else {
-                            summary.added += 1
-                        }
-                    }
-                    Ok(None) => summary.unchanged += 1,
+                    Ok(outcome) => summary.count(&outcome, known.is_some()),
                     Err(reason) => {
                         if known.is_some() {
                             lease.delete(&file.rel);
@@ -216,15 +208,7 @@ impl Indexer {
             let known = self.engine.record(&rel)?;
             match self.sources.source_at(path) {
                 Some(file) => match self.index_file(&mut lease, &file, known.as_ref(), false) {
-                    Ok(Some(chunks)) => {
-                        summary.chunks += chunks;
-                        if known.is_some() {
-                            summary.updated += 1
-                        } else {
-                            summary.added += 1
-                        }
-                    }
-                    Ok(None) => summary.unchanged += 1,
+                    Ok(outcome) => summary.count(&outcome, known.is_some()),
                     Err(reason) => {
                         if known.is_some() {
                             lease.delete(&rel);
@@ -270,19 +254,19 @@ impl Indexer {
         }
     }
 
-    /// Indexes one file; `Ok(None)` when its content is what the index already holds.
+    /// Indexes one file; `Err` with the reason it is skipped.
     fn index_file(
         &self,
         lease: &mut crate::engine::writer::Lease<'_>,
         file: &SourceFile,
         known: Option<&FileRecord>,
         full: bool,
-    ) -> std::result::Result<Option<usize>, String> {
+    ) -> std::result::Result<Outcome, String> {
         let Some(text) = self.sources.read(file)? else {
             if known.is_some() {
                 lease.delete(&file.rel);
             }
-            return Ok(None);
+            return Ok(Outcome::Vanished);
         };
         let hash = hex(&Sha256::digest(text.as_bytes()));
         let (size, mtime_ns) = self
@@ -305,7 +289,7 @@ impl Indexer {
                     .update_record(&file.rel, &record)
                     .map_err(|e| e.to_string())?;
             }
-            return Ok(None);
+            return Ok(Outcome::Unchanged);
         }
         let stem = file.rel.rsplit('/').next().unwrap_or(&file.rel);
         let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
@@ -313,7 +297,36 @@ impl Indexer {
         lease
             .upsert(&file.rel, &record, &doc)
             .map_err(|e| e.to_string())?;
-        Ok(Some(doc.chunks.len()))
+        Ok(Outcome::Indexed(doc.chunks.len()))
+    }
+}
+
+/// What [`Indexer::index_file`] did with a file.
+enum Outcome {
+    /// Its sections were (re)written: this many.
+    Indexed(usize),
+    /// The index already held its content.
+    Unchanged,
+    /// It was gone by the time it was read: what the index held of it is removed.
+    Vanished,
+}
+
+impl Summary {
+    /// Counts what became of a file the index held (`known`) or not.
+    fn count(&mut self, outcome: &Outcome, known: bool) {
+        match outcome {
+            Outcome::Indexed(chunks) => {
+                self.chunks += chunks;
+                if known {
+                    self.updated += 1;
+                } else {
+                    self.added += 1;
+                }
+            }
+            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::Vanished if known => self.removed += 1,
+            Outcome::Vanished => {}
+        }
     }
 }
 
@@ -337,4 +350,54 @@ fn batches<'a>(files: &'a [&'a SourceFile]) -> Vec<&'a [&'a SourceFile]> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::RootReason;
+
+    /// A file gone between the walk and its reading is counted as removed when the
+    /// index held it (and not at all when it did not), never as unchanged.
+    #[test]
+    fn a_file_gone_before_it_is_read_counts_as_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("a.md"), "# A\n\nalpha\n").unwrap();
+        std::fs::write(root.join("b.md"), "# B\n\nbeta\n").unwrap();
+        let project = Project::at(root.clone(), RootReason::Flag);
+        let mut config = Config::default();
+        config.coordination_mode = crate::config::CoordinationMode::None;
+        let indexer = Indexer::open(&project, &config).unwrap();
+        indexer.reconcile(false, &mut |_| {}).unwrap();
+        let (files, _) = indexer.sources.walk();
+        std::fs::write(root.join("c.md"), "# C\n").unwrap();
+        let (with_c, _) = indexer.sources.walk();
+        let c = with_c.into_iter().find(|f| f.rel == "c.md").unwrap();
+        for f in [&root.join("a.md"), &c.abs] {
+            std::fs::remove_file(f).unwrap();
+        }
+        let manifest = indexer.engine.manifest().unwrap();
+        let mut summary = Summary::default();
+        let mut lease = indexer.engine.small_lease().unwrap();
+        for file in files.iter().chain([&c]) {
+            let known = manifest.get(&file.rel);
+            let outcome = indexer.index_file(&mut lease, file, known, false).unwrap();
+            summary.count(&outcome, known.is_some());
+        }
+        lease.commit().unwrap();
+        assert_eq!(
+            (summary.removed, summary.unchanged, summary.added),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            indexer
+                .engine
+                .manifest()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["b.md"]
+        );
+    }
 }
