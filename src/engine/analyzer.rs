@@ -130,7 +130,10 @@ impl Scratch {
             let pieces = &mut self.pieces;
             parts(&text[start..end], start, pieces);
             let whole_is_part = pieces.len() == 1 && pieces[0] == (start, end);
-            if !whole_is_part {
+            // A compound with CJK in it is found by its pairs: whole, it is a stretch
+            // of a sentence no query spells out.
+            let cjk = || text[start..end].chars().any(is_cjk);
+            if !whole_is_part && !cjk() {
                 self.spans.push((start, end, position));
             }
             for (k, &(from, to)) in pieces.iter().enumerate() {
@@ -352,15 +355,45 @@ fn compounds(text: &str, out: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// Whether `c` is written without spaces between words: Han, Hiragana, Katakana and
+/// Hangul. Runs of these are cut into overlapping pairs (see [`parts`]).
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x1100..=0x11FF // Hangul Jamo
+        | 0x3040..=0x30FF // Hiragana, Katakana
+        | 0x3130..=0x318F // Hangul compatibility Jamo
+        | 0x31F0..=0x31FF // Katakana phonetic extensions
+        | 0x3400..=0x4DBF // Han extension A
+        | 0x4E00..=0x9FFF // Han
+        | 0xAC00..=0xD7AF // Hangul syllables
+        | 0xF900..=0xFAFF // Han compatibility
+        | 0xFF66..=0xFF9F // half-width Katakana
+        | 0x20000..=0x3134F // Han extensions B to G
+    )
+}
+
 /// Parts of a compound into `out`: split on non-alphanumerics, then on camelCase
-/// boundaries. `base` is the compound's offset in the whole text.
+/// boundaries. `base` is the compound's offset in the whole text. A run of CJK
+/// characters (see [`is_cjk`]), which has no spaces to split words at, becomes its
+/// overlapping pairs of characters (a single one alone), as Lucene's CJK analyzer
+/// does: a word inside a sentence is found by its pairs.
 fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize)>) {
     out.clear();
     let mut start: Option<usize> = None;
     let mut prev = ' ';
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
-        if !c.is_alphanumeric() {
+        if is_cjk(c) {
+            if let Some(s) = start.take() {
+                out.push((base + s, base + i));
+            }
+            match chars.peek() {
+                Some(&(j, d)) if is_cjk(d) => out.push((base + i, base + j + d.len_utf8())),
+                // A single character, or the last of a run already paired.
+                _ if !is_cjk(prev) => out.push((base + i, base + i + c.len_utf8())),
+                _ => {}
+            }
+        } else if !c.is_alphanumeric() {
             if let Some(s) = start.take() {
                 out.push((base + s, base + i));
             }
@@ -423,12 +456,26 @@ mod tests {
         assert_eq!(words("use -v now"), ["use", "-v", "v", "now"]);
         assert_eq!(words("a.b end."), ["a.b", "a", "b", "end"]);
         assert_eq!(words("x - y"), ["x", "y"]);
-        assert_eq!(
-            words("naïve Ünïcode 日本語"),
-            ["naïve", "ünïcode", "日本語"]
-        );
+        assert_eq!(words("naïve Ünïcode"), ["naïve", "ünïcode"]);
         assert_eq!(words("__init__"), ["__init__", "init"]);
         assert_eq!(words("___ -- :: ."), Vec::<String>::new());
+    }
+
+    /// CJK runs become their overlapping pairs, so that a word inside a sentence (no
+    /// spaces) is found: トレース in 分散トレースと shares トレ, レー and ース with it.
+    #[test]
+    fn cjk_runs_become_pairs() {
+        assert_eq!(words("日本語"), ["日本", "本語"]);
+        assert_eq!(
+            words("分散トレースと"),
+            ["分散", "散ト", "トレ", "レー", "ース", "スと"]
+        );
+        assert_eq!(words("木 の"), ["木", "の"]);
+        assert_eq!(words("Rustのコード"), ["rust", "のコ", "コー", "ード"]);
+        assert_eq!(words("한국어 문서"), ["한국", "국어", "문서"]);
+        let t = texts(&mut exact(), "トレース span");
+        let positions: Vec<usize> = t.iter().map(|x| x.1).collect();
+        assert_eq!(positions, [0, 1, 2, 3], "{t:?}");
     }
 
     #[test]
@@ -486,6 +533,7 @@ mod tests {
         for s in [
             "Reference borrows: std::borrow::Borrow, the BorrowChecker and --borrow-mode.",
             "naïve ÜBER Straße ΣΊΣΥΦΟΣ 日本語 a.b end. __init__ -v",
+            "分散トレースとメトリクス Rustのコード 木 한국어",
             &"y".repeat(79),
             &"z".repeat(80),
             "",

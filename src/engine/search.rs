@@ -324,8 +324,8 @@ impl Engine {
         want: usize,
         by_terms: bool,
     ) -> Result<Option<words::Top>> {
-        let by_terms =
-            by_terms && parsed.phrases.is_empty() && parsed.words.len() <= words::MAX_WORDS;
+        let ranked = self.ranked_words(parsed)?;
+        let by_terms = by_terms && parsed.phrases.is_empty() && ranked.len() <= words::MAX_WORDS;
         if !by_terms {
             let Some(query) = self.build(parsed)? else {
                 return Ok(None);
@@ -335,7 +335,7 @@ impl Engine {
             ));
         }
         let mut terms = Vec::new();
-        for w in &parsed.words {
+        for w in &ranked {
             let word = self.word_terms(w)?;
             if !word.is_empty() {
                 terms.push(word);
@@ -351,6 +351,22 @@ impl Engine {
             exclude: weight(self.excluded_query(parsed)?)?,
         };
         Ok(Some(words::top(searcher, &terms, &filters, want)?))
+    }
+
+    /// The words of a query as they are ranked: a word with CJK in it stands for each
+    /// of its tokens (pairs of characters, see [`analyzer::is_cjk`]), so a section
+    /// holding every pair of a CJK word ranks as one holding every word, above one
+    /// holding some (`トレーニング` shares two of the three pairs of `トレース`).
+    fn ranked_words(&self, parsed: &Parsed) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(parsed.words.len());
+        for w in &parsed.words {
+            if w.chars().any(analyzer::is_cjk) {
+                out.extend(self.tokens(analyzer::EXACT, w)?.into_iter().map(|(_, t)| t));
+            } else {
+                out.push(w.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Every token of `word` in every field, with the field's boost.
@@ -428,7 +444,7 @@ impl Engine {
     fn build(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut words = Vec::new();
-        for w in &p.words {
+        for w in &self.ranked_words(p)? {
             if let Some(q) = self.word_query(w)? {
                 words.push(q);
             }
@@ -595,6 +611,9 @@ mod tests {
             "CamelCase",
             "foo::bar",
             "--flag",
+            "トレース",
+            "分散トレースと",
+            "トレーニング",
             "index",
             "query",
             "the",
@@ -673,6 +692,9 @@ mod tests {
             "iterator trait path:docs/a",
             "async -\"error handling\" path:docs/b/",
             "zanzibar error",
+            "トレース error",
+            "トレース",
+            "分散トレース -トレーニング",
             "zanzibar",
             // As many words as a query scored by terms may have.
             &["error handling tokio borrow"; 8].join(" "),

@@ -214,12 +214,19 @@ impl Snippets {
         } else {
             at[first][0] + count_chars(&body[first_match..from])
         };
-        let highlights = matches
+        let mut highlights: Vec<[usize; 2]> = Vec::new();
+        for (_, [start, end]) in matches
             .iter()
             .zip(&at)
             .filter(|(m, _)| m.0 >= from && m.1 <= to)
-            .map(|(_, [start, end])| [start - base, end - base])
-            .collect();
+        {
+            match highlights.last_mut() {
+                // Touching matches are one highlight: the pairs of a CJK word
+                // (トレ|ース) read as the word.
+                Some(last) if last[1] == start - base => last[1] = end - base,
+                _ => highlights.push([start - base, end - base]),
+            }
+        }
         (body[from..to].to_owned(), highlights)
     }
 }
@@ -545,6 +552,15 @@ mod tests {
             highlighted(&snip),
             ["Reference", "borrows", "borrowed", "references"]
         );
+    }
+
+    /// A CJK word is matched by its pairs of characters; touching pairs are one
+    /// highlight.
+    #[test]
+    fn cjk_words_are_highlighted_whole() {
+        let mut s = snippets(&["トレース"]);
+        let snip = s.of("分散トレースとメトリクス。トレーサーのトレース");
+        assert_eq!(highlighted(&snip), ["トレース", "トレ", "トレース"]);
     }
 
     #[test]

@@ -100,6 +100,44 @@ fn index_then_query() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// Japanese and Chinese have no spaces between words: a word inside a sentence is
+/// found (by its pairs of characters), ranked above a partial match, and highlighted
+/// whole.
+#[test]
+fn cjk_words_inside_sentences_are_found() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("ja.md"),
+        "# 概要\n\nアプリケーションから分散トレースとメトリクスを収集します。\n",
+    )
+    .unwrap();
+    std::fs::write(docs.join("partial.md"), "# 訓練\n\nトレーニングの記録。\n").unwrap();
+    std::fs::write(
+        docs.join("zh.md"),
+        "# 简介\n\n可观测性是通过检查系统输出来理解系统内部状态的能力。\n",
+    )
+    .unwrap();
+    t.ok(&["index"]);
+    let v = query(&t, "トレース");
+    assert_eq!(paths(&v), ["docs/ja.md", "docs/partial.md"], "{v:#}");
+    let hit = &v["hits"][0];
+    let snippet: Vec<char> = hit["snippet"].as_str().unwrap().chars().collect();
+    let marked: Vec<String> = hit["highlights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let [a, b] = [0, 1].map(|i| h[i].as_u64().unwrap() as usize);
+            snippet[a..b].iter().collect()
+        })
+        .collect();
+    assert_eq!(marked, ["トレース"]);
+    assert_eq!(paths(&query(&t, "系统输出")), ["docs/zh.md"]);
+    assert_eq!(paths(&query(&t, "\"分散トレース\"")), ["docs/ja.md"]);
+}
+
 #[test]
 fn formats_and_stemming() {
     let t = with_fixtures();
@@ -113,8 +151,7 @@ fn formats_and_stemming() {
         "docs/api/manual.adoc"
     );
     assert_eq!(paths(&query(&t, "quorum"))[0], "docs/notes.txt");
-    // Stemming: "throttling" finds "throttled", "compacting" finds "Compaction"? no: stems differ;
-    // "evicting" finds "evicts".
+    // Stemming: "throttling" finds "throttled", "evicting" finds "evicts".
     assert_eq!(paths(&query(&t, "throttling"))[0], "docs/api/reference.rst");
     assert_eq!(paths(&query(&t, "evicting"))[0], "docs/guide/tuning.md");
 }
