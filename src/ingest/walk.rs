@@ -43,6 +43,16 @@ pub struct Sources {
     include: GlobSet,
     exclude: GlobSet,
     max_bytes: u64,
+    /// The root is inside a repository whose top is above it (`--path repo/docs`):
+    /// ignore files are then read from the directories above the root too, as git
+    /// reads them (see [`Sources::walk`]).
+    in_repo: bool,
+}
+
+/// Whether `dir` is the top of a repository (git's, or Jujutsu's), as the `ignore`
+/// crate tells.
+fn is_repo_top(dir: &Path) -> bool {
+    dir.join(".git").exists() || dir.join(".jj").exists()
 }
 
 /// For a name that is not UTF-8, the name the walk keeps among those in its directory
@@ -105,6 +115,7 @@ impl Sources {
             include: globset(&config.include, "include")?,
             exclude: globset(&config.exclude, "exclude")?,
             max_bytes: config.max_file_bytes,
+            in_repo: !is_repo_top(root) && root.ancestors().skip(1).any(is_repo_top),
         })
     }
 
@@ -137,8 +148,13 @@ impl Sources {
             .git_ignore(true)
             .git_exclude(true)
             .ignore(true)
-            .parents(false)
-            .require_git(false)
+            // Below the top of a repository, git's ignore files above the root apply
+            // up to that top, and none above it (so requiring a repository); `.ignore`
+            // files apply from every directory above, as in ripgrep. Anywhere else,
+            // nothing above the root is read, and a `.gitignore` applies with or
+            // without a repository.
+            .parents(self.in_repo)
+            .require_git(self.in_repo)
             .follow_links(true)
             // A followed link must not lead out of the root (checked for directories
             // here, so nothing below an escaping link is even listed).
@@ -250,11 +266,16 @@ impl Sources {
         let (global, _) = Gitignore::global();
         let parts: Vec<&str> = rel.split('/').collect();
         let mut levels: Vec<IgnoreFiles> = Vec::new();
+        if self.in_repo {
+            let mut above: Vec<&Path> = self.root.ancestors().skip(1).collect();
+            above.reverse();
+            levels.extend(above.into_iter().map(IgnoreFiles::read));
+        }
         let mut dir = self.root.clone();
         for (i, part) in parts.iter().enumerate() {
             levels.push(IgnoreFiles::read(&dir));
             let path = dir.join(part);
-            let v = verdict(&levels, &global, &path, i + 1 < parts.len());
+            let v = verdict(&levels, &global, &path, i + 1 < parts.len(), self.in_repo);
             if v.is_ignore() || (part.starts_with('.') && !v.is_whitelist()) {
                 return false;
             }
@@ -339,6 +360,8 @@ struct IgnoreFiles {
     ignore: Gitignore,
     git_ignore: Gitignore,
     git_exclude: Gitignore,
+    /// The directory is the top of a repository.
+    repo_top: bool,
 }
 
 impl IgnoreFiles {
@@ -355,24 +378,35 @@ impl IgnoreFiles {
             ignore: one(dir.join(".ignore")),
             git_ignore: one(dir.join(".gitignore")),
             git_exclude: one(dir.join(".git/info/exclude")),
+            repo_top: is_repo_top(dir),
         }
     }
 }
 
-/// What the ignore files of `levels` (the root's first) and the global gitignore say
-/// of `path`; see [`Sources::listed`]. (The walk reads git's files without requiring a
-/// repository, so a nested repository does not cut off the files above it.)
-fn verdict(levels: &[IgnoreFiles], global: &Gitignore, path: &Path, is_dir: bool) -> Match<()> {
-    let deepest = |pick: fn(&IgnoreFiles) -> &Gitignore| {
-        levels
-            .iter()
-            .rev()
-            .map(|level| pick(level).matched(path, is_dir))
-            .find(|m| !m.is_none())
-            .map_or(Match::None, |m| m.map(|_| ()))
+/// What the ignore files of `levels` (the outermost first) and the global gitignore
+/// say of `path`; see [`Sources::listed`]. With `in_repo` (the walk then requires a
+/// repository), git's files are read only up to the top of the innermost repository
+/// holding `path`; else (it does not) a nested repository cuts off nothing.
+fn verdict(
+    levels: &[IgnoreFiles],
+    global: &Gitignore,
+    path: &Path,
+    is_dir: bool,
+    in_repo: bool,
+) -> Match<()> {
+    let matched = |gi: &Gitignore| gi.matched(path, is_dir).map(|_| ());
+    let deepest = |pick: fn(&IgnoreFiles) -> &Gitignore, git: bool| {
+        let mut found = Match::None;
+        for level in levels.iter().rev() {
+            found = matched(pick(level));
+            if !found.is_none() || (git && in_repo && level.repo_top) {
+                break;
+            }
+        }
+        found
     };
-    deepest(|l| &l.ignore)
-        .or(deepest(|l| &l.git_ignore))
-        .or(deepest(|l| &l.git_exclude))
-        .or(global.matched(path, is_dir).map(|_| ()))
+    deepest(|l| &l.ignore, false)
+        .or(deepest(|l| &l.git_ignore, true))
+        .or(deepest(|l| &l.git_exclude, true))
+        .or(matched(global))
 }

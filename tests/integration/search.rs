@@ -746,6 +746,68 @@ fn a_saved_file_does_not_wait_out_the_debounce() {
     });
 }
 
+/// With the root below the top of a repository (`--path repo/docs`), git's ignore
+/// files above it apply as git applies them, up to the repository's top and no
+/// further; the watcher and `/documents` agree with the walk.
+#[test]
+fn a_root_inside_a_repository_honours_its_ignore_files() {
+    let mut t = TestEnv::new();
+    t.set("DOC_SERVE_DEBOUNCE_MS", "50");
+    let repo = t.project.clone();
+    let docs = repo.join("docs");
+    std::fs::create_dir_all(docs.join("_build")).unwrap();
+    std::fs::create_dir_all(repo.join(".git/info")).unwrap();
+    std::fs::write(repo.join(".gitignore"), "_build/\n/docs/private.md\n").unwrap();
+    std::fs::write(repo.join(".git/info/exclude"), "excl.md\n").unwrap();
+    // Above the repository: not git's business.
+    std::fs::write(t.root().join(".gitignore"), "*.md\n").unwrap();
+    for (name, word) in [
+        ("a.md", "alphakoala"),
+        ("_build/b.md", "buildkoala"),
+        ("private.md", "privatekoala"),
+        ("excl.md", "exclkoala"),
+    ] {
+        std::fs::write(docs.join(name), format!("# T\n\n{word}\n")).unwrap();
+    }
+    let root = docs.display().to_string();
+    let v = t.json(&["--path", &root, "index", "--json"]);
+    assert_eq!(v["summary"]["added"], 1, "{v}");
+
+    t.spawn_serve(&["--path", &root]);
+    let runtime = docs.join(".claude/doc-serve/runtime.json");
+    let rt: Value = wait_for(Duration::from_secs(15), "runtime.json", || {
+        serde_json::from_str(&std::fs::read_to_string(&runtime).ok()?).ok()
+    });
+    let addr = addr_of(&rt);
+    let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    let found = |word: &str| {
+        let r = get(&addr, &format!("/query?q={word}"), &[&auth]);
+        paths(&r.json())
+    };
+    wait_for(Duration::from_secs(10), "watching", || {
+        let r = get(&addr, "/status", &[&auth]).json();
+        (r["index"]["watcher"] == "watching").then_some(())
+    });
+    std::fs::write(docs.join("_build/c.md"), "# C\n\nbuild2koala\n").unwrap();
+    std::fs::write(docs.join("private.md"), "# P\n\nprivate2koala\n").unwrap();
+    std::fs::write(docs.join("marker.md"), "# M\n\nmarkerkoala\n").unwrap();
+    wait_for(Duration::from_secs(10), "marker", || {
+        (found("markerkoala") == ["marker.md"]).then_some(())
+    });
+    assert_eq!(found("alphakoala"), ["a.md"]);
+    for word in [
+        "buildkoala",
+        "build2koala",
+        "privatekoala",
+        "private2koala",
+        "exclkoala",
+    ] {
+        assert!(found(word).is_empty(), "{word} should not be indexed");
+    }
+    documents_not_found(&addr, &auth, &["_build/b.md", "private.md", "excl.md"]);
+    assert_eq!(get(&addr, "/documents/a.md", &[&auth]).status, 200);
+}
+
 /// What the walk leaves out, the watcher and `/documents` leave out too: a file
 /// re-included under an ignored directory, `.git/info/exclude`, the global gitignore,
 /// a root pattern below a nested repository, hidden and binary files; and what it takes
