@@ -262,6 +262,12 @@ impl Indexer {
         known: Option<&FileRecord>,
         full: bool,
     ) -> std::result::Result<Outcome, String> {
+        // Size and mtime before the text: a write in between leaves a newer mtime than
+        // the one recorded, so the file is read again next time, never the reverse.
+        let (size, mtime_ns) = self
+            .sources
+            .stat(&file.abs)
+            .unwrap_or((file.size, file.mtime_ns));
         let Some(text) = self.sources.read(file)? else {
             if known.is_some() {
                 lease.delete(&file.rel);
@@ -269,10 +275,6 @@ impl Indexer {
             return Ok(Outcome::Vanished);
         };
         let hash = hex(&Sha256::digest(text.as_bytes()));
-        let (size, mtime_ns) = self
-            .sources
-            .stat(&file.abs)
-            .unwrap_or((file.size, file.mtime_ns));
         let record = FileRecord {
             hash,
             size,
@@ -284,12 +286,23 @@ impl Indexer {
         {
             // The same text: its sections stand. A new size or mtime (a `touch`, a
             // checkout) is recorded, or every reconciliation would read it again.
-            if known != &record {
+            if known == &record {
+                return Ok(Outcome::Unchanged);
+            }
+            // `known` was read before this lease's lock was taken: another process
+            // may have indexed other text since. Only a record still saying this
+            // text is rewritten in place; otherwise the file is indexed again.
+            let current = self
+                .engine
+                .reload()
+                .and_then(|()| self.engine.record(&file.rel))
+                .map_err(|e| e.to_string())?;
+            if current.is_some_and(|c| c.hash == record.hash && c.chunking == record.chunking) {
                 lease
                     .update_record(&file.rel, &record)
                     .map_err(|e| e.to_string())?;
+                return Ok(Outcome::Unchanged);
             }
-            return Ok(Outcome::Unchanged);
         }
         let stem = file.rel.rsplit('/').next().unwrap_or(&file.rel);
         let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
@@ -356,6 +369,53 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::project::RootReason;
+
+    /// A touched file's record is rewritten in place only while the index still holds
+    /// the text it was read with. Here another writer indexes other text after the
+    /// manifest was read, and the file is then put back (with a new mtime): it is
+    /// indexed again, not left with the other writer's sections under its record.
+    #[test]
+    fn a_stale_manifest_never_pairs_a_record_with_other_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let file = root.join("x.md");
+        std::fs::write(&file, "# X\n\nalpha\n").unwrap();
+        let project = Project::at(root.clone(), RootReason::Flag);
+        let config = Config::default();
+        let a = Indexer::open(&project, &config).unwrap();
+        a.reconcile(false, &mut |_| {}).unwrap();
+        let manifest = a.engine.manifest().unwrap();
+
+        std::fs::write(&file, "# X\n\nbravo\n").unwrap();
+        let b = Indexer::open(&project, &config).unwrap();
+        assert_eq!(b.reconcile(false, &mut |_| {}).unwrap().updated, 1);
+        std::fs::write(&file, "# X\n\nalpha\n").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+
+        let (files, _) = a.sources.walk();
+        let mut lease = a.engine.small_lease().unwrap();
+        let outcome = a
+            .index_file(&mut lease, &files[0], manifest.get("x.md"), false)
+            .unwrap();
+        lease.commit().unwrap();
+        assert!(matches!(outcome, Outcome::Indexed(1)));
+        let hits = |word: &str| {
+            let req = crate::engine::search::Request {
+                q: word.into(),
+                limit: 10,
+                path_prefix: None,
+                max_per_file: 3,
+            };
+            a.engine.search(&req).unwrap().hits.len()
+        };
+        assert_eq!((hits("alpha"), hits("bravo")), (1, 0));
+    }
 
     /// A file gone between the walk and its reading is counted as removed when the
     /// index held it (and not at all when it did not), never as unchanged.
