@@ -690,8 +690,9 @@ fn check_index(
         );
         return;
     }
-    let behind =
-        format!("{detail}; behind the disk: {new} new, {changed} changed, {gone} gone{skipped}");
+    let behind = format!(
+        "{detail}; behind the disk: {new} new, {changed} modified (size or mtime), {gone} gone{skipped}"
+    );
     if found.unreadable && gone > 0 {
         report.add("index", Status::Warn, behind).fix(
             "first make the paths under sources readable: indexing now drops what it cannot \

@@ -110,7 +110,7 @@ fn an_index_behind_the_disk_is_reported_until_indexed() {
     assert_eq!(status, "warn");
     assert!(
         detail.ends_with(
-            "; behind the disk: 1 new, 2 changed, 1 gone (1 file skipped as binary or unreadable)"
+            "; behind the disk: 1 new, 2 modified (size or mtime), 1 gone (1 file skipped as binary or unreadable)"
         ),
         "{detail}"
     );
@@ -309,7 +309,7 @@ fn unreadable_sources_are_named_and_index_is_not_their_fix() {
     let (status, detail, fix) = check(&report, "index");
     assert_eq!(status, "warn");
     assert!(
-        detail.contains("behind the disk: 0 new, 0 changed, 1 gone"),
+        detail.contains("behind the disk: 0 new, 0 modified (size or mtime), 1 gone"),
         "{detail}"
     );
     assert!(
