@@ -25,29 +25,42 @@ pub const EXACT: &str = "ds_exact";
 /// Tokens longer than this (bytes) are dropped: hashes and base64 blobs are noise.
 pub const MAX_TOKEN: usize = 80;
 
+/// The stemmed analyzer of documents.
 pub fn stemmed() -> TextAnalyzer {
-    TextAnalyzer::builder(CodeTokenizer)
+    stemmed_with(CodeTokenizer::default())
+}
+
+/// The unstemmed analyzer of documents.
+pub fn exact() -> TextAnalyzer {
+    exact_with(CodeTokenizer::default())
+}
+
+fn stemmed_with(tokenizer: CodeTokenizer) -> TextAnalyzer {
+    TextAnalyzer::builder(tokenizer)
         .filter(RemoveLongFilter::limit(MAX_TOKEN))
         .filter(LowerCaser)
         .filter(CachedStemmer)
         .build()
 }
 
-pub fn exact() -> TextAnalyzer {
-    TextAnalyzer::builder(CodeTokenizer)
+fn exact_with(tokenizer: CodeTokenizer) -> TextAnalyzer {
+    TextAnalyzer::builder(tokenizer)
         .filter(RemoveLongFilter::limit(MAX_TOKEN))
         .filter(LowerCaser)
         .build()
 }
 
 thread_local! {
-    /// The analyzers queries go through, kept on a thread: [`CachedStemmer`] remembers
-    /// the words earlier queries stemmed.
-    static QUERY_ANALYZERS: RefCell<[TextAnalyzer; 2]> = RefCell::new([stemmed(), exact()]);
+    /// The analyzers queries go through (see [`CodeTokenizer::query`]), kept on a
+    /// thread: [`CachedStemmer`] remembers the words earlier queries stemmed.
+    static QUERY_ANALYZERS: RefCell<[TextAnalyzer; 2]> = RefCell::new([
+        stemmed_with(CodeTokenizer { query: true }),
+        exact_with(CodeTokenizer { query: true }),
+    ]);
 }
 
-/// `(position, text)` of each token of `text` through the analyzer named `name`
-/// ([`STEMMED`] or [`EXACT`]); `None` for another name.
+/// `(position, text)` of each token of the query text `text` through the analyzer
+/// named `name` ([`STEMMED`] or [`EXACT`]); `None` for another name.
 pub fn tokens(name: &str, text: &str) -> Option<Vec<(usize, String)>> {
     let which = [STEMMED, EXACT].iter().position(|n| *n == name)?;
     let mut out = Vec::new();
@@ -84,7 +97,7 @@ pub fn for_each_exact(text: &str, mut f: impl FnMut(usize, usize, &str)) {
     }
     // Taken, not borrowed: `f` may tokenize too.
     let mut scratch = SCRATCH.take();
-    scratch.fill(text);
+    scratch.fill(text, false);
     for &(from, to, _) in &scratch.spans {
         let word = &text[from..to];
         if word.len() >= MAX_TOKEN {
@@ -113,7 +126,8 @@ thread_local! {
 #[derive(Default)]
 struct Scratch {
     compounds: Vec<(usize, usize)>,
-    pieces: Vec<(usize, usize)>,
+    /// (from, to, position within the compound).
+    pieces: Vec<(usize, usize, usize)>,
     spans: Vec<(usize, usize, usize)>,
     lower: String,
 }
@@ -121,32 +135,40 @@ struct Scratch {
 impl Scratch {
     /// (from, to, position) of every token of `text` into `self.spans`: each compound
     /// whole (when it has several parts) and its parts, the whole sharing the first
-    /// part's position.
-    fn fill(&mut self, text: &str) {
+    /// part's position; a run of CJK as [`cjk_pieces`] cuts it (`query`: of a query).
+    fn fill(&mut self, text: &str, query: bool) {
         compounds(text, &mut self.compounds);
         self.spans.clear();
         let mut position = 0;
         for &(start, end) in &self.compounds {
             let pieces = &mut self.pieces;
-            parts(&text[start..end], start, pieces);
-            let whole_is_part = pieces.len() == 1 && pieces[0] == (start, end);
-            // A compound with CJK in it is found by its pairs: whole, it is a stretch
-            // of a sentence no query spells out.
-            let cjk = || text[start..end].chars().any(is_cjk);
-            if !whole_is_part && !cjk() {
-                self.spans.push((start, end, position));
+            let first = text[start..].chars().next().unwrap_or(' ');
+            if is_cjk(first) {
+                // No whole: a stretch of a sentence no query spells out.
+                cjk_pieces(&text[start..end], start, query, pieces);
+            } else {
+                parts(&text[start..end], start, pieces);
+                if !(pieces.len() == 1 && (pieces[0].0, pieces[0].1) == (start, end)) {
+                    self.spans.push((start, end, position));
+                }
             }
-            for (k, &(from, to)) in pieces.iter().enumerate() {
+            let mut width = 0;
+            for &(from, to, k) in pieces.iter() {
                 self.spans.push((from, to, position + k));
+                width = width.max(k + 1);
             }
-            position += pieces.len().max(1);
+            position += width.max(1);
         }
     }
 }
 
 /// Splits text into words and identifiers (see the module doc).
 #[derive(Clone, Default)]
-pub struct CodeTokenizer;
+pub struct CodeTokenizer {
+    /// Tokenizes a query: a run of CJK of several characters is only its pairs (a
+    /// document's has its single characters too, see [`cjk_pieces`]).
+    pub query: bool,
+}
 
 /// Spans are computed up front (no allocation per token); one [`Token`] is reused.
 pub struct CodeTokenStream<'a> {
@@ -162,7 +184,7 @@ impl Tokenizer for CodeTokenizer {
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
         CodeTokenStream {
             text,
-            spans: spans(text),
+            spans: spans(text, self.query),
             next: 0,
             token: Token::default(),
         }
@@ -302,7 +324,7 @@ fn compounds(text: &str, out: &mut Vec<(usize, usize)>) {
             let rest = &text[start..];
             let n = if rest.starts_with("--") { 2 } else { 1 };
             match rest[n..].chars().next() {
-                Some(d) if is_word(d) => n,
+                Some(d) if is_word(d) && !is_cjk(d) => n,
                 _ => continue,
             }
         } else if is_word(c) {
@@ -319,10 +341,14 @@ fn compounds(text: &str, out: &mut Vec<(usize, usize)>) {
         } else {
             start + c.len_utf8()
         };
+        // A compound is all CJK or has none: where the script changes, one ends and
+        // the next begins (`OpenTelemetryコレクター` is two).
+        let cjk = is_cjk(c);
+        let same = |d: char| is_word(d) && is_cjk(d) == cjk;
         loop {
             // Consume word characters.
             while let Some(&(i, d)) = chars.peek() {
-                if !is_word(d) {
+                if !same(d) {
                     break;
                 }
                 end = i + d.len_utf8();
@@ -337,7 +363,7 @@ fn compounds(text: &str, out: &mut Vec<(usize, usize)>) {
             } else {
                 0
             };
-            if conn == 0 || !rest[conn..].chars().next().is_some_and(is_word) {
+            if cjk || conn == 0 || !rest[conn..].chars().next().is_some_and(same) {
                 break;
             }
             for _ in 0..conn {
@@ -360,6 +386,8 @@ fn compounds(text: &str, out: &mut Vec<(usize, usize)>) {
 pub fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x1100..=0x11FF // Hangul Jamo
+        | 0x3005..=0x3007 // 々 〆 〇
+        | 0x303B // 〻
         | 0x3040..=0x30FF // Hiragana, Katakana
         | 0x3130..=0x318F // Hangul compatibility Jamo
         | 0x31F0..=0x31FF // Katakana phonetic extensions
@@ -368,34 +396,26 @@ pub fn is_cjk(c: char) -> bool {
         | 0xAC00..=0xD7AF // Hangul syllables
         | 0xF900..=0xFAFF // Han compatibility
         | 0xFF66..=0xFF9F // half-width Katakana
-        | 0x20000..=0x3134F // Han extensions B to G
+        | 0x20000..=0x323AF // Han extensions B to H, compatibility supplement
     )
 }
 
-/// Parts of a compound into `out`: split on non-alphanumerics, then on camelCase
-/// boundaries. `base` is the compound's offset in the whole text. A run of CJK
-/// characters (see [`is_cjk`]), which has no spaces to split words at, becomes its
-/// overlapping pairs of characters (a single one alone), as Lucene's CJK analyzer
-/// does: a word inside a sentence is found by its pairs.
-fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize)>) {
+/// Parts of a compound into `out`, each with its position in the compound: split on
+/// non-alphanumerics, then on camelCase boundaries. `base` is the compound's offset in
+/// the whole text.
+fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
     out.clear();
     let mut start: Option<usize> = None;
     let mut prev = ' ';
     let mut chars = text.char_indices().peekable();
+    let push = |out: &mut Vec<(usize, usize, usize)>, from: usize, to: usize| {
+        let k = out.len();
+        out.push((base + from, base + to, k));
+    };
     while let Some((i, c)) = chars.next() {
-        if is_cjk(c) {
+        if !c.is_alphanumeric() {
             if let Some(s) = start.take() {
-                out.push((base + s, base + i));
-            }
-            match chars.peek() {
-                Some(&(j, d)) if is_cjk(d) => out.push((base + i, base + j + d.len_utf8())),
-                // A single character, or the last of a run already paired.
-                _ if !is_cjk(prev) => out.push((base + i, base + i + c.len_utf8())),
-                _ => {}
-            }
-        } else if !c.is_alphanumeric() {
-            if let Some(s) = start.take() {
-                out.push((base + s, base + i));
+                push(out, s, i);
             }
         } else if let Some(s) = start {
             let next = chars.peek().map(|x| x.1);
@@ -405,7 +425,7 @@ fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize)>) {
                 && (prev.is_lowercase()
                     || (prev.is_uppercase() && next.is_some_and(char::is_lowercase)));
             if boundary {
-                out.push((base + s, base + i));
+                push(out, s, i);
                 start = Some(i);
             }
         } else {
@@ -414,14 +434,36 @@ fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize)>) {
         prev = c;
     }
     if let Some(s) = start {
-        out.push((base + s, base + text.len()));
+        push(out, s, text.len());
+    }
+}
+
+/// The pieces of a run of CJK (see [`is_cjk`]), which has no spaces to split words
+/// at, each with its position in the run: as Lucene's CJK analyzer, each pair of
+/// neighbours, and in a document each character alone too, at the position of the
+/// pair it starts. A query's run of several characters is its pairs only, so a word
+/// inside a sentence is found by its pairs (and not by every text sharing a
+/// character); a query's single character matches the document's single ones. `base`
+/// is the run's offset in the whole text.
+fn cjk_pieces(text: &str, base: usize, query: bool, out: &mut Vec<(usize, usize, usize)>) {
+    out.clear();
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let lone = chars.len() == 1;
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        let end = i + c.len_utf8();
+        if let Some(&(_, d)) = chars.get(k + 1) {
+            out.push((base + i, base + end + d.len_utf8(), k));
+        }
+        if lone || !query {
+            out.push((base + i, base + end, k));
+        }
     }
 }
 
 /// (from, to, position) of every token (see [`Scratch::fill`]).
-fn spans(text: &str) -> Vec<(usize, usize, usize)> {
+fn spans(text: &str, query: bool) -> Vec<(usize, usize, usize)> {
     let mut scratch = Scratch::default();
-    scratch.fill(text);
+    scratch.fill(text, query);
     scratch.spans
 }
 
@@ -461,21 +503,56 @@ mod tests {
         assert_eq!(words("___ -- :: ."), Vec::<String>::new());
     }
 
-    /// CJK runs become their overlapping pairs, so that a word inside a sentence (no
-    /// spaces) is found: トレース in 分散トレースと shares トレ, レー and ース with it.
+    fn query_words(s: &str) -> Vec<String> {
+        texts(&mut exact_with(CodeTokenizer { query: true }), s)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// CJK runs become their overlapping pairs (and, in documents, single characters
+    /// at the positions of the pairs they start), so that a word inside a sentence
+    /// (no spaces) is found: トレース in 分散トレースと shares トレ, レー and ース
+    /// with it.
     #[test]
     fn cjk_runs_become_pairs() {
-        assert_eq!(words("日本語"), ["日本", "本語"]);
+        assert_eq!(query_words("日本語"), ["日本", "本語"]);
+        assert_eq!(words("日本語"), ["日本", "日", "本語", "本", "語"]);
         assert_eq!(
-            words("分散トレースと"),
+            query_words("分散トレースと"),
             ["分散", "散ト", "トレ", "レー", "ース", "スと"]
         );
+        assert_eq!(query_words("木 の"), ["木", "の"]);
         assert_eq!(words("木 の"), ["木", "の"]);
-        assert_eq!(words("Rustのコード"), ["rust", "のコ", "コー", "ード"]);
-        assert_eq!(words("한국어 문서"), ["한국", "국어", "문서"]);
-        let t = texts(&mut exact(), "トレース span");
-        let positions: Vec<usize> = t.iter().map(|x| x.1).collect();
-        assert_eq!(positions, [0, 1, 2, 3], "{t:?}");
+        assert_eq!(query_words("様々な"), ["様々", "々な"]);
+        // Where the script changes, a compound ends: the Latin one is whole too.
+        assert_eq!(
+            query_words("Rustのコード OpenTelemetryコレクター"),
+            [
+                "rust",
+                "のコ",
+                "コー",
+                "ード",
+                "opentelemetry",
+                "open",
+                "telemetry",
+                "コレ",
+                "レク",
+                "クタ",
+                "ター"
+            ]
+        );
+        assert_eq!(query_words("한국어 문서"), ["한국", "국어", "문서"]);
+        let positions = |t: Vec<(String, usize)>| t.into_iter().map(|x| x.1).collect::<Vec<_>>();
+        let query = texts(
+            &mut exact_with(CodeTokenizer { query: true }),
+            "JSONでトレース span",
+        );
+        assert_eq!(positions(query), [0, 1, 2, 3, 4, 5]);
+        // A document's single characters share the positions of the pairs they start,
+        // so phrases line up either way ("JSONで", "でトレ").
+        let doc = texts(&mut exact(), "JSONでトレース span");
+        assert_eq!(positions(doc), [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6]);
     }
 
     #[test]
@@ -504,7 +581,7 @@ mod tests {
 
     #[test]
     fn cached_stemming_is_tantivy_stemming() {
-        let mut reference = TextAnalyzer::builder(CodeTokenizer)
+        let mut reference = TextAnalyzer::builder(CodeTokenizer::default())
             .filter(RemoveLongFilter::limit(MAX_TOKEN))
             .filter(LowerCaser)
             .filter(tantivy::tokenizer::Stemmer::default())
@@ -533,7 +610,7 @@ mod tests {
         for s in [
             "Reference borrows: std::borrow::Borrow, the BorrowChecker and --borrow-mode.",
             "naïve ÜBER Straße ΣΊΣΥΦΟΣ 日本語 a.b end. __init__ -v",
-            "分散トレースとメトリクス Rustのコード 木 한국어",
+            "分散トレースとメトリクス Rustのコード 木 한국어 様々な OpenTelemetryコレクター -日本",
             &"y".repeat(79),
             &"z".repeat(80),
             "",

@@ -258,8 +258,8 @@ impl Snippets {
     /// The part of `body` worth tokenizing when a stem is not ASCII, and where it
     /// starts: all of a short body;
     /// of a long one, a stretch from a little before the first place a query stem
-    /// occurs as plain text (ASCII, any case), which is where its matches almost
-    /// always are. Tokenizing whole long sections cost more than the search.
+    /// occurs as plain text (an ASCII one in any case), which is where its matches
+    /// almost always are. Tokenizing whole long sections cost more than the search.
     fn region<'b>(&self, body: &'b str) -> (usize, &'b str) {
         if body.len() <= REGION_BYTES {
             return (0, body);
@@ -267,7 +267,14 @@ impl Snippets {
         let first = self
             .stems
             .iter()
-            .filter_map(|s| find_ascii_ci(body, s))
+            .filter_map(|s| {
+                if s.is_ascii() {
+                    find_ascii_ci(body, s)
+                } else {
+                    // CJK pairs and the like: lowercasing aside, as they are written.
+                    body.find(s.as_str())
+                }
+            })
             .min();
         let Some(at) = first else {
             return (0, body);
@@ -305,11 +312,11 @@ fn compound_around(text: &[u8], from: usize, to: usize) -> (usize, usize) {
 }
 
 /// Adds a match after those in `out`: a compound and its first part share a start,
-/// and the longer is kept; a token inside a match already kept is not one more.
+/// and the longer is kept; a token inside a match already kept is not one more, and
+/// one reaching past it extends it (the overlapping pairs of a CJK word: 日本|本語).
 fn push_match(out: &mut Vec<(usize, usize, usize)>, (from, to, i): (usize, usize, usize)) {
     match out.last_mut() {
-        Some(last) if last.0 == from => last.1 = last.1.max(to),
-        Some(last) if from < last.1 => {}
+        Some(last) if from < last.1 => last.1 = last.1.max(to),
         _ => out.push((from, to, i)),
     }
 }
@@ -523,15 +530,13 @@ mod tests {
     use super::*;
     use crate::engine::analyzer;
 
+    /// The snippets of a query of `words`, stemmed as a query is.
     fn snippets(words: &[&str]) -> Snippets {
-        let mut stemmed = analyzer::stemmed();
-        let mut stems = Vec::new();
-        for w in words {
-            let mut s = stemmed.token_stream(w);
-            while s.advance() {
-                stems.push(s.token().text.clone());
-            }
-        }
+        let stems = words
+            .iter()
+            .flat_map(|w| analyzer::tokens(analyzer::STEMMED, w).unwrap())
+            .map(|(_, t)| t)
+            .collect();
         Snippets::new(stems)
     }
 
@@ -560,7 +565,12 @@ mod tests {
     fn cjk_words_are_highlighted_whole() {
         let mut s = snippets(&["トレース"]);
         let snip = s.of("分散トレースとメトリクス。トレーサーのトレース");
-        assert_eq!(highlighted(&snip), ["トレース", "トレ", "トレース"]);
+        assert_eq!(highlighted(&snip), ["トレース", "トレー", "トレース"]);
+        let mut s = snippets(&["日本語"]);
+        assert_eq!(highlighted(&s.of("これは日本語の文書")), ["日本語"]);
+        // A single character matches alone.
+        let mut s = snippets(&["値"]);
+        assert_eq!(highlighted(&s.of("デフォルト値の")), ["値"]);
     }
 
     #[test]

@@ -115,6 +115,11 @@ fn cjk_words_inside_sentences_are_found() {
     .unwrap();
     std::fs::write(docs.join("partial.md"), "# 訓練\n\nトレーニングの記録。\n").unwrap();
     std::fs::write(
+        docs.join("json.md"),
+        "# 出力\n\nJSONで出力します。OpenTelemetryコレクターです。\n",
+    )
+    .unwrap();
+    std::fs::write(
         docs.join("zh.md"),
         "# 简介\n\n可观测性是通过检查系统输出来理解系统内部状态的能力。\n",
     )
@@ -136,6 +141,10 @@ fn cjk_words_inside_sentences_are_found() {
     assert_eq!(marked, ["トレース"]);
     assert_eq!(paths(&query(&t, "系统输出")), ["docs/zh.md"]);
     assert_eq!(paths(&query(&t, "\"分散トレース\"")), ["docs/ja.md"]);
+    // A single character, alone or ending a phrase; a Latin word against CJK.
+    assert_eq!(paths(&query(&t, "訓")), ["docs/partial.md"]);
+    assert_eq!(paths(&query(&t, "\"JSONで\"")), ["docs/json.md"]);
+    assert_eq!(paths(&query(&t, "opentelemetry")), ["docs/json.md"]);
 }
 
 #[test]
