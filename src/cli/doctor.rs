@@ -19,7 +19,7 @@ use crate::discovery::runtime::RuntimeFile;
 use crate::discovery::{self, Resident};
 use crate::engine::Engine;
 use crate::error::exit;
-use crate::ingest::sync::{chunk_options, needs_reading};
+use crate::ingest::sync::{chunk_options, plan};
 use crate::ingest::walk::{Skipped, SourceFile, Sources};
 use crate::project::Project;
 use crate::supervisor::registry::{Registry, Supervisor};
@@ -652,14 +652,10 @@ fn check_index(
         report.add("index", Status::Ok, detail);
         return;
     };
-    let chunking = chunk_options(config).key();
+    let plan = plan(&manifest, &found.files, &chunk_options(config).key(), false);
     let (mut new, mut changed, mut skipped) = (0, 0, 0);
-    for file in &found.files {
-        let record = manifest.get(&file.rel);
-        if !needs_reading(record, file, &chunking) {
-            continue;
-        }
-        if record.is_some() {
+    for file in plan.read {
+        if manifest.contains_key(&file.rel) {
             changed += 1;
         } else if found.sources.read(file).is_err() {
             // Binary or unreadable: indexing skips it again, it is not behind.
@@ -668,12 +664,7 @@ fn check_index(
             new += 1;
         }
     }
-    let on_disk: std::collections::HashSet<&str> =
-        found.files.iter().map(|f| f.rel.as_str()).collect();
-    let gone = manifest
-        .keys()
-        .filter(|p| !on_disk.contains(p.as_str()))
-        .count();
+    let gone = plan.gone.len();
     let skipped = if skipped > 0 {
         format!(
             " ({} skipped as binary or unreadable)",

@@ -335,20 +335,26 @@ impl Engine {
         Ok(out)
     }
 
+    /// The file record of `path` (not its sections).
+    fn record_query(&self, path: &str) -> tantivy::query::BooleanQuery {
+        let term = |field, text| -> Box<dyn tantivy::query::Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let f = &self.fields;
+        tantivy::query::BooleanQuery::intersection(vec![
+            term(f.kind, KIND_FILE),
+            term(f.path, path),
+        ])
+    }
+
     /// What is indexed for one file, if anything.
     pub fn record(&self, path: &str) -> Result<Option<FileRecord>> {
         let searcher = self.reader.searcher();
         let f = &self.fields;
-        let q = tantivy::query::BooleanQuery::intersection(vec![
-            Box::new(TermQuery::new(
-                Term::from_field_text(f.kind, KIND_FILE),
-                IndexRecordOption::Basic,
-            )),
-            Box::new(TermQuery::new(
-                Term::from_field_text(f.path, path),
-                IndexRecordOption::Basic,
-            )),
-        ]);
+        let q = self.record_query(path);
         let Some(addr) = searcher.search(&q, &DocSetCollector)?.into_iter().next() else {
             return Ok(None);
         };

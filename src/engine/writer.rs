@@ -10,8 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use tantivy::indexer::NoMergePolicy;
-use tantivy::query::{BooleanQuery, Query, TermQuery};
-use tantivy::schema::{IndexRecordOption, Term};
+use tantivy::schema::Term;
 use tantivy::{IndexWriter, Opstamp, TantivyDocument, TantivyError};
 
 use super::schema::{KIND_CHUNK, KIND_FILE};
@@ -80,6 +79,9 @@ impl Engine {
         };
         writer.set_merge_policy(Box::new(NoMergePolicy));
         remove_uncommitted_deletes(&self.dir, self.index.load_metas()?.opstamp);
+        // What the lease reads (records to compare with) is then what it writes over:
+        // nobody else commits while the lock is held.
+        self.reload()?;
         Ok(Lease {
             engine: self,
             writer,
@@ -153,15 +155,8 @@ impl Lease<'_> {
     /// Replaces only the file record of `path` (its sections stay): for a file whose
     /// size or mtime changed but whose content did not, so it is not read again.
     pub fn update_record(&mut self, path: &str, record: &FileRecord) -> Result<()> {
-        let f = self.engine.fields;
-        let term = |field, text| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, text),
-                IndexRecordOption::Basic,
-            ))
-        };
-        let old = BooleanQuery::intersection(vec![term(f.kind, KIND_FILE), term(f.path, path)]);
-        self.writer.delete_query(Box::new(old))?;
+        self.writer
+            .delete_query(Box::new(self.engine.record_query(path)))?;
         self.changed += 1;
         self.add_record(path, record)
     }

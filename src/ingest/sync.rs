@@ -6,7 +6,7 @@
 //! processes writing: a later change is the next event's business. Work is committed in
 //! batches, each a lease of its own, so other writers get their turn in between.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,12 +65,38 @@ pub fn chunk_options(config: &Config) -> ChunkOptions {
     }
 }
 
-/// Whether `file` must be read again: it is not indexed, or its size, mtime or the
-/// chunking (a [`ChunkOptions::key`]) differ from what `record` says was indexed.
-pub fn needs_reading(record: Option<&FileRecord>, file: &SourceFile, chunking: &str) -> bool {
-    record.is_none_or(|r| {
-        r.size != file.size || r.mtime_ns != file.mtime_ns || r.chunking != chunking
-    })
+/// What bringing an index holding `manifest` in line with `files` (the walk's) takes.
+pub struct Plan<'a> {
+    /// Files to read: not indexed, or their size, mtime or chunking (a
+    /// [`ChunkOptions::key`]) differ from what was indexed; with `full`, all.
+    pub read: Vec<&'a SourceFile>,
+    /// Indexed paths no longer among the files.
+    pub gone: Vec<String>,
+    pub unchanged: usize,
+}
+
+pub fn plan<'a>(
+    manifest: &HashMap<String, FileRecord>,
+    files: &'a [SourceFile],
+    chunking: &str,
+    full: bool,
+) -> Plan<'a> {
+    let on_disk: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
+    let gone = manifest
+        .keys()
+        .filter(|p| !on_disk.contains(p.as_str()))
+        .cloned()
+        .collect();
+    let (read, kept): (Vec<&SourceFile>, Vec<&SourceFile>) = files.iter().partition(|f| {
+        full || manifest
+            .get(&f.rel)
+            .is_none_or(|r| r.size != f.size || r.mtime_ns != f.mtime_ns || r.chunking != chunking)
+    });
+    Plan {
+        read,
+        gone,
+        unchanged: kept.len(),
+    }
 }
 
 impl Indexer {
@@ -96,29 +122,19 @@ impl Indexer {
         self.engine.reload()?;
         let manifest = self.engine.manifest()?;
         let (files, skipped) = self.sources.walk();
+        // Files chunked with other settings (or by an older chunker) are chunked again.
+        let Plan {
+            read: todo,
+            gone,
+            unchanged,
+        } = plan(&manifest, &files, &self.chunking.key(), full);
         let mut summary = Summary {
             full,
             scanned: files.len(),
             skipped,
+            unchanged,
             ..Summary::default()
         };
-
-        let on_disk: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-        let gone: Vec<String> = manifest
-            .keys()
-            .filter(|p| !on_disk.contains(p.as_str()))
-            .cloned()
-            .collect();
-        let mut todo: Vec<&SourceFile> = Vec::new();
-        // Files chunked with other settings (or by an older chunker) are chunked again.
-        let chunking = self.chunking.key();
-        for f in &files {
-            if full || needs_reading(manifest.get(&f.rel), f, &chunking) {
-                todo.push(f);
-            } else {
-                summary.unchanged += 1;
-            }
-        }
         let total = todo.len() + gone.len();
         let mut done = 0;
         progress(Progress { done, total });
@@ -192,7 +208,6 @@ impl Indexer {
             return self.reconcile(false, &mut |_| {});
         }
         self.check_root()?;
-        self.engine.reload()?;
         let mut summary = Summary {
             scanned: paths.len(),
             ..Summary::default()
@@ -290,13 +305,10 @@ impl Indexer {
                 return Ok(Outcome::Unchanged);
             }
             // `known` was read before this lease's lock was taken: another process
-            // may have indexed other text since. Only a record still saying this
-            // text is rewritten in place; otherwise the file is indexed again.
-            let current = self
-                .engine
-                .reload()
-                .and_then(|()| self.engine.record(&file.rel))
-                .map_err(|e| e.to_string())?;
+            // may have indexed other text since (the lease reloaded the reader). Only
+            // a record still saying this text is rewritten in place; otherwise the
+            // file is indexed again.
+            let current = self.engine.record(&file.rel).map_err(|e| e.to_string())?;
             if current.is_some_and(|c| c.hash == record.hash && c.chunking == record.chunking) {
                 lease
                     .update_record(&file.rel, &record)
