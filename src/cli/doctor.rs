@@ -7,7 +7,7 @@
 //! check that failed).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use nix::unistd::{AccessFlags, access};
@@ -302,7 +302,7 @@ fn check_supervisor(ctx: &Context, report: &mut Report) -> bool {
     }
     let socket = systemd::socket_unit(slug);
     let service = systemd::service_unit(slug);
-    if let Some(exe) = service_binary(config_home, &service).filter(|exe| !exe.exists()) {
+    if let Some(exe) = systemd::service_program(config_home, &service).filter(|exe| !exe.exists()) {
         report
             .add(
                 "supervisor",
@@ -341,40 +341,6 @@ fn check_supervisor(ctx: &Context, report: &mut Report) -> bool {
         format!("{socket} listens on {}", instance.socket_path.display()),
     );
     true
-}
-
-/// The absolute path of the program `service` runs: as the systemd user manager has
-/// it (drop-ins included), else from the unit file (the user's, which `install`
-/// writes, before a package's). `None` when it cannot be told.
-fn service_binary(config_home: &Path, service: &str) -> Option<PathBuf> {
-    let shown = std::process::Command::new("systemctl")
-        .args(["--user", "show", "--property=ExecStart", "--value", service])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
-    let program = match shown.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        // `{ path=/usr/bin/doc-serve ; argv[]=... ; ... }`
-        Some(shown) => shown
-            .split_once("path=")
-            .and_then(|(_, rest)| rest.split(" ; ").next())
-            .map(PathBuf::from),
-        None => {
-            let unit = std::iter::once(systemd::user_unit_dir(config_home))
-                .chain(systemd::packaged_unit_dir())
-                .map(|dir| dir.join("doc-serve@.service"))
-                .find(|unit| unit.is_file())?;
-            std::fs::read_to_string(unit)
-                .ok()?
-                .lines()
-                .find_map(|l| l.strip_prefix("ExecStart="))
-                .and_then(systemd::exec_binary)
-        }
-    };
-    // A bare name is looked up on the manager's PATH: not ours to judge.
-    program.filter(|p| p.is_absolute())
 }
 
 /// The resident (or, for a project in shared mode, the shared daemon): running and
@@ -543,22 +509,23 @@ fn check_sources(ctx: &Context, config: &Config, report: &mut Report) -> Option<
         bytes as f64 / 1e6,
         config.include.join(", ")
     );
-    let unreadable: Vec<&Skipped> = skipped.iter().filter(|s| s.unreadable).collect();
-    let skipped_note = |list: &[&Skipped], what: &str| {
-        let first = list[0];
-        format!(
+    // A count of `list` and the first of them.
+    let note = |list: &[&Skipped], what: &str| match list.first() {
+        Some(first) => format!(
             "; {} {what}, e.g. {}: {}",
             count(list.len(), "path"),
             first.path,
             first.reason
-        )
+        ),
+        None => String::new(),
     };
+    let unreadable: Vec<&Skipped> = skipped.iter().filter(|s| s.unreadable).collect();
     if !unreadable.is_empty() {
         report
             .add(
                 "sources",
                 Status::Warn,
-                detail + &skipped_note(&unreadable, "cannot be read"),
+                detail + &note(&unreadable, "cannot be read"),
             )
             .fix("give this user read access to them: what is under them is not indexed");
     } else if files.is_empty() {
@@ -567,12 +534,7 @@ fn check_sources(ctx: &Context, config: &Config, report: &mut Report) -> Option<
             .fix("check include and exclude in config.json, and the ignore files");
     } else {
         let all: Vec<&Skipped> = skipped.iter().collect();
-        let note = if all.is_empty() {
-            String::new()
-        } else {
-            skipped_note(&all, "skipped")
-        };
-        report.add("sources", Status::Ok, detail + &note);
+        report.add("sources", Status::Ok, detail + &note(&all, "skipped"));
     }
     Some(Found {
         sources,

@@ -89,7 +89,7 @@ pub fn render_service(exe: &Path) -> String {
 
 /// The program of an `ExecStart=` value as [`render_service`] writes it (quoted when it
 /// holds spaces, `%` doubled); `None` when there is none.
-pub fn exec_binary(value: &str) -> Option<PathBuf> {
+fn exec_binary(value: &str) -> Option<PathBuf> {
     let value = value
         .trim_start()
         .trim_start_matches(['-', '@', ':', '+', '!']);
@@ -144,15 +144,55 @@ pub fn dead_sockets<'a>(instances: impl IntoIterator<Item = &'a Instance>) -> Ve
         .collect()
 }
 
+/// A property of a unit as the user manager has it (drop-ins included); `None` when
+/// systemctl cannot tell.
+fn show(unit: &str, property: &str) -> Option<String> {
+    let out = Command::new("systemctl")
+        .args([
+            "--user",
+            "show",
+            &format!("--property={property}"),
+            "--value",
+            unit,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The Unix socket paths a socket unit is configured to listen on.
 fn listen_paths(unit: &str) -> Vec<PathBuf> {
-    let Ok(out) = Command::new("systemctl")
-        .args(["--user", "show", "--property=Listen", "--value", unit])
-        .output()
-    else {
-        return Vec::new();
+    show(unit, "Listen").map_or_else(Vec::new, |v| parse_listen(&v))
+}
+
+/// The absolute path of the program the service unit `service` runs: as the user
+/// manager has it, else from the unit file (the user's, which `install` writes,
+/// before a package's). `None` when it cannot be told, or is a bare name (looked up on
+/// the manager's PATH).
+pub fn service_program(config_home: &Path, service: &str) -> Option<PathBuf> {
+    let shown = show(service, "ExecStart");
+    let program = match shown.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        // `{ path=/usr/bin/doc-serve ; argv[]=... ; ... }`
+        Some(shown) => shown
+            .split_once("path=")
+            .and_then(|(_, rest)| rest.split(" ; ").next())
+            .map(PathBuf::from),
+        None => {
+            let unit = std::iter::once(user_unit_dir(config_home))
+                .chain(packaged_unit_dir())
+                .map(|dir| dir.join("doc-serve@.service"))
+                .find(|unit| unit.is_file())?;
+            std::fs::read_to_string(unit)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("ExecStart="))
+                .and_then(exec_binary)
+        }
     };
-    parse_listen(&String::from_utf8_lossy(&out.stdout))
+    program.filter(|p| p.is_absolute())
 }
 
 /// `Listen=` values, one per line: `/run/user/1000/doc-serve/x.sock (Stream)`.
