@@ -447,16 +447,18 @@ fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
 /// is the run's offset in the whole text.
 fn cjk_pieces(text: &str, base: usize, query: bool, out: &mut Vec<(usize, usize, usize)>) {
     out.clear();
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let lone = chars.len() == 1;
-    for (k, &(i, c)) in chars.iter().enumerate() {
+    let lone = text.chars().nth(1).is_none();
+    let mut chars = text.char_indices().peekable();
+    let mut k = 0;
+    while let Some((i, c)) = chars.next() {
         let end = i + c.len_utf8();
-        if let Some(&(_, d)) = chars.get(k + 1) {
+        if let Some(&(_, d)) = chars.peek() {
             out.push((base + i, base + end + d.len_utf8(), k));
         }
         if lone || !query {
             out.push((base + i, base + end, k));
         }
+        k += 1;
     }
 }
 

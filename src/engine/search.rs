@@ -327,7 +327,7 @@ impl Engine {
         let ranked = self.ranked_words(parsed)?;
         let by_terms = by_terms && parsed.phrases.is_empty() && ranked.len() <= words::MAX_WORDS;
         if !by_terms {
-            let Some(query) = self.build(parsed)? else {
+            let Some(query) = self.build(parsed, &ranked)? else {
                 return Ok(None);
             };
             return Ok(Some(
@@ -440,11 +440,12 @@ impl Engine {
         Ok((!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>))
     }
 
-    /// The query, or `None` when no word of it yields a searchable token.
-    fn build(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
+    /// The query, or `None` when no word of it yields a searchable token. `ranked`:
+    /// its words as [`Engine::ranked_words`] gives them.
+    fn build(&self, p: &Parsed, ranked: &[String]) -> Result<Option<Box<dyn Query>>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut words = Vec::new();
-        for w in &self.ranked_words(p)? {
+        for w in ranked {
             if let Some(q) = self.word_query(w)? {
                 words.push(q);
             }

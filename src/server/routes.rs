@@ -50,6 +50,17 @@ fn number(params: &[(String, String)], name: &str) -> Result<Option<usize>, ApiE
         .transpose()
 }
 
+/// `value` of the parameter `name`, refused when 0: limits and line numbers count from 1.
+fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, ApiError> {
+    match value {
+        Some(0) => Err(bad(
+            "bad_parameter",
+            format!("{name} must be a whole number of at least 1, not 0"),
+        )),
+        n => Ok(n),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueryBody {
@@ -73,7 +84,7 @@ pub async fn query(
         })?;
         Request {
             q: b.q,
-            limit: b.limit.unwrap_or(10),
+            limit: at_least_one("limit", b.limit)?.unwrap_or(10),
             path_prefix: b.path_prefix,
             max_per_file: site.max_hits_per_file,
         }
@@ -82,17 +93,11 @@ pub async fn query(
         let q = param(&p, "q").ok_or_else(|| bad("bad_query", "missing q: /query?q=words"))?;
         Request {
             q: q.to_owned(),
-            limit: number(&p, "limit")?.unwrap_or(10),
+            limit: at_least_one("limit", number(&p, "limit")?)?.unwrap_or(10),
             path_prefix: param(&p, "path_prefix").map(String::from),
             max_per_file: site.max_hits_per_file,
         }
     };
-    if req.limit == 0 {
-        return Err(bad(
-            "bad_parameter",
-            "limit must be a whole number of at least 1, not 0",
-        ));
-    }
     let index = site.index.clone();
     let quick = index.engine.is_quick(&req);
     let search = move || (index.engine.search(&req), index.freshness());
@@ -218,16 +223,9 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<V
         .into_owned();
     let p = params(qs);
     // Lines count from 1, as in the hits; MCP's read_doc takes the same.
-    let line = |name| match number(&p, name)? {
-        Some(0) => Err(bad(
-            "bad_parameter",
-            format!("{name} must be a whole number of at least 1 (lines count from 1), not 0"),
-        )),
-        n => Ok(n),
-    };
     let want = Lines {
-        start: line("start")?,
-        end: line("end")?,
+        start: at_least_one("start", number(&p, "start")?)?,
+        end: at_least_one("end", number(&p, "end")?)?,
         heading: param(&p, "heading").map(String::from),
     };
     if want.heading.is_some() && (want.start.is_some() || want.end.is_some()) {
