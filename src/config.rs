@@ -266,13 +266,13 @@ impl Config {
         config.apply_file(config_file)?;
         config.apply_env(env)?;
         for (key, value) in &flags.0 {
+            let flag = format!("--{}", key.replace('_', "-"));
             config
                 .set(key, Raw::Text(value))
                 .map_err(|message| Error::Setting {
-                    name: format!("--{}", key.replace('_', "-")),
+                    name: flag.clone(),
                     message,
                 })?;
-            let flag = format!("--{}", key.replace('_', "-"));
             config.origins.insert(key.to_string(), flag);
         }
         config.validate()?;
