@@ -5,6 +5,7 @@
 //! Recording an event never fails the caller: a log that cannot be written is a warning.
 
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -49,9 +50,21 @@ impl EventLog {
         }
     }
 
+    /// Creates the log directory (and its parents) if missing. Recording an event
+    /// makes the log directory itself again, never its parents: a resident whose
+    /// project was moved or deleted must not make its old path again.
+    pub fn prepare(&self) -> crate::error::Result<()> {
+        match self.path.parent() {
+            Some(dir) => fsutil::create_dir_if_missing(dir),
+            None => Ok(()),
+        }
+    }
+
     fn append(&self, line: &[u8]) -> std::io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            fsutil::create_dir_if_missing(dir).map_err(std::io::Error::other)?;
+        if let Some(dir) = self.path.parent()
+            && !dir.is_dir()
+        {
+            std::fs::DirBuilder::new().mode(0o700).create(dir)?;
         }
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.max_bytes) {
             self.rotate();

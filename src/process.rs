@@ -130,6 +130,16 @@ mod linux {
     }
 }
 
+/// The arguments `pid` was started with (Linux; empty elsewhere or when unreadable).
+pub fn args_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
 /// Who listens on TCP `port`, as `pid N (name)`, when this user can see it: the
 /// socket's inode from /proc/net/tcp{,6}, then the process holding it (Linux only).
 pub fn tcp_listener_owner(port: u16) -> Option<String> {

@@ -60,6 +60,7 @@ pub fn ensure_running(
     project.create_state_dir()?;
     let log_dir = project.state_path(&config.log_dir);
     let events = EventLog::new(&log_dir, config.event_log_max_bytes);
+    events.prepare()?;
     let timeout = Duration::from_secs(config.start_timeout_seconds);
     let deadline = Instant::now() + timeout;
 
@@ -314,24 +315,27 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
     let deadline = Instant::now() + wait_start;
 
     // A resident still starting is waited for: its runtime.json names what to signal.
-    let state = loop {
+    // One whose runtime.json stays unusable (truncated, deleted, overwritten: a live
+    // resident writes it again within a second) is found through its lock.
+    let heal = Instant::now() + HEAL_WAIT;
+    let target = loop {
         let found = rt.block_on(discovery::inspect(project))?;
         match found.resident {
-            Resident::Running(s) | Resident::Unresponsive { state: s, .. } => break Some(s),
+            Resident::Running(s) | Resident::Unresponsive { state: s, .. } => {
+                break Some((s.pid, s.process.clone()));
+            }
             Resident::Stopped => break None,
-            Resident::Starting { pid, runtime } if Instant::now() >= deadline => bail!(
-                "pid {} holds the lifetime lock but runtime.json is {runtime}; not signalling a \
-                 process whose identity cannot be checked",
-                pid.map_or("unknown".into(), |p| p.to_string())
-            ),
+            Resident::Starting { pid, runtime } if Instant::now() >= heal.min(deadline) => {
+                break Some(lock_holder(project, pid, &runtime)?);
+            }
             Resident::Starting { .. } => std::thread::sleep(POLL),
         }
     };
-    let stopped_pid = match state {
-        Some(state) => {
+    let stopped_pid = match target {
+        Some((pid, identity)) => {
             let drain = Duration::from_secs(config.drain_timeout_seconds + 5);
-            terminate(&state, drain, force)?;
-            Some(state.pid)
+            terminate(pid, &identity, drain, force)?;
+            Some(pid)
         }
         None => None,
     };
@@ -352,12 +356,57 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// How long `stop` gives a live resident to write its unusable runtime.json again
+/// before it looks for the lock's holder instead.
+const HEAL_WAIT: Duration = Duration::from_secs(3);
+
+/// The process holding the project's lifetime lock, and its identity, when runtime.json
+/// cannot say. The kernel names the holder (/proc/locks); it is signalled only when
+/// it is a resident: the PID its PID file names, or a `doc-serve ... serve` process (a
+/// client probing the lock holds it for an instant, and is neither).
+fn lock_holder(
+    project: &crate::project::Project,
+    pid_file: Option<u32>,
+    runtime: &str,
+) -> anyhow::Result<(u32, process::Identity)> {
+    let lock_file = project.lock_file();
+    let resident = |pid: u32| {
+        pid_file == Some(pid) || process::args_of(pid).iter().skip(1).any(|a| a == "serve")
+    };
+    let holder = lock::holder(&lock_file).filter(|&pid| resident(pid));
+    let identity = holder.and_then(|pid| Some((pid, process::identity_of(pid)?)));
+    match identity {
+        Some(found) => {
+            tracing::info!(
+                "runtime.json is {runtime}; pid {} holds {} and is stopped through it",
+                found.0,
+                lock_file.display()
+            );
+            Ok(found)
+        }
+        None => bail!(
+            "a process holds {} but runtime.json is {runtime}, and the lock's holder cannot \
+             be told from the kernel's lock table{}; stop it by hand (`kill PID`), then run \
+             `doc-serve stop` again to remove the stale files",
+            lock_file.display(),
+            pid_file.map_or(String::new(), |p| format!(
+                " (doc-serve.pid names {p}, which does not hold it)"
+            ))
+        ),
+    }
+}
+
 /// SIGTERM (and SIGCONT, so a stopped process can act on it), then wait; SIGKILL after
 /// `wait` when `force`. The identity is checked before every signal.
-fn terminate(state: &RuntimeState, wait: Duration, force: bool) -> anyhow::Result<()> {
-    let pid = Pid::from_raw(i32::try_from(state.pid).context("PID out of range")?);
+fn terminate(
+    raw_pid: u32,
+    identity: &process::Identity,
+    wait: Duration,
+    force: bool,
+) -> anyhow::Result<()> {
+    let pid = Pid::from_raw(i32::try_from(raw_pid).context("PID out of range")?);
     let send = |sig: Signal| -> anyhow::Result<bool> {
-        match process::check(state.pid, &state.process) {
+        match process::check(raw_pid, identity) {
             Liveness::Ours => {
                 kill(pid, sig).with_context(|| format!("cannot send {sig} to pid {pid}"))?;
                 Ok(true)
@@ -369,7 +418,7 @@ fn terminate(state: &RuntimeState, wait: Duration, force: bool) -> anyhow::Resul
         return Ok(());
     }
     let _ = send(Signal::SIGCONT);
-    if wait_exit(state, wait) {
+    if wait_exit(raw_pid, identity, wait) {
         return Ok(());
     }
     if !force {
@@ -378,16 +427,16 @@ fn terminate(state: &RuntimeState, wait: Duration, force: bool) -> anyhow::Resul
         );
     }
     send(Signal::SIGKILL)?;
-    if !wait_exit(state, Duration::from_secs(5)) {
+    if !wait_exit(raw_pid, identity, Duration::from_secs(5)) {
         bail!("pid {pid} survived SIGKILL");
     }
     Ok(())
 }
 
-fn wait_exit(state: &RuntimeState, wait: Duration) -> bool {
+fn wait_exit(pid: u32, identity: &process::Identity, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
-        if process::check(state.pid, &state.process) != Liveness::Ours {
+        if process::check(pid, identity) != Liveness::Ours {
             return true;
         }
         std::thread::sleep(POLL);

@@ -17,21 +17,20 @@ use crate::error::{Error, exit};
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
 use crate::project::Project;
+use crate::server::lifecycle::{Anchor, Cause};
 use crate::server::projects::Projects;
-use crate::server::{self, Serves, Setup, lifecycle::Cause, listener::Listeners};
+use crate::server::{self, Serves, Setup, listener::Listeners};
 use crate::shared::Home;
 
-/// Everything after the lock, so that any failure still releases it.
+/// One run of the server on `listeners`, under `lock`.
 fn serve_locked(
-    project: Project,
+    project: &Project,
     env: &Environment,
     config: Config,
     events: &EventLog,
-) -> anyhow::Result<Cause> {
-    let listeners = match Listeners::inherited()? {
-        Some(inherited) => inherited,
-        None => Listeners::bind(&config)?,
-    };
+    listeners: Listeners,
+    lock: &LifetimeLock,
+) -> anyhow::Result<server::Ended> {
     events.record(
         "start",
         json!({ "project_root": project.root, "activation": listeners.activation }),
@@ -43,7 +42,7 @@ fn serve_locked(
             config.clone(),
         )))
     } else {
-        let indexer = Indexer::open(&project, &config).context("cannot open the index")?;
+        let indexer = Indexer::open(project, &config).context("cannot open the index")?;
         // Only a resident (holding the lifetime lock) tidies the data dir.
         let dir = indexer.engine.dir();
         if let (Some(data_dir), Some(name)) = (dir.parent(), dir.file_name()) {
@@ -53,16 +52,20 @@ fn serve_locked(
         }
         Serves::Project(indexer)
     };
+    let anchor = lock
+        .file_id()
+        .and_then(|id| Anchor::new(&project.root, &project.lock_file(), id));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let setup = Setup {
-        project,
+        project: project.clone(),
         config,
         listeners,
         events: events.clone(),
         serves,
+        anchor,
     };
     let result = runtime.block_on(server::run(setup));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -92,8 +95,9 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
         &project.state_path(&config.log_dir),
         config.event_log_max_bytes,
     );
+    events.prepare()?;
 
-    let Some(lock) = LifetimeLock::acquire(&project.lock_file(), &project.pid_file())? else {
+    let Some(mut lock) = LifetimeLock::acquire(&project.lock_file(), &project.pid_file())? else {
         let base_url = match RuntimeFile::read(&project.runtime_file()) {
             RuntimeFile::Valid(s) => Some(s.base_url),
             _ => None,
@@ -101,11 +105,29 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
         let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
         return Err(Error::AlreadyRunning { pid, base_url }.into());
     };
-    let result = serve_locked(project, &ctx.env, config, &events);
+    // Listeners are taken under the lock (a second resident must not touch them), and
+    // a resident that serves again in place keeps them, and its address.
+    let result = match Listeners::inherited() {
+        Ok(Some(inherited)) => Ok(inherited),
+        Ok(None) => Listeners::bind(&config),
+        Err(e) => Err(e),
+    }
+    .map_err(anyhow::Error::from)
+    .and_then(|listeners| serve_while_anchored(ctx, &flags, config, &events, listeners, &mut lock));
     lock.release();
     match result {
+        // Its log went with it: recording there would make the old path again.
+        Ok(cause @ Cause::RootGone) => {
+            tracing::info!("{cause}: exiting");
+            Ok(exit::OK)
+        }
         Ok(cause) => {
             events.record(cause.event(), json!({ "cause": cause.to_string() }));
+            Ok(exit::OK)
+        }
+        Err(e) if e.is::<HandedOver>() => {
+            events.record("handed_over", json!({ "message": e.to_string() }));
+            tracing::info!("{e}");
             Ok(exit::OK)
         }
         Err(e) => {
@@ -114,6 +136,48 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
         }
     }
 }
+
+/// Serves, and serves again in place after [`Cause::LockLost`] (a `git clean -fdX`, the
+/// state dir made again) under the new lock file, unless another resident locked it
+/// first: then [`HandedOver`].
+fn serve_while_anchored(
+    ctx: &Context,
+    flags: &Flags,
+    mut config: Config,
+    events: &EventLog,
+    mut listeners: Listeners,
+    lock: &mut LifetimeLock,
+) -> anyhow::Result<Cause> {
+    let project = &ctx.project;
+    loop {
+        let ended = serve_locked(project, &ctx.env, config.clone(), events, listeners, lock)?;
+        let (cause, Some(kept)) = (ended.cause, ended.listeners) else {
+            return Ok(ended.cause);
+        };
+        listeners = kept;
+        project.create_state_dir()?;
+        events.prepare()?;
+        events.record(cause.event(), json!({ "cause": cause.to_string() }));
+        let Some(again) = LifetimeLock::acquire(&project.lock_file(), &project.pid_file())? else {
+            let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
+            return Err(HandedOver(pid).into());
+        };
+        std::mem::replace(lock, again).release();
+        tracing::info!("{cause}: serving again under the new lock");
+        match ctx.config(flags) {
+            Ok(c) => config = c,
+            Err(e) => tracing::warn!("{e:#}; keeping the settings in force"),
+        }
+    }
+}
+
+/// The lifetime lock's file was replaced and another resident locked the new one: it
+/// serves the project now, and this process leaves.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another resident (pid {0}) locked the new lifetime lock file and serves the project now; exiting"
+)]
+struct HandedOver(String);
 
 /// Two glibc malloc arenas instead of eight per core. Every thread that allocates
 /// (indexer threads, watchers, tokio's blocking pool) otherwise gets an arena of its

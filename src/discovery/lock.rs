@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -78,8 +78,12 @@ pub fn lock_fair_within(path: &Path, timeout: Duration) -> io::Result<Option<Fil
 /// free, so a resident starting at that instant must retry briefly (see
 /// [`LifetimeLock::acquire`]).
 pub fn is_held(path: &Path) -> io::Result<bool> {
-    if !path.exists() {
-        return Ok(false);
+    // An error other than "not found" (another user's state dir) is not "free": it
+    // says nothing of who holds the lock.
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+        Ok(_) => {}
     }
     Ok(try_lock(path)?.is_none())
 }
@@ -88,6 +92,7 @@ pub fn is_held(path: &Path) -> io::Result<bool> {
 #[derive(Debug)]
 pub struct LifetimeLock {
     lock: FileLock,
+    lock_file: PathBuf,
     pid_file: PathBuf,
 }
 
@@ -106,18 +111,71 @@ impl LifetimeLock {
         fsutil::write_atomic(pid_file, pid.as_bytes(), 0o600)?;
         Ok(Some(LifetimeLock {
             lock,
+            lock_file: lock_file.to_path_buf(),
             pid_file: pid_file.to_path_buf(),
         }))
     }
 
+    /// Whether the file at the lock's path is still the one this lock holds. A `git
+    /// clean -fdX`, or a project directory deleted and made again, removes or replaces
+    /// it: then another process can lock the new file while this one holds the old,
+    /// and two residents would serve one project.
+    pub fn is_current(&self) -> bool {
+        let Some(held) = self.file_id() else {
+            return false;
+        };
+        std::fs::metadata(&self.lock_file)
+            .is_ok_and(|at_path| (at_path.dev(), at_path.ino()) == held)
+    }
+
+    /// The locked file's device and inode.
+    pub fn file_id(&self) -> Option<(u64, u64)> {
+        let held = self.lock.metadata().ok()?;
+        Some((held.dev(), held.ino()))
+    }
+
     /// Removes the PID file, then releases the lock: in that order, so nobody sees a
-    /// PID file that no lock stands behind.
+    /// PID file that no lock stands behind. A lock that is no longer
+    /// [current](Self::is_current) leaves the files at its paths alone: they are
+    /// another resident's, or nobody's.
     pub fn release(self) {
-        if let Err(e) = fsutil::remove_if_exists(&self.pid_file) {
+        if self.is_current()
+            && read_pid(&self.pid_file) == Some(std::process::id())
+            && let Err(e) = fsutil::remove_if_exists(&self.pid_file)
+        {
             tracing::warn!("cannot remove {}: {e}", self.pid_file.display());
         }
         drop(self.lock);
     }
+}
+
+/// The process holding a `flock` on `path`, as the kernel lists it in /proc/locks
+/// (Linux); `None` when nobody holds it, or where that cannot be read. flock records
+/// the process that took the lock, which is the holder here: the descriptor is
+/// close-on-exec, so no child inherits it.
+pub fn holder(path: &Path) -> Option<u32> {
+    let meta = std::fs::metadata(path).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    holder_in(&locks, meta.dev(), meta.ino())
+}
+
+/// The PID in `/proc/locks` text of a granted FLOCK on the file (`dev`, `ino`).
+/// A line reads `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1835017 0 EOF`: the device as
+/// hexadecimal major:minor, then the inode; waiters' lines start `1: -> FLOCK`.
+fn holder_in(locks: &str, dev: u64, ino: u64) -> Option<u32> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let pid = fields.get(4)?.parse().ok()?;
+        let mut file = fields.get(5)?.split(':');
+        let maj = u32::from_str_radix(file.next()?, 16).ok()?;
+        let min = u32::from_str_radix(file.next()?, 16).ok()?;
+        let inode: u64 = file.next()?.parse().ok()?;
+        (maj == major && min == minor && inode == ino).then_some(pid)
+    })
 }
 
 /// Reads a PID file; `None` when absent or not a number.
@@ -154,6 +212,47 @@ mod tests {
             drop(again);
             waiter.join().unwrap();
         }
+    }
+
+    #[test]
+    fn the_holder_is_read_from_proc_locks() {
+        let dev = libc::makedev(0xfd, 1);
+        let text = "1: POSIX  ADVISORY  WRITE 7 fd:01:99 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 4242 fd:01:1835017 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 5151 fd:01:1835017 0 EOF\n";
+        assert_eq!(holder_in(text, dev, 1835017), Some(4242));
+        assert_eq!(holder_in(text, dev, 99), None, "a POSIX lock is not ours");
+        assert_eq!(holder_in(text, libc::makedev(8, 1), 1835017), None);
+        if std::path::Path::new("/proc/locks").exists() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.lock");
+            assert_eq!(holder(&path), None);
+            let held = try_lock(&path).unwrap().unwrap();
+            assert_eq!(holder(&path), Some(std::process::id()));
+            drop(held);
+            assert_eq!(holder(&path), None);
+        }
+    }
+
+    #[test]
+    fn a_lock_whose_file_was_replaced_is_not_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, p) = (dir.path().join("x.lock"), dir.path().join("x.pid"));
+        let first = LifetimeLock::acquire(&l, &p).unwrap().unwrap();
+        assert!(first.is_current());
+        std::fs::remove_file(&l).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        assert!(!first.is_current());
+        let second = LifetimeLock::acquire(&l, &p).unwrap().unwrap();
+        assert!(!first.is_current() && second.is_current());
+        std::fs::write(&p, "1\n").unwrap();
+        first.release();
+        assert_eq!(
+            read_pid(&p),
+            Some(1),
+            "another resident's PID file was removed"
+        );
+        second.release();
     }
 
     #[test]

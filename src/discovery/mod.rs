@@ -62,8 +62,17 @@ pub struct Inspection {
 pub async fn inspect(project: &Project) -> Result<Inspection> {
     let runtime = RuntimeFile::read(&project.runtime_file());
     let pid = lock::read_pid(&project.pid_file());
-    let held = lock::is_held(&project.lock_file())
-        .map_err(|e| Error::io(format!("cannot check {}", project.lock_file().display()), e))?;
+    let held = lock::is_held(&project.lock_file()).map_err(|e| {
+        let owner = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            owner_hint(&project.state_dir)
+        } else {
+            String::new()
+        };
+        Error::io(
+            format!("cannot check {}{owner}", project.lock_file().display()),
+            e,
+        )
+    })?;
     if !held {
         let stale = stale_files(project, &runtime, pid);
         return Ok(Inspection {
@@ -94,6 +103,19 @@ pub async fn inspect(project: &Project) -> Result<Inspection> {
         runtime,
         stale: Vec::new(),
     })
+}
+
+/// For a state dir this user may not read: whose it is, and what to do.
+fn owner_hint(state_dir: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(state_dir) {
+        Ok(m) if m.uid() != nix::unistd::getuid().as_raw() => format!(
+            " (the state dir {} belongs to uid {}: run doc-serve as that user)",
+            state_dir.display(),
+            m.uid()
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Checks that `state.base_url` answers /health as the same instance.

@@ -58,6 +58,11 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
     move |cause| EngineError::Io { context, cause }
 }
 
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Bytes of stored sections kept together in the doc store; a hit's section is read
 /// by copying its whole block out. Blocks are not compressed: on the 47.9 MB corpus,
 /// decompressing a hit's LZ4 block was 7% of a two-word query's instructions at 2 KiB
@@ -205,6 +210,8 @@ pub struct Engine {
     reader: IndexReader,
     fields: Fields,
     dir: PathBuf,
+    /// `dir`'s device and inode when opened (see [`Engine::still_in_place`]).
+    dir_id: Option<(u64, u64)>,
     lock_file: PathBuf,
     write: WriteOptions,
     recent: recent::Recent,
@@ -256,11 +263,13 @@ impl Engine {
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
+        let dir_id = dir_id(&dir);
         Ok(Engine {
             index,
             reader,
             fields,
             dir,
+            dir_id,
             lock_file,
             write,
             recent: recent::Recent::default(),
@@ -269,6 +278,23 @@ impl Engine {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Fails when the index directory at this engine's path is no longer the one it
+    /// opened (`git clean -fdX`, the state dir deleted): writing through paths would
+    /// then add this engine's segments to whatever index is there now, under a lock
+    /// file that is not the other writers' either.
+    pub fn still_in_place(&self) -> Result<()> {
+        if dir_id(&self.dir) == self.dir_id {
+            return Ok(());
+        }
+        Err(EngineError::Io {
+            context: format!(
+                "the index directory {} was removed or replaced after it was opened",
+                self.dir.display()
+            ),
+            cause: std::io::ErrorKind::NotFound.into(),
+        })
     }
 
     pub fn fields(&self) -> &Fields {

@@ -53,6 +53,7 @@ impl Engine {
     fn lease_sized(&self, size: Option<(usize, usize)>) -> Result<Lease<'_>> {
         let deadline = Instant::now() + self.write.lock_timeout;
         let lock = Self::lock(&self.lock_file, &self.write)?;
+        self.still_in_place()?;
         let writer = loop {
             let writer = match size {
                 Some((threads, memory)) => self.index.writer_with_num_threads(threads, memory),

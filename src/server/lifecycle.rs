@@ -6,6 +6,8 @@
 //! logged, never fatal.
 
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,11 @@ pub enum Cause {
     Terminate,
     Interrupt,
     Idle,
+    /// The project root is gone from its path (moved, deleted, unmounted).
+    RootGone,
+    /// The lifetime lock's file is gone from its path or was replaced (`git clean
+    /// -fdX`, the state dir or the project deleted and made again).
+    LockLost,
 }
 
 impl Cause {
@@ -27,6 +34,8 @@ impl Cause {
         match self {
             Cause::Idle => "idle_exit",
             Cause::Terminate | Cause::Interrupt => "stop",
+            Cause::RootGone => "root_gone",
+            Cause::LockLost => "lock_lost",
         }
     }
 }
@@ -37,7 +46,54 @@ impl fmt::Display for Cause {
             Cause::Terminate => "SIGTERM",
             Cause::Interrupt => "SIGINT",
             Cause::Idle => "idle timeout",
+            Cause::RootGone => "the project root was moved or deleted",
+            Cause::LockLost => "the lifetime lock file was removed or replaced",
         })
+    }
+}
+
+/// How often a resident checks that its root and lifetime lock are still where it
+/// found them, and that runtime.json still describes it.
+pub const ANCHOR_CHECK: Duration = Duration::from_secs(1);
+
+/// What a resident stands on: its project root and the file of the lifetime lock it
+/// holds, each by device and inode, as they were when it started.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    root: PathBuf,
+    root_id: (u64, u64),
+    lock_file: PathBuf,
+    lock_id: (u64, u64),
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Anchor {
+    /// `lock_id` is the held lock's (device, inode); `None` when the root cannot be
+    /// read now.
+    pub fn new(root: &Path, lock_file: &Path, lock_id: (u64, u64)) -> Option<Anchor> {
+        Some(Anchor {
+            root: root.to_path_buf(),
+            root_id: file_id(root)?,
+            lock_file: lock_file.to_path_buf(),
+            lock_id,
+        })
+    }
+
+    /// Why the resident can no longer serve from where it stands, if it cannot.
+    pub fn check(&self) -> Option<Cause> {
+        match std::fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => {}
+            _ => return Some(Cause::RootGone),
+        }
+        if file_id(&self.root) != Some(self.root_id)
+            || file_id(&self.lock_file) != Some(self.lock_id)
+        {
+            return Some(Cause::LockLost);
+        }
+        None
     }
 }
 
@@ -58,12 +114,29 @@ impl Signals {
     }
 }
 
-/// Resolves with the first cause to stop.
-pub async fn wait_for_cause(shared: Arc<Shared>, mut signals: Signals) -> Cause {
+/// Resolves with the first cause to stop. `every_check` runs every [`ANCHOR_CHECK`]
+/// and says when the resident stands on nothing any more.
+pub async fn wait_for_cause(
+    shared: Arc<Shared>,
+    mut signals: Signals,
+    every_check: impl FnMut() -> Option<Cause>,
+) -> Cause {
     tokio::select! {
         _ = signals.term.recv() => Cause::Terminate,
         _ = signals.int.recv() => Cause::Interrupt,
         _ = idle(&shared) => Cause::Idle,
+        cause = checks(every_check) => cause,
+    }
+}
+
+async fn checks(mut every_check: impl FnMut() -> Option<Cause>) -> Cause {
+    let mut tick = tokio::time::interval(ANCHOR_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(cause) = every_check() {
+            return cause;
+        }
     }
 }
 

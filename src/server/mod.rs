@@ -35,7 +35,7 @@ use crate::ingest::sync::Indexer;
 use crate::process;
 use crate::project::Project;
 use http::Transport;
-use lifecycle::{Cause, notify};
+use lifecycle::{Anchor, Cause, notify};
 use listener::{Listeners, Socket};
 use projects::Projects;
 use state::{Activity, Shared, Site, Sites};
@@ -47,6 +47,8 @@ pub struct Setup {
     pub listeners: Listeners,
     pub events: EventLog,
     pub serves: Serves,
+    /// Checked every second: a root or lifetime lock gone from its path ends [`run`].
+    pub anchor: Option<Anchor>,
 }
 
 /// A project's resident serves its index; the shared daemon, registered projects.
@@ -55,14 +57,22 @@ pub enum Serves {
     Shared(Box<Projects>),
 }
 
-/// Serves until SIGTERM, SIGINT or the idle timeout, and returns which it was.
-pub async fn run(setup: Setup) -> Result<Cause> {
+/// Why [`run`] ended, and for a resident that serves again in place
+/// ([`Cause::LockLost`]), its listening sockets.
+pub struct Ended {
+    pub cause: Cause,
+    pub listeners: Option<Listeners>,
+}
+
+/// Serves until a [`Cause`] to stop, and returns which it was.
+pub async fn run(setup: Setup) -> Result<Ended> {
     let Setup {
         project,
         config,
         listeners,
         events,
         serves,
+        anchor,
     } = setup;
     let signals = lifecycle::Signals::install()
         .map_err(|e| Error::io("cannot install signal handlers", e))?;
@@ -103,14 +113,16 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         )),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let activation = listeners.activation;
     let mut accepting = Vec::new();
     for l in listeners.list {
-        accepting.push(tokio::spawn(accept_loop(
+        let task = tokio::spawn(accept_loop(
             l.socket,
             shared.clone(),
             conns.clone(),
             stop_rx.clone(),
-        )?));
+        )?);
+        accepting.push((task, l.name));
     }
 
     // Listeners are accepting: only now may clients find us.
@@ -141,17 +153,41 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         }),
     );
 
-    let cause = lifecycle::wait_for_cause(shared.clone(), signals).await;
+    let every_check = {
+        let (runtime_file, state, events) =
+            (runtime_file.clone(), shared.runtime.clone(), events.clone());
+        move || {
+            let cause = anchor.as_ref().and_then(Anchor::check);
+            if cause.is_none() {
+                keep_runtime_file(&runtime_file, &state, &events);
+            }
+            cause
+        }
+    };
+    let cause = lifecycle::wait_for_cause(shared.clone(), signals, every_check).await;
 
     tracing::info!("stopping: {cause}");
-    notify(&[
-        NotifyState::Stopping,
-        NotifyState::Status(&format!("stopping: {cause}")),
-    ]);
-    let _ = stop_tx.send(true);
-    for task in accepting {
-        let _ = task.await;
+    let status = format!("stopping: {cause}");
+    if cause == Cause::LockLost {
+        // Served again at once, under a new lock, when nobody else took it (see
+        // `cli::serve`).
+        notify(&[NotifyState::Reloading, NotifyState::Status(&status)]);
+    } else {
+        notify(&[NotifyState::Stopping, NotifyState::Status(&status)]);
     }
+    let _ = stop_tx.send(true);
+    let mut kept = Vec::new();
+    for (task, name) in accepting {
+        if let Ok(Some(socket)) = task.await {
+            kept.push(listener::Listener { socket, name });
+        }
+    }
+    // Closed now, so that new clients are refused and go elsewhere, unless the
+    // resident serves again in place: then they wait in the backlog meanwhile.
+    let listeners = (cause == Cause::LockLost).then_some(Listeners {
+        list: kept,
+        activation,
+    });
     remove_runtime_if_ours(&runtime_file, &shared.runtime.instance_id);
     let bound = Duration::from_secs(config.drain_timeout_seconds);
     drain(conns, bound).await;
@@ -169,7 +205,7 @@ pub async fn run(setup: Setup) -> Result<Cause> {
         }
     })
     .await;
-    Ok(cause)
+    Ok(Ended { cause, listeners })
 }
 
 /// The HTTP/1.1 settings of every connection; public so that the fuzz harness
@@ -247,6 +283,27 @@ fn random_hex(n: usize) -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Writes runtime.json again when it no longer describes this resident (deleted,
+/// truncated, overwritten): clients find a resident only through it, and one they
+/// cannot find can be neither used nor stopped. Called only while the resident still
+/// holds the lock at its path, so the file is its own to write.
+fn keep_runtime_file(path: &std::path::Path, state: &RuntimeState, events: &EventLog) {
+    let found = RuntimeFile::read(path);
+    if let RuntimeFile::Valid(s) = &found
+        && s.instance_id == state.instance_id
+    {
+        return;
+    }
+    let was = found.describe();
+    match state.write(path) {
+        Ok(()) => {
+            tracing::warn!("{} was {was}; written again", path.display());
+            events.record("runtime_rewritten", json!({ "path": path, "was": was }));
+        }
+        Err(e) => tracing::warn!("{e:#}"),
+    }
+}
+
 /// Removes runtime.json unless a newer resident has already replaced it.
 fn remove_runtime_if_ours(path: &std::path::Path, instance_id: &str) {
     if let RuntimeFile::Valid(state) = RuntimeFile::read(path)
@@ -270,16 +327,21 @@ enum AsyncListener {
     Unix(tokio::net::UnixListener),
 }
 
+/// Accepts on `socket` until `stop`, then gives the socket back (see [`Ended`]).
 fn accept_loop(
     socket: Socket,
     shared: Arc<Shared>,
     conns: Conns,
     mut stop: watch::Receiver<bool>,
-) -> Result<impl Future<Output = ()>> {
+) -> Result<impl Future<Output = Option<Socket>>> {
     let ctx = |e| Error::io("cannot register a listener with the runtime", e);
     let listener = match socket {
         Socket::Tcp(t) => AsyncListener::Tcp(tokio::net::TcpListener::from_std(t).map_err(ctx)?),
         Socket::Unix(u) => AsyncListener::Unix(tokio::net::UnixListener::from_std(u).map_err(ctx)?),
+    };
+    let give_back = |listener: AsyncListener| match listener {
+        AsyncListener::Tcp(t) => t.into_std().ok().map(Socket::Tcp),
+        AsyncListener::Unix(u) => u.into_std().ok().map(Socket::Unix),
     };
     Ok(async move {
         loop {
@@ -288,13 +350,13 @@ fn accept_loop(
             let permit = tokio::select! {
                 p = conns.permits.clone().acquire_owned() => match p {
                     Ok(p) => p,
-                    Err(_) => return,
+                    Err(_) => return give_back(listener),
                 },
-                _ = stop.changed() => return,
+                _ = stop.changed() => return give_back(listener),
             };
             let accepted = tokio::select! {
                 a = accept(&listener) => a,
-                _ = stop.changed() => return,
+                _ = stop.changed() => return give_back(listener),
             };
             let (shared, conns2) = (shared.clone(), conns.clone());
             match accepted {

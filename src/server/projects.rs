@@ -176,6 +176,9 @@ impl Projects {
             .project_config(&self.env, &self.config, &project)?;
         let indexer = Indexer::open(&project, &config)?;
         let events = EventLog::new(&config.log_dir, config.event_log_max_bytes);
+        if let Err(e) = events.prepare() {
+            tracing::warn!("{e:#}");
+        }
         let gate = Some((self.gate.clone(), reg.id.clone()));
         let (site, service) =
             Site::start(indexer, &config, project.state_dir.clone(), gate, events);

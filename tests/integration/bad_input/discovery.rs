@@ -19,35 +19,86 @@ fn stale_reasons(t: &TestEnv) -> String {
     status["stale"].to_string()
 }
 
+/// Waits until runtime.json describes the resident `r` again (it rewrites the file
+/// within a second), and returns it.
+fn rewritten(t: &TestEnv, r: &Resident, instance_id: &Value) -> Value {
+    wait_for(WAIT, "runtime.json written again", || {
+        let text = std::fs::read_to_string(t.state_file("runtime.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        (v["schema_version"] == 1 && v["pid"] == r.pid).then_some(v)
+    })
+    .tap(|v| assert_eq!(&v["instance_id"], instance_id, "{v}"))
+}
+
+trait Tap: Sized {
+    fn tap(self, f: impl FnOnce(&Self)) -> Self {
+        f(&self);
+        self
+    }
+}
+impl Tap for Value {}
+
 #[test]
 fn truncated_runtime_json() {
     let (mut t, base) = indexed();
-    t.set("DOC_SERVE_START_TIMEOUT_SECONDS", "2");
     let r = serving(&mut t);
+    let before = t.runtime();
     let text = std::fs::read_to_string(t.state_file("runtime.json")).unwrap();
     std::fs::write(t.state_file("runtime.json"), &text[..text.len() / 2]).unwrap();
 
-    // Never trusted: clients answer standalone meanwhile, the same.
-    assert_eq!(answers(&t), base);
-    let status = json_run(&t, &["status", "--json"], 1);
-    assert_eq!(status["state"], "starting", "{status}");
-    // `start` says why it cannot use the file, and starts no second resident.
-    let pid = r.pid.to_string();
-    fails(
-        &t,
-        &["start"],
-        &["runtime.json is unusable", "not valid JSON", &pid],
+    // The live resident writes it again: clients find it, `start` reports it.
+    assert_eq!(rewritten(&t, &r, &before["instance_id"]), before);
+    assert!(
+        t.events().iter().any(|e| e["event"] == "runtime_rewritten"
+            && e["was"].as_str().unwrap().contains("not valid JSON")),
+        "{:?}",
+        t.events()
     );
+    let v = json_run(&t, &["start", "--json"], 0);
+    assert_eq!((&v["existing"], &v["pid"]), (&json!(true), &json!(r.pid)));
+    assert_eq!(answers(&t), base);
     assert_eq!(residents(&t), [r.pid]);
-    assert_eq!(r.get("/health").status, 200);
-    r.stop(&mut t);
 
-    // The file was not the resident's to remove; the next start removes it as stale.
-    assert!(stale_reasons(&t).contains("truncated or garbage"));
+    // One that cannot write it (stopped) is still stopped through its lock.
+    signal(r.pid, Signal::SIGSTOP);
+    std::fs::write(t.state_file("runtime.json"), &text[..text.len() / 2]).unwrap();
+    let out = run(&t, &["stop", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pid"], r.pid, "{v}");
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+    assert!(!t.state_file("runtime.json").exists());
+    assert!(!t.state_file("doc-serve.pid").exists());
+
     let v = json_run(&t, &["start", "--json"], 0);
     assert_eq!(v["existing"], false);
     assert_eq!(answers(&t), base);
     t.ok(&["stop"]);
+    assert_intact(&t, &base);
+    assert_no_panic_logged(&t);
+}
+
+#[test]
+fn deleted_runtime_json_and_pid_file() {
+    let (mut t, base) = indexed();
+    let r = serving(&mut t);
+    let before = t.runtime();
+    std::fs::remove_file(t.state_file("runtime.json")).unwrap();
+    assert_eq!(rewritten(&t, &r, &before["instance_id"]), before);
+
+    // Stopped and without either file: the kernel's lock table still names it.
+    signal(r.pid, Signal::SIGSTOP);
+    std::fs::remove_file(t.state_file("runtime.json")).unwrap();
+    std::fs::remove_file(t.state_file("doc-serve.pid")).unwrap();
+    let v = json_run(&t, &["stop", "--json"], 0);
+    assert_eq!(v["pid"], r.pid, "{v}");
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+    assert_eq!(json_run(&t, &["status", "--json"], 1)["state"], "stopped");
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
 }
@@ -87,29 +138,58 @@ fn garbage_runtime_json() {
 #[test]
 fn unknown_version_runtime_json() {
     let (mut t, base) = indexed();
-    t.set("DOC_SERVE_START_TIMEOUT_SECONDS", "2");
     let r = serving(&mut t);
-    // A newer doc-serve's file, naming an address we must not trust.
+    let before = t.runtime();
+    // Another version's file, naming an address we must not trust: the resident
+    // holding the lock knows it is not its own and writes its own again.
     let mut rt = t.runtime();
     rt["schema_version"] = json!(2);
     rt["base_url"] = json!("http://127.0.0.1:1");
     std::fs::write(t.state_file("runtime.json"), rt.to_string()).unwrap();
-
-    // Clients work standalone beside it, readers and writers alike.
+    assert_eq!(rewritten(&t, &r, &before["instance_id"]), before);
     assert_eq!(answers(&t), base);
+
+    // Stopped, so that the file stays foreign: `stop` finds the lock's holder, which
+    // the PID file names too, and stops it.
+    signal(r.pid, Signal::SIGSTOP);
+    std::fs::write(t.state_file("runtime.json"), rt.to_string()).unwrap();
     let v = json_run(&t, &["index", "--json"], 0);
     assert_eq!(v["summary"]["added"], 0, "{v}");
-    // `stop` will not signal what it cannot identify, and says so.
-    fails(&t, &["stop"], &["schema_version 2", "not signalling"]);
-    assert_eq!(residents(&t), [r.pid]);
-    r.stop(&mut t);
+    let v = json_run(&t, &["stop", "--json"], 0);
+    assert_eq!(v["pid"], r.pid, "{v}");
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
 
-    assert!(stale_reasons(&t).contains("schema_version 2"));
     assert_eq!(json_run(&t, &["start", "--json"], 0)["existing"], false);
     assert_eq!(answers(&t), base);
     t.ok(&["stop"]);
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
+}
+
+#[test]
+fn lock_held_by_a_process_that_is_not_a_resident() {
+    // Another program holds the lifetime lock: not a resident, not named by the PID
+    // file. `stop` must not signal it, and must say what to do.
+    let (mut t, _base) = indexed();
+    t.ok(&["init"]);
+    let mut holder = Command::new("python3");
+    holder
+        .args([
+            "-c",
+            "import fcntl, sys, time\n\
+             f = open(sys.argv[1], 'a')\n\
+             fcntl.flock(f, fcntl.LOCK_EX)\n\
+             time.sleep(300)",
+        ])
+        .arg(t.state_file("doc-serve.lock"))
+        .stdout(Stdio::null());
+    let pid = t.spawn(holder);
+    wait_for(WAIT, "flock to hold the lock", || {
+        (json_run(&t, &["status", "--json"], 1)["state"] == "starting").then_some(())
+    });
+    let err = fails(&t, &["stop"], &["doc-serve.lock", "by hand"]);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(alive(pid), "a process that is not a resident was signalled");
 }
 
 #[test]

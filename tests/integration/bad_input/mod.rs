@@ -17,6 +17,7 @@
 
 mod discovery;
 mod http;
+mod moved;
 mod queries;
 mod sources;
 mod state_dir;
