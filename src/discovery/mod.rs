@@ -105,17 +105,22 @@ pub async fn inspect(project: &Project) -> Result<Inspection> {
     })
 }
 
-/// For a state dir this user may not read: whose it is, and what to do.
+/// For a state dir this user may not read: whose it is (or whose the nearest
+/// directory above it this user can see is), and what to do.
 fn owner_hint(state_dir: &std::path::Path) -> String {
     use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(state_dir) {
-        Ok(m) if m.uid() != nix::unistd::getuid().as_raw() => format!(
-            " (the state dir {} belongs to uid {}: run doc-serve as that user)",
-            state_dir.display(),
-            m.uid()
-        ),
-        _ => String::new(),
-    }
+    let me = nix::unistd::getuid().as_raw();
+    state_dir
+        .ancestors()
+        .find_map(|dir| Some((dir, std::fs::metadata(dir).ok()?)))
+        .filter(|(_, m)| m.uid() != me)
+        .map_or(String::new(), |(dir, m)| {
+            format!(
+                " ({} belongs to uid {}: run doc-serve as that user)",
+                dir.display(),
+                m.uid()
+            )
+        })
 }
 
 /// Checks that `state.base_url` answers /health as the same instance.

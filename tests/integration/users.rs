@@ -246,4 +246,23 @@ fn another_local_user_cannot_query_the_resident_over_tcp() {
     let other = user.probe(&t, &probe, false);
     eprintln!("owner: {owner}\nother user: {other}");
     assert_kept_out(&other, &owner);
+
+    // Nor can it stop the resident, and it is told why instead of "not running".
+    for args in [&["stop"][..], &["status"]] {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", "/nonexistent")
+            .current_dir(&t.project);
+        user.runs(&mut cmd);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(err.contains("Permission denied"), "{args:?}: {err}");
+        if args == ["stop"] {
+            assert!(err.contains("belongs to uid 0"), "{err}");
+        }
+    }
+    assert_eq!(t.json(&["status", "--json"])["state"], "running");
 }
