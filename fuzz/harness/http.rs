@@ -55,6 +55,7 @@ impl Fixture {
             project.state_dir.clone(),
             None,
             events,
+            None,
         );
         let runtime = RuntimeState {
             schema_version: SCHEMA_VERSION,

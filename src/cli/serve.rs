@@ -17,6 +17,7 @@ use crate::error::{Error, exit};
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
 use crate::project::Project;
+use crate::server::indexing::Reload;
 use crate::server::lifecycle::{Anchor, Cause};
 use crate::server::projects::Projects;
 use crate::server::{self, Serves, Setup, listener::Listeners};
@@ -26,6 +27,7 @@ use crate::shared::Home;
 fn serve_locked(
     project: &Project,
     env: &Environment,
+    flags: &Flags,
     config: Config,
     events: &EventLog,
     listeners: Listeners,
@@ -50,7 +52,14 @@ fn serve_locked(
                 tracing::info!("removed {old}, an index of another schema unused for a week");
             }
         }
-        Serves::Project(indexer)
+        let reload = Reload {
+            file: project.config_file(),
+            load: Box::new({
+                let (file, env, flags) = (project.config_file(), env.clone(), flags.clone());
+                move || Ok(Config::load(&file, &env, &flags)?)
+            }),
+        };
+        Serves::Project(indexer, Some(reload))
     };
     let anchor = lock
         .file_id()
@@ -150,7 +159,15 @@ fn serve_while_anchored(
 ) -> anyhow::Result<Cause> {
     let project = &ctx.project;
     loop {
-        let ended = serve_locked(project, &ctx.env, config.clone(), events, listeners, lock)?;
+        let ended = serve_locked(
+            project,
+            &ctx.env,
+            flags,
+            config.clone(),
+            events,
+            listeners,
+            lock,
+        )?;
         let (cause, Some(kept)) = (ended.cause, ended.listeners) else {
             return Ok(ended.cause);
         };

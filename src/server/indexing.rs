@@ -20,9 +20,12 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::lifecycle::notify;
+use super::state::{Current, Live};
+use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::events::{EventLog, now_rfc3339};
-use crate::ingest::sync::{Indexer, Progress, Summary};
+use crate::ingest::sync::{Indexer, Progress, Summary, chunk_options};
+use crate::ingest::walk::Sources;
 use crate::ingest::watcher;
 
 /// How soon a job skipped for a busy lock is tried again without a new event.
@@ -58,6 +61,7 @@ pub struct IndexState {
     pub last_commit: Option<String>,
     pub last_summary: Option<Summary>,
     pub last_error: Option<String>,
+    pub settings: SettingsState,
 }
 
 /// What request handlers use: the engine to search, the state to report, the queue.
@@ -81,6 +85,53 @@ pub struct Settings {
     pub state_dir: std::path::PathBuf,
     /// The shared daemon's cap on indexing jobs at once, and this project's id.
     pub gate: Option<(Arc<Gate>, String)>,
+    /// How to load the settings again, the settings in force, and where the routes
+    /// read the part of them that applies at once.
+    pub reload: Option<(Reload, Config, Arc<Current<Live>>)>,
+}
+
+/// How a running project loads its settings again: `load` once `file` changed.
+pub struct Reload {
+    pub file: PathBuf,
+    /// The file, the environment and the flags the process started with.
+    pub load: Box<dyn Fn() -> anyhow::Result<Config> + Send>,
+}
+
+/// How often the settings file is looked at (one `stat`).
+const SETTINGS_CHECK: Duration = Duration::from_secs(1);
+
+/// The settings keys a running project applies at once; the others need a restart.
+const LIVE_KEYS: [&str; 6] = [
+    "include",
+    "exclude",
+    "max_file_bytes",
+    "chunk_size",
+    "chunk_overlap",
+    "max_hits_per_file",
+];
+
+/// The keys whose values differ between two settings.
+fn differing(a: &Config, b: &Config) -> Vec<String> {
+    let (a, b) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    b.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| a.get(k.as_str()) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// What /status says of the settings file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SettingsState {
+    /// Why the file's current contents are not in force (the last good ones are).
+    pub error: Option<String>,
+    /// Keys changed in the file that take effect at the next start.
+    pub restart_needed: Vec<String>,
+    pub last_reload: Option<String>,
 }
 
 /// A cap on index jobs running at once across the projects of one process (the
@@ -182,11 +233,17 @@ impl IndexService {
             reply: None,
         });
         let cancel = indexer.cancel.clone();
+        let settings_seen = settings
+            .reload
+            .as_ref()
+            .and_then(|(r, ..)| file_stamp(&r.file));
         let worker = Worker {
             last_report: Mutex::new(Instant::now()),
             indexer,
             state: state.clone(),
             settings,
+            settings_seen,
+            in_force: None,
             events,
         };
         let thread = std::thread::Builder::new()
@@ -276,7 +333,27 @@ struct Worker {
     indexer: Indexer,
     state: Arc<Mutex<IndexState>>,
     settings: Settings,
+    /// The settings file as last loaded (see [`file_stamp`]).
+    settings_seen: Option<FileStamp>,
+    /// The settings last loaded, once they were loaded again.
+    in_force: Option<Config>,
     events: EventLog,
+}
+
+/// What tells a changed file without reading it: inode, size, mtime, ctime.
+type FileStamp = (u64, u64, i64, i64, i64, i64);
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 impl Worker {
@@ -299,28 +376,56 @@ impl Worker {
         }
     }
 
-    fn run(self, rx: Receiver<Job>) {
+    fn run(mut self, rx: Receiver<Job>) {
         let mut next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
         let mut retry_at: Option<Instant> = None;
+        let mut next_settings_check = self
+            .settings
+            .reload
+            .as_ref()
+            .map(|_| Instant::now() + SETTINGS_CHECK);
         loop {
-            let wake = [next_periodic, retry_at].into_iter().flatten().min();
+            let wake = [next_periodic, retry_at, next_settings_check]
+                .into_iter()
+                .flatten()
+                .min();
             let job = match wake {
                 Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => Job::Reconcile {
-                        full: false,
-                        reply: None,
-                    },
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
                 },
                 None => match rx.recv() {
-                    Ok(job) => job,
+                    Ok(job) => Some(job),
                     Err(_) => return,
                 },
+            };
+            // Settings first: a reconciliation asked for right after an edit (`doc-serve
+            // index`) runs with the edited settings.
+            let settings_changed = self.check_settings();
+            next_settings_check = next_settings_check.map(|_| Instant::now() + SETTINGS_CHECK);
+            let now = Instant::now();
+            let job = match job {
+                Some(job) => job,
+                None if settings_changed
+                    || next_periodic.is_some_and(|t| now >= t)
+                    || retry_at.is_some_and(|t| now >= t) =>
+                {
+                    Job::Reconcile {
+                        full: false,
+                        reply: None,
+                    }
+                }
+                None => continue,
             };
             let work = match job {
                 Job::Stop => return,
                 Job::Reconcile { full, reply } => Work::Reconcile { full, reply },
+                // The settings changed what is a source: the walk decides again.
+                Job::Changed(_) if settings_changed => Work::Reconcile {
+                    full: false,
+                    reply: None,
+                },
                 Job::Changed(change) => {
                     lock(&self.state).pending_changes = true;
                     match self.debounce(&rx, change) {
@@ -350,6 +455,89 @@ impl Worker {
                 let _ = reply.send(result.map_err(|e| e.to_string()));
             }
         }
+    }
+
+    /// Loads the settings again when their file changed, and applies what can be
+    /// applied at once (the sources, the chunking, the per-file hit cap); `true` when
+    /// that changed what the index should hold. Settings that do not load leave the
+    /// last good ones in force, and say why in /status and events.jsonl.
+    fn check_settings(&mut self) -> bool {
+        let Some((reload, started, live)) = &self.settings.reload else {
+            return false;
+        };
+        let stamp = file_stamp(&reload.file);
+        if stamp == self.settings_seen {
+            return false;
+        }
+        self.settings_seen = stamp;
+        let loaded = (reload.load)().and_then(|config| {
+            let sources = Sources::new(
+                self.indexer.sources.root(),
+                &self.settings.state_dir,
+                &config,
+            )?;
+            Ok((config, sources))
+        });
+        let (config, sources) = match loaded {
+            Ok(found) => found,
+            Err(e) => {
+                let mut message = format!("{e:#}");
+                let file = reload.file.display().to_string();
+                if !message.contains(&file) {
+                    message = format!("{file}: {message}");
+                }
+                message.push_str("; the last good settings stay in force");
+                tracing::warn!("{message}");
+                self.events
+                    .record("config_error", serde_json::json!({ "message": message }));
+                lock(&self.state).settings.error = Some(message);
+                return false;
+            }
+        };
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let in_force = self.in_force.as_ref().unwrap_or(started);
+        let applied: Vec<String> = differing(in_force, &config)
+            .into_iter()
+            .filter(|k| LIVE_KEYS.contains(&k.as_str()))
+            .collect();
+        let restart: Vec<String> = differing(started, &config)
+            .into_iter()
+            .filter(|k| !LIVE_KEYS.contains(&k.as_str()))
+            .collect();
+        let reported = {
+            let mut s = lock(&self.state);
+            let was = std::mem::replace(&mut s.settings.restart_needed, restart.clone());
+            s.settings.error = None;
+            if !applied.is_empty() {
+                s.settings.last_reload = Some(now_rfc3339());
+            }
+            was
+        };
+        if !applied.is_empty() || restart != reported {
+            if !restart.is_empty() {
+                tracing::warn!(
+                    "{} changes {}: this takes effect at the next start",
+                    reload.file.display(),
+                    restart.join(", ")
+                );
+            }
+            self.events.record(
+                "config_reloaded",
+                serde_json::json!({ "applied": applied, "restart_needed": restart }),
+            );
+        }
+        if applied.is_empty() {
+            self.in_force = Some(config);
+            return false;
+        }
+        tracing::info!("settings reloaded: {}", applied.join(", "));
+        live.set(Live::of(&sources, &config));
+        self.indexer.sources = sources;
+        self.indexer.chunking = chunk_options(&config);
+        self.in_force = Some(config);
+        true
     }
 
     /// Gathers changes until none has arrived for the debounce time, or for an eighth

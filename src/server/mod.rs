@@ -51,9 +51,10 @@ pub struct Setup {
     pub anchor: Option<Anchor>,
 }
 
-/// A project's resident serves its index; the shared daemon, registered projects.
+/// A project's resident serves its index (and loads its settings again when they
+/// change); the shared daemon, registered projects.
 pub enum Serves {
-    Project(Indexer),
+    Project(Indexer, Option<indexing::Reload>),
     Shared(Box<Projects>),
 }
 
@@ -78,13 +79,14 @@ pub async fn run(setup: Setup) -> Result<Ended> {
         .map_err(|e| Error::io("cannot install signal handlers", e))?;
     let runtime = runtime_state(&project, &config, &listeners)?;
     let (sites, index_service) = match serves {
-        Serves::Project(indexer) => {
+        Serves::Project(indexer, reload) => {
             let (site, service) = Site::start(
                 indexer,
                 &config,
                 project.state_dir.clone(),
                 None,
                 events.clone(),
+                reload,
             );
             (Sites::One(Arc::new(site)), Some(service))
         }

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{Answer, ApiError, GET, GET_OR_POST, dispatch_site, not_allowed};
-use super::indexing::{Gate, IndexService};
+use super::indexing::{Gate, IndexService, Reload};
 use super::routes::{self, blocking};
 use super::state::{Shared, Site};
 use crate::config::{Config, Environment, Mode};
@@ -180,8 +180,22 @@ impl Projects {
             tracing::warn!("{e:#}");
         }
         let gate = Some((self.gate.clone(), reg.id.clone()));
-        let (site, service) =
-            Site::start(indexer, &config, project.state_dir.clone(), gate, events);
+        let reload = {
+            let (home, env, daemon) = (self.home.clone(), self.env.clone(), self.config.clone());
+            let project = project.clone();
+            Reload {
+                file: project.config_file(),
+                load: Box::new(move || Ok(home.project_config(&env, &daemon, &project)?)),
+            }
+        };
+        let (site, service) = Site::start(
+            indexer,
+            &config,
+            project.state_dir.clone(),
+            gate,
+            events,
+            Some(reload),
+        );
         tracing::info!("opened project {} ({})", reg.id, reg.root.display());
         Ok(Open {
             site: Arc::new(site),

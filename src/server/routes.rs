@@ -86,7 +86,7 @@ pub async fn query(
             q: b.q,
             limit: at_least_one("limit", b.limit)?.unwrap_or(10),
             path_prefix: b.path_prefix,
-            max_per_file: site.max_hits_per_file,
+            max_per_file: site.live.get().max_hits_per_file,
         }
     } else {
         let p = params(qs);
@@ -95,7 +95,7 @@ pub async fn query(
             q: q.to_owned(),
             limit: at_least_one("limit", number(&p, "limit")?)?.unwrap_or(10),
             path_prefix: param(&p, "path_prefix").map(String::from),
-            max_per_file: site.max_hits_per_file,
+            max_per_file: site.live.get().max_hits_per_file,
         }
     };
     let index = site.index.clone();
@@ -155,6 +155,7 @@ fn caught<T>(f: impl FnOnce() -> T) -> Result<T, ApiError> {
 pub async fn status(shared: &Shared, site: &Site) -> Result<Value, ApiError> {
     let mut v = shared.status();
     v["index"] = freshness(site).await?;
+    v["settings"] = serde_json::to_value(site.index.state().settings).unwrap_or_default();
     Ok(v)
 }
 
@@ -195,7 +196,7 @@ pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
     let summary = site.index.reindex(b.full).await.map_err(|m| {
         let (status, code) = if m.contains("busy") {
             (StatusCode::SERVICE_UNAVAILABLE, "index_busy")
-        } else if !site.sources.root().is_dir() {
+        } else if !site.sources().root().is_dir() {
             // Not a fault of the index: the root may come back (a remount, a rename
             // undone), and the shared daemon names it the same way.
             (StatusCode::SERVICE_UNAVAILABLE, "project_root_missing")
@@ -234,7 +235,7 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<V
             "give either start and end or heading, not both",
         ));
     }
-    let sources = site.sources.clone();
+    let sources = site.sources();
     blocking(move || read_document(&sources, &rel, &want)).await?
 }
 

@@ -1,8 +1,8 @@
 //! What every request handler can see: the resident's identity and its activity.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::indexing::{Gate, IndexHandle, IndexService, Settings};
+use super::indexing::{Gate, IndexHandle, IndexService, Reload, Settings};
 use super::projects::Projects;
 use crate::config::Config;
 use crate::discovery::runtime::RuntimeState;
@@ -44,8 +44,41 @@ pub enum Sites {
 /// One project's index and sources, as the routes use them.
 pub struct Site {
     pub index: IndexHandle,
+    /// What the settings in force make the project's sources and answers: replaced
+    /// when the settings change (see [`Reload`]).
+    pub live: Arc<Current<Live>>,
+}
+
+/// The settings a running project applies as soon as they change.
+pub struct Live {
     pub sources: Arc<Sources>,
     pub max_hits_per_file: usize,
+}
+
+impl Live {
+    pub fn of(sources: &Sources, config: &Config) -> Live {
+        Live {
+            sources: Arc::new(sources.clone()),
+            max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A value read by many, replaced now and then.
+pub struct Current<T>(RwLock<Arc<T>>);
+
+impl<T> Current<T> {
+    pub fn new(value: T) -> Current<T> {
+        Current(RwLock::new(Arc::new(value)))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, value: T) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
+    }
 }
 
 impl Site {
@@ -57,22 +90,23 @@ impl Site {
         state_dir: PathBuf,
         gate: Option<(Arc<Gate>, String)>,
         events: EventLog,
+        reload: Option<Reload>,
     ) -> (Site, IndexService) {
-        let sources = Arc::new(indexer.sources.clone());
+        let live = Arc::new(Current::new(Live::of(&indexer.sources, config)));
         let settings = Settings {
             debounce: Duration::from_millis(config.debounce_ms),
             reconcile_every: (config.reconcile_interval_seconds > 0)
                 .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
             state_dir,
             gate,
+            reload: reload.map(|r| (r, config.clone(), live.clone())),
         };
         let (service, index) = IndexService::start(indexer, settings, events);
-        let site = Site {
-            index,
-            sources,
-            max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
-        };
-        (site, service)
+        (Site { index, live }, service)
+    }
+
+    pub fn sources(&self) -> Arc<Sources> {
+        self.live.get().sources.clone()
     }
 }
 

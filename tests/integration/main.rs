@@ -15,6 +15,7 @@ mod logging;
 mod mcp;
 mod packaging;
 mod project;
+mod reload;
 mod search;
 mod shared;
 mod stale;
