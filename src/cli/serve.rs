@@ -61,9 +61,18 @@ fn serve_locked(
         };
         Serves::Project(indexer, Some(reload))
     };
-    let anchor = lock
-        .file_id()
-        .and_then(|id| Anchor::new(&project.root, &project.lock_file(), id));
+    let index_dir = match &serves {
+        Serves::Project(indexer, _) => Some(indexer.engine.dir().to_path_buf()),
+        Serves::Shared(_) => None,
+    };
+    let anchor = lock.file_id().and_then(|id| {
+        Anchor::new(
+            &project.root,
+            &project.lock_file(),
+            id,
+            index_dir.as_deref(),
+        )
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,9 +155,9 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// Serves, and serves again in place after [`Cause::LockLost`] (a `git clean -fdX`, the
-/// state dir made again) under the new lock file, unless another resident locked it
-/// first: then [`HandedOver`].
+/// Serves, and serves again in place after [`Cause::Replaced`] (a `git clean -fdX`, the
+/// state dir made again, the index deleted), under the new lock file if the old one
+/// went, unless another resident locked it first: then [`HandedOver`].
 fn serve_while_anchored(
     ctx: &Context,
     flags: &Flags,
@@ -175,11 +184,15 @@ fn serve_while_anchored(
         project.create_state_dir()?;
         events.prepare()?;
         events.record(cause.event(), json!({ "cause": cause.to_string() }));
-        let Some(again) = LifetimeLock::acquire(&project.lock_file(), &project.pid_file())? else {
-            let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
-            return Err(HandedOver(pid).into());
-        };
-        std::mem::replace(lock, again).release();
+        // Only the index went: the lock still stands.
+        if !lock.is_current() {
+            let Some(again) = LifetimeLock::acquire(&project.lock_file(), &project.pid_file())?
+            else {
+                let pid = read_pid(&project.pid_file()).map_or("unknown".into(), |p| p.to_string());
+                return Err(HandedOver(pid).into());
+            };
+            std::mem::replace(lock, again).release();
+        }
         tracing::info!("{cause}: serving again under the new lock");
         match ctx.config(flags) {
             Ok(c) => config = c,

@@ -23,9 +23,10 @@ pub enum Cause {
     Idle,
     /// The project root is gone from its path (moved, deleted, unmounted).
     RootGone,
-    /// The lifetime lock's file is gone from its path or was replaced (`git clean
-    /// -fdX`, the state dir or the project deleted and made again).
-    LockLost,
+    /// The lifetime lock's file or the index directory is gone from its path or was
+    /// replaced (`git clean -fdX`, the state dir or the project deleted and made
+    /// again).
+    Replaced,
 }
 
 impl Cause {
@@ -35,7 +36,7 @@ impl Cause {
             Cause::Idle => "idle_exit",
             Cause::Terminate | Cause::Interrupt => "stop",
             Cause::RootGone => "root_gone",
-            Cause::LockLost => "lock_lost",
+            Cause::Replaced => "state_replaced",
         }
     }
 }
@@ -47,7 +48,7 @@ impl fmt::Display for Cause {
             Cause::Interrupt => "SIGINT",
             Cause::Idle => "idle timeout",
             Cause::RootGone => "the project root was moved or deleted",
-            Cause::LockLost => "the lifetime lock file was removed or replaced",
+            Cause::Replaced => "the lifetime lock file or the index was removed or replaced",
         })
     }
 }
@@ -56,14 +57,16 @@ impl fmt::Display for Cause {
 /// found them, and that runtime.json still describes it.
 pub const ANCHOR_CHECK: Duration = Duration::from_secs(1);
 
-/// What a resident stands on: its project root and the file of the lifetime lock it
-/// holds, each by device and inode, as they were when it started.
+/// What a resident stands on: its project root, the file of the lifetime lock it
+/// holds and its index directory, each by device and inode, as they were when it
+/// started.
 #[derive(Debug, Clone)]
 pub struct Anchor {
     root: PathBuf,
     root_id: (u64, u64),
     lock_file: PathBuf,
     lock_id: (u64, u64),
+    index: Option<(PathBuf, (u64, u64))>,
 }
 
 fn file_id(path: &Path) -> Option<(u64, u64)> {
@@ -73,12 +76,18 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 impl Anchor {
     /// `lock_id` is the held lock's (device, inode); `None` when the root cannot be
     /// read now.
-    pub fn new(root: &Path, lock_file: &Path, lock_id: (u64, u64)) -> Option<Anchor> {
+    pub fn new(
+        root: &Path,
+        lock_file: &Path,
+        lock_id: (u64, u64),
+        index_dir: Option<&Path>,
+    ) -> Option<Anchor> {
         Some(Anchor {
             root: root.to_path_buf(),
             root_id: file_id(root)?,
             lock_file: lock_file.to_path_buf(),
             lock_id,
+            index: index_dir.and_then(|d| Some((d.to_path_buf(), file_id(d)?))),
         })
     }
 
@@ -90,8 +99,12 @@ impl Anchor {
         }
         if file_id(&self.root) != Some(self.root_id)
             || file_id(&self.lock_file) != Some(self.lock_id)
+            || self
+                .index
+                .as_ref()
+                .is_some_and(|(dir, id)| file_id(dir) != Some(*id))
         {
-            return Some(Cause::LockLost);
+            return Some(Cause::Replaced);
         }
         None
     }

@@ -59,7 +59,7 @@ pub enum Serves {
 }
 
 /// Why [`run`] ended, and for a resident that serves again in place
-/// ([`Cause::LockLost`]), its listening sockets.
+/// ([`Cause::Replaced`]), its listening sockets.
 pub struct Ended {
     pub cause: Cause,
     pub listeners: Option<Listeners>,
@@ -170,7 +170,7 @@ pub async fn run(setup: Setup) -> Result<Ended> {
 
     tracing::info!("stopping: {cause}");
     let status = format!("stopping: {cause}");
-    if cause == Cause::LockLost {
+    if cause == Cause::Replaced {
         // Served again at once, under a new lock, when nobody else took it (see
         // `cli::serve`).
         notify(&[NotifyState::Reloading, NotifyState::Status(&status)]);
@@ -186,7 +186,7 @@ pub async fn run(setup: Setup) -> Result<Ended> {
     }
     // Closed now, so that new clients are refused and go elsewhere, unless the
     // resident serves again in place: then they wait in the backlog meanwhile.
-    let listeners = (cause == Cause::LockLost).then_some(Listeners {
+    let listeners = (cause == Cause::Replaced).then_some(Listeners {
         list: kept,
         activation,
     });

@@ -17,7 +17,17 @@ fn git(t: &TestEnv, args: &[&str]) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
+    // `git clean` races the resident, which may make its state dir again before git
+    // removes it: "failed to remove .claude/doc-serve: Directory not empty".
+    let raced = String::from_utf8_lossy(&out.stderr).contains("Directory not empty");
+    assert!(out.status.success() || raced, "git {args:?}: {out:?}");
+}
+
+fn replaced_events(t: &TestEnv) -> usize {
+    t.events()
+        .iter()
+        .filter(|e| e["event"] == "state_replaced")
+        .count()
 }
 
 /// Waits until the probes find what they found before (a resident that serves again
@@ -63,14 +73,11 @@ fn git_clean_under_a_live_resident() {
     // Nobody starts another: the resident serves again in place, under a new lock
     // file, with the index built again.
     git(&t, &["clean", "-fdXq"]);
-    assert!(!t.state_file("doc-serve.lock").exists());
+    wait_for(WAIT, "the resident to notice", || {
+        (replaced_events(&t) > 0).then_some(())
+    });
     assert_eq!(one_resident(&t), first);
     answers_again(&t, &base);
-    assert!(
-        t.events().iter().any(|e| e["event"] == "lock_lost"),
-        "{:?}",
-        t.events()
-    );
 
     // `start` at once, before the resident noticed: still one resident.
     git(&t, &["clean", "-fdXq"]);
@@ -143,4 +150,20 @@ fn project_moved_away() {
     }
     let out = at_new(&["stop"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn index_deleted_under_a_live_resident() {
+    let (t, base) = indexed();
+    let first = started(&t);
+    std::fs::remove_dir_all(t.state_file("data")).unwrap();
+    // The same resident, under the same lock, builds the index again.
+    wait_for(WAIT, "the resident to notice", || {
+        (replaced_events(&t) > 0).then_some(())
+    });
+    answers_again(&t, &base);
+    assert_eq!(one_resident(&t), first);
+    assert!(t.state_file("data").is_dir());
+    t.ok(&["stop"]);
+    assert_intact(&t, &base);
 }
