@@ -1,14 +1,13 @@
-//! Request handling: the security gate, then the routes.
+//! Request handling: the security gate ([`gate`]), then the routes.
 //!
-//! The gate, in order: a Host that is not a loopback name or address gets 403, and so
-//! does an Origin that is present but not loopback (a web page in a browser must not
-//! reach us through DNS rebinding); over TCP every route but /health needs the bearer
-//! token from the 0600 runtime.json (401), while over a Unix socket the file mode is the
-//! gate; bodies are capped (413) and must arrive in time (408). Every error is JSON:
-//! `{"code", "message"}` with a stable code.
+//! The gate, in order: a Host that is not a local authority gets 403, and so does an
+//! Origin that is present but not local (a web page in a browser must not reach us
+//! through DNS rebinding); a repeated Host or Origin is 400; over TCP every route but
+//! /health needs the bearer token from the 0600 runtime.json (401), while over a Unix
+//! socket the file mode is the gate. Bodies are capped (413) and must arrive in time
+//! (408). Every error is JSON: `{"code", "message"}` with a stable code.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use http_body_util::combinators::BoxBody;
@@ -18,6 +17,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use super::gate;
 use super::projects;
 use super::routes;
 use super::state::{Shared, Site, Sites};
@@ -95,7 +95,7 @@ pub async fn handle(
 ) -> Result<Reply, Infallible> {
     let _busy = shared.activity.begin();
     if req.uri().path() == "/mcp" && matches!(shared.sites, Sites::One(_)) {
-        return Ok(match gate(&req, &shared, transport) {
+        return Ok(match gate::check(&req, &shared, transport) {
             Ok(()) => mcp(req, &shared).await,
             Err(e) => error_reply(e),
         });
@@ -181,22 +181,12 @@ async fn json_error(reply: Reply) -> Reply {
     out
 }
 
-/// Host, Origin, and over TCP the token (every route but /health).
-fn gate<B>(req: &Request<B>, shared: &Shared, transport: Transport) -> Result<(), ApiError> {
-    check_host(req, &shared.bind_host)?;
-    check_origin(req)?;
-    if req.uri().path() != "/health" && transport == Transport::Tcp {
-        check_token(req, &shared.token)?;
-    }
-    Ok(())
-}
-
 async fn route(
     req: Request<Incoming>,
     shared: &Shared,
     transport: Transport,
 ) -> Result<Answer, ApiError> {
-    gate(&req, shared, transport)?;
+    gate::check(&req, shared, transport)?;
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let qs = req.uri().query().map(String::from);
@@ -332,151 +322,5 @@ async fn read_body(req: Request<Incoming>, shared: &Shared) -> Result<Bytes, Api
             e.to_string(),
         )),
         Ok(Ok(body)) => Ok(body.to_bytes()),
-    }
-}
-
-fn forbidden(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, code, message)
-}
-
-/// A Host header must name a loopback host (or the configured bind host), and so must
-/// the authority of an absolute-form request target (`GET http://host/...`). Requests
-/// without either (HTTP/1.0 tools) are not from a browser and pass. More than one Host
-/// header is a 400 (RFC 9112): which one a proxy would go by is anyone's guess.
-fn check_host<B>(req: &Request<B>, bind_host: &str) -> Result<(), ApiError> {
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "more than one Host header",
-        ));
-    }
-    // A target's authority may carry user info (`user@host`); a Host header may not.
-    let target = req.uri().authority().map(|a| a.as_str());
-    let target = target.map(|a| a.rsplit('@').next().unwrap_or(a));
-    let named = first.map(|v| v.to_str().unwrap_or("\u{FFFD}")).into_iter();
-    for value in named.chain(target) {
-        let host = strip_port(value);
-        if !is_loopback_host(host) && !host.eq_ignore_ascii_case(bind_host) {
-            return Err(forbidden(
-                "forbidden_host",
-                format!(
-                    "Host {value:?} is not a loopback address; doc-serve only answers local clients"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// An Origin, when present, must be an http(s) origin on a loopback host.
-fn check_origin<B>(req: &Request<B>) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let ok = value
-        .to_str()
-        .ok()
-        .and_then(|o| {
-            o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-        })
-        .is_some_and(|authority| is_loopback_host(strip_port(authority)));
-    if ok {
-        return Ok(());
-    }
-    Err(forbidden(
-        "forbidden_origin",
-        format!("Origin {value:?} is not a loopback origin"),
-    ))
-}
-
-fn check_token<B>(req: &Request<B>, token: &str) -> Result<(), ApiError> {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_token",
-            "the bearer token is wrong; read the current one from runtime.json",
-        )),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "this route needs Authorization: Bearer <token>, the token being in runtime.json",
-        )),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// `host:port`, `[v6]:port`, `[v6]` or `host` -> the host part.
-fn strip_port(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host
-        }
-        _ => authority,
-    }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts() {
-        for ok in [
-            "localhost",
-            "LOCALHOST.",
-            "127.0.0.1",
-            "127.5.6.7",
-            "::1",
-            "a.localhost",
-        ] {
-            assert!(is_loopback_host(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "evil.com",
-            "localhost.evil.com",
-            "10.0.0.1",
-            "0.0.0.0",
-            "::",
-        ] {
-            assert!(!is_loopback_host(bad), "{bad}");
-        }
-        assert_eq!(strip_port("127.0.0.1:8080"), "127.0.0.1");
-        assert_eq!(strip_port("[::1]:8080"), "::1");
-        assert_eq!(strip_port("[::1]"), "::1");
-        assert_eq!(strip_port("localhost"), "localhost");
-        assert_eq!(strip_port("::1"), "::1");
-        assert_eq!(strip_port("evil.com:x"), "evil.com:x");
-    }
-
-    #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

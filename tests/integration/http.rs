@@ -182,6 +182,110 @@ fn dns_rebinding_is_refused() {
     }
 }
 
+/// Host, Origin and an absolute-form target's authority are matched exactly:
+/// `localhost`, 127.0.0.0/8 and `[::1]`, each with an optional port, and nothing that
+/// merely starts or ends like one.
+#[test]
+fn host_and_origin_are_matched_exactly() {
+    let mut t = TestEnv::new();
+    let (addr, token) = serving(&mut t);
+    let auth = format!("Authorization: Bearer {token}");
+    let port = addr.rsplit(':').next().unwrap();
+    let refused_hosts = [
+        "[::1].evil.com",
+        "[::1]evil.com",
+        "[::1",
+        "[::1]:",
+        "[::1%25lo]",
+        "[::ffff:127.0.0.1]",
+        "::1",
+        "localhost.",
+        "localhost.:80",
+        "a.localhost",
+        "localhost:",
+        "localhost:65536",
+        "localhost:+80",
+        "localhost:80:80",
+        "user@localhost",
+        "%6cocalhost",
+        "local host",
+        "127.1",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "2130706433",
+        "127.0.0.1.",
+        "127.0.0.1.evil.com",
+    ];
+    for host in refused_hosts {
+        let r = send(&addr, "GET /status", &[&format!("Host: {host}"), &auth]);
+        assert_eq!(r.status, 403, "Host {host}: {r:?}");
+        assert_eq!(r.json()["code"], "forbidden_host", "Host {host}");
+        // The same authority as an absolute-form target (hyper refuses some outright).
+        let r = send(
+            &addr,
+            &format!("GET http://{host}/status"),
+            &[&format!("Host: {addr}"), &auth],
+        );
+        assert!(r.status == 403 || r.status == 400, "target {host}: {r:?}");
+        assert_ne!(r.status, 200, "target {host}");
+        // And as an Origin.
+        let r = get(&addr, "/health", &[&format!("Origin: http://{host}")]);
+        assert_eq!(r.status, 403, "Origin http://{host}: {r:?}");
+        assert_eq!(r.json()["code"], "forbidden_origin");
+    }
+    for host in [
+        format!("localhost:{port}"),
+        "LocalHost".into(),
+        format!("127.1.2.3:{port}"),
+        format!("[::1]:{port}"),
+        "[0:0:0:0:0:0:0:1]".into(),
+    ] {
+        let r = send(&addr, "GET /status", &[&format!("Host: {host}"), &auth]);
+        assert_eq!(r.status, 200, "Host {host}: {r:?}");
+        let r = send(&addr, &format!("GET http://{host}/status"), &[&auth]);
+        assert_eq!(r.status, 200, "target {host}: {r:?}");
+        let r = get(&addr, "/health", &[&format!("Origin: https://{host}")]);
+        assert_eq!(r.status, 200, "Origin {host}: {r:?}");
+    }
+    // User info in an absolute-form target, even naming a local host (RFC 9110 4.2.4).
+    let r = send(
+        &addr,
+        &format!("GET http://user@{addr}/status"),
+        &[&format!("Host: {addr}"), &auth],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    // Origins that are not a bare scheme://authority, and the opaque `null`.
+    for origin in [
+        "null",
+        "http://localhost/",
+        "http://localhost:80/x",
+        "ws://localhost",
+        "file://localhost",
+        "localhost",
+    ] {
+        let r = get(&addr, "/health", &[&format!("Origin: {origin}")]);
+        assert_eq!(r.status, 403, "Origin {origin}: {r:?}");
+    }
+    // Two Origin headers, in either order, whatever they say.
+    for origins in [
+        "Origin: http://localhost\r\nOrigin: http://evil.example",
+        "Origin: http://evil.example\r\nOrigin: http://localhost",
+        "Origin: http://localhost\r\nOrigin: http://localhost",
+    ] {
+        let r = get(&addr, "/health", &[origins]);
+        assert_eq!(r.status, 400, "{origins}: {r:?}");
+        assert_eq!(r.json()["code"], "bad_request");
+        assert!(r.json()["message"].as_str().unwrap().contains("Origin"));
+    }
+    // /mcp sits behind the same gate.
+    let r = send(
+        &addr,
+        "POST /mcp",
+        &["Host: [::1].evil.com", &auth, "Content-Length: 0"],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+}
+
 #[test]
 fn oversized_and_slow_requests() {
     let mut t = TestEnv::new();
