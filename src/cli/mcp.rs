@@ -3,13 +3,15 @@
 //! The resident is found the way every client finds it ([`reach`], always allowed to
 //! start one), once at start-up and again whenever it stops answering, so a resident's
 //! idle exit, restart or crash costs the next tool call a restart, not an error. When
-//! no resident can be had, this process answers from the index itself.
+//! no resident can be had, this process answers from the index itself. Stdin is read
+//! through [`stdio::filter`], which answers malformed lines itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rmcp::ServiceExt;
+use rmcp::transport::async_rw::AsyncRwTransport;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -19,7 +21,7 @@ use crate::config::Config;
 use crate::engine::search::Request;
 use crate::error::exit;
 use crate::ingest::sync::Indexer;
-use crate::mcp::{Backend, Op, Tools, unavailable};
+use crate::mcp::{Backend, Op, Tools, stdio, unavailable};
 use crate::server::http::ApiError;
 use crate::server::routes::{engine_error, read_document};
 
@@ -28,6 +30,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(ctx: Context) -> anyhow::Result<i32> {
     let config = ctx.config(&crate::config::Flags::default())?;
+    let max_line = config.max_body_bytes;
     ctx.project.create_state_dir()?;
     let bridge = Arc::new(Bridge {
         ctx: Arc::new(ctx),
@@ -45,13 +48,28 @@ pub fn run(ctx: Context) -> anyhow::Result<i32> {
         // Find (or start) the resident while the client initializes.
         let warm = bridge.clone();
         tokio::spawn(async move { warm.remote().await });
-        let server = Tools(bridge)
-            .serve(rmcp::transport::stdio())
-            .await
-            .context("MCP initialization over stdio failed")?;
-        let reason = server.waiting().await.context("the MCP session failed")?;
-        tracing::debug!("MCP session over: {reason:?}");
-        Ok::<_, anyhow::Error>(())
+        // Lines are checked before rmcp reads them (see `mcp::stdio`); rmcp gets only
+        // lines within the cap, so its own cap is lifted.
+        let (read, write, pump) = stdio::filter(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            usize::try_from(max_line).unwrap_or(usize::MAX),
+        )
+        .split();
+        let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(usize::MAX);
+        let session = async {
+            let server = Tools(bridge)
+                .serve(transport)
+                .await
+                .context("MCP initialization over stdio failed")?;
+            let reason = server.waiting().await.context("the MCP session failed")?;
+            tracing::debug!("MCP session over: {reason:?}");
+            Ok::<_, anyhow::Error>(())
+        };
+        let outcome = session.await;
+        // Answers to the last lines (a refusal, say) still reach the client.
+        pump.finish(Duration::from_secs(2)).await;
+        outcome
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(exit::OK)

@@ -137,11 +137,14 @@ fn error_reply(e: ApiError) -> Reply {
 async fn mcp(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
     let (parts, body) = req.into_parts();
     match read_body(Request::from_parts(parts.clone(), body), shared).await {
-        Ok(body) => {
-            let reply =
-                super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await;
-            json_error(reply).await
-        }
+        Ok(body) => match super::mcp::refusal(&parts, &body) {
+            Some((status, refusal)) => bytes_reply(status, refusal),
+            None => {
+                let reply =
+                    super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await;
+                json_error(reply).await
+            }
+        },
         Err(e) => error_reply(e),
     }
 }

@@ -1,7 +1,7 @@
 //! MCP over Streamable HTTP at `/mcp`: the resident's own routes behind the MCP tools
 //! (see [`crate::mcp`]). Stateless: every POST is answered on its own with JSON, no
 //! session and no event stream. The security gate (Host, Origin, token) runs first,
-//! as for every route.
+//! as for every route, then the body's check ([`refusal`]), then rmcp.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
@@ -9,13 +9,16 @@ use std::sync::{Arc, Weak};
 use http_body_util::Full;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Bytes;
-use hyper::{Request, Response};
+use hyper::header;
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
 use super::http::{ApiError, dispatch};
 use super::state::Shared;
+use crate::mcp::input::{self, Refusal, Session, Verdict};
 use crate::mcp::{Backend, Op, Tools, unavailable};
 
 pub type Service = StreamableHttpService<Tools<Local>, NeverSessionManager>;
@@ -57,6 +60,43 @@ pub fn service(shared: &Arc<Shared>) -> &Service {
             config,
         )
     })
+}
+
+/// The JSON-RPC error for a POSTed JSON body rmcp would mishandle (see
+/// [`crate::mcp::input`]), with its HTTP status: 400 for a body that is not one
+/// JSON-RPC message (Streamable HTTP asks for an error status there), 200 for a
+/// well-formed request refused (its answer is a JSON-RPC error, as any other).
+/// `None`: rmcp answers, and refuses what is not a JSON POST itself.
+pub fn refusal(parts: &Parts, body: &Bytes) -> Option<(StatusCode, Vec<u8>)> {
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if parts.method != Method::POST || !json {
+        return None;
+    }
+    let refusal = match input::check(body, Session::Open) {
+        Verdict::Pass | Verdict::Opens => return None,
+        Verdict::Refuse(refusal) => refusal,
+        // Over stdio these get no answer; an HTTP request needs one.
+        Verdict::Ignore(_) if body.trim_ascii().is_empty() => Refusal::new(
+            Value::Null,
+            input::PARSE_ERROR,
+            "Parse error: the body is empty; POST one JSON-RPC message",
+        ),
+        Verdict::Ignore(what) => Refusal::new(
+            Value::Null,
+            input::INVALID_REQUEST,
+            format!("Invalid Request: {what}"),
+        ),
+    };
+    let status = if refusal.is_about_the_message() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Some((status, refusal.to_bytes()))
 }
 
 /// Answers a request whose body was already read within the limits (see

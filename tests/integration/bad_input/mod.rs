@@ -12,11 +12,13 @@
 //! The cases by theme: `discovery` (runtime.json, the PID file, lock files, a taken
 //! port, a racing start), `state_dir` (a garbage config.json, a state dir that cannot
 //! be used), `sources` (what the walker and the watcher meet on disk), `queries` (odd,
-//! empty and enormous queries, paths with `..`) and `http` (oversized and slow bodies).
+//! empty and enormous queries, paths with `..`), `http` (oversized and slow bodies) and
+//! `mcp` (malformed MCP messages over stdio and at /mcp).
 //! The helpers here are the ones several of them use.
 
 mod discovery;
 mod http;
+mod mcp;
 mod moved;
 mod queries;
 mod sources;

@@ -6,7 +6,11 @@
 //! to the resident's HTTP API, so answers are the same whichever way they come.
 //! A bridge whose resident went away (idle exit, restart, crash) finds or starts one
 //! again within the same tool call; with no resident to be had it answers from the
-//! index itself.
+//! index itself. Every incoming message is checked first ([`input`]), so a malformed
+//! one gets a JSON-RPC error instead of silence; [`stdio`] is the bridge's framing.
+
+pub mod input;
+pub mod stdio;
 
 use std::sync::Arc;
 
