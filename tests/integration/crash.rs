@@ -115,6 +115,61 @@ enum Writer {
     Resident,
 }
 
+/// What became of a writer given `delay` before its SIGKILL.
+enum Fate {
+    Killed,
+    /// It was done first, after this long.
+    Finished(u64),
+}
+
+/// Kills `pid` once `delay` ms have passed since `started`, unless it exits first
+/// (watched every 2 ms, so a finished run's length is known).
+fn kill_after(t: &mut TestEnv, pid: u32, started: Instant, delay: u64) -> Fate {
+    let at = started + Duration::from_millis(delay);
+    let fate = loop {
+        if !alive(pid) {
+            break Fate::Finished(started.elapsed().as_millis() as u64);
+        }
+        if Instant::now() >= at {
+            signal(pid, Signal::SIGKILL);
+            break Fate::Killed;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    t.wait_child(pid, Duration::from_secs(30));
+    fate
+}
+
+/// The index directory's files and what `doctor` says of the index, for a failure
+/// message: what a crash left behind.
+fn index_state(t: &TestEnv) -> String {
+    let mut out = String::from("index files:");
+    let data = t.state_dir().join("data");
+    for dir in std::fs::read_dir(&data).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let len = f.metadata().map(|m| m.len()).unwrap_or_default();
+            out.push_str(&format!("\n  {}: {len} bytes", f.path().display()));
+        }
+    }
+    let meta = std::fs::read_dir(&data)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find_map(|d| std::fs::read_to_string(d.path().join("meta.json")).ok());
+    out.push_str(&format!("\nmeta.json: {}", meta.unwrap_or_default()));
+    let doctor = t.run(&["doctor"]);
+    out.push_str(&format!(
+        "\ndoctor:\n{}{}",
+        String::from_utf8_lossy(&doctor.stdout),
+        String::from_utf8_lossy(&doctor.stderr)
+    ));
+    out
+}
+
 #[test]
 fn writers_killed_at_random_points_leave_an_index_that_opens_and_reconciles() {
     let iterations = env_u64("DOC_SERVE_TEST_CRASH_ITERS").unwrap_or(20);
@@ -138,86 +193,143 @@ fn writers_killed_at_random_points_leave_an_index_that_opens_and_reconciles() {
     let mut next_id = 300;
     t.ok(&["init"]);
 
-    // How long uninterrupted runs take, so that kills land anywhere in them.
+    // How long uninterrupted runs take, so that kills land anywhere in them. On a
+    // shared machine one measurement can be far off the next run's length: each run
+    // that finishes before its kill gives the length it really took, and the next
+    // delay of that kind is drawn from it.
     let started = Instant::now();
     t.ok(&["index", "--full"]);
-    let full_ms = started.elapsed().as_millis() as u64;
+    let mut full_ms = started.elapsed().as_millis() as u64;
     mutate(&t, &mut rng, &mut expected, &mut next_id, 40);
     let started = Instant::now();
     t.ok(&["index"]);
-    let incremental_ms = started.elapsed().as_millis() as u64;
+    let mut incremental_ms = started.elapsed().as_millis() as u64;
     assert_eq!(indexed(&t).unwrap(), expected);
     eprintln!("uninterrupted: full {full_ms} ms, 40 changes {incremental_ms} ms");
 
-    let (mut interrupted, mut residents, mut reconciled) = (0, 0, 0);
+    // At most this many runs of an `index` writer per iteration: a run that finished
+    // before its kill is followed by another (after more changes, for an incremental
+    // one), killed within the length the finished one took.
+    const ATTEMPTS: u32 = 3;
+    let (mut interrupted, mut finished, mut residents, mut reconciled) = (0, 0, 0, 0);
+    let mut index_iterations = 0;
     for i in 0..iterations {
         let writer = match rng.below(3) {
             0 => Writer::Full,
             1 => Writer::Incremental,
             _ => Writer::Resident,
         };
-        // Changed files give the incremental writers (and the resident) work to do.
-        if !matches!(writer, Writer::Full) {
-            let n = 1 + rng.below(60);
-            mutate(&t, &mut rng, &mut expected, &mut next_id, n);
+        if !matches!(writer, Writer::Resident) {
+            index_iterations += 1;
         }
-        let span = match writer {
-            Writer::Full | Writer::Resident => full_ms,
-            Writer::Incremental => incremental_ms,
-        };
-        let delay = rng.below(span * 6 / 5 + 1);
-        let pid = match writer {
-            Writer::Full | Writer::Incremental => {
-                let args: &[&str] = match writer {
-                    Writer::Full => &["index", "--full"],
-                    _ => &["index"],
-                };
-                let mut cmd = t.cmd(args);
-                cmd.stdout(Stdio::null()).stderr(Stdio::null());
-                t.spawn(cmd)
+        let mut delays = Vec::new();
+        for attempt in 0..ATTEMPTS {
+            // Changed files give the incremental writers (and the resident) work to do.
+            if !matches!(writer, Writer::Full) {
+                let n = 1 + rng.below(60);
+                mutate(&t, &mut rng, &mut expected, &mut next_id, n);
             }
-            Writer::Resident => t.spawn_serve(&[]),
-        };
-        std::thread::sleep(Duration::from_millis(delay));
-        // An `index` that already finished is not a crash (a resident never finishes).
-        if alive(pid) {
-            signal(pid, Signal::SIGKILL);
-            match writer {
-                Writer::Resident => residents += 1,
-                _ => interrupted += 1,
+            let span = match writer {
+                Writer::Full | Writer::Resident => full_ms,
+                Writer::Incremental => incremental_ms,
+            };
+            // The first kill lands anywhere in the run or shortly after it (a run
+            // that is done is not a crash); a retry's, within the run.
+            let delay = if attempt == 0 {
+                rng.below(span * 6 / 5 + 1)
+            } else {
+                rng.below(span.max(1))
+            };
+            delays.push(delay);
+            let started = Instant::now();
+            let pid = match writer {
+                Writer::Full | Writer::Incremental => {
+                    let args: &[&str] = match writer {
+                        Writer::Full => &["index", "--full"],
+                        _ => &["index"],
+                    };
+                    let mut cmd = t.cmd(args);
+                    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+                    t.spawn(cmd)
+                }
+                Writer::Resident => t.spawn_serve(&[]),
+            };
+            match (kill_after(&mut t, pid, started, delay), writer) {
+                (Fate::Killed, Writer::Resident) => residents += 1,
+                (Fate::Killed, _) => interrupted += 1,
+                // A resident that exits by itself failed to start: not a crash.
+                (Fate::Finished(_), Writer::Resident) => {}
+                (Fate::Finished(took), kind) => {
+                    finished += 1;
+                    match kind {
+                        Writer::Full => full_ms = took,
+                        _ => incremental_ms = took,
+                    }
+                    continue;
+                }
             }
+            break;
         }
-        t.wait_child(pid, Duration::from_secs(30));
-        let context = format!("iteration {i}: {writer:?} killed after {delay} ms (seed {seed})");
+        let context = format!(
+            "iteration {i}: {writer:?} killed after {delays:?} ms (seed {seed}; replay with \
+             DOC_SERVE_TEST_CRASH_SEED={seed} DOC_SERVE_TEST_CRASH_ITERS={iterations})"
+        );
 
         // The index opens after every kill, whatever it holds.
         if let Err(e) = indexed(&t) {
-            panic!("{context}: the index does not open: {e}");
+            panic!(
+                "{context}: the index does not open: {e}\n{}",
+                index_state(&t)
+            );
         }
         // Reconciliation after every other kill; in between, kills pile up.
         if rng.below(2) == 0 || i + 1 == iterations {
-            let v = t.json(&["index", "--json"]);
-            assert_eq!(
-                v["files"].as_u64(),
-                Some(expected.len() as u64),
-                "{context}: {v}"
-            );
+            let out = t.run(&["index", "--json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if out.status.code() != Some(0) || v["files"].as_u64() != Some(expected.len() as u64) {
+                panic!(
+                    "{context}: `index` after the kills: {:?}, {} files where {} are on disk: \
+                     {v}\n{}\n{}",
+                    out.status,
+                    v["files"],
+                    expected.len(),
+                    String::from_utf8_lossy(&out.stderr),
+                    index_state(&t)
+                );
+            }
             let got = indexed(&t).unwrap_or_else(|e| panic!("{context}: {e}"));
-            assert_eq!(got, expected, "{context}: index differs from the files");
+            if got != expected {
+                let wrong: Vec<_> = expected
+                    .iter()
+                    .filter(|(p, m)| got.get(*p) != Some(m))
+                    .map(|(p, m)| format!("{p}: {m} on disk, {:?} indexed", got.get(p)))
+                    .chain(
+                        got.keys()
+                            .filter(|p| !expected.contains_key(*p))
+                            .map(|p| format!("{p}: indexed, not on disk")),
+                    )
+                    .collect();
+                panic!(
+                    "{context}: index differs from the files:\n{}\n{}",
+                    wrong.join("\n"),
+                    index_state(&t)
+                );
+            }
             reconciled += 1;
         }
     }
     eprintln!(
-        "crash suite: {iterations} writers: {interrupted} `index` runs killed mid-run, \
-         {residents} residents killed, the rest had finished; {reconciled} reconciliations \
-         checked exact; {} files at the end",
+        "crash suite: {iterations} iterations: {interrupted} `index` runs killed mid-run, \
+         {finished} done before their kill, {residents} residents killed; {reconciled} \
+         reconciliations checked exact; {} files at the end",
         expected.len()
     );
-    // Most `index` runs must be killed mid-run, or this suite tests little.
-    let index_runs = iterations - residents;
+    // Most `index` iterations must end in a kill mid-run, or this suite tests little.
     assert!(
-        interrupted * 2 >= index_runs,
-        "only {interrupted} of {index_runs} `index` runs were killed mid-run"
+        interrupted * 2 >= index_iterations,
+        "only {interrupted} of {index_iterations} `index` iterations ended in a kill mid-run \
+         ({finished} runs were done first; last lengths: full {full_ms} ms, incremental \
+         {incremental_ms} ms; seed {seed})"
     );
     assert!(t.state_dir().join("data/.index.lock").exists());
 }
