@@ -280,8 +280,8 @@ impl Config {
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<()> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
@@ -289,14 +289,9 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(err("expected a JSON object at the top level".into()));
-        };
-        for (key, value) in &map {
+        for (key, value) in parse_file(&bytes).map_err(err)? {
             let known = self
-                .set(key, Raw::Json(value))
+                .set(&key, Raw::Json(&value))
                 .map_err(|e| err(format!("key \"{key}\": {e}")))?;
             if known {
                 self.origins.insert(key.clone(), path.display().to_string());
@@ -356,6 +351,30 @@ impl Config {
                     .into(),
             );
         }
+        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for glob in globs {
+                if let Err(e) = source_glob(glob) {
+                    return bad(key, format!("bad glob {glob:?}: {}", e.kind()));
+                }
+                if let Some(why) = matches_no_path(glob) {
+                    return bad(key, format!("{glob:?} can match no file: {why}"));
+                }
+            }
+        }
+        if let Some(culprit) = excludes_everything(&self.include, &self.exclude) {
+            let what = match culprit {
+                Some(glob) => format!("{glob:?} excludes"),
+                None => "together, its globs exclude".into(),
+            };
+            return bad(
+                "exclude",
+                format!(
+                    "{what} every file that include ({}) takes, so nothing would be \
+                     indexed: narrow it or remove it",
+                    self.include.join(", ")
+                ),
+            );
+        }
         for (name, dir) in [("data_dir", &self.data_dir), ("log_dir", &self.log_dir)] {
             if dir.as_os_str().is_empty() {
                 return bad(name, "must not be empty (it is a directory)".into());
@@ -402,6 +421,180 @@ impl Config {
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     }
+}
+
+/// config.json's keys and values, in order. A UTF-8 byte order mark (Notepad writes
+/// one) is skipped; UTF-16, a key given twice and anything but an object at the top
+/// level are refused with what to do.
+fn parse_file(bytes: &[u8]) -> std::result::Result<Vec<(String, Value)>, String> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(
+            "is not valid UTF-8: it starts with a UTF-16 byte order mark; save it \
+                    as UTF-8"
+                .into(),
+        );
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "is not valid UTF-8 (at byte {}): save it as UTF-8",
+            e.valid_up_to()
+        )
+    })?;
+    match serde_json::from_str::<Entries>(text) {
+        Ok(Entries(entries)) => Ok(entries),
+        // Valid JSON, but not a settings object (or a key twice): no "not valid JSON".
+        Err(e) if e.classify() == serde_json::error::Category::Data => Err(e.to_string()),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// A JSON object's entries in order. A key given twice is refused, as serde's derived
+/// `Deserialize` refuses a field given twice in an HTTP body (`duplicate field`):
+/// otherwise the last one would win without a word.
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object at the top level")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Entries, A::Error> {
+                let mut entries: Vec<(String, Value)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.iter().any(|(k, _)| *k == key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "key \"{key}\" is given twice; keep one"
+                        )));
+                    }
+                    let value = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// How an include or exclude glob is compiled, here and by the walk: matching names
+/// case-insensitively, as the formats are told apart (`README.MD` is Markdown).
+pub fn source_glob(pattern: &str) -> std::result::Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+}
+
+/// Why a glob can match no path the walk gives (`docs/a.md`: relative, `/`-separated,
+/// without `.`, `..` or empty parts), if it cannot.
+fn matches_no_path(pattern: &str) -> Option<String> {
+    if pattern.is_empty() {
+        return Some("an empty glob matches nothing".into());
+    }
+    if let Some(rest) = pattern.strip_prefix("./").or(pattern.strip_prefix('/')) {
+        return Some(format!(
+            "globs are relative to the project root: write {rest:?}"
+        ));
+    }
+    if pattern.ends_with('/') {
+        return Some(format!(
+            "globs match files, not directories: write \"{pattern}**\" for the files under it"
+        ));
+    }
+    let parts: Vec<&str> = pattern.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Some("paths under the root have no empty, \".\" or \"..\" parts".into());
+    }
+    None
+}
+
+/// A path `pattern` matches, with `fill` for each wildcard; `None` when it cannot
+/// tell (a negated class).
+fn sample(pattern: &str, fill: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => {
+                while chars.peek() == Some(&'*') {
+                    chars.next();
+                }
+                out.push_str(fill);
+            }
+            '?' => out.push('q'),
+            '[' => {
+                let first = chars.next()?;
+                if first == '!' || first == '^' {
+                    return None;
+                }
+                out.push(first);
+                while chars.next()? != ']' {}
+            }
+            '{' => {
+                let mut inner = String::new();
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        break;
+                    }
+                    inner.push(c);
+                }
+                out.push_str(&sample(inner.split(',').next()?, fill)?);
+            }
+            '\\' => out.push(chars.next()?),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// Whether the exclude globs leave nothing of what the include globs take, judged on
+/// sample paths of each include glob: `Some` with the one exclude glob that does it
+/// alone, if one does. `None` when something is left, or when it cannot be told.
+fn excludes_everything(include: &[String], exclude: &[String]) -> Option<Option<String>> {
+    if exclude.is_empty() {
+        return None;
+    }
+    let set = |globs: &[String]| {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in globs {
+            b.add(source_glob(g).ok()?);
+        }
+        b.build().ok()
+    };
+    let mut samples = Vec::new();
+    for glob in include {
+        let matcher = source_glob(glob).ok()?.compile_matcher();
+        let before = samples.len();
+        samples.extend(
+            ["zq7", "Wk-3"]
+                .iter()
+                .filter_map(|fill| sample(glob, fill))
+                .filter(|s| matcher.is_match(s)),
+        );
+        if samples.len() == before {
+            return None;
+        }
+    }
+    let excluded =
+        |globs: &[String]| set(globs).is_some_and(|set| samples.iter().all(|s| set.is_match(s)));
+    if !excluded(exclude) {
+        return None;
+    }
+    Some(
+        exclude
+            .iter()
+            .find(|g| excluded(std::slice::from_ref(g)))
+            .cloned(),
+    )
 }
 
 /// `DOC_SERVE_*` variables that are not config keys.
@@ -570,5 +763,66 @@ mod tests {
                 .unwrap()
                 .binds_loopback()
         );
+    }
+
+    #[test]
+    fn file_encoding_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let load = |bytes: &[u8]| {
+            std::fs::write(&file, bytes).unwrap();
+            Config::load(&file, &Environment::default(), &Flags::default())
+        };
+        assert_eq!(load(b"\xEF\xBB\xBF{\"port\": 7000}").unwrap().port, 7000);
+        let err = load(b"\xFF\xFE{\x00}\x00").unwrap_err().to_string();
+        assert!(
+            err.contains("UTF-16") && err.contains("config.json"),
+            "{err}"
+        );
+        let err = load(b"{\"port\": \xC3}").unwrap_err().to_string();
+        assert!(err.contains("not valid UTF-8 (at byte 9)"), "{err}");
+        let err = load(b"{\"port\": 1,\n \"port\": 2}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"port\" is given twice") && err.contains("line 2"),
+            "{err}"
+        );
+        assert!(!err.contains("not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn globs_are_checked() {
+        let err = |json: &str| load(Some(json), &[]).unwrap_err().to_string();
+        let e = err(r#"{"include": ["[z-a]"]}"#);
+        assert!(e.contains("include (set in") && e.contains("[z-a]"), "{e}");
+        for (json, needle) in [
+            (r#"{"include": ["./docs/*.md"]}"#, "write \"docs/*.md\""),
+            (r#"{"include": ["/docs/*.md"]}"#, "write \"docs/*.md\""),
+            (r#"{"exclude": ["drafts/"]}"#, "\"drafts/**\""),
+            (r#"{"exclude": ["a//b"]}"#, "empty"),
+            (r#"{"include": ["../x/*.md"]}"#, "\"..\""),
+            (r#"{"include": [""]}"#, "empty glob"),
+        ] {
+            assert!(err(json).contains(needle), "{json}: {}", err(json));
+        }
+        for everything in ["***", "**", "*", "**/*", "{a,**}", "?*"] {
+            let json = format!(r#"{{"exclude": ["drafts/**", "{everything}"]}}"#);
+            let e = err(&json);
+            assert!(
+                e.contains(&format!("{everything:?} excludes every file")),
+                "{json}: {e}"
+            );
+        }
+        let e =
+            err(r#"{"include": ["docs/**/*.md", "*.txt"], "exclude": ["docs/**", "**/*.TXT"]}"#);
+        assert!(e.contains("together"), "{e}");
+        for fine in [
+            r#"{"exclude": ["drafts/**", "**/*.txt"]}"#,
+            r#"{"include": ["docs/**/*.md"], "exclude": ["docs/old/**"]}"#,
+            r#"{"include": ["**/[!_]*.md"], "exclude": ["**"]}"#,
+        ] {
+            assert!(load(Some(fine), &[]).is_ok(), "{fine}");
+        }
     }
 }

@@ -314,7 +314,6 @@ impl Context {
         Ok(Context { env, project })
     }
 
-    /// Loads the configuration with `flags` on top, logging its warnings.
     /// The context of the shared daemon (`--shared`): its state dir is ~/.doc-serve.
     pub fn shared_daemon(env: Environment) -> anyhow::Result<Context> {
         let home = crate::shared::Home::of(&env)?;
@@ -332,13 +331,21 @@ impl Context {
         Context::shared_daemon(self.env.clone()).map(Some)
     }
 
-    /// The settings: the project's, or the shared daemon's. A project in shared mode
-    /// keeps its index and logs in the daemon's home (see [`crate::shared`]), so that
-    /// a standalone command works on the index the daemon serves.
+    /// The settings with `flags` on top (their warnings logged): the project's, or the
+    /// shared daemon's. A project in shared mode keeps its index and logs in the
+    /// daemon's home (see [`crate::shared`]), so that a standalone command works on the
+    /// index the daemon serves.
     pub fn config(&self, flags: &Flags) -> anyhow::Result<Config> {
         let config = self.load_config(flags)?;
+        // A command may load the settings more than once (its own, then to find the
+        // shared daemon, then to start a resident): each warning is shown once.
+        static SHOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut shown = SHOWN.lock().unwrap_or_else(|p| p.into_inner());
         for w in &config.warnings {
-            tracing::warn!("{w}");
+            if !shown.contains(w) {
+                tracing::warn!("{w}");
+                shown.push(w.clone());
+            }
         }
         Ok(config)
     }

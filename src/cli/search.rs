@@ -102,6 +102,20 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
             (summary, files, chunks)
         }
     };
+    if summary.scanned == 0 {
+        tracing::warn!(
+            "no file under {} is a source (include: {}; exclude: {}): check include and \
+             exclude in {}, and the ignore files",
+            ctx.project.root.display(),
+            config.include.join(", "),
+            if config.exclude.is_empty() {
+                "none".into()
+            } else {
+                config.exclude.join(", ")
+            },
+            ctx.project.config_file().display()
+        );
+    }
     let report = json!({ "summary": summary, "files": files, "chunks": chunks });
     output::emit(json, &report, |out| {
         writeln!(

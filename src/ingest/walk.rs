@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::{Deserialize, Serialize};
@@ -93,8 +93,7 @@ fn error_path(e: &ignore::Error) -> Option<&Path> {
 fn globset(patterns: &[String], key: &str) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        // Case-insensitive, as the formats are told apart (`README.MD` is Markdown).
-        let glob = GlobBuilder::new(p).case_insensitive(true).build();
+        let glob = crate::config::source_glob(p);
         let glob = glob.map_err(|e| Error::Setting {
             name: key.into(),
             message: format!("bad glob {p:?}: {e}"),

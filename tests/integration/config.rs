@@ -138,3 +138,52 @@ fn existing_data_and_log_dirs_keep_their_mode() {
     t.ok(&["index"]);
     assert_eq!(mode_of(&fresh), 0o700);
 }
+
+/// The mistakes themselves are `bad_input::state_dir::garbage_config_json`'s cases.
+#[test]
+fn a_byte_order_mark_is_no_mistake() {
+    let t = TestEnv::new();
+    std::fs::create_dir_all(t.project.join("docs")).unwrap();
+    std::fs::write(t.project.join("docs/a.md"), "# A\n\nalpha\n").unwrap();
+    std::fs::write(t.project.join("docs/b.txt"), "alpha\n").unwrap();
+    t.ok(&["init"]);
+    // Notepad writes one.
+    std::fs::write(
+        t.state_file("config.json"),
+        b"\xEF\xBB\xBF{\"include\": [\"docs/**/*.md\"]}",
+    )
+    .unwrap();
+    let out = t.ok(&["query", "alpha"]);
+    assert!(out.contains("docs/a.md") && !out.contains("b.txt"), "{out}");
+}
+
+#[test]
+fn an_unknown_key_is_warned_about_once_and_an_empty_walk_is_explained() {
+    let t = TestEnv::new();
+    std::fs::create_dir_all(t.project.join("docs")).unwrap();
+    std::fs::write(t.project.join("docs/a.md"), "# A\n\nalpha\n").unwrap();
+    t.ok(&["init"]);
+    std::fs::write(t.state_file("config.json"), r#"{"prot": 1}"#).unwrap();
+    for args in [&["query", "alpha"][..], &["index"], &["status"], &["where"]] {
+        let out = t.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.matches("unknown key \"prot\"").count(),
+            1,
+            "{args:?}: {err}"
+        );
+    }
+
+    std::fs::write(
+        t.state_file("config.json"),
+        r#"{"include": ["manual/**/*.md"]}"#,
+    )
+    .unwrap();
+    let out = t.run(&["index"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no file under") && err.contains("manual/**/*.md"),
+        "{err}"
+    );
+}

@@ -160,14 +160,27 @@ fn broken_settings_and_stale_files_are_named_with_their_fixes() {
         "doctor removed a file"
     );
 
-    // An unknown include glob is the sources' failure, with the rest checked.
+    // A bad include glob is a setting's failure, naming the file and the key, as every
+    // command reports it.
     std::fs::write(t.state_file("config.json"), r#"{"include": ["[z-a]"]}"#).unwrap();
     let report = t.json_code(&["doctor", "--json"], 1);
-    assert_eq!(check(&report, "config").0, "ok", "{report:#}");
-    let (status, detail, _) = check(&report, "sources");
-    assert_eq!(status, "fail");
-    assert!(detail.contains("[z-a]"), "{detail}");
-    assert_eq!(check(&report, "index").0, "warn");
+    let (status, detail, _) = check(&report, "config");
+    assert_eq!(status, "fail", "{report:#}");
+    assert!(
+        detail.contains("[z-a]")
+            && detail.contains("include (set in")
+            && detail.contains("config.json"),
+        "{detail}"
+    );
+    for name in ["sources", "index"] {
+        assert_eq!(check(&report, name).0, "skip", "{name}");
+    }
+    // So is an exclude that leaves nothing to index.
+    std::fs::write(t.state_file("config.json"), r#"{"exclude": ["***"]}"#).unwrap();
+    let report = t.json_code(&["doctor", "--json"], 1);
+    let (status, detail, _) = check(&report, "config");
+    assert_eq!(status, "fail", "{report:#}");
+    assert!(detail.contains("nothing would be indexed"), "{detail}");
 
     // A state dir that is a file: nothing in it can be checked.
     std::fs::remove_dir_all(t.state_dir()).unwrap();

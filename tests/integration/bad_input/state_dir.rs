@@ -16,12 +16,45 @@ fn garbage_config_json() {
     let good = std::fs::read(&config).unwrap();
     let r = serving(&mut t);
     let runtime = std::fs::read(t.state_file("runtime.json")).unwrap();
-    let cases: [(&[u8], &[&str]); 5] = [
+    let cases: [(&[u8], &[&str]); 12] = [
         (b"{\"port\": 1,", &["not valid JSON"]),
         (b"{\"port\": \"high\"}", &["\"port\""]),
         (b"{\"include\": \"*.md\"}", &["\"include\""]),
         (b"[1, 2]", &["JSON object"]),
-        (b"\xff\xfe\x00garbage", &["valid UTF-8"]),
+        (
+            b"\xef\xbb\xbf{\"port\": 1,\n \"port\": 2}",
+            &["\"port\" is given twice", "line 2"],
+        ),
+        (
+            br#"{"include": ["[z-a]"]}"#,
+            &["include (set in", "bad glob \"[z-a]\""],
+        ),
+        (
+            br#"{"exclude": ["***"]}"#,
+            &[
+                "exclude",
+                "\"***\" excludes every file",
+                "nothing would be indexed",
+            ],
+        ),
+        (
+            br#"{"include": ["docs/**/*.md"], "exclude": ["docs/**"]}"#,
+            &["exclude", "\"docs/**\" excludes every file"],
+        ),
+        (
+            br#"{"include": ["**/*.md", "**/*.txt"], "exclude": ["*.md", "**/*.TXT"]}"#,
+            &["together, its globs exclude every file"],
+        ),
+        (
+            br#"{"include": ["./docs/*.md"]}"#,
+            &["include", "can match no file", "write \"docs/*.md\""],
+        ),
+        (
+            br#"{"exclude": ["drafts/"]}"#,
+            &["exclude", "\"drafts/**\""],
+        ),
+        // Last: `stop` below still stops the resident past it.
+        (b"\xff\xfe\x00garbage", &["valid UTF-8", "UTF-16"]),
     ];
     for (bytes, needles) in cases {
         std::fs::write(&config, bytes).unwrap();
@@ -31,10 +64,12 @@ fn garbage_config_json() {
             &["start"],
             &["status"],
             &["mcp"],
+            &["serve"],
         ] {
             let mut all = vec![config.to_str().unwrap()];
             all.extend_from_slice(needles);
-            fails(&t, args, &all);
+            let err = fails(&t, args, &all);
+            assert!(!err.contains("cannot open the index"), "{err}");
         }
         // Nothing was rewritten, and the resident goes on serving as configured.
         assert_eq!(std::fs::read(&config).unwrap(), bytes);
