@@ -153,8 +153,22 @@ pub async fn health(state: &RuntimeState) -> Result<(), String> {
 }
 
 /// Why each discovery file present is stale, given that no resident holds the lock.
+/// A PID is judged once: when runtime.json and the PID file name the same one (a
+/// resident killed with SIGKILL, maybe a zombie not yet reaped), both say the same.
 fn stale_files(project: &Project, runtime: &RuntimeFile, pid: Option<u32>) -> Vec<StaleFile> {
     let mut stale = Vec::new();
+    let recorded = match runtime {
+        RuntimeFile::Valid(s) => Some((s.pid, process::check(s.pid, &s.process))),
+        _ => None,
+    };
+    let left_by = |pid: u32, liveness: &Liveness| match liveness {
+        Liveness::Dead => format!("left by pid {pid}, which has exited"),
+        Liveness::Reused { name } => format!(
+            "left by pid {pid}, a number now reused by another program ({}); it will not be signalled",
+            name.as_deref().unwrap_or("unknown")
+        ),
+        Liveness::Ours => format!("left by pid {pid}, which no longer serves (shutting down)"),
+    };
     let reason = match runtime {
         RuntimeFile::Missing => None,
         RuntimeFile::Garbage(why) => Some(format!("truncated or garbage ({why})")),
@@ -162,18 +176,7 @@ fn stale_files(project: &Project, runtime: &RuntimeFile, pid: Option<u32>) -> Ve
             "{}; no resident holds the lock",
             runtime.describe()
         )),
-        RuntimeFile::Valid(s) => Some(match process::check(s.pid, &s.process) {
-            Liveness::Dead => format!("left by pid {}, which has exited", s.pid),
-            Liveness::Reused { name } => format!(
-                "left by pid {}, a number now reused by another program ({}); it will not be signalled",
-                s.pid,
-                name.as_deref().unwrap_or("unknown")
-            ),
-            Liveness::Ours => format!(
-                "left by pid {}, which no longer serves (shutting down)",
-                s.pid
-            ),
-        }),
+        RuntimeFile::Valid(_) => recorded.as_ref().map(|(pid, l)| left_by(*pid, l)),
     };
     if let Some(reason) = reason {
         stale.push(StaleFile {
@@ -182,14 +185,17 @@ fn stale_files(project: &Project, runtime: &RuntimeFile, pid: Option<u32>) -> Ve
         });
     }
     if project.pid_file().exists() {
-        let reason = match pid {
-            None => "not a PID".to_owned(),
-            Some(pid) if process::exists(pid) => {
-                format!(
+        let reason = match (pid, &recorded) {
+            (None, _) => "not a PID".to_owned(),
+            (Some(pid), Some((same, liveness))) if pid == *same => left_by(pid, liveness),
+            // Nothing to check its identity against: alive (a zombie is not) is all
+            // that can be told.
+            (Some(pid), _) => match process::check(pid, &process::Identity::default()) {
+                Liveness::Dead => format!("left by pid {pid}, which has exited"),
+                _ => format!(
                     "pid {pid} is alive but does not hold the lock: not a resident of this project"
-                )
-            }
-            Some(pid) => format!("left by pid {pid}, which has exited"),
+                ),
+            },
         };
         stale.push(StaleFile {
             path: project.pid_file(),

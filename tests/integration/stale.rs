@@ -209,6 +209,46 @@ fn files_left_by_kill_9() {
     assert_ne!(t.events().last().unwrap()["pid"], old["pid"]);
 }
 
+/// Right after `kill -9`, before anyone reaps the resident (a zombie, as under a PID 1
+/// that never reaps), runtime.json and the PID file name the same dead PID: both
+/// say it has exited, neither that it is alive.
+#[test]
+fn a_zombie_resident_is_dead_in_every_reason() {
+    let mut t = TestEnv::new();
+    let pid = t.spawn_serve(&[]);
+    t.wait_runtime(Duration::from_secs(15));
+    signal(pid, Signal::SIGKILL);
+    wait_for(Duration::from_secs(10), "a zombie", || {
+        (!alive(pid)).then_some(())
+    });
+    // Its last threads hold the lock a moment longer ("starting" meanwhile).
+    let status = wait_for(Duration::from_secs(10), "the lock freed", || {
+        let status = t.json_code(&["status", "--json"], 1);
+        (status["state"] != "starting").then_some(status)
+    });
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "a zombie until reaped below"
+    );
+    let reasons: Vec<&str> = status["stale"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{status}");
+    for r in &reasons {
+        assert_eq!(
+            *r,
+            format!("left by pid {pid}, which has exited"),
+            "{status}"
+        );
+    }
+    assert_eq!(t.wait_child(pid, Duration::from_secs(10)), None);
+    assert_recovers(&t, "has exited");
+}
+
 #[test]
 fn stop_cleans_stale_files_without_signalling() {
     let mut t = TestEnv::new();
