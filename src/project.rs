@@ -123,6 +123,44 @@ impl Project {
         Ok(Project::at(cwd, RootReason::CurrentDir))
     }
 
+    /// Why this root is too broad to index unless it is named: the home directory, or
+    /// a directory above it (`/`), reached by a marker that does not say "a project"
+    /// (a dotfiles `.git` in the home directory) or as the current directory. A root
+    /// given with `--path` or `DOC_SERVE_PROJECT`, registered, or initialised
+    /// (`.claude/doc-serve/config.json`) is the user's choice and is never refused.
+    pub fn too_broad(&self, home: Option<&Path>) -> Option<String> {
+        let named = matches!(
+            self.reason,
+            RootReason::Flag
+                | RootReason::Env
+                | RootReason::Instance
+                | RootReason::StateDir
+                | RootReason::SharedDaemon
+                | RootReason::Registered
+        );
+        if named {
+            return None;
+        }
+        let home = home.and_then(|h| h.canonicalize().ok());
+        let what = if self.root.parent().is_none() {
+            "the filesystem root"
+        } else if home.as_deref() == Some(self.root.as_path()) {
+            "your home directory"
+        } else if home.is_some_and(|h| h.starts_with(&self.root)) {
+            "above your home directory"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "{} is {what} ({}): doc-serve would index everything under it. Run doc-serve in \
+             a project (a git repository, or a directory holding .claude/), or name this \
+             one if that is what you want: --path {} (or DOC_SERVE_PROJECT)",
+            self.root.display(),
+            self.reason,
+            self.root.display()
+        ))
+    }
+
     /// A project at an already canonical root.
     pub fn at(root: PathBuf, reason: RootReason) -> Project {
         let state_dir = root.join(STATE_DIR);
@@ -276,5 +314,39 @@ mod tests {
         let id = project_id(Path::new("/home/u/proj"));
         assert_eq!(id.len(), 10);
         assert!(id.starts_with("p_"));
+    }
+
+    #[test]
+    fn home_and_root_must_be_named() {
+        let t = tempfile::tempdir().unwrap();
+        let home = t.path().canonicalize().unwrap().join("home");
+        fs::create_dir_all(home.join("src/app")).unwrap();
+        let at = |dir: &Path| resolve(dir, Some(&home));
+        assert!(
+            at(&home)
+                .too_broad(Some(&home))
+                .unwrap()
+                .contains("home directory")
+        );
+        assert!(
+            at(t.path())
+                .too_broad(Some(&home))
+                .unwrap()
+                .contains("above your home")
+        );
+        assert!(at(&home.join("src/app")).too_broad(Some(&home)).is_none());
+        let root = Project::at(PathBuf::from("/"), RootReason::CurrentDir);
+        assert!(root.too_broad(None).unwrap().contains("filesystem root"));
+        // A dotfiles repository makes the home directory a git top-level: still refused.
+        fs::create_dir(home.join(".git")).unwrap();
+        assert_eq!(at(&home.join("src")).reason, RootReason::Git);
+        assert!(at(&home.join("src")).too_broad(Some(&home)).is_some());
+        for reason in [RootReason::Flag, RootReason::Env] {
+            let named = Project::resolve(Some((&home, reason)), t.path(), Some(&home)).unwrap();
+            assert!(named.too_broad(Some(&home)).is_none());
+        }
+        fs::create_dir_all(home.join(STATE_DIR)).unwrap();
+        fs::write(home.join(STATE_DIR).join("config.json"), "{}").unwrap();
+        assert!(at(&home).too_broad(Some(&home)).is_none());
     }
 }

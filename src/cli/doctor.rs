@@ -82,7 +82,23 @@ impl Check {
 
 pub fn run(ctx: &Context, json: bool) -> anyhow::Result<i32> {
     let mut report = Report::default();
-    if check_state_dir(&ctx.project, &mut report) {
+    if let Some(why) = ctx.project.too_broad(ctx.env.home.as_deref()) {
+        // Walking it would read the whole home directory: nothing else is checked.
+        report
+            .add("project", Status::Fail, why)
+            .fix("run doc-serve in a project, or name this one with --path");
+        report.skip(
+            &[
+                "state dir",
+                "config",
+                "supervisor",
+                "resident",
+                "sources",
+                "index",
+            ],
+            "the project root is refused",
+        );
+    } else if check_state_dir(&ctx.project, &mut report) {
         let config = check_config(ctx, &mut report);
         let listening = check_supervisor(ctx, &mut report);
         let running = check_resident(ctx, config.as_ref(), listening, &mut report)?;

@@ -160,6 +160,8 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         };
         addresses.push(json!({ "address": format!("http://{host}:{}", config.port), "source": "configured bind_host:port" }));
     }
+    // Commands that would index it refuse this root: say so, and why.
+    let too_broad = project.too_broad(ctx.env.home.as_deref());
     let report = json!({
         "project_root": project.root,
         "reason": project.reason,
@@ -174,6 +176,7 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         "runtime": runtime.describe(),
         "addresses": addresses,
         "instance": instance,
+        "refused": too_broad,
     });
     output::emit(json, &report, |out| {
         writeln!(
@@ -182,6 +185,9 @@ pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {
             project.root.display(),
             project.reason
         )?;
+        if let Some(why) = &too_broad {
+            writeln!(out, "refused:      {why}")?;
+        }
         writeln!(out, "state dir:    {}", project.state_dir.display())?;
         writeln!(out, "project id:   {}", project.id())?;
         writeln!(

@@ -401,6 +401,20 @@ pub fn run() -> anyhow::Result<i32> {
         | Command::Status { shared: true, .. } => Context::shared_daemon(env)?,
         _ => Context::new(env, cli.path.as_deref())?,
     };
+    // Commands that would index or serve the project refuse a root nobody chose that
+    // holds the whole home directory (`where` shows it, with the reason).
+    let indexes = matches!(
+        cli.command,
+        Command::Init { .. }
+            | Command::Serve(_)
+            | Command::Start { .. }
+            | Command::Index { .. }
+            | Command::Query { .. }
+            | Command::Mcp
+    );
+    if indexes && let Some(why) = ctx.project.too_broad(ctx.env.home.as_deref()) {
+        anyhow::bail!(why);
+    }
     match cli.command {
         Command::Init { mode, json } => init::run(&ctx, mode.into(), json),
         Command::Serve(args) => serve::run(&ctx, &args),

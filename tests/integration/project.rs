@@ -99,3 +99,69 @@ fn init_creates_a_private_state_dir() {
     let text = std::fs::read_to_string(t2.state_file("config.json")).unwrap();
     assert!(text.contains("\"shared\""), "{text}");
 }
+
+/// In a home directory with no project marker (or with only a dotfiles `.git`), the
+/// commands that would index or serve refuse, with the way to name it; `where` and
+/// `doctor` say why; named or initialised, it is served.
+#[test]
+fn a_home_directory_is_indexed_only_when_named() {
+    let mut t = TestEnv::new();
+    let home = t.root().join("home");
+    std::fs::write(home.join("notes.md"), "# Notes\n\nalpha\n").unwrap();
+    let in_home = |t: &TestEnv, args: &[&str]| t.cmd(args).current_dir(&home).output().unwrap();
+    for dotfiles in [false, true] {
+        if dotfiles {
+            std::fs::create_dir(home.join(".git")).unwrap();
+        }
+        for args in [
+            &["query", "alpha"][..],
+            &["index"],
+            &["start"],
+            &["serve"],
+            &["mcp"],
+            &["init"],
+        ] {
+            let out = in_home(&t, args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("is your home directory") && err.contains("--path"),
+                "{args:?}: {err}"
+            );
+        }
+        assert!(!home.join(".claude").exists(), "nothing was created");
+        let v: serde_json::Value =
+            serde_json::from_slice(&in_home(&t, &["where", "--json"]).stdout).unwrap();
+        assert!(
+            v["refused"].as_str().unwrap().contains("home directory"),
+            "{v}"
+        );
+        let out = in_home(&t, &["doctor", "--json"]);
+        assert_eq!(out.status.code(), Some(1));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["checks"][0]["check"], "project", "{v}");
+        assert_eq!(v["checks"][0]["status"], "fail", "{v}");
+    }
+    // Above the home directory too.
+    let out = t
+        .cmd(&["query", "alpha"])
+        .current_dir(t.root())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("above your home directory"));
+
+    // Named, it is indexed.
+    let out = in_home(&t, &["--path", ".", "query", "alpha"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("notes.md"));
+    t.set("DOC_SERVE_PROJECT", home.to_str().unwrap());
+    assert!(in_home(&t, &["query", "alpha"]).status.success());
+    // Initialised (by name), it no longer needs naming.
+    assert!(in_home(&t, &["init"]).status.success());
+    t.set("DOC_SERVE_PROJECT", "");
+    let out = in_home(&t, &["query", "alpha"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
