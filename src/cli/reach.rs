@@ -6,7 +6,8 @@
 //! started now; else none, and the command runs standalone. Stale discovery files are
 //! cleaned up on the way. A resident that turns out unreachable when asked (refused,
 //! socket gone: see [`crate::client::ClientError::is_unreachable`]) sends the caller to
-//! the next way; any other failure is an error worth showing.
+//! the next way; any other failure is an error worth showing, and so is a resident that
+//! holds the lock and accepts connections but does not answer (its PID named).
 //!
 //! A project whose config says mode "shared" is served by the shared daemon, found the
 //! same way from `~/.doc-serve` (or the socket of `doc-serve.socket`), and started with
@@ -34,8 +35,9 @@ pub struct Remote {
     pub endpoint: Endpoint,
     /// The bearer token, for TCP; none over a Unix socket.
     pub token: Option<String>,
-    /// Where it is, for messages: a base URL or `unix:PATH`.
+    /// Where it is, for messages: a base URL or `unix:PATH`, and its PID when known.
     pub base_url: String,
+    pub pid: Option<u32>,
     /// The connection kept open between calls (clones share it).
     conn: Arc<Mutex<Option<Conn>>>,
     /// On the shared daemon: `/projects/{id}`, put before every path.
@@ -48,18 +50,22 @@ pub struct Remote {
 impl Remote {
     pub fn of(state: &RuntimeState) -> anyhow::Result<Remote> {
         // The Unix socket needs no token and skips TCP; the mode 0700 state dir guards it.
-        if let Some(path) = state.socket_path.as_ref().filter(|p| p.exists()) {
-            return Ok(Remote::new(
+        let remote = match state.socket_path.as_ref().filter(|p| p.exists()) {
+            Some(path) => Remote::new(
                 Endpoint::Unix(path.clone()),
                 None,
                 format!("unix:{}", path.display()),
-            ));
-        }
-        Ok(Remote::new(
-            Endpoint::parse(&state.base_url).map_err(anyhow::Error::msg)?,
-            Some(state.token.clone()),
-            state.base_url.clone(),
-        ))
+            ),
+            None => Remote::new(
+                Endpoint::parse(&state.base_url).map_err(anyhow::Error::msg)?,
+                Some(state.token.clone()),
+                state.base_url.clone(),
+            ),
+        };
+        Ok(Remote {
+            pid: Some(state.pid),
+            ..remote
+        })
     }
 
     fn new(endpoint: Endpoint, token: Option<String>, base_url: String) -> Remote {
@@ -67,9 +73,18 @@ impl Remote {
             endpoint,
             token,
             base_url,
+            pid: None,
             conn: Arc::default(),
             prefix: String::new(),
             register: None,
+        }
+    }
+
+    /// Where it is and its PID, for messages: `http://127.0.0.1:4242 (pid 17)`.
+    pub fn describe(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("{} (pid {pid})", self.base_url),
+            None => self.base_url.clone(),
         }
     }
 
@@ -201,8 +216,34 @@ pub fn find(
             let (state, _) = lifecycle::ensure_running(ctx, None)?;
             return Remote::of(&state).map(Some);
         }
-        // Held by a resident that does not answer (yet): standalone is safe meanwhile.
-        Resident::Starting { .. } | Resident::Unresponsive { .. } => return Ok(None),
+        // Held by a resident starting up: standalone is safe meanwhile.
+        Resident::Starting { .. } => return Ok(None),
+        // One that took the connection and never answered (stopped, hung, swamped):
+        // answering from the disk instead would hide it. Only a refused connection or
+        // a missing socket means "next way" (a resident shutting down has closed its
+        // listeners before removing runtime.json).
+        Resident::Unresponsive { state, why } => {
+            let remote = Remote::of(&state)?;
+            let connect = rt.block_on(async {
+                tokio::time::timeout(discovery::HEALTH_TIMEOUT, Conn::open(&remote.endpoint)).await
+            });
+            if let Ok(Err(e)) = connect
+                && e.is_unreachable()
+            {
+                tracing::info!(
+                    "{} is unreachable ({e}); running standalone",
+                    remote.base_url
+                );
+                return Ok(None);
+            }
+            anyhow::bail!(
+                "the resident of {} (pid {}) holds the lifetime lock but does not answer: {why}. \
+             `doc-serve status` shows it; `doc-serve stop` stops it (with SIGCONT if it \
+             was stopped), `stop --force` kills it",
+                ctx.project.root.display(),
+                state.pid
+            )
+        }
     }
     if let Some(instance) = supervisor::serving(&ctx.env, &ctx.project) {
         if instance.socket_path.exists() {

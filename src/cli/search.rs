@@ -75,7 +75,7 @@ fn delegate<T>(
             status, message, ..
         }) if status == StatusCode::BAD_REQUEST => Err(anyhow::Error::msg(message)),
         Err(e) => {
-            Err(anyhow::Error::new(e).context(format!("the resident at {}", resident.base_url)))
+            Err(anyhow::Error::new(e).context(format!("the resident at {}", resident.describe())))
         }
     }
 }

@@ -189,6 +189,19 @@ fn unresponsive_resident_is_reported_not_duplicated() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not answer"), "{err}");
+    // The clients that would ask it say so too, naming it, rather than answering from
+    // the disk as if nothing ran (only a refused connection means "next way").
+    for args in [&["query", "alpha"][..], &["index"]] {
+        let started = std::time::Instant::now();
+        let out = t.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("does not answer") && err.contains(&format!("pid {pid}")),
+            "{args:?}: {err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?}");
+    }
     // stop sends SIGCONT after SIGTERM, so a stopped resident still shuts down cleanly.
     t.ok(&["stop"]);
     assert_eq!(t.wait_child(pid, Duration::from_secs(10)), Some(0));
