@@ -23,6 +23,7 @@ use crate::error::exit;
 use crate::ingest::sync::Indexer;
 use crate::mcp::{Backend, Op, Tools, stdio, unavailable};
 use crate::server::http::ApiError;
+use crate::server::indexing::standalone_freshness;
 use crate::server::routes::{engine_error, read_document};
 
 /// A tool call may wait this long for the resident (a full reindex takes a while).
@@ -187,22 +188,24 @@ fn standalone(
                     max_per_file,
                 })
                 .map_err(engine_error)?;
-            Ok(serde_json::to_value(resp).unwrap_or_default())
+            let mut v = serde_json::to_value(resp).unwrap_or_default();
+            v["index"] = standalone_freshness(&indexer.engine);
+            Ok(v)
         }
         Op::Read { path, lines } => read_document(&indexer.sources, &path, &lines),
         Op::Status => {
-            let (files, chunks) = counts()?;
+            counts()?;
             Ok(json!({
                 "mode": "standalone",
                 "project_root": root,
                 "message": "no resident could be started: answering from the index on disk",
-                "index": {"files": files, "chunks": chunks},
+                "index": standalone_freshness(&indexer.engine),
             }))
         }
         Op::Reindex { full } => {
             let summary = indexer.reconcile(full, &mut |_| {}).map_err(engine_error)?;
-            let (files, chunks) = counts()?;
-            Ok(json!({"summary": summary, "index": {"files": files, "chunks": chunks}}))
+            counts()?;
+            Ok(json!({"summary": summary, "index": standalone_freshness(&indexer.engine)}))
         }
     }
 }

@@ -129,6 +129,10 @@ pub enum Command {
         /// Only hits whose path starts with this
         #[arg(long, value_name = "PREFIX")]
         path_prefix: Option<String>,
+        /// Most seconds to wait for a resident's first index (default 20, at most 120;
+        /// 0: answer from what is indexed so far)
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -430,8 +434,9 @@ pub fn run() -> anyhow::Result<i32> {
             query,
             limit,
             path_prefix,
+            wait,
             json,
-        } => search::query(&ctx, &query.join(" "), limit, path_prefix, json),
+        } => search::query(&ctx, &query.join(" "), limit, path_prefix, wait, json),
         Command::Doctor { json } => doctor::run(&ctx, json),
         Command::Install { supervisor, args } => install::install(&ctx, supervisor, &args),
         Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),

@@ -80,6 +80,15 @@ impl Remote {
         }
     }
 
+    /// The same resident on a connection of its own, for a call made while another
+    /// call waits on the kept one.
+    pub fn detached(&self) -> Remote {
+        Remote {
+            conn: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// Where it is and its PID, for messages: `http://127.0.0.1:4242 (pid 17)`.
     pub fn describe(&self) -> String {
         match self.pid {

@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::config::{Config, Flags};
 use crate::engine::search::{Request, Response};
 use crate::error::exit;
 use crate::ingest::sync::{Indexer, Summary};
+use crate::server::indexing::standalone_freshness;
 
 /// A progress bar on a terminal, nothing otherwise.
 fn progress_bar(enabled: bool) -> Option<ProgressBar> {
@@ -137,11 +139,20 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// A query's answer as `/query` gives it: the search's, and the index's freshness.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    #[serde(flatten)]
+    response: Response,
+    index: Value,
+}
+
 pub fn query(
     ctx: &Context,
     q: &str,
     limit: usize,
     path_prefix: Option<String>,
+    wait: Option<u64>,
     json: bool,
 ) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
@@ -152,20 +163,82 @@ pub fn query(
     if let Some(p) = &path_prefix {
         qs.append_pair("path_prefix", p);
     }
+    if let Some(w) = wait {
+        qs.append_pair("wait", &w.to_string());
+    }
     let path = format!("/query?{}", qs.finish());
+    let show_progress = !json && std::io::stderr().is_terminal();
     let delegated = delegate(ctx, config.autostart, async |r| {
-        r.call(Method::GET, &path, None, QUERY_TIMEOUT).await
+        let query = r.call(Method::GET, &path, None, QUERY_TIMEOUT);
+        if show_progress {
+            with_progress(r, query).await
+        } else {
+            query.await
+        }
     })?;
-    let resp = match delegated {
+    let answer: Answer = match delegated {
         Some(v) => serde_json::from_value(v).context("the resident's /query answer")?,
         None => standalone_query(ctx, &config, q, limit, path_prefix)?,
     };
-    print_hits(&resp, json)?;
-    Ok(if resp.hits.is_empty() {
+    if answer.index["indexing"] == true {
+        let progress = match answer.index["progress"].as_array().map(Vec::as_slice) {
+            Some([done, total]) => format!(" ({done} of {total} files)"),
+            _ => String::new(),
+        };
+        tracing::warn!(
+            "the index is still being built{progress}: these results may be incomplete; \
+             ask again in a moment"
+        );
+    }
+    output::emit(json, &answer, |out| print_hits(out, &answer.response))?;
+    Ok(if answer.response.hits.is_empty() {
         exit::NOTHING
     } else {
         exit::OK
     })
+}
+
+/// Runs `query`; when it has not answered within half a second (the resident is
+/// building its first index, and the search waits for it), shows the index's progress
+/// from `/status` on a bar until it does.
+async fn with_progress<T>(remote: &reach::Remote, query: impl Future<Output = T>) -> T {
+    let status = remote.detached();
+    let mut query = std::pin::pin!(query);
+    let mut bar: Option<ProgressBar> = None;
+    loop {
+        let pause = if bar.is_none() { 500 } else { 200 };
+        tokio::select! {
+            answer = &mut query => {
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                return answer;
+            }
+            () = tokio::time::sleep(Duration::from_millis(pause)) => {
+                let bar = bar.get_or_insert_with(|| {
+                    let b = ProgressBar::new(0);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} waiting for the first index: {pos}/{len} files [{bar:30}] {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    b
+                });
+                let now = status
+                    .call(Method::GET, "/status", None, Duration::from_secs(2))
+                    .await;
+                if let Ok(v) = now
+                    && let Some([done, total]) = v["index"]["progress"].as_array().map(Vec::as_slice)
+                {
+                    bar.set_length(total.as_u64().unwrap_or_default());
+                    bar.set_position(done.as_u64().unwrap_or_default());
+                }
+                bar.tick();
+            }
+        }
+    }
 }
 
 /// The query answered in this process. The index is only read, unless it was never
@@ -177,7 +250,7 @@ fn standalone_query(
     q: &str,
     limit: usize,
     path_prefix: Option<String>,
-) -> anyhow::Result<Response> {
+) -> anyhow::Result<Answer> {
     let indexer = super::open_indexer(ctx, config)?;
     if indexer.engine.counts()?.0 == 0 {
         tracing::warn!(
@@ -192,28 +265,30 @@ fn standalone_query(
         path_prefix,
         max_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
     };
-    Ok(indexer.engine.search(&req)?)
+    Ok(Answer {
+        response: indexer.engine.search(&req)?,
+        index: standalone_freshness(&indexer.engine),
+    })
 }
 
-pub fn print_hits(resp: &Response, json: bool) -> anyhow::Result<()> {
-    output::emit(json, resp, |out| {
-        if resp.hits.is_empty() {
-            writeln!(out, "no results for {:?}", resp.query)?;
-        }
-        for h in resp.hits.iter() {
-            let trail = if h.headings.is_empty() {
-                h.title.clone()
-            } else {
-                h.headings.join(" > ")
-            };
-            writeln!(
-                out,
-                "{}:{}-{}  {}  ({:.2})",
-                h.path, h.line_start, h.line_end, trail, h.score
-            )?;
-            let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
-            writeln!(out, "    {snippet}")?;
-        }
-        Ok(())
-    })
+/// Hits as text: path, line range, heading trail and score, then the snippet.
+fn print_hits(out: &mut dyn std::io::Write, resp: &Response) -> std::io::Result<()> {
+    if resp.hits.is_empty() {
+        writeln!(out, "no results for {:?}", resp.query)?;
+    }
+    for h in resp.hits.iter() {
+        let trail = if h.headings.is_empty() {
+            h.title.clone()
+        } else {
+            h.headings.join(" > ")
+        };
+        writeln!(
+            out,
+            "{}:{}-{}  {}  ({:.2})",
+            h.path, h.line_start, h.line_end, trail, h.score
+        )?;
+        let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
+        writeln!(out, "    {snippet}")?;
+    }
+    Ok(())
 }

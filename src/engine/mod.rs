@@ -404,6 +404,13 @@ impl Engine {
         }))
     }
 
+    /// When the last commit was made, as its payload says (see `Lease::commit`).
+    pub fn last_commit_at(&self) -> Option<String> {
+        let payload = self.index.load_metas().ok()?.payload?;
+        let v: serde_json::Value = serde_json::from_str(&payload).ok()?;
+        v["at"].as_str().map(String::from)
+    }
+
     /// (files, chunks) in the current reader.
     pub fn counts(&self) -> Result<(u64, u64)> {
         let searcher = self.reader.searcher();

@@ -34,9 +34,6 @@ heading trail and a snippet. Then read_doc a hit's path with its line range (or 
 heading) to read the whole section. The index follows file edits by itself; \
 index_status says how fresh it is, and reindex is only needed after a bulk change.";
 
-/// How long a search that finds nothing waits for a first index still being built.
-const FIRST_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-
 /// What a tool asks of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -384,24 +381,9 @@ impl<B: Backend> ServerHandler for Tools<B> {
             Ok(op) => op,
             Err(message) => return Ok(tool_error(message)),
         };
-        let mut answer = self.0.run(op.clone()).await;
-        // A resident just started for this session answers before its first index is
-        // built; "nothing found" from a half-built index would mislead the model. Once
-        // a search waits, it waits for the index to be done, not for the first batch
-        // that has some hits: those may be fewer, or other, than the complete answer.
-        let deadline = std::time::Instant::now() + FIRST_INDEX_WAIT;
-        let mut waited = false;
-        while matches!(op, Op::Search { .. })
-            && answer.as_ref().is_ok_and(|v| {
-                v["index"]["indexing"] == true
-                    && (waited || v["hits"].as_array().is_none_or(|h| h.is_empty()))
-            })
-            && std::time::Instant::now() < deadline
-        {
-            waited = true;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            answer = self.0.run(op.clone()).await;
-        }
+        // A search of a resident still building its first index waits for it there
+        // (`/query`'s rule, the same for every transport).
+        let answer = self.0.run(op.clone()).await;
         Ok(match answer {
             Ok(v) => CallToolResult::success(vec![ContentBlock::text(render(&op, &v))]).into(),
             Err(e) => tool_error(e.message),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::lifecycle::notify;
 use super::state::{Current, Live};
@@ -70,6 +70,13 @@ pub struct IndexHandle {
     pub engine: Arc<Engine>,
     state: Arc<Mutex<IndexState>>,
     tx: Sender<Job>,
+    /// True once the start-up reconciliation is done, or will not be (the indexer
+    /// stopped, the resident shuts down): what a search waits for (see
+    /// [`IndexHandle::should_wait`]).
+    started: Arc<watch::Sender<bool>>,
+    /// The index held no file when the resident started: the start-up reconciliation
+    /// builds the first index, and what is committed meanwhile is only part of it.
+    first_build: bool,
 }
 
 /// The indexer thread (which owns the watcher); stopped once, at shutdown.
@@ -77,6 +84,7 @@ pub struct IndexService {
     tx: Sender<Job>,
     thread: Option<JoinHandle<()>>,
     indexer_cancel: Arc<std::sync::atomic::AtomicBool>,
+    started: Arc<watch::Sender<bool>>,
 }
 
 pub struct Settings {
@@ -237,6 +245,8 @@ impl IndexService {
             .reload
             .as_ref()
             .and_then(|(r, ..)| file_stamp(&r.file));
+        let first_build = engine.counts().map_or(true, |(files, _)| files == 0);
+        let started = Arc::new(watch::Sender::new(false));
         let worker = Worker {
             last_report: Mutex::new(Instant::now()),
             indexer,
@@ -245,6 +255,7 @@ impl IndexService {
             settings_seen,
             in_force: None,
             events,
+            started: started.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("indexer".into())
@@ -257,12 +268,15 @@ impl IndexService {
             engine,
             state,
             tx: tx.clone(),
+            started: started.clone(),
+            first_build,
         };
         (
             IndexService {
                 tx,
                 thread,
                 indexer_cancel: cancel,
+                started,
             },
             handle,
         )
@@ -281,13 +295,36 @@ impl IndexHandle {
         serde_json::json!({
             "files": files,
             "chunks": chunks,
-            "indexing": s.indexing,
+            // Until the start-up reconciliation is done (an attempt that found the lock
+            // busy is retried), what is committed is not all there is.
+            "indexing": s.indexing || !*self.started.borrow(),
             "progress": s.progress,
             "pending_changes": s.pending_changes,
             "watcher": s.watcher,
             "last_commit": s.last_commit,
             "last_error": s.last_error,
         })
+    }
+
+    /// Whether a search should wait for the start-up reconciliation before answering:
+    /// it still runs, and it builds the first index (what is committed is only part of
+    /// it) or the search found nothing in what is committed. An index that was built
+    /// before answers at once when it finds something: a just-activated resident's
+    /// first answer is not held up by its catch-up with the disk.
+    pub fn should_wait(&self, found_nothing: bool) -> bool {
+        !*self.started.borrow() && (self.first_build || found_nothing)
+    }
+
+    /// Waits up to `bound` for the start-up reconciliation (see [`Self::should_wait`]).
+    pub async fn wait_started(&self, bound: Duration) {
+        let mut done = self.started.subscribe();
+        let _ = tokio::time::timeout(bound, done.wait_for(|d| *d)).await;
+    }
+
+    /// Ends every wait for the start-up reconciliation: the resident is shutting down,
+    /// and waiting searches answer from what is committed.
+    pub fn end_waits(&self) {
+        self.started.send_replace(true);
     }
 
     /// Queues a reconciliation and waits for its summary.
@@ -305,10 +342,28 @@ impl IndexHandle {
     }
 }
 
+/// The freshness footer of an answer given without a resident (the CLI's and the MCP
+/// bridge's standalone answers): the fields of [`IndexHandle::freshness`], from the
+/// index on disk.
+pub fn standalone_freshness(engine: &Engine) -> serde_json::Value {
+    let (files, chunks) = engine.counts().unwrap_or_default();
+    serde_json::json!({
+        "files": files,
+        "chunks": chunks,
+        "indexing": false,
+        "progress": null,
+        "pending_changes": false,
+        "watcher": "none: answered without a resident",
+        "last_commit": engine.last_commit_at(),
+        "last_error": null,
+    })
+}
+
 impl IndexService {
     /// Stops the thread: the batch in progress is rolled back if it cannot finish
     /// within `bound`.
     pub fn stop(mut self, bound: Duration) {
+        self.started.send_replace(true);
         let _ = self.tx.send(Job::Stop);
         let Some(thread) = self.thread.take() else {
             return;
@@ -338,6 +393,8 @@ struct Worker {
     /// The settings last loaded, once they were loaded again.
     in_force: Option<Config>,
     events: EventLog,
+    /// Set once the start-up reconciliation is done (see [`IndexHandle::should_wait`]).
+    started: Arc<watch::Sender<bool>>,
 }
 
 /// What tells a changed file without reading it: inode, size, mtime, ctime.
@@ -437,6 +494,7 @@ impl Worker {
             if next_periodic.is_some_and(|t| Instant::now() >= t) {
                 next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
             }
+            let reconciled = matches!(work, Work::Reconcile { .. });
             let (result, reply) = match work {
                 Work::Reconcile { full, reply } => (
                     self.attempt(|i| i.reconcile(full, &mut |p| self.progress(p))),
@@ -451,6 +509,11 @@ impl Worker {
                 Err(EngineError::Busy { .. }) => Some(Instant::now() + BUSY_RETRY),
                 _ => None,
             };
+            // The first reconciliation that ran to an end, well or not, ends the
+            // start-up: one that found the lock busy is retried, and waited for.
+            if reconciled && retry_at.is_none() {
+                self.started.send_replace(true);
+            }
             if let Some(reply) = reply {
                 let _ = reply.send(result.map_err(|e| e.to_string()));
             }

@@ -178,6 +178,11 @@ pub async fn run(setup: Setup) -> Result<Ended> {
     } else {
         notify(&[NotifyState::Stopping, NotifyState::Status(&status)]);
     }
+    // Searches waiting for a first index answer now, from what is committed.
+    match &shared.sites {
+        Sites::One(site) => site.index.end_waits(),
+        Sites::Many(projects) => projects.end_waits(),
+    }
     let _ = stop_tx.send(true);
     let mut kept = Vec::new();
     for (task, name) in accepting {

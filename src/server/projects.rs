@@ -329,6 +329,18 @@ impl Projects {
         }
     }
 
+    /// At shutdown, first: searches waiting for a project's first index answer now
+    /// (a project being opened at this moment has none waiting yet).
+    pub fn end_waits(&self) {
+        for slot in self.all() {
+            if let Ok(open) = slot.open.try_lock()
+                && let Some(o) = open.as_ref()
+            {
+                o.site.index.end_waits();
+            }
+        }
+    }
+
     /// At shutdown: stops every project's indexer within `bound` and removes the
     /// pointers to this daemon (blocking).
     pub fn shutdown(&self, bound: Duration) {

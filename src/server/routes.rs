@@ -4,6 +4,7 @@
 //! [`in_place`]), other reads in `spawn_blocking`, reindexing on the indexer thread.
 
 use std::path::{Component, Path};
+use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
@@ -67,7 +68,13 @@ struct QueryBody {
     q: String,
     limit: Option<usize>,
     path_prefix: Option<String>,
+    wait: Option<u64>,
 }
+
+/// How long a search waits for the start-up reconciliation by default (see
+/// [`crate::server::indexing::IndexHandle::should_wait`]), and at most (`wait`).
+pub const FIRST_INDEX_WAIT: u64 = 20;
+pub const MAX_FIRST_INDEX_WAIT: u64 = 120;
 
 pub async fn query(
     site: &Site,
@@ -75,37 +82,52 @@ pub async fn query(
     qs: Option<&str>,
     body: &Bytes,
 ) -> Result<Answer, ApiError> {
-    let req = if method == Method::POST {
+    let (req, wait) = if method == Method::POST {
         let b: QueryBody = serde_json::from_slice(body).map_err(|e| {
             bad(
                 "bad_body",
-                format!("expected {{\"q\": ..., \"limit\"?, \"path_prefix\"?}}: {e}"),
+                format!("expected {{\"q\": ..., \"limit\"?, \"path_prefix\"?, \"wait\"?}}: {e}"),
             )
         })?;
-        Request {
+        let req = Request {
             q: b.q,
             limit: at_least_one("limit", b.limit)?.unwrap_or(10),
             path_prefix: b.path_prefix,
             max_per_file: site.live.get().max_hits_per_file,
-        }
+        };
+        (req, b.wait)
     } else {
         let p = params(qs);
         let q = param(&p, "q").ok_or_else(|| bad("bad_query", "missing q: /query?q=words"))?;
-        Request {
+        let req = Request {
             q: q.to_owned(),
             limit: at_least_one("limit", number(&p, "limit")?)?.unwrap_or(10),
             path_prefix: param(&p, "path_prefix").map(String::from),
             max_per_file: site.live.get().max_hits_per_file,
-        }
+        };
+        (req, number(&p, "wait")?.map(|n| n as u64))
     };
+    let wait = wait.unwrap_or(FIRST_INDEX_WAIT).min(MAX_FIRST_INDEX_WAIT);
     let index = site.index.clone();
     let quick = index.engine.is_quick(&req);
-    let search = move || (index.engine.search(&req), index.freshness());
-    let (resp, freshness) = if quick {
-        caught(search)?
-    } else {
-        in_place(search).await?
+    let search = |req: Request| {
+        let index = index.clone();
+        move || (index.engine.search(&req), index.freshness())
     };
+    let (mut resp, mut freshness) = if quick {
+        caught(search(req.clone()))?
+    } else {
+        in_place(search(req.clone())).await?
+    };
+    // A resident still building its first index (just started or activated, or a
+    // project the shared daemon just opened) would answer "nothing", or part of the
+    // answer: the search waits for it, within `wait` seconds. Past that, the answer
+    // is what is committed, and its footer says `"indexing": true`.
+    let found_nothing = resp.as_ref().is_ok_and(|r| r.hits.is_empty());
+    if wait > 0 && index.should_wait(found_nothing) {
+        index.wait_started(Duration::from_secs(wait)).await;
+        (resp, freshness) = in_place(search(req)).await?;
+    }
     Ok(Answer::Query(QueryReply {
         response: resp.map_err(engine_error)?,
         index: freshness,

@@ -79,7 +79,7 @@ fn churn_secs() -> u64 {
 }
 
 /// A minimal MCP client of `doc-serve mcp`: newline-delimited JSON-RPC over stdio.
-struct Bridge {
+pub struct Bridge {
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
@@ -87,7 +87,7 @@ struct Bridge {
 }
 
 impl Bridge {
-    fn open(t: &TestEnv) -> Bridge {
+    pub fn open(t: &TestEnv) -> Bridge {
         let mut child = t
             .cmd(&["mcp"])
             .stdin(Stdio::piped())
@@ -118,7 +118,7 @@ impl Bridge {
         self.stdin.flush().unwrap();
     }
 
-    fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
         self.id += 1;
         let id = self.id;
         self.send(

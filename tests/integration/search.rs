@@ -621,9 +621,10 @@ fn ready_before_the_first_index_finishes() {
     let rt = t.wait_runtime(Duration::from_secs(15));
     let addr = addr_of(&rt);
     let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
-    // runtime.json is written before READY=1, and both before the index is built: the
-    // first query answers from what is committed and says so.
-    let first = get(&addr, "/query?q=alpha", &[&auth]);
+    // runtime.json is written before READY=1, and both before the index is built: a
+    // query that will not wait for the first index (`wait=0`) answers from what is
+    // committed and says so.
+    let first = get(&addr, "/query?q=alpha&wait=0", &[&auth]);
     assert_eq!(first.status, 200);
     assert_eq!(first.json()["index"]["indexing"], true, "{}", first.body);
     let mut buf = [0u8; 4096];

@@ -519,3 +519,29 @@ fn projects_open_on_demand_watch_and_close_when_idle() {
         "a closed project keeps its figures"
     );
 }
+
+/// The daemon opens a project at its first request, and that query waits for the
+/// project's first index (it used to answer "nothing" from the index being built).
+#[test]
+fn a_project_opened_by_its_first_query_answers_from_its_whole_index() {
+    let t = TestEnv::new();
+    write_shared_config(&t, json!({ "port": 0 }));
+    let root = make_project(&t, "big", 2000);
+    std::fs::create_dir_all(root.join("docs/zz")).unwrap();
+    std::fs::write(root.join("docs/zz/needle.md"), "# Needle\n\nquuxneedle\n").unwrap();
+    let path = root.to_str().unwrap();
+    t.ok(&["--path", path, "init", "--mode", "shared"]);
+    t.ok(&["--path", path, "start"]);
+    let out = t.run(&["--path", path, "query", "--json", "quuxneedle"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(v["index"].is_object(), "no freshness footer: {v}");
+    if v["index"]["indexing"] == false {
+        assert_eq!(out.status.code(), Some(0), "{v} {err}");
+        assert_eq!(v["hits"][0]["path"], "docs/zz/needle.md", "{v}");
+        assert_eq!(v["index"]["files"], 2001, "{v}");
+    } else {
+        assert!(err.contains("still being built"), "{err}");
+    }
+    t.ok(&["stop", "--shared"]);
+}
