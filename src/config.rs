@@ -517,18 +517,44 @@ fn matches_no_path(pattern: &str) -> Option<String> {
     None
 }
 
-/// A path `pattern` matches, with `fill` for each wildcard; `None` when it cannot
-/// tell (a negated class).
-fn sample(pattern: &str, fill: &str) -> Option<String> {
+/// The patterns a glob's `{a,b}` alternations stand for (at most 64).
+fn alternatives(pattern: &str) -> Vec<String> {
+    let Some((open, close)) = pattern
+        .find('{')
+        .and_then(|o| Some((o, o + pattern[o..].find('}')?)))
+    else {
+        return vec![pattern.to_owned()];
+    };
+    let (head, body, tail) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
+    body.split(',')
+        .flat_map(|alt| alternatives(&format!("{head}{alt}{tail}")))
+        .take(64)
+        .collect()
+}
+
+/// A path a glob without alternations matches, with `fill` for each wildcard, and
+/// with no directory at all for a `**/` when `shallow`; `None` when it cannot tell
+/// (a negated class).
+fn sample(pattern: &str, fill: &str, shallow: bool) -> Option<String> {
     let mut out = String::new();
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '*' => {
+                let mut stars = 1;
                 while chars.peek() == Some(&'*') {
                     chars.next();
+                    stars += 1;
                 }
-                out.push_str(fill);
+                if stars > 1 && shallow && chars.peek() == Some(&'/') {
+                    chars.next();
+                } else {
+                    out.push_str(fill);
+                }
             }
             '?' => out.push('q'),
             '[' => {
@@ -538,16 +564,6 @@ fn sample(pattern: &str, fill: &str) -> Option<String> {
                 }
                 out.push(first);
                 while chars.next()? != ']' {}
-            }
-            '{' => {
-                let mut inner = String::new();
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        break;
-                    }
-                    inner.push(c);
-                }
-                out.push_str(&sample(inner.split(',').next()?, fill)?);
             }
             '\\' => out.push(chars.next()?),
             c => out.push(c),
@@ -574,12 +590,13 @@ fn excludes_everything(include: &[String], exclude: &[String]) -> Option<Option<
     for glob in include {
         let matcher = source_glob(glob).ok()?.compile_matcher();
         let before = samples.len();
-        samples.extend(
-            ["zq7", "Wk-3"]
-                .iter()
-                .filter_map(|fill| sample(glob, fill))
-                .filter(|s| matcher.is_match(s)),
-        );
+        for alt in alternatives(glob) {
+            for fill in ["zq7", "Wk-3"] {
+                for shallow in [false, true] {
+                    samples.extend(sample(&alt, fill, shallow).filter(|s| matcher.is_match(s)));
+                }
+            }
+        }
         if samples.len() == before {
             return None;
         }
@@ -819,6 +836,9 @@ mod tests {
         assert!(e.contains("together"), "{e}");
         for fine in [
             r#"{"exclude": ["drafts/**", "**/*.txt"]}"#,
+            // Top-level files stay, and so does what the other alternative takes.
+            r#"{"exclude": ["*/**"]}"#,
+            r#"{"include": ["{docs,manual}/**/*.md"], "exclude": ["docs/**"]}"#,
             r#"{"include": ["docs/**/*.md"], "exclude": ["docs/old/**"]}"#,
             r#"{"include": ["**/[!_]*.md"], "exclude": ["**"]}"#,
         ] {

@@ -245,11 +245,18 @@ pub fn find(
                 );
                 return Ok(None);
             }
+            let (who, shared) = if ctx.project.is_shared_daemon() {
+                ("the shared daemon".to_owned(), " --shared")
+            } else {
+                (
+                    format!("the resident of {}", ctx.project.root.display()),
+                    "",
+                )
+            };
             anyhow::bail!(
-                "the resident of {} (pid {}) holds the lifetime lock but does not answer: {why}. \
-             `doc-serve status` shows it; `doc-serve stop` stops it (with SIGCONT if it \
-             was stopped), `stop --force` kills it",
-                ctx.project.root.display(),
+                "{who} (pid {}) holds the lifetime lock but does not answer: {why}. \
+                 `doc-serve status{shared}` shows it; `doc-serve stop{shared}` stops it (with \
+                 SIGCONT if it was stopped), `stop{shared} --force` kills it",
                 state.pid
             )
         }

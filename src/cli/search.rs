@@ -19,6 +19,7 @@ use crate::engine::search::{Request, Response};
 use crate::error::exit;
 use crate::ingest::sync::{Indexer, Summary};
 use crate::server::indexing::standalone_freshness;
+use crate::server::routes::{FIRST_INDEX_WAIT, MAX_FIRST_INDEX_WAIT};
 
 /// A progress bar on a terminal, nothing otherwise.
 fn progress_bar(enabled: bool) -> Option<ProgressBar> {
@@ -168,8 +169,11 @@ pub fn query(
     }
     let path = format!("/query?{}", qs.finish());
     let show_progress = !json && std::io::stderr().is_terminal();
+    // Room for the resident's wait for a first index, on top of the search.
+    let timeout = QUERY_TIMEOUT
+        + Duration::from_secs(wait.unwrap_or(FIRST_INDEX_WAIT).min(MAX_FIRST_INDEX_WAIT));
     let delegated = delegate(ctx, config.autostart, async |r| {
-        let query = r.call(Method::GET, &path, None, QUERY_TIMEOUT);
+        let query = r.call(Method::GET, &path, None, timeout);
         if show_progress {
             with_progress(r, query).await
         } else {
