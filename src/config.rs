@@ -16,6 +16,12 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod file;
+mod globs;
+
+pub use globs::source_glob;
+use globs::{excludes_everything, matches_no_path};
+
 /// Project mode (one resident per project) or shared mode (one daemon for all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -289,7 +295,7 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        for (key, value) in parse_file(&bytes).map_err(err)? {
+        for (key, value) in file::parse(&bytes).map_err(err)? {
             let known = self
                 .set(&key, Raw::Json(&value))
                 .map_err(|e| err(format!("key \"{key}\": {e}")))?;
@@ -421,197 +427,6 @@ impl Config {
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     }
-}
-
-/// config.json's keys and values, in order. A UTF-8 byte order mark (Notepad writes
-/// one) is skipped; UTF-16, a key given twice and anything but an object at the top
-/// level are refused with what to do.
-fn parse_file(bytes: &[u8]) -> std::result::Result<Vec<(String, Value)>, String> {
-    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
-        return Err(
-            "is not valid UTF-8: it starts with a UTF-16 byte order mark; save it \
-                    as UTF-8"
-                .into(),
-        );
-    }
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "is not valid UTF-8 (at byte {}): save it as UTF-8",
-            e.valid_up_to()
-        )
-    })?;
-    match serde_json::from_str::<Entries>(text) {
-        Ok(Entries(entries)) => Ok(entries),
-        // Valid JSON, but not a settings object (or a key twice): no "not valid JSON".
-        Err(e) if e.classify() == serde_json::error::Category::Data => Err(e.to_string()),
-        Err(e) => Err(format!("not valid JSON: {e}")),
-    }
-}
-
-/// A JSON object's entries in order. A key given twice is refused, as serde's derived
-/// `Deserialize` refuses a field given twice in an HTTP body (`duplicate field`):
-/// otherwise the last one would win without a word.
-struct Entries(Vec<(String, Value)>);
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Entries;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object at the top level")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<Entries, A::Error> {
-                let mut entries: Vec<(String, Value)> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if entries.iter().any(|(k, _)| *k == key) {
-                        return Err(serde::de::Error::custom(format_args!(
-                            "key \"{key}\" is given twice; keep one"
-                        )));
-                    }
-                    let value = map.next_value()?;
-                    entries.push((key, value));
-                }
-                Ok(Entries(entries))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
-}
-
-/// How an include or exclude glob is compiled, here and by the walk: matching names
-/// case-insensitively, as the formats are told apart (`README.MD` is Markdown).
-pub fn source_glob(pattern: &str) -> std::result::Result<globset::Glob, globset::Error> {
-    globset::GlobBuilder::new(pattern)
-        .case_insensitive(true)
-        .build()
-}
-
-/// Why a glob can match no path the walk gives (`docs/a.md`: relative, `/`-separated,
-/// without `.`, `..` or empty parts), if it cannot.
-fn matches_no_path(pattern: &str) -> Option<String> {
-    if pattern.is_empty() {
-        return Some("an empty glob matches nothing".into());
-    }
-    if let Some(rest) = pattern.strip_prefix("./").or(pattern.strip_prefix('/')) {
-        return Some(format!(
-            "globs are relative to the project root: write {rest:?}"
-        ));
-    }
-    if pattern.ends_with('/') {
-        return Some(format!(
-            "globs match files, not directories: write \"{pattern}**\" for the files under it"
-        ));
-    }
-    let parts: Vec<&str> = pattern.split('/').collect();
-    if parts
-        .iter()
-        .any(|p| p.is_empty() || *p == "." || *p == "..")
-    {
-        return Some("paths under the root have no empty, \".\" or \"..\" parts".into());
-    }
-    None
-}
-
-/// The patterns a glob's `{a,b}` alternations stand for (at most 64).
-fn alternatives(pattern: &str) -> Vec<String> {
-    let Some((open, close)) = pattern
-        .find('{')
-        .and_then(|o| Some((o, o + pattern[o..].find('}')?)))
-    else {
-        return vec![pattern.to_owned()];
-    };
-    let (head, body, tail) = (
-        &pattern[..open],
-        &pattern[open + 1..close],
-        &pattern[close + 1..],
-    );
-    body.split(',')
-        .flat_map(|alt| alternatives(&format!("{head}{alt}{tail}")))
-        .take(64)
-        .collect()
-}
-
-/// A path a glob without alternations matches, with `fill` for each wildcard, and
-/// with no directory at all for a `**/` when `shallow`; `None` when it cannot tell
-/// (a negated class).
-fn sample(pattern: &str, fill: &str, shallow: bool) -> Option<String> {
-    let mut out = String::new();
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => {
-                let mut stars = 1;
-                while chars.peek() == Some(&'*') {
-                    chars.next();
-                    stars += 1;
-                }
-                if stars > 1 && shallow && chars.peek() == Some(&'/') {
-                    chars.next();
-                } else {
-                    out.push_str(fill);
-                }
-            }
-            '?' => out.push('q'),
-            '[' => {
-                let first = chars.next()?;
-                if first == '!' || first == '^' {
-                    return None;
-                }
-                out.push(first);
-                while chars.next()? != ']' {}
-            }
-            '\\' => out.push(chars.next()?),
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
-
-/// Whether the exclude globs leave nothing of what the include globs take, judged on
-/// sample paths of each include glob: `Some` with the one exclude glob that does it
-/// alone, if one does. `None` when something is left, or when it cannot be told.
-fn excludes_everything(include: &[String], exclude: &[String]) -> Option<Option<String>> {
-    if exclude.is_empty() {
-        return None;
-    }
-    let set = |globs: &[String]| {
-        let mut b = globset::GlobSetBuilder::new();
-        for g in globs {
-            b.add(source_glob(g).ok()?);
-        }
-        b.build().ok()
-    };
-    let mut samples = Vec::new();
-    for glob in include {
-        let matcher = source_glob(glob).ok()?.compile_matcher();
-        let before = samples.len();
-        for alt in alternatives(glob) {
-            for fill in ["zq7", "Wk-3"] {
-                for shallow in [false, true] {
-                    samples.extend(sample(&alt, fill, shallow).filter(|s| matcher.is_match(s)));
-                }
-            }
-        }
-        if samples.len() == before {
-            return None;
-        }
-    }
-    let excluded =
-        |globs: &[String]| set(globs).is_some_and(|set| samples.iter().all(|s| set.is_match(s)));
-    if !excluded(exclude) {
-        return None;
-    }
-    Some(
-        exclude
-            .iter()
-            .find(|g| excluded(std::slice::from_ref(g)))
-            .cloned(),
-    )
 }
 
 /// `DOC_SERVE_*` variables that are not config keys.
