@@ -4,6 +4,7 @@
 //! Nothing here knows about HTTP or tokio; the server runs it on a thread of its own.
 
 pub mod chunk;
+pub mod private;
 pub mod sync;
 pub mod walk;
 pub mod watcher;

@@ -1,12 +1,16 @@
 //! Which files are sources: the walk of the root.
 //!
 //! `.gitignore` and `.ignore` are respected (with or without a git repository), hidden
-//! directories are skipped, and the state dir never appears. Symlinks are followed only
-//! while they stay inside the root; the walker detects loops and reports them as
-//! skipped. Binary files (a NUL byte) and files over the size cap are skipped with a
-//! reason; invalid UTF-8 is decoded lossily; a file that vanishes mid-walk is no error.
+//! directories are skipped, and doc-serve's own files (the state dir, see
+//! [`super::private`]) never appear, by any name. Symlinks are followed only while they
+//! stay inside the root; the walker detects loops and reports them as skipped. Binary
+//! files (a NUL byte) and files over the size cap are skipped with a reason; invalid
+//! UTF-8 is decoded lossily; a file that vanishes mid-walk is no error.
 
+use std::fs::Metadata;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use globset::{GlobSet, GlobSetBuilder};
@@ -14,7 +18,8 @@ use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use super::private::{Private, Refusal, opened_path, refusal};
+use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -39,7 +44,8 @@ pub struct Skipped {
 #[derive(Clone)]
 pub struct Sources {
     root: PathBuf,
-    state_dir: PathBuf,
+    /// The state dir, the index and log dirs, the shared daemon's home.
+    private: Private,
     include: GlobSet,
     exclude: GlobSet,
     max_bytes: u64,
@@ -108,9 +114,20 @@ fn globset(patterns: &[String], key: &str) -> Result<GlobSet> {
 
 impl Sources {
     pub fn new(root: &Path, state_dir: &Path, config: &Config) -> Result<Sources> {
+        // The shared daemon writes its home whether or not this project uses it; a
+        // `DOC_SERVE_*` variable that is not UTF-8 has failed the command before this.
+        let shared_home = Environment::capture()
+            .ok()
+            .and_then(|env| env.home)
+            .map(|home| crate::shared::Home::new(&home).dir().to_path_buf());
+        let private = [&config.data_dir, &config.log_dir]
+            .into_iter()
+            .map(|dir| state_dir.join(dir))
+            .chain([state_dir.to_path_buf()])
+            .chain(shared_home);
         Ok(Sources {
             root: root.to_path_buf(),
-            state_dir: state_dir.to_path_buf(),
+            private: Private::new(private),
             include: globset(&config.include, "include")?,
             exclude: globset(&config.exclude, "exclude")?,
             max_bytes: config.max_file_bytes,
@@ -122,8 +139,18 @@ impl Sources {
         &self.root
     }
 
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+    /// doc-serve's own files, never sources.
+    pub fn private(&self) -> &Private {
+        &self.private
+    }
+
+    /// Whether `path` is doc-serve's own, by whatever name (see [`super::private`]).
+    pub fn off_limits(&self, path: &Path) -> bool {
+        let places = self.private.now();
+        match std::fs::metadata(path) {
+            Ok(meta) => places.refusal(path, &meta).is_some(),
+            Err(_) => places.holding(path).is_some(),
+        }
     }
 
     /// Files larger than this are not sources.
@@ -139,9 +166,8 @@ impl Sources {
     /// Every source file now on disk, and what was skipped and why.
     pub fn walk(&self) -> (Vec<SourceFile>, Vec<Skipped>) {
         let mut files = Vec::new();
-        let mut skipped = Vec::new();
-        let state_dir = self.state_dir.clone();
-        let root = self.root.clone();
+        let places = Arc::new(self.private.now());
+        let refused = Arc::new(Mutex::new(Vec::new()));
         let walker = ignore::WalkBuilder::new(&self.root)
             .hidden(true)
             .git_ignore(true)
@@ -155,16 +181,20 @@ impl Sources {
             .parents(self.in_repo)
             .require_git(self.in_repo)
             .follow_links(true)
-            // A followed link must not lead out of the root (checked for directories
-            // here, so nothing below an escaping link is even listed).
-            .filter_entry(move |e| {
-                e.path() != state_dir
-                    && (!e.path_is_symlink()
-                        || e.path()
-                            .canonicalize()
-                            .is_ok_and(|real| real.starts_with(&root)))
+            .filter_entry({
+                let (root, places, refused) = (self.root.clone(), places.clone(), refused.clone());
+                move |e| match refusal(&root, e, &places) {
+                    Refusal::None => true,
+                    Refusal::Silent => false,
+                    Refusal::Reported(reason) => {
+                        let mut refused = refused.lock().unwrap_or_else(|p| p.into_inner());
+                        refused.push((e.path().to_path_buf(), reason));
+                        false
+                    }
+                }
             })
             .build();
+        let mut skipped = Vec::new();
         for entry in walker {
             let entry = match entry {
                 Ok(e) => e,
@@ -189,21 +219,37 @@ impl Sources {
             if !self.wants(&rel) {
                 continue;
             }
-            match self.stat(entry.path()) {
-                Some((size, _)) if size > self.max_bytes => skipped.push(Skipped {
+            let Ok(meta) = std::fs::metadata(entry.path()) else {
+                continue; // deleted mid-walk
+            };
+            let (size, mtime_ns) = size_and_mtime(&meta);
+            if let Some(reason) = places.hard_link_refusal(&meta) {
+                skipped.push(Skipped {
+                    path: rel,
+                    reason,
+                    unreadable: false,
+                });
+            } else if size > self.max_bytes {
+                skipped.push(Skipped {
                     path: rel,
                     reason: format!("{size} bytes, over the {} byte cap", self.max_bytes),
                     unreadable: false,
-                }),
-                Some((size, mtime_ns)) => files.push(SourceFile {
+                });
+            } else {
+                files.push(SourceFile {
                     rel,
                     abs: entry.path().to_path_buf(),
                     size,
                     mtime_ns,
-                }),
-                None => {} // deleted mid-walk
+                });
             }
         }
+        let refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|p| p.into_inner()));
+        skipped.extend(refused.into_iter().map(|(path, reason)| Skipped {
+            path: self.relative(&path).unwrap_or_default(),
+            reason,
+            unreadable: false,
+        }));
         // Names that are not UTF-8 are read lossily, so two of them can read the same:
         // the first by its bytes is the source, the others are skipped (else each run
         // would index one over the other).
@@ -232,20 +278,23 @@ impl Sources {
     }
 
     /// The source file at `path` (absolute), if it is one: inside the root (after
-    /// symlinks), not in the state dir, wanted by the globs, [`Sources::listed`] (as
-    /// the walk would list it), and under the size cap.
+    /// symlinks), not doc-serve's own (by any name), wanted by the globs,
+    /// [`Sources::listed`] (as the walk would list it), and under the size cap.
     pub fn source_at(&self, path: &Path) -> Option<SourceFile> {
         let rel = self.relative(path)?;
-        if path.starts_with(&self.state_dir) || !self.wants(&rel) {
+        if self.private.names(path) || !self.wants(&rel) {
             return None;
         }
-        if !path.canonicalize().ok()?.starts_with(&self.root)
-            || !path.is_file()
+        let real = path.canonicalize().ok()?;
+        let meta = std::fs::metadata(&real).ok()?;
+        if !real.starts_with(&self.root)
+            || !meta.is_file()
+            || self.private.now().refusal(&real, &meta).is_some()
             || !self.listed(&rel)
         {
             return None;
         }
-        let (size, mtime_ns) = self.stat(path)?;
+        let (size, mtime_ns) = size_and_mtime(&meta);
         (size <= self.max_bytes).then(|| SourceFile {
             rel,
             abs: path.to_path_buf(),
@@ -321,26 +370,32 @@ impl Sources {
 
     /// (size, mtime in ns), following symlinks; `None` when the file is gone.
     pub fn stat(&self, path: &Path) -> Option<(u64, u64)> {
-        let meta = std::fs::metadata(path).ok()?;
-        let mtime = meta
-            .modified()
-            .ok()?
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Some((meta.len(), mtime))
+        std::fs::metadata(path).ok().map(|m| size_and_mtime(&m))
     }
 
     /// Reads a source: `Ok(None)` when gone, `Err(reason)` when it must be skipped.
+    /// What was opened is checked once more, by the file the descriptor holds: a name
+    /// turned into a link to doc-serve's own files since it was listed is refused.
     pub fn read(&self, file: &SourceFile) -> std::result::Result<Option<String>, String> {
-        let bytes = match std::fs::read(&file.abs) {
-            Ok(b) => b,
+        let opened = match std::fs::File::open(&file.abs) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read: {e}")),
         };
+        let meta = opened.metadata().map_err(|e| format!("cannot read: {e}"))?;
+        let real = opened_path(&opened).unwrap_or_else(|| file.abs.clone());
+        if let Some(why) = self.private.now().refusal(&real, &meta) {
+            return Err(why);
+        }
+        let mut bytes = Vec::new();
+        opened
+            .take(self.max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read: {e}"))?;
         if bytes.len() as u64 > self.max_bytes {
             return Err(format!(
                 "{} bytes, over the {} byte cap",
-                bytes.len(),
+                meta.len().max(bytes.len() as u64),
                 self.max_bytes
             ));
         }
@@ -352,6 +407,16 @@ impl Sources {
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }))
     }
+}
+
+/// (size, mtime in ns) of a file's metadata.
+fn size_and_mtime(meta: &Metadata) -> (u64, u64) {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    (meta.len(), mtime)
 }
 
 /// The ignore files of one directory.

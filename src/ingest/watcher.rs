@@ -2,16 +2,20 @@
 //!
 //! The watcher passes on the paths that changed; the indexer updates just those files,
 //! or reconciles the whole tree when a directory or an ignore file changed, or when
-//! events were lost. Events under the
-//! state dir (our own index writes) and `.git/` are dropped, or every commit would
-//! trigger the next. Access events (a file opened or read) are dropped too, except a
-//! close after writing: with a rename into place or a removal, it says the change is
-//! complete ("settled"), so the indexer need not wait out the whole debounce.
+//! events were lost. Events in doc-serve's own files (the state dir: our own index and
+//! log writes; see [`super::private`]) are dropped by whatever name they come, or
+//! every commit would trigger the next: the watch follows links, and inotify names a
+//! directory reached by two paths by either. Events in `.git/` are dropped too. Access
+//! events (a file opened or read) are dropped, except a close after writing: with a
+//! rename into place or a removal, it says the change is complete ("settled"), so the
+//! indexer need not wait out the whole debounce.
 
 use std::path::{Path, PathBuf};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use super::private::Private;
 
 /// What the watcher saw.
 #[derive(Debug)]
@@ -26,10 +30,10 @@ pub struct Change {
 /// event.
 pub fn watch(
     root: &Path,
-    state_dir: &Path,
+    private: &Private,
     on_change: impl Fn(Change) + Send + 'static,
 ) -> notify::Result<RecommendedWatcher> {
-    let state_dir: PathBuf = state_dir.to_path_buf();
+    let private = private.clone();
     let git_dir = root.join(".git");
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let lost = Change {
@@ -51,10 +55,17 @@ pub fn watch(
             on_change(lost);
             return;
         }
+        // By name first (the state dir's own events, the most frequent), then by what
+        // the name leads to.
+        let mut places = None;
         let paths: Vec<PathBuf> = event
             .paths
             .into_iter()
-            .filter(|p| !p.starts_with(&state_dir) && !p.starts_with(&git_dir))
+            .filter(|p| !p.starts_with(&git_dir) && !private.names(p))
+            .filter(|p| {
+                let places = places.get_or_insert_with(|| private.now());
+                places.holding(p).is_none()
+            })
             .collect();
         if !paths.is_empty() {
             on_change(Change {

@@ -418,7 +418,7 @@ impl Worker {
     /// reconciliation still keeps the index right, only later).
     fn watch(&self, tx: Sender<Job>) -> Option<notify::RecommendedWatcher> {
         let root = self.indexer.sources.root();
-        match watcher::watch(root, &self.settings.state_dir, move |change| {
+        match watcher::watch(root, self.indexer.sources.private(), move |change| {
             let _ = tx.send(Job::Changed(change));
         }) {
             Ok(w) => {

@@ -271,8 +271,8 @@ pub struct Lines {
 }
 
 /// Reads a source file, or part of it. Only source files (the include globs) inside
-/// the root; `..`, absolute paths, the state dir and symlinks leading out are all "not
-/// found". A heading matches case-insensitively, the heading itself or its whole trail
+/// the root; `..`, absolute paths, doc-serve's own files by any name (see
+/// [`crate::ingest::private`]) and symlinks leading out are all "not found". A heading matches case-insensitively, the heading itself or its whole trail
 /// (`Install > Linux`); the section runs to the next heading of its level or above.
 pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value, ApiError> {
     let root = sources.root();
@@ -287,7 +287,7 @@ pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value
         .resolve(rel)
         .canonicalize()
         .map_err(|_| not_found(rel))?;
-    if !real.starts_with(root) || real.starts_with(sources.state_dir()) || !real.is_file() {
+    if !real.starts_with(root) || sources.off_limits(&real) || !real.is_file() {
         return Err(not_found(rel));
     }
     let max = sources.max_bytes();

@@ -13,6 +13,7 @@ mod lifecycle;
 mod load;
 mod logging;
 mod mcp;
+mod own_files;
 mod packaging;
 mod project;
 mod reload;
