@@ -15,8 +15,10 @@ use hyper::{Method, StatusCode};
 use super::reach::{self, CallError};
 use super::{Context, client_runtime, output};
 use crate::config::{Config, Flags};
+use crate::engine::EngineError;
 use crate::engine::search::{Request, Response};
 use crate::error::exit;
+use crate::events::EventLog;
 use crate::ingest::sync::{Indexer, Summary};
 use crate::server::indexing::standalone_freshness;
 use crate::server::routes::{FIRST_INDEX_WAIT, MAX_FIRST_INDEX_WAIT};
@@ -100,7 +102,18 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
         }
         None => {
             let indexer = super::open_indexer(ctx, &config)?;
-            let summary = reconcile(&indexer, full, !json)?;
+            let summary = reconcile(&indexer, full, !json).inspect_err(|e| {
+                // As a resident records its failed jobs (a full disk, say); a busy lock
+                // is no failure.
+                if let Some(EngineError::Busy { .. }) = e.downcast_ref() {
+                    return;
+                }
+                let log = EventLog::new(
+                    &ctx.project.state_path(&config.log_dir),
+                    config.event_log_max_bytes,
+                );
+                log.record("error", json!({ "message": format!("{e:#}") }));
+            })?;
             let (files, chunks) = indexer.engine.counts()?;
             (summary, files, chunks)
         }

@@ -7,6 +7,7 @@
 //! tantivy `IndexWriter` only for the length of a batch.
 
 pub mod analyzer;
+mod disk;
 pub mod query;
 mod recent;
 pub mod schema;
@@ -31,8 +32,18 @@ use schema::{Fields, KIND_FILE, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// Not also a `source()`: an error chain printed it twice.
     #[error("index error: {0}")]
-    Tantivy(#[from] tantivy::TantivyError),
+    Tantivy(tantivy::TantivyError),
+    /// The disk of the index is full (or the user's quota spent): what a failed batch
+    /// wrote is removed, what was committed stays.
+    #[error(
+        "cannot write the index in {}: {what}; free some space on that disk, or set \
+         data_dir to another one (what is indexed stays, and indexing resumes once there \
+         is room)",
+        dir.display()
+    )]
+    Full { dir: PathBuf, what: &'static str },
     /// The cause is in the message, not also a `source()`, or an error chain would
     /// print it twice.
     #[error("{context}: {cause}")]
@@ -52,6 +63,12 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<tantivy::TantivyError> for EngineError {
+    fn from(e: tantivy::TantivyError) -> EngineError {
+        EngineError::Tantivy(e)
+    }
+}
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let context = context.into();
@@ -95,7 +112,7 @@ fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema
         });
     if let Err(e) = built {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.into());
+        return Err(EngineError::writing(data_dir, e));
     }
     let dir = data_dir.join(name);
     // An empty directory in the way (an older doc-serve made it first) is replaced;

@@ -4,9 +4,13 @@
 //! dropped after its commit, so a writer in another process gets its turn between
 //! batches. tantivy's own `.tantivy-writer.lock` is never touched: if it is busy despite
 //! our flock (another process with coordination "none"), we wait like for our lock.
-//! Dropping a lease without [`Lease::commit`] rolls the batch back.
+//! Dropping a lease without [`Lease::commit`] rolls the batch back and removes what it
+//! wrote: on a full disk, the files of a batch that could not be committed would
+//! otherwise hold the space the next attempt needs. A lease also starts by removing
+//! the files no commit refers to (left by a writer that failed or was killed).
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tantivy::indexer::NoMergePolicy;
@@ -31,11 +35,17 @@ const SMALL_WRITER_MEMORY: usize = 16 << 20;
 /// would either wait for at every commit (seconds, for one changed file) or abandon.
 const MAX_SEGMENTS: usize = 8;
 
+/// How long a failed batch's files are waited for, at most (see `Drop for Lease`).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Lease<'e> {
     engine: &'e Engine,
     writer: IndexWriter,
     _lock: Option<FileLock>,
     pub changed: usize,
+    committed: bool,
+    /// A write failed: indexing threads of this batch may still be finishing.
+    failed: bool,
 }
 
 impl Engine {
@@ -75,20 +85,24 @@ impl Engine {
                         timeout: self.write.lock_timeout,
                     });
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(EngineError::writing(&self.dir, e)),
             }
         };
         writer.set_merge_policy(Box::new(NoMergePolicy));
         remove_uncommitted_deletes(&self.dir, self.index.load_metas()?.opstamp);
-        // What the lease reads (records to compare with) is then what it writes over:
-        // nobody else commits while the lock is held.
-        self.reload()?;
-        Ok(Lease {
+        let lease = Lease {
             engine: self,
             writer,
             _lock: lock,
             changed: 0,
-        })
+            committed: false,
+            failed: false,
+        };
+        lease.collect_garbage();
+        // What the lease reads (records to compare with) is then what it writes over:
+        // nobody else commits while the lock is held.
+        self.reload()?;
+        Ok(lease)
     }
 }
 
@@ -148,7 +162,7 @@ impl Lease<'_> {
             d.add_text(f.body, &chunk.text);
             d.add_u64(f.line_start, chunk.line_start as u64);
             d.add_u64(f.line_end, chunk.line_end as u64);
-            self.writer.add_document(d)?;
+            self.add(d)?;
         }
         Ok(())
     }
@@ -156,8 +170,10 @@ impl Lease<'_> {
     /// Replaces only the file record of `path` (its sections stay): for a file whose
     /// size or mtime changed but whose content did not, so it is not read again.
     pub fn update_record(&mut self, path: &str, record: &FileRecord) -> Result<()> {
+        let query = Box::new(self.engine.record_query(path));
         self.writer
-            .delete_query(Box::new(self.engine.record_query(path)))?;
+            .delete_query(query)
+            .map_err(|e| self.failed(e))?;
         self.changed += 1;
         self.add_record(path, record)
     }
@@ -171,8 +187,46 @@ impl Lease<'_> {
         file.add_text(f.chunking, &record.chunking);
         file.add_u64(f.size, record.size);
         file.add_u64(f.mtime_ns, record.mtime_ns);
-        self.writer.add_document(file)?;
-        Ok(())
+        self.add(file)
+    }
+
+    fn add(&mut self, doc: TantivyDocument) -> Result<()> {
+        match self.writer.add_document(doc) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// What a failed write means. A document refused because an indexing thread died
+    /// (it could not write its segment: a full disk) says only "An index writer was
+    /// killed": the thread's own error is collected by preparing a commit, which
+    /// joins the threads.
+    fn failed(&mut self, e: TantivyError) -> EngineError {
+        self.failed = true;
+        let e = match e {
+            TantivyError::ErrorInThread(_) => match self.writer.prepare_commit() {
+                Err(cause) => cause,
+                Ok(prepared) => {
+                    let _ = prepared.abort();
+                    e
+                }
+            },
+            e => e,
+        };
+        EngineError::writing(&self.engine.dir, e)
+    }
+
+    /// Removes the files no commit refers to (see the module doc); a failure is a
+    /// warning, as it only leaves them for the next lease. On a full disk the files
+    /// go, but their list cannot be written again: the next collection finishes that,
+    /// and the error that matters is the batch's.
+    fn collect_garbage(&self) {
+        if let Err(e) = self.writer.garbage_collect_files().wait() {
+            match EngineError::writing(&self.engine.dir, e) {
+                e @ EngineError::Full { .. } => tracing::debug!("{e}"),
+                e => tracing::warn!("cannot remove unused files of the index: {e}"),
+            }
+        }
     }
 
     /// Removes everything indexed for `path`.
@@ -192,10 +246,23 @@ impl Lease<'_> {
                 "at": crate::events::now_rfc3339(),
                 "changed": self.changed,
             });
-            let mut prepared = self.writer.prepare_commit()?;
-            prepared.set_payload(&payload.to_string());
-            prepared.commit()?;
-            merged = self.compact()?;
+            let dir = &self.engine.dir;
+            let committed = self.writer.prepare_commit().and_then(|mut prepared| {
+                prepared.set_payload(&payload.to_string());
+                prepared.commit()
+            });
+            if let Err(e) = committed {
+                self.failed = true;
+                return Err(EngineError::writing(dir, e));
+            }
+            self.committed = true;
+            // The batch is in: a merge that fails (no room for the merged segment)
+            // leaves the segments as they were, and its partial files to the
+            // collection below.
+            merged = self.compact().unwrap_or_else(|e| {
+                tracing::warn!("cannot merge index segments: {e}");
+                true
+            });
         }
         self.engine.reload()?;
         if merged {
@@ -203,11 +270,8 @@ impl Lease<'_> {
             // those our reader still had open: now that it has moved on, they can go
             // (without this they stayed until the next commit; on a 192 MB corpus,
             // 178 MB of them).
-            if let Err(e) = self.writer.garbage_collect_files().wait() {
-                tracing::warn!("cannot remove merged-away index files: {e}");
-            }
+            self.collect_garbage();
         }
-        self.writer.wait_merging_threads()?;
         Ok(())
     }
 
@@ -231,8 +295,58 @@ impl Lease<'_> {
             return Ok(false);
         }
         let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
-        self.writer.merge(&ids).wait()?;
+        let dir = &self.engine.dir;
+        self.writer
+            .merge(&ids)
+            .wait()
+            .map_err(|e| EngineError::writing(dir, e))?;
         Ok(true)
+    }
+}
+
+impl Drop for Lease<'_> {
+    /// A batch not committed (an error, a cancel) is rolled back, and the files it
+    /// wrote are removed while the lock is still held. After a failed write, tantivy
+    /// stops joining the batch's indexing threads at the first that failed; the others
+    /// may still be writing their segments, which count as alive (not collected) until
+    /// they end: the collection is repeated until no file is left that the last commit
+    /// does not name, for up to [`SETTLE`]. What is left then goes at the next lease.
+    fn drop(&mut self) {
+        if self.committed || self.changed == 0 {
+            return;
+        }
+        if let Err(e) = self.writer.rollback() {
+            tracing::warn!(
+                "cannot roll back a batch of the index in {}: {e}",
+                self.engine.dir.display()
+            );
+            return;
+        }
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            self.collect_garbage();
+            if !self.failed || self.uncommitted_files() == 0 || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Lease<'_> {
+    /// How many of the index's files the last commit does not name.
+    fn uncommitted_files(&self) -> usize {
+        let index = &self.engine.index;
+        let Ok(metas) = index.searchable_segment_metas() else {
+            return 0;
+        };
+        let committed: HashSet<PathBuf> = metas.iter().flat_map(|m| m.list_files()).collect();
+        index
+            .directory()
+            .list_managed_files()
+            .iter()
+            .filter(|f| !committed.contains(*f) && f.as_os_str() != "meta.json")
+            .count()
     }
 }
 

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::chunk::{self, ChunkOptions, Format};
 use super::walk::{self, Skipped, SourceFile, Sources};
 use crate::config::Config;
+use crate::engine::writer::Lease;
 use crate::engine::{Engine, EngineError, FileRecord, Result, WriteOptions};
 use crate::project::Project;
 
@@ -169,20 +170,8 @@ impl Indexer {
                     return Err(EngineError::Cancelled);
                 }
                 let known = manifest.get(&file.rel);
-                match self.index_file(&mut lease, file, known, full) {
-                    Ok(outcome) => summary.count(&outcome, known.is_some()),
-                    Err(reason) => {
-                        if known.is_some() {
-                            lease.delete(&file.rel);
-                        }
-                        tracing::info!("skipped {}: {reason}", file.rel);
-                        summary.skipped.push(Skipped {
-                            path: file.rel.clone(),
-                            reason,
-                            unreadable: false,
-                        });
-                    }
-                }
+                let outcome = self.index_file(&mut lease, file, known, full)?;
+                summary.count(&mut lease, &file.rel, outcome, known.is_some());
                 done += 1;
                 progress(Progress { done, total });
             }
@@ -222,19 +211,10 @@ impl Indexer {
             };
             let known = self.engine.record(&rel)?;
             match self.sources.source_at(path) {
-                Some(file) => match self.index_file(&mut lease, &file, known.as_ref(), false) {
-                    Ok(outcome) => summary.count(&outcome, known.is_some()),
-                    Err(reason) => {
-                        if known.is_some() {
-                            lease.delete(&rel);
-                        }
-                        summary.skipped.push(Skipped {
-                            path: rel,
-                            reason,
-                            unreadable: false,
-                        });
-                    }
-                },
+                Some(file) => {
+                    let outcome = self.index_file(&mut lease, &file, known.as_ref(), false)?;
+                    summary.count(&mut lease, &rel, outcome, known.is_some());
+                }
                 None if known.is_some() => {
                     lease.delete(&rel);
                     summary.removed += 1;
@@ -269,21 +249,26 @@ impl Indexer {
         }
     }
 
-    /// Indexes one file; `Err` with the reason it is skipped.
+    /// Indexes one file. A file that cannot be indexed is an [`Outcome::Skipped`]; an
+    /// error is the index's (a full disk), and ends the batch.
     fn index_file(
         &self,
-        lease: &mut crate::engine::writer::Lease<'_>,
+        lease: &mut Lease<'_>,
         file: &SourceFile,
         known: Option<&FileRecord>,
         full: bool,
-    ) -> std::result::Result<Outcome, String> {
+    ) -> Result<Outcome> {
         // Size and mtime before the text: a write in between leaves a newer mtime than
         // the one recorded, so the file is read again next time, never the reverse.
         let (size, mtime_ns) = self
             .sources
             .stat(&file.abs)
             .unwrap_or((file.size, file.mtime_ns));
-        let Some(text) = self.sources.read(file)? else {
+        let text = match self.sources.read(file) {
+            Ok(text) => text,
+            Err(reason) => return Ok(Outcome::Skipped(reason)),
+        };
+        let Some(text) = text else {
             if known.is_some() {
                 lease.delete(&file.rel);
             }
@@ -308,20 +293,16 @@ impl Indexer {
             // may have indexed other text since (the lease reloaded the reader). Only
             // a record still saying this text is rewritten in place; otherwise the
             // file is indexed again.
-            let current = self.engine.record(&file.rel).map_err(|e| e.to_string())?;
+            let current = self.engine.record(&file.rel)?;
             if current.is_some_and(|c| c.hash == record.hash && c.chunking == record.chunking) {
-                lease
-                    .update_record(&file.rel, &record)
-                    .map_err(|e| e.to_string())?;
+                lease.update_record(&file.rel, &record)?;
                 return Ok(Outcome::Unchanged);
             }
         }
         let stem = file.rel.rsplit('/').next().unwrap_or(&file.rel);
         let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
         let doc = chunk::chunk(&text, Format::from_path(&file.abs), stem, &self.chunking);
-        lease
-            .upsert(&file.rel, &record, &doc)
-            .map_err(|e| e.to_string())?;
+        lease.upsert(&file.rel, &record, &doc)?;
         Ok(Outcome::Indexed(doc.chunks.len()))
     }
 }
@@ -334,12 +315,26 @@ enum Outcome {
     Unchanged,
     /// It was gone by the time it was read: what the index held of it is removed.
     Vanished,
+    /// It cannot be indexed, for this reason.
+    Skipped(String),
 }
 
 impl Summary {
-    /// Counts what became of a file the index held (`known`) or not.
-    fn count(&mut self, outcome: &Outcome, known: bool) {
+    /// Counts what became of the file `rel`, which the index held (`known`) or not;
+    /// what it held of a skipped file goes.
+    fn count(&mut self, lease: &mut Lease<'_>, rel: &str, outcome: Outcome, known: bool) {
         match outcome {
+            Outcome::Skipped(reason) => {
+                if known {
+                    lease.delete(rel);
+                }
+                tracing::info!("skipped {rel}: {reason}");
+                self.skipped.push(Skipped {
+                    path: rel.to_owned(),
+                    reason,
+                    unreadable: false,
+                });
+            }
             Outcome::Indexed(chunks) => {
                 self.chunks += chunks;
                 if known {
@@ -455,7 +450,7 @@ mod tests {
         for file in files.iter().chain([&c]) {
             let known = manifest.get(&file.rel);
             let outcome = indexer.index_file(&mut lease, file, known, false).unwrap();
-            summary.count(&outcome, known.is_some());
+            summary.count(&mut lease, &file.rel, outcome, known.is_some());
         }
         lease.commit().unwrap();
         assert_eq!(

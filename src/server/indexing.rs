@@ -3,8 +3,10 @@
 //! Jobs arrive on a channel (meilisearch's "one scheduler writes, everyone else
 //! enqueues"): the initial reconciliation, file-change events from the watcher
 //! (debounced), periodic reconciliations, and `POST /index`. A busy index lock makes
-//! the job wait for the next event, or a retry a moment later. Progress and freshness
-//! are published in [`IndexState`] for /status and for systemd's STATUS=.
+//! the job wait for the next event, or a retry a moment later; a job that failed (a
+//! full disk) is reported once, and the next event or a later retry walks the tree.
+//! Progress and freshness are published in [`IndexState`] for /status and for
+//! systemd's STATUS=.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -30,6 +32,8 @@ use crate::ingest::watcher;
 
 /// How soon a job skipped for a busy lock is tried again without a new event.
 const BUSY_RETRY: Duration = Duration::from_secs(2);
+/// How soon a job that failed (a full disk, say) is tried again without a new event.
+const FAILED_RETRY: Duration = Duration::from_secs(30);
 
 /// Where a requested reconciliation sends its outcome.
 pub type Reply = oneshot::Sender<Result<Summary, String>>;
@@ -494,6 +498,15 @@ impl Worker {
             if next_periodic.is_some_and(|t| Instant::now() >= t) {
                 next_periodic = self.settings.reconcile_every.map(|d| Instant::now() + d);
             }
+            // After a failed job, changed paths are not all there is to do: the walk
+            // finds what the failed one left undone.
+            let work = match work {
+                Work::Paths(_) if lock(&self.state).last_error.is_some() => Work::Reconcile {
+                    full: false,
+                    reply: None,
+                },
+                work => work,
+            };
             let reconciled = matches!(work, Work::Reconcile { .. });
             let (result, reply) = match work {
                 Work::Reconcile { full, reply } => (
@@ -506,12 +519,13 @@ impl Worker {
                 }
             };
             retry_at = match &result {
+                Ok(_) | Err(EngineError::Cancelled) => None,
                 Err(EngineError::Busy { .. }) => Some(Instant::now() + BUSY_RETRY),
-                _ => None,
+                Err(_) => Some(Instant::now() + FAILED_RETRY),
             };
             // The first reconciliation that ran to an end, well or not, ends the
             // start-up: one that found the lock busy is retried, and waited for.
-            if reconciled && retry_at.is_none() {
+            if reconciled && !matches!(result, Err(EngineError::Busy { .. })) {
                 self.started.send_replace(true);
             }
             if let Some(reply) = reply {
@@ -704,7 +718,14 @@ impl Worker {
             Err(e) => {
                 tracing::warn!("indexing skipped: {e}");
                 s.pending_changes = true;
-                s.last_error = Some(e.to_string());
+                let message = e.to_string();
+                // Once per error, not at every retry.
+                let failed = !matches!(e, EngineError::Busy { .. } | EngineError::Cancelled);
+                if failed && s.last_error.as_ref() != Some(&message) {
+                    self.events
+                        .record("error", serde_json::json!({ "message": message }));
+                }
+                s.last_error = Some(message);
             }
         }
     }

@@ -7,6 +7,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod doctor;
+mod full_disk;
 mod fuzz_regressions;
 mod http;
 mod lifecycle;
