@@ -2,6 +2,7 @@
 //! project deleted and made again, or moved away. One resident serves a project at any
 //! time, found through its path, and nothing is made again at a path that was left.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
@@ -30,8 +31,18 @@ fn replaced_events(t: &TestEnv) -> usize {
         .count()
 }
 
-/// Waits until the probes find what they found before (a resident that serves again
-/// builds its index again first).
+/// The files each probe finds. An index built again may order sections of equal
+/// score differently (its segments differ), and so keep another of a file's equal
+/// sections under the per-file cap: the files found are what must not change.
+fn files(answers: &Answers) -> Vec<BTreeSet<String>> {
+    answers
+        .iter()
+        .map(|found| found.iter().map(|(path, ..)| path.clone()).collect())
+        .collect()
+}
+
+/// Waits until the probes find the files they found before (a resident that serves
+/// again builds its index again first).
 fn answers_again(t: &TestEnv, base: &Answers) {
     wait_for(WAIT, "the probes to answer as before", || {
         let now: Answers = PROBES
@@ -41,7 +52,7 @@ fn answers_again(t: &TestEnv, base: &Answers) {
                 sections(&serde_json::from_slice(&out.stdout).unwrap_or_default())
             })
             .collect();
-        (now == *base).then_some(())
+        (files(&now) == files(base)).then_some(())
     });
 }
 
@@ -165,5 +176,7 @@ fn index_deleted_under_a_live_resident() {
     assert_eq!(one_resident(&t), first);
     assert!(t.state_file("data").is_dir());
     t.ok(&["stop"]);
-    assert_intact(&t, &base);
+    let v = json_run(&t, &["index", "--json"], 0);
+    assert_eq!(v["summary"]["added"], 0, "{v}");
+    assert_eq!(files(&answers(&t)), files(&base));
 }
