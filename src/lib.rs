@@ -38,6 +38,8 @@ pub mod project;
 pub mod server;
 pub mod shared;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;
 
 /// The version reported by `/health`, `runtime.json` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -986,17 +986,7 @@ mod tests {
         assert_eq!(doc.chunks.len(), 1);
     }
 
-    /// xorshift64*: deterministic, no dev-dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
-        }
-    }
+    use crate::testing::Rng;
 
     #[rustfmt::skip]
     const FRAGMENTS: &[&str] = &[

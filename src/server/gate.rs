@@ -325,21 +325,7 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
-    /// xorshift64*: deterministic, no dev-dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
-        }
-
-        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-            from[self.below(from.len())]
-        }
-    }
+    use crate::testing::Rng;
 
     /// What the module doc promises, written another way: the port is split off at
     /// the last ':' (not the first), names are compared lowercased, and an IPv4

@@ -99,16 +99,7 @@ impl SmallDisk {
 
     /// The index's directory on the tmpfs.
     fn index_dir(&self) -> PathBuf {
-        std::fs::read_dir(self.path("data"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("index-v")
-            })
-            .unwrap()
+        index_dir_in(&self.path("data"))
     }
 
     /// Fails if the index directory holds a file of a segment its last commit does

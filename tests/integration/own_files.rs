@@ -3,7 +3,6 @@
 //! served, whatever link leads to them: a cloned repository can ship such links.
 
 use std::os::unix::fs::symlink;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::util::*;
@@ -25,19 +24,6 @@ fn serving(t: &mut TestEnv) -> (String, String) {
     (addr, auth)
 }
 
-fn index_dir(state: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(state.join("data"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("index-v")
-        })
-        .unwrap()
-}
-
 #[test]
 fn links_to_the_state_dir_are_never_indexed_or_served() {
     let mut t = TestEnv::new();
@@ -55,7 +41,10 @@ fn links_to_the_state_dir_are_never_indexed_or_served() {
         ("events.md", ".claude/doc-serve/logs/events.jsonl".into()),
         ("state", ".claude/doc-serve".into()),
         ("data", state.join("data")),
-        ("meta.md", index_dir(&state).join("meta.json")),
+        (
+            "meta.md",
+            index_dir_in(&state.join("data")).join("meta.json"),
+        ),
         ("claude", ".claude".into()),
     ];
     for (name, target) in &refused {

@@ -338,3 +338,17 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// The index directory (`data/index-v…`) under a data dir.
+pub fn index_dir_in(data_dir: &Path) -> PathBuf {
+    std::fs::read_dir(data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("index-v")
+        })
+        .unwrap()
+}
