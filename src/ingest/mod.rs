@@ -5,6 +5,7 @@
 
 pub mod chunk;
 pub mod private;
+pub mod rules;
 pub mod sync;
 pub mod walk;
 pub mod watcher;

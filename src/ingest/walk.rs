@@ -3,7 +3,8 @@
 //! `.gitignore` and `.ignore` are respected (with or without a git repository), hidden
 //! directories are skipped, and doc-serve's own files (the state dir, see
 //! [`super::private`]) never appear, by any name. Symlinks are followed only while they
-//! stay inside the root; the walker detects loops and reports them as skipped. Binary
+//! stay inside the root and lead to what the walk would list by its own path (see
+//! [`super::rules`]); the walker detects loops and reports them as skipped. Binary
 //! files (a NUL byte) and files over the size cap are skipped with a reason; invalid
 //! UTF-8 is decoded lossily; a file that vanishes mid-walk is no error.
 
@@ -14,11 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use globset::{GlobSet, GlobSetBuilder};
-use ignore::Match;
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::private::{Private, Refusal, opened_path, refusal};
+use super::rules::{LeftOut, Rules, Trail, closes_loop, is_repo_top};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 
@@ -53,12 +53,6 @@ pub struct Sources {
     /// ignore files are then read from the directories above the root too, as git
     /// reads them (see [`Sources::walk`]).
     in_repo: bool,
-}
-
-/// Whether `dir` is the top of a repository (git's, or Jujutsu's), as the `ignore`
-/// crate tells.
-fn is_repo_top(dir: &Path) -> bool {
-    dir.join(".git").exists() || dir.join(".jj").exists()
 }
 
 /// For a name that is not UTF-8, the name the walk keeps among those in its directory
@@ -168,6 +162,8 @@ impl Sources {
         let mut files = Vec::new();
         let places = Arc::new(self.private.now());
         let refused = Arc::new(Mutex::new(Vec::new()));
+        // The rules are read when a link is first met: a tree without links pays nothing.
+        let links = Mutex::new((Trail::default(), None));
         let walker = ignore::WalkBuilder::new(&self.root)
             .hidden(true)
             .git_ignore(true)
@@ -182,14 +178,24 @@ impl Sources {
             .require_git(self.in_repo)
             .follow_links(true)
             .filter_entry({
-                let (root, places, refused) = (self.root.clone(), places.clone(), refused.clone());
-                move |e| match refusal(&root, e, &places) {
-                    Refusal::None => true,
-                    Refusal::Silent => false,
-                    Refusal::Reported(reason) => {
-                        let mut refused = refused.lock().unwrap_or_else(|p| p.into_inner());
-                        refused.push((e.path().to_path_buf(), reason));
-                        false
+                let (sources, places, refused) = (self.clone(), places.clone(), refused.clone());
+                move |e| {
+                    let judged = match refusal(&sources.root, e, &places) {
+                        Refusal::None => {
+                            let mut links = links.lock().unwrap_or_else(|p| p.into_inner());
+                            let (trail, rules) = &mut *links;
+                            sources.link_refusal(e, trail, rules)
+                        }
+                        other => other,
+                    };
+                    match judged {
+                        Refusal::None => true,
+                        Refusal::Silent => false,
+                        Refusal::Reported(reason) => {
+                            let mut refused = refused.lock().unwrap_or_else(|p| p.into_inner());
+                            refused.push((e.path().to_path_buf(), reason));
+                            false
+                        }
                     }
                 }
             })
@@ -279,7 +285,7 @@ impl Sources {
 
     /// The source file at `path` (absolute), if it is one: inside the root (after
     /// symlinks), not doc-serve's own (by any name), wanted by the globs,
-    /// [`Sources::listed`] (as the walk would list it), and under the size cap.
+    /// [`Sources::lists`] (as the walk would list it), and under the size cap.
     pub fn source_at(&self, path: &Path) -> Option<SourceFile> {
         let rel = self.relative(path)?;
         if self.private.names(path) || !self.wants(&rel) {
@@ -290,7 +296,7 @@ impl Sources {
         if !real.starts_with(&self.root)
             || !meta.is_file()
             || self.private.now().refusal(&real, &meta).is_some()
-            || !self.listed(&rel)
+            || !self.lists(path, &real)
         {
             return None;
         }
@@ -303,33 +309,71 @@ impl Sources {
         })
     }
 
-    /// Whether the walk lists `rel` (root-relative, `/`-separated), decided as the walk
-    /// decides (the `ignore` crate's rules, with git's files read with or without a
-    /// repository): going down from the root, a directory left out is not entered, so
-    /// nothing under it is listed whatever deeper files say. A path is left out when
-    /// ignored, or when hidden (its name starts with `.`) unless an ignore file
-    /// re-includes it; its verdict is the deepest `.ignore`'s that has one, else the
-    /// deepest `.gitignore`'s, else `.git/info/exclude`'s, else the global gitignore's.
-    pub fn listed(&self, rel: &str) -> bool {
-        let (global, _) = Gitignore::global();
-        let parts: Vec<&str> = rel.split('/').collect();
-        let mut levels: Vec<IgnoreFiles> = Vec::new();
-        if self.in_repo {
-            let mut above: Vec<&Path> = self.root.ancestors().skip(1).collect();
-            above.reverse();
-            levels.extend(above.into_iter().map(IgnoreFiles::read));
+    /// Whether the walk lists the file at `path` (absolute, by the names the walk goes
+    /// through), which resolves to `real`: its own path passes the ignore and hidden
+    /// rules; and when a symlink is on the way (`real` is another path), `real` is
+    /// inside the root and passes them too by its own path, is not excluded, and no
+    /// link on the way closes a loop. See [`super::rules`].
+    pub fn lists(&self, path: &Path, real: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        let mut rules = Rules::new(&self.root, self.in_repo);
+        if rules.left_out(rel, false).is_some() {
+            return false;
         }
-        let mut dir = self.root.clone();
-        for (i, part) in parts.iter().enumerate() {
-            levels.push(IgnoreFiles::read(&dir));
-            let path = dir.join(part);
-            let v = verdict(&levels, &global, &path, i + 1 < parts.len(), self.in_repo);
-            if v.is_ignore() || (part.starts_with('.') && !v.is_whitelist()) {
-                return false;
+        path == real
+            || (real.starts_with(&self.root)
+                && self.target_left_out(real, false, &mut rules).is_none()
+                && !closes_loop(&self.root, rel))
+    }
+
+    /// How the walk treats `e` by where it leads, when it is a symlink or below one:
+    /// left out (reported) when what it leads to is; an entry with no link on its way
+    /// is not looked at further.
+    fn link_refusal(
+        &self,
+        e: &ignore::DirEntry,
+        trail: &mut Trail,
+        rules: &mut Option<Rules>,
+    ) -> Refusal {
+        trail.leave(e.path());
+        let real = if e.path_is_symlink() {
+            match e.path().canonicalize() {
+                Ok(real) => real,
+                Err(_) => return Refusal::Silent, // gone since it was listed
             }
-            dir = path;
+        } else {
+            match trail.below(e.path()) {
+                Some(real) => real,
+                None => return Refusal::None,
+            }
+        };
+        let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+        let rules = rules.get_or_insert_with(|| Rules::new(&self.root, self.in_repo));
+        if let Some((rel, why)) = self.target_left_out(&real, is_dir, rules) {
+            return Refusal::Reported(format!("it leads to {rel}, which is {}", why.as_str()));
         }
-        true
+        if is_dir && e.path_is_symlink() {
+            trail.enter(e.path(), real);
+        }
+        Refusal::None
+    }
+
+    /// Why the walk would leave out `real` (a resolved path inside the root) by its own
+    /// path, with that path: ignored or hidden, or, a file, excluded. The include globs
+    /// are not asked: a link is a source by its own name.
+    fn target_left_out(
+        &self,
+        real: &Path,
+        is_dir: bool,
+        rules: &mut Rules,
+    ) -> Option<(String, LeftOut)> {
+        let rel = self.relative(real)?;
+        let why = rules
+            .left_out(real.strip_prefix(&self.root).ok()?, is_dir)
+            .or_else(|| (!is_dir && self.exclude.is_match(&rel)).then_some(LeftOut::Excluded))?;
+        Some((rel, why))
     }
 
     /// The file a root-relative path (as [`Sources::relative`] writes it) names: where
@@ -417,60 +461,4 @@ fn size_and_mtime(meta: &Metadata) -> (u64, u64) {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos() as u64);
     (meta.len(), mtime)
-}
-
-/// The ignore files of one directory.
-struct IgnoreFiles {
-    ignore: Gitignore,
-    git_ignore: Gitignore,
-    git_exclude: Gitignore,
-    /// The directory is the top of a repository.
-    repo_top: bool,
-}
-
-impl IgnoreFiles {
-    fn read(dir: &Path) -> IgnoreFiles {
-        let one = |file: PathBuf| {
-            let mut b = GitignoreBuilder::new(dir);
-            if file.is_file() {
-                // A line that is not a valid glob is skipped, as the walk does.
-                let _ = b.add(file);
-            }
-            b.build().unwrap_or_else(|_| Gitignore::empty())
-        };
-        IgnoreFiles {
-            ignore: one(dir.join(".ignore")),
-            git_ignore: one(dir.join(".gitignore")),
-            git_exclude: one(dir.join(".git/info/exclude")),
-            repo_top: is_repo_top(dir),
-        }
-    }
-}
-
-/// What the ignore files of `levels` (the outermost first) and the global gitignore
-/// say of `path`; see [`Sources::listed`]. With `in_repo` (the walk then requires a
-/// repository), git's files are read only up to the top of the innermost repository
-/// holding `path`; else (it does not) a nested repository cuts off nothing.
-fn verdict(
-    levels: &[IgnoreFiles],
-    global: &Gitignore,
-    path: &Path,
-    is_dir: bool,
-    in_repo: bool,
-) -> Match<()> {
-    let matched = |gi: &Gitignore| gi.matched(path, is_dir).map(|_| ());
-    let deepest = |pick: fn(&IgnoreFiles) -> &Gitignore, git: bool| {
-        let mut found = Match::None;
-        for level in levels.iter().rev() {
-            found = matched(pick(level));
-            if !found.is_none() || (git && in_repo && level.repo_top) {
-                break;
-            }
-        }
-        found
-    };
-    deepest(|l| &l.ignore, false)
-        .or(deepest(|l| &l.git_ignore, true))
-        .or(deepest(|l| &l.git_exclude, true))
-        .or(matched(global))
 }

@@ -270,9 +270,11 @@ pub struct Lines {
     pub heading: Option<String>,
 }
 
-/// Reads a source file, or part of it. Only source files (the include globs) inside
-/// the root; `..`, absolute paths, doc-serve's own files by any name (see
-/// [`crate::ingest::private`]) and symlinks leading out are all "not found". A heading matches case-insensitively, the heading itself or its whole trail
+/// Reads a source file, or part of it. Only what the walk lists: source files (the
+/// include globs) inside the root; `..`, absolute paths, doc-serve's own files by any
+/// name (see [`crate::ingest::private`]), symlinks leading out, through a loop or to
+/// what the walk leaves out (see [`crate::ingest::rules`]) are all "not found". A
+/// heading matches case-insensitively, the heading itself or its whole trail
 /// (`Install > Linux`); the section runs to the next heading of its level or above.
 pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value, ApiError> {
     let root = sources.root();
@@ -280,14 +282,16 @@ pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value
     let plain = !rel.is_empty()
         && !rel.contains('\0')
         && relp.components().all(|c| matches!(c, Component::Normal(_)));
-    if !plain || !sources.wants(rel) || !sources.listed(rel) {
+    if !plain || !sources.wants(rel) {
         return Err(not_found(rel));
     }
-    let real = sources
-        .resolve(rel)
-        .canonicalize()
-        .map_err(|_| not_found(rel))?;
-    if !real.starts_with(root) || sources.off_limits(&real) || !real.is_file() {
+    let path = sources.resolve(rel);
+    let real = path.canonicalize().map_err(|_| not_found(rel))?;
+    if !real.starts_with(root)
+        || sources.off_limits(&real)
+        || !real.is_file()
+        || !sources.lists(&path, &real)
+    {
         return Err(not_found(rel));
     }
     let max = sources.max_bytes();

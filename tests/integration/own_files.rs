@@ -51,6 +51,9 @@ fn links_to_the_state_dir_are_never_indexed_or_served() {
         symlink(target, p.join(name)).unwrap();
     }
     std::fs::hard_link(state.join("runtime.json"), p.join("hard.md")).unwrap();
+    // `.claude` re-included, so that the link to it is entered (a link to a hidden
+    // directory is left out as such) and meets the state dir by another name.
+    std::fs::write(p.join(".ignore"), "!.claude/\n").unwrap();
     // A link to the root from inside: a loop, and through it the links above again.
     symlink("..", p.join("docs/root")).unwrap();
     // Neighbours that are sources: a link to a file and one to a directory.

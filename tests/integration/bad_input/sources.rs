@@ -367,3 +367,168 @@ fn files_deleted_mid_index() {
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
 }
+
+/// Links inside the root to what the walk leaves out: a gitignored directory and a file
+/// in it, a hidden directory and a hidden file, an excluded file, a file that a rule
+/// anchored at the root ignores (reached through a link to its directory), a chain
+/// ending in an ignored file, and a link to the root (a loop). None is searchable or
+/// served, whether made before a walk or while a resident watches, and a link turned
+/// to such a file leaves the index. Links to ordinary files and directories stay
+/// sources, also one named as another format than its target.
+#[test]
+fn links_to_what_the_walk_leaves_out() {
+    use std::os::unix::fs::symlink;
+    let (mut t, base) = indexed();
+    t.set("DOC_SERVE_EXCLUDE", "archive/**");
+    t.set("DOC_SERVE_DEBOUNCE_MS", "50");
+    let p = t.project.clone();
+    let put = |rel: &str, text: &str| {
+        let file = p.join(rel);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    };
+    put(".gitignore", "secret/\n/pub/draft.md\n");
+    put("secret/key.md", "# Key\n\nsecretword\n");
+    put(".private/p.md", "# P\n\nprivateword\n");
+    put(".notes.md", "# Notes\n\nhiddenfileword\n");
+    put("archive/old.md", "# Old\n\narchiveword\n");
+    put("pub/open.md", "# Open\n\nopenword\n");
+    put("pub/draft.md", "# Draft\n\ndraftword\n");
+    put("pub/data.conf", "# Conf\n\nconfword\n");
+    put("README.md", "# Readme\n\nreadmeword\n");
+    std::fs::create_dir_all(p.join("links")).unwrap();
+    let link = |name: &str, target: &str| symlink(target, p.join(name)).unwrap();
+    let refused = [
+        ("docs/s", "../secret", "secret, which is ignored"),
+        ("docs/p", "../.private", ".private, which is hidden"),
+        (
+            "docs/k.md",
+            "../secret/key.md",
+            "secret/key.md, which is ignored",
+        ),
+        ("docs/chain.md", "k.md", "secret/key.md, which is ignored"),
+        ("docs/n.md", "../.notes.md", ".notes.md, which is hidden"),
+        (
+            "docs/old.md",
+            "../archive/old.md",
+            "archive/old.md, which is excluded",
+        ),
+    ];
+    for (name, target, _) in refused {
+        link(name, target);
+    }
+    link("docs/pub", "../pub");
+    link("docs/arch", "../archive");
+    link("docs/open.md", "../pub/open.md");
+    link("docs/conf.md", "../pub/data.conf");
+    link("links/root", "..");
+
+    let v = json_run(&t, &["index", "--json"], 0);
+    let skipped = v["summary"]["skipped"].as_array().unwrap();
+    let reason = |path: &str| {
+        let s = skipped.iter().find(|s| s["path"] == path);
+        let s = s.unwrap_or_else(|| panic!("{path} not skipped: {v}"));
+        s["reason"].as_str().unwrap().to_owned()
+    };
+    for (name, _, why) in refused {
+        assert!(reason(name).contains(why), "{name}: {}", reason(name));
+    }
+    assert!(
+        reason("docs/pub/draft.md").contains("pub/draft.md, which is ignored"),
+        "{v}"
+    );
+    assert!(
+        reason("docs/arch/old.md").contains("archive/old.md, which is excluded"),
+        "{v}"
+    );
+    assert!(reason("links/root").contains("loop"), "{v}");
+    let left_out = [
+        "secretword",
+        "privateword",
+        "hiddenfileword",
+        "archiveword",
+        "draftword",
+    ];
+    for word in left_out {
+        assert_eq!(hits(&t, word), Vec::<String>::new(), "{word}");
+    }
+    assert_eq!(
+        hits(&t, "openword"),
+        ["docs/open.md", "docs/pub/open.md", "pub/open.md"]
+    );
+    // A link is a source by its own name: the target need not match the globs.
+    assert_eq!(hits(&t, "confword"), ["docs/conf.md"]);
+    assert_eq!(hits(&t, "readmeword"), ["README.md"]);
+
+    let r = serving(&mut t);
+    let served = |path: &str| r.get(&format!("/documents/{path}")).status;
+    let never = [
+        "docs/s/key.md",
+        "docs/p/p.md",
+        "docs/k.md",
+        "docs/chain.md",
+        "docs/n.md",
+        "docs/old.md",
+        "docs/pub/draft.md",
+        "docs/arch/old.md",
+        "links/root/README.md",
+        "links/root/docs/notes.txt",
+        "links/root/pub/open.md",
+    ];
+    for path in never {
+        assert_eq!(served(path), 404, "{path}");
+    }
+    for path in [
+        "docs/open.md",
+        "docs/pub/open.md",
+        "docs/conf.md",
+        "README.md",
+    ] {
+        assert_eq!(served(path), 200, "{path}");
+    }
+
+    // The same links, made while the resident watches.
+    for (name, target, _) in refused {
+        link(&name.replace("docs/", "docs/late-"), target);
+    }
+    link("docs/late-root", "..");
+    link("docs/late-open.md", "../pub/open.md");
+    wait_for(WAIT, "the legitimate link made while watching", || {
+        r.hits("openword")
+            .contains(&"docs/late-open.md".to_owned())
+            .then_some(())
+    });
+    // A change to a file left out reaches the watcher through the links as well.
+    put("secret/key.md", "# Key\n\nsecretword latesecretword\n");
+    put("docs/marker.md", "# Marker\n\nmarkerword\n");
+    wait_for(WAIT, "the file written after the links", || {
+        (r.hits("markerword") == ["docs/marker.md"]).then_some(())
+    });
+    // A legitimate link turned to an ignored file leaves the index.
+    std::fs::remove_file(p.join("docs/open.md")).unwrap();
+    link("docs/open.md", "../secret/key.md");
+    wait_for(WAIT, "the turned link to leave", || {
+        (!r.hits("openword").contains(&"docs/open.md".to_owned())).then_some(())
+    });
+    r.wait_idle();
+    for word in left_out.iter().chain(&["latesecretword"]) {
+        assert_eq!(r.hits(word), Vec::<String>::new(), "{word}");
+    }
+    for path in [
+        "docs/late-s/key.md",
+        "docs/late-p/p.md",
+        "docs/late-k.md",
+        "docs/late-chain.md",
+        "docs/late-n.md",
+        "docs/late-old.md",
+        "docs/late-root/README.md",
+        "docs/late-root/docs/late-open.md",
+        "docs/open.md",
+    ] {
+        assert_eq!(served(path), 404, "{path}");
+    }
+    assert_eq!(served("docs/late-open.md"), 200);
+    r.stop(&mut t);
+    assert_intact(&t, &base);
+    assert_no_panic_logged(&t);
+}
