@@ -152,7 +152,7 @@ impl Default for Config {
     }
 }
 
-/// The shared daemon's TCP port unless configured otherwise (SPEC §3).
+/// The shared daemon's TCP port unless configured otherwise (see the README, "State directory").
 pub const SHARED_PORT: u16 = 45123;
 
 /// A value as it arrives from one source.

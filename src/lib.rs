@@ -6,7 +6,7 @@
 //! # Layout
 //!
 //! - [`error`]: typed errors with stable codes, HTTP statuses and exit codes.
-//! - [`project`]: project root resolution (SPEC §4), project ids, state-dir paths.
+//! - [`project`]: project root resolution (README, "Project root"), project ids, state-dir paths.
 //! - [`config`]: defaults < config.json < `DOC_SERVE_*` < flags, into one [`config::Config`].
 //! - [`fsutil`]: atomic writes and private (0600/0700) files and directories.
 //! - [`process`]: process identity (start time, boot id) so a reused PID never passes for ours.

@@ -1,4 +1,4 @@
-//! Which directory is the project, and where its state lives (SPEC §3, §4).
+//! Which directory is the project, and where its state lives (see the README, "Project root" and "State directory").
 //!
 //! Resolution is deterministic and resolves symlinks first: an explicit path
 //! (`--path`, then `DOC_SERVE_PROJECT`); the nearest ancestor with an initialised state
@@ -188,7 +188,7 @@ impl Project {
         self.reason == RootReason::SharedDaemon
     }
 
-    /// `p_` + the first 8 hex digits of SHA-256 of the canonical root (SPEC §3).
+    /// `p_` + the first 8 hex digits of SHA-256 of the canonical root (see the README, "State directory").
     pub fn id(&self) -> String {
         project_id(&self.root)
     }

@@ -1,4 +1,4 @@
-//! The shared daemon's home, `~/.doc-serve/` (SPEC §3): the projects registered with
+//! The shared daemon's home, `~/.doc-serve/` (README, "Shared daemon"): the projects registered with
 //! it, where each one's index lives, and the settings it is indexed with.
 //!
 //! A registered project is `projects/<id>/project.json` (its canonical root) beside

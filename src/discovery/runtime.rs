@@ -1,4 +1,4 @@
-//! runtime.json: how clients find a running resident (SPEC §3).
+//! runtime.json: how clients find a running resident (see the README, "State directory").
 //!
 //! Written by the resident only once its listeners are ready, atomically and 0600 (it
 //! holds the bearer token). Readers check `schema_version` first; a truncated or garbage

@@ -124,7 +124,7 @@ fn make_project(t: &TestEnv, name: &str, files: usize) -> PathBuf {
     root
 }
 
-/// The project id SPEC §3 gives `root`: `p_` + 8 hex digits of SHA-256 of the
+/// The project id the README gives `root`: `p_` + 8 hex digits of SHA-256 of the
 /// canonical root.
 fn project_id_of(root: &Path) -> String {
     use sha2::Digest;

@@ -1,4 +1,4 @@
-//! Stale state (SPEC §10): each case detected, explained by `status`, recovered by
+//! Stale state (README, "Stale state"): each case detected, explained by `status`, recovered by
 //! `start`, and no unrelated process ever signalled.
 
 use std::process::{Command, Stdio};

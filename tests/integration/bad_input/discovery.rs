@@ -1,4 +1,4 @@
-//! SPEC §10, the discovery files: runtime.json truncated, garbage or from a newer
+//! Bad input, the discovery files: runtime.json truncated, garbage or from a newer
 //! version, a PID file naming someone else, the locks a killed resident left, a port
 //! already taken, and a second start racing the first. None may be trusted blindly,
 //! start a second resident, or signal a process that is not ours.

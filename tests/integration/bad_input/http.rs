@@ -1,4 +1,4 @@
-//! SPEC §10, HTTP bodies a resident must refuse: oversized (declared, sent in full or
+//! Bad input, HTTP bodies a resident must refuse: oversized (declared, sent in full or
 //! chunked) and slow ones. Refused with 413 or 408 before any reindex they ask for
 //! runs, while everyone else is still served.
 

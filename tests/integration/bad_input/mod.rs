@@ -1,4 +1,4 @@
-//! SPEC §10, one test per case: bad input gets a clear error, never a panic, and the
+//! Bad input, one test per case: it gets a clear error, never a panic, and the
 //! index that answered before answers the same after.
 //!
 //! Every test indexes the fixtures first and records what a few probe queries find.

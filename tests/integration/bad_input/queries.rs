@@ -1,4 +1,4 @@
-//! SPEC §10, bad queries: syntax a user might try, empty and enormous queries, and
+//! Bad input, bad queries: syntax a user might try, empty and enormous queries, and
 //! document paths with `..`. Through the CLI (standalone and delegated), HTTP and
 //! MCP, each is answered or explained, and nothing outside the root is read.
 

@@ -1,4 +1,4 @@
-//! SPEC §10, what the walker and the watcher meet on disk: a root that vanishes,
+//! Bad input, what the walker and the watcher meet on disk: a root that vanishes,
 //! binary files, invalid UTF-8, huge files, symlink loops, and files deleted while
 //! they are being indexed. Each is skipped with a reason or taken in stride, and the
 //! rest of the index stays as it was.

@@ -1,4 +1,4 @@
-//! SPEC §10, the state dir and what it holds: a config.json that is not a valid
+//! Bad input, the state dir and what it holds: a config.json that is not a valid
 //! config, and a state dir that cannot be written, is a file, or is a bad symlink.
 //! Every command names the file or dir at fault, and rewrites or removes nothing;
 //! `stop` still stops a resident.
