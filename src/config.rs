@@ -214,6 +214,39 @@ fn parse<T: Setting>(raw: Raw) -> std::result::Result<T, String> {
     }
 }
 
+/// Most bytes a settings file may hold.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A settings file's bytes; `None` when there is none. Anything but a regular file (a
+/// FIFO would block every command, a directory fails later) and a file over 1 MiB
+/// are errors.
+pub fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, more than a settings file may hold ({MAX_FILE_BYTES})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
 impl Config {
     /// Sets one key; `Ok(false)` when the key is unknown.
     fn set(&mut self, key: &str, raw: Raw) -> std::result::Result<bool, String> {
@@ -286,9 +319,9 @@ impl Config {
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<()> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        let bytes = match read_file(path) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
         let err = |message: String| Error::Config {

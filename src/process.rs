@@ -68,6 +68,43 @@ fn differs<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
     a.is_some() && b.is_some() && a != b
 }
 
+/// The command name of `pid` (Linux).
+pub fn name(pid: u32) -> Option<String> {
+    linux::name(pid)
+}
+
+/// Whether `pid` is stopped (SIGSTOP, a debugger): alive, but it will not act until
+/// it gets SIGCONT (Linux; never elsewhere).
+pub fn is_stopped(pid: u32) -> bool {
+    linux::is_stopped(pid)
+}
+
+/// The processes of this user that hold a descriptor open on `path` after it was
+/// deleted (Linux's `/proc/PID/fd` shows them as `PATH (deleted)`). Only
+/// `doc-serve` processes are looked at.
+pub fn holding_deleted(path: &std::path::Path) -> Vec<u32> {
+    let want = format!("{} (deleted)", path.display());
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && linux::name(pid).as_deref() == Some("doc-serve"))
+        .filter(|&pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| target.as_os_str() == want.as_str())
+                })
+        })
+        .collect()
+}
+
 /// Whether a process with this PID exists (EPERM means it does, owned by someone else).
 pub fn exists(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
@@ -99,6 +136,10 @@ mod linux {
         stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z" || s == "X"))
     }
 
+    pub fn is_stopped(pid: u32) -> bool {
+        stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "T" || s == "t"))
+    }
+
     pub fn boot_id() -> Option<String> {
         let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
         Some(id.trim().to_owned())
@@ -120,6 +161,9 @@ mod linux {
         None
     }
     pub fn is_zombie(_: u32) -> bool {
+        false
+    }
+    pub fn is_stopped(_: u32) -> bool {
         false
     }
     pub fn boot_id() -> Option<String> {

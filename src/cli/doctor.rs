@@ -427,15 +427,40 @@ fn check_resident(
                 format!("{what} is not running; {next}"),
             );
         }
-        Resident::Starting { pid, runtime } => {
-            let pid = pid.map_or("a process".into(), |p| format!("pid {p}"));
+        Resident::Foreign { root, pid } => {
             report
                 .add(
                     "resident",
-                    Status::Warn,
-                    format!("{pid} holds the lifetime lock, but runtime.json is {runtime}"),
+                    Status::Fail,
+                    discovery::shared_state_dir(project, root, *pid),
                 )
-                .fix("wait for it to start; if this stays, `doc-serve stop`");
+                .fix("give this project a state dir of its own");
+        }
+        Resident::Starting {
+            pid,
+            runtime,
+            stopped,
+        } => {
+            let pid = pid.map_or("a process".into(), |p| format!("pid {p}"));
+            let (status, fix) = if *stopped {
+                (
+                    Status::Fail,
+                    "`doc-serve stop` (it sends SIGCONT with SIGTERM)",
+                )
+            } else {
+                (
+                    Status::Warn,
+                    "wait for it to start; if this stays, `doc-serve stop`",
+                )
+            };
+            let state = if *stopped { " (stopped)" } else { "" };
+            report
+                .add(
+                    "resident",
+                    status,
+                    format!("{pid}{state} holds the lifetime lock, but runtime.json is {runtime}"),
+                )
+                .fix(fix);
         }
         Resident::Unresponsive { state, why } => {
             report

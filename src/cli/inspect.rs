@@ -52,12 +52,26 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
     let (state, runtime, why) = match &found.resident {
         Resident::Running(s) => ("running", Some(public(s)), None),
         Resident::Stopped => ("stopped", None, None),
-        Resident::Starting { pid, runtime } => (
-            "starting",
+        Resident::Foreign { root, pid } => (
+            "foreign",
+            None,
+            Some(discovery::shared_state_dir(project, root, *pid)),
+        ),
+        Resident::Starting {
+            pid,
+            runtime,
+            stopped,
+        } => (
+            if *stopped { "unresponsive" } else { "starting" },
             None,
             Some(format!(
-                "pid {} holds the lifetime lock; runtime.json is {runtime}",
-                pid.map_or("unknown".into(), |p| p.to_string())
+                "pid {}{} holds the lifetime lock; runtime.json is {runtime}",
+                pid.map_or("unknown".into(), |p| p.to_string()),
+                if *stopped {
+                    " (stopped: `doc-serve stop` stops it)"
+                } else {
+                    ""
+                }
             )),
         ),
         Resident::Unresponsive { state, why } => {

@@ -91,10 +91,27 @@ pub fn ensure_running(
                 }
             }
             Resident::Stopped => last_why = "the new resident has not taken its lock yet".into(),
-            Resident::Starting { pid, runtime } => {
+            Resident::Foreign { root, pid } => {
+                bail!("{}", discovery::shared_state_dir(project, &root, pid))
+            }
+            Resident::Starting {
+                pid,
+                runtime,
+                stopped: true,
+            } => bail!(
+                "pid {} holds the lifetime lock but is stopped, and runtime.json is {runtime}; \
+                 `doc-serve stop` stops it (with SIGCONT)",
+                pid.map_or("unknown".into(), |p| p.to_string())
+            ),
+            Resident::Starting {
+                pid,
+                runtime,
+                stopped: false,
+            } => {
                 last_why = format!(
-                    "pid {} holds the lifetime lock but runtime.json is {runtime}",
-                    pid.map_or("unknown".into(), |p| p.to_string())
+                    "pid {} holds the lifetime lock but runtime.json is {runtime}; \
+                     `doc-serve status` shows it, `doc-serve stop` stops it",
+                    pid.map_or("unknown".into(), |p| p.to_string()),
                 )
             }
             Resident::Unresponsive { state, why } => {
@@ -325,10 +342,13 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
                 break Some((s.pid, s.process.clone()));
             }
             Resident::Stopped => break None,
-            Resident::Starting { pid, runtime } if Instant::now() >= heal.min(deadline) => {
-                break Some(lock_holder(project, pid, &runtime)?);
+            Resident::Foreign { root, pid } => {
+                bail!("{}", discovery::shared_state_dir(project, &root, pid))
             }
-            Resident::Starting { .. } => std::thread::sleep(POLL),
+            Resident::Starting { runtime, .. } if Instant::now() >= heal.min(deadline) => {
+                break Some(lock_holder(project, &runtime)?);
+            }
+            Resident::Starting { .. } => std::thread::sleep(STARTING_POLL),
         }
     };
     let stopped_pid = match target {
@@ -339,7 +359,12 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let cleaned = discovery::clean_stale(project)?;
+    // What is left is removed; a file that cannot be (a directory named runtime.json)
+    // is reported without hiding that the resident was stopped.
+    let cleaned = discovery::clean_stale(project).unwrap_or_else(|e| {
+        tracing::warn!("{e:#}");
+        Vec::new()
+    });
     record_cleanup(&events, &cleaned);
     let report =
         json!({ "stopped": stopped_pid.is_some(), "pid": stopped_pid, "cleaned": cleaned });
@@ -356,6 +381,10 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// How often `stop` looks again at a resident that is starting: each look may scan
+/// /proc (see [`discovery::inspect`]).
+const STARTING_POLL: Duration = Duration::from_millis(50);
+
 /// How long `stop` gives a live resident to write its unusable runtime.json again
 /// before it looks for the lock's holder instead.
 const HEAL_WAIT: Duration = Duration::from_secs(3);
@@ -363,37 +392,46 @@ const HEAL_WAIT: Duration = Duration::from_secs(3);
 /// The process holding the project's lifetime lock, and its identity, when runtime.json
 /// cannot say. The kernel names the holder (/proc/locks); it is signalled only when
 /// it is a resident: the PID its PID file names, or a `doc-serve ... serve` process (a
-/// client probing the lock holds it for an instant, and is neither).
+/// client probing the lock holds it for an instant, and is neither). Anything else is
+/// named, not signalled.
 fn lock_holder(
     project: &crate::project::Project,
-    pid_file: Option<u32>,
     runtime: &str,
 ) -> anyhow::Result<(u32, process::Identity)> {
     let lock_file = project.lock_file();
-    let resident = |pid: u32| {
-        pid_file == Some(pid) || process::args_of(pid).iter().skip(1).any(|a| a == "serve")
-    };
-    let holder = lock::holder(&lock_file).filter(|&pid| resident(pid));
-    let identity = holder.and_then(|pid| Some((pid, process::identity_of(pid)?)));
-    match identity {
-        Some(found) => {
-            tracing::info!(
-                "runtime.json is {runtime}; pid {} holds {} and is stopped through it",
-                found.0,
-                lock_file.display()
-            );
-            Ok(found)
-        }
-        None => bail!(
-            "a process holds {} but runtime.json is {runtime}, and the lock's holder cannot \
-             be told from the kernel's lock table{}; stop it by hand (`kill PID`), then run \
-             `doc-serve stop` again to remove the stale files",
+    let pid_file = lock::read_pid(&project.pid_file());
+    let Some(holder) = lock::holder(&lock_file) else {
+        bail!(
+            "a process holds {} but runtime.json is {runtime}, and the kernel's lock table \
+             does not say which{}; stop it by hand (`kill PID`), then run `doc-serve stop` \
+             again to remove the stale files",
             lock_file.display(),
-            pid_file.map_or(String::new(), |p| format!(
-                " (doc-serve.pid names {p}, which does not hold it)"
-            ))
-        ),
-    }
+            pid_file.map_or(String::new(), |p| format!(" (doc-serve.pid names {p})"))
+        );
+    };
+    let args = process::args_of(holder);
+    let resident = pid_file == Some(holder)
+        || (process::name(holder).as_deref() == Some("doc-serve")
+            && args.iter().skip(1).any(|a| a == "serve"));
+    let identity = process::identity_of(holder).filter(|_| resident);
+    let Some(identity) = identity else {
+        bail!(
+            "pid {holder} ({}) holds {} but is not a doc-serve resident, so it is not \
+             signalled; runtime.json is {runtime}. Stop it by hand if it should not hold \
+             the lock",
+            if args.is_empty() {
+                process::name(holder).unwrap_or_else(|| "unknown".into())
+            } else {
+                args.join(" ")
+            },
+            lock_file.display()
+        );
+    };
+    tracing::info!(
+        "runtime.json is {runtime}; pid {holder} holds {} and is stopped through it",
+        lock_file.display()
+    );
+    Ok((holder, identity))
 }
 
 /// SIGTERM (and SIGCONT, so a stopped process can act on it), then wait; SIGKILL after

@@ -219,6 +219,21 @@ pub fn find(
                 tracing::info!("removed stale {}: {}", file.path.display(), file.reason);
             }
         }
+        Resident::Foreign { root, pid } => {
+            anyhow::bail!("{}", discovery::shared_state_dir(&ctx.project, &root, pid))
+        }
+        // One that is stopped will not write runtime.json: answering from the disk
+        // instead would hide it.
+        Resident::Starting {
+            pid,
+            runtime,
+            stopped: true,
+        } => anyhow::bail!(
+            "pid {} holds the lifetime lock of {} but is stopped, and runtime.json is \
+             {runtime}. `doc-serve stop` stops it (with SIGCONT), `kill -CONT PID` wakes it",
+            pid.map_or("unknown".into(), |p| p.to_string()),
+            ctx.project.root.display()
+        ),
         // The lock is held by a resident starting up (or one dying: its last threads
         // still hold the lock): one that may be started is waited for.
         Resident::Starting { .. } if autostart => {

@@ -10,28 +10,27 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{Context, ServeArgs};
-use crate::config::{Config, Environment, Flags, Mode};
+use crate::config::{Config, Flags, Mode};
 use crate::discovery::lock::{LifetimeLock, read_pid};
 use crate::discovery::runtime::RuntimeFile;
 use crate::error::{Error, exit};
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
-use crate::project::Project;
 use crate::server::indexing::Reload;
-use crate::server::lifecycle::{Anchor, Cause};
+use crate::server::lifecycle::{self, Anchor, Cause, Signals};
 use crate::server::projects::Projects;
 use crate::server::{self, Serves, Setup, listener::Listeners};
 use crate::shared::Home;
 
 /// One run of the server on `listeners`, under `lock`.
 fn serve_locked(
-    project: &Project,
-    env: &Environment,
+    Context { project, env, .. }: &Context,
     flags: &Flags,
     config: Config,
     events: &EventLog,
     listeners: Listeners,
     lock: &LifetimeLock,
+    (runtime, signals): (&tokio::runtime::Runtime, &mut Signals),
 ) -> anyhow::Result<server::Ended> {
     events.record(
         "start",
@@ -73,10 +72,6 @@ fn serve_locked(
             index_dir.as_deref(),
         )
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let setup = Setup {
         project: project.clone(),
         config,
@@ -85,9 +80,7 @@ fn serve_locked(
         serves,
         anchor,
     };
-    let result = runtime.block_on(server::run(setup));
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(result?)
+    Ok(runtime.block_on(server::run(setup, signals))?)
 }
 
 /// `ctx` is the project's, or with `--shared` the shared daemon's (see
@@ -131,12 +124,33 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
         Err(e) => Err(e),
     }
     .map_err(anyhow::Error::from)
-    .and_then(|listeners| serve_while_anchored(ctx, &flags, config, &events, listeners, &mut lock));
+    .and_then(|listeners| {
+        serve_while_anchored(ctx, &flags, config.clone(), &events, listeners, &mut lock)
+    });
+    // A project that moved took its state dir along: what is left of this resident
+    // there is removed, and the exit recorded there, not at the old path (which must
+    // not be made again).
+    let moved_to = match result {
+        Ok(Cause::RootGone) => lock
+            .path_now()
+            .and_then(|p| Some(p.parent()?.to_path_buf())),
+        _ => None,
+    };
     lock.release();
     match result {
-        // Its log went with it: recording there would make the old path again.
         Ok(cause @ Cause::RootGone) => {
             tracing::info!("{cause}: exiting");
+            if let Some(state_dir) = moved_to {
+                let runtime = state_dir.join("runtime.json");
+                if matches!(RuntimeFile::read(&runtime), RuntimeFile::Valid(s) if s.pid == std::process::id())
+                {
+                    let _ = crate::fsutil::remove_if_exists(&runtime);
+                }
+                if config.log_dir.is_relative() {
+                    EventLog::new(&state_dir.join(&config.log_dir), config.event_log_max_bytes)
+                        .record(cause.event(), json!({ "cause": cause.to_string() }));
+                }
+            }
             Ok(exit::OK)
         }
         Ok(cause) => {
@@ -161,21 +175,54 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> anyhow::Result<i32> {
 fn serve_while_anchored(
     ctx: &Context,
     flags: &Flags,
+    config: Config,
+    events: &EventLog,
+    listeners: Listeners,
+    lock: &mut LifetimeLock,
+) -> anyhow::Result<Cause> {
+    // One async runtime and one set of signal handlers for every run: a signal that
+    // arrives while the resident serves again in place is acted on, not lost.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut signals = {
+        let _in = runtime.enter();
+        lifecycle::spawn_watchdog();
+        Signals::install().context("cannot install signal handlers")?
+    };
+    let result = serve_runs(
+        ctx,
+        flags,
+        config,
+        events,
+        listeners,
+        lock,
+        (&runtime, &mut signals),
+    );
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+fn serve_runs(
+    ctx: &Context,
+    flags: &Flags,
     mut config: Config,
     events: &EventLog,
     mut listeners: Listeners,
     lock: &mut LifetimeLock,
+    (runtime, signals): (&tokio::runtime::Runtime, &mut Signals),
 ) -> anyhow::Result<Cause> {
     let project = &ctx.project;
     loop {
         let ended = serve_locked(
-            project,
-            &ctx.env,
+            ctx,
             flags,
             config.clone(),
             events,
             listeners,
             lock,
+            (runtime, signals),
         )?;
         let (cause, Some(kept)) = (ended.cause, ended.listeners) else {
             return Ok(ended.cause);
@@ -183,6 +230,7 @@ fn serve_while_anchored(
         listeners = kept;
         project.create_state_dir()?;
         events.prepare()?;
+        reopen_deleted_log(&project.state_dir);
         events.record(cause.event(), json!({ "cause": cause.to_string() }));
         // Only the index went: the lock still stands.
         if !lock.is_current() {
@@ -198,6 +246,34 @@ fn serve_while_anchored(
             Ok(c) => config = c,
             Err(e) => tracing::warn!("{e:#}; keeping the settings in force"),
         }
+    }
+}
+
+/// Points stdout and stderr at their log file again when it was deleted with the
+/// state dir (a resident spawned by `start` writes to logs/serve.log): the file is made
+/// again at its path, so that what the resident says from now on can be read.
+fn reopen_deleted_log(state_dir: &std::path::Path) {
+    let Ok(now) = std::fs::read_link("/proc/self/fd/2") else {
+        return;
+    };
+    let now = now.to_string_lossy();
+    let Some(path) = now.strip_suffix(" (deleted)").map(std::path::Path::new) else {
+        return;
+    };
+    if !path.starts_with(state_dir) {
+        return;
+    }
+    let reopened = path
+        .parent()
+        .map_or(Ok(()), crate::fsutil::create_dir_if_missing)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|()| crate::fsutil::open_append(path));
+    match reopened {
+        Ok(log) => {
+            let _ = nix::unistd::dup2_stdout(&log);
+            let _ = nix::unistd::dup2_stderr(&log);
+        }
+        Err(e) => tracing::warn!("cannot open {} again: {e}", path.display()),
     }
 }
 

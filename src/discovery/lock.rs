@@ -128,6 +128,16 @@ impl LifetimeLock {
             .is_ok_and(|at_path| (at_path.dev(), at_path.ino()) == held)
     }
 
+    /// Where the locked file is now, when it still has a name (Linux: the
+    /// descriptor's link in /proc): after the project moved, the lock file moved with
+    /// it.
+    pub fn path_now(&self) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        let now = std::fs::read_link(format!("/proc/self/fd/{}", self.lock.as_raw_fd())).ok()?;
+        let deleted = now.to_string_lossy().ends_with(" (deleted)");
+        (!deleted && now.is_absolute()).then_some(now)
+    }
+
     /// The locked file's device and inode.
     pub fn file_id(&self) -> Option<(u64, u64)> {
         let held = self.lock.metadata().ok()?;
@@ -139,11 +149,18 @@ impl LifetimeLock {
     /// [current](Self::is_current) leaves the files at its paths alone: they are
     /// another resident's, or nobody's.
     pub fn release(self) {
-        if self.is_current()
-            && read_pid(&self.pid_file) == Some(std::process::id())
-            && let Err(e) = fsutil::remove_if_exists(&self.pid_file)
+        // A lock file that moved (with its project) has our PID file beside it.
+        let pid_file = if self.is_current() {
+            Some(self.pid_file.clone())
+        } else {
+            self.path_now()
+                .and_then(|p| Some(p.parent()?.join(self.pid_file.file_name()?)))
+        };
+        if let Some(pid_file) = pid_file
+            && read_pid(&pid_file) == Some(std::process::id())
+            && let Err(e) = fsutil::remove_if_exists(&pid_file)
         {
-            tracing::warn!("cannot remove {}: {e}", self.pid_file.display());
+            tracing::warn!("cannot remove {}: {e}", pid_file.display());
         }
         drop(self.lock);
     }

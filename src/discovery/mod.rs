@@ -39,9 +39,34 @@ pub enum Resident {
         state: Box<RuntimeState>,
         why: String,
     },
+    /// The lock is held by the resident of another project, which runtime.json names:
+    /// the two share one state dir (a `.claude` linked from a worktree to its main
+    /// checkout, say), and neither may use the other's index.
+    Foreign { root: PathBuf, pid: u32 },
     /// The lock is held but runtime.json does not (yet) describe its holder: a resident
-    /// starting up, or one written by another doc-serve version.
-    Starting { pid: Option<u32>, runtime: String },
+    /// starting up, one shutting down, one that will write runtime.json again within a
+    /// second (deleted, truncated, another project's), or one whose lock file was
+    /// removed and that will take a new one (`git clean -fdX`). `pid` is the holder
+    /// (the kernel's lock table, else the PID file); `stopped` when it is stopped
+    /// (SIGSTOP) and so will not get any further by itself.
+    Starting {
+        pid: Option<u32>,
+        runtime: String,
+        stopped: bool,
+    },
+}
+
+/// What [`Resident::Foreign`] means for `project`, and what to do.
+pub fn shared_state_dir(project: &Project, root: &std::path::Path, pid: u32) -> String {
+    format!(
+        "the state dir {} is also that of {}: its resident (pid {pid}) holds the lock, and \
+         runtime.json names that project. Each project needs a state dir of its own: \
+         remove the link or copy at {}, or work in {}",
+        project.state_dir.display(),
+        root.display(),
+        project.root.join(".claude").display(),
+        root.display()
+    )
 }
 
 /// A file left by a resident that is gone.
@@ -74,6 +99,22 @@ pub async fn inspect(project: &Project) -> Result<Inspection> {
         )
     })?;
     if !held {
+        // A resident whose lock file was removed still holds the deleted file, until
+        // it notices (within a second) and serves again under a new one.
+        if let Some(&orphan) = process::holding_deleted(&project.lock_file()).first() {
+            let resident = Resident::Starting {
+                pid: Some(orphan),
+                runtime: "to be written again: the lifetime lock file was removed, and the \
+                          resident takes a new one"
+                    .into(),
+                stopped: process::is_stopped(orphan),
+            };
+            return Ok(Inspection {
+                resident,
+                runtime,
+                stale: Vec::new(),
+            });
+        }
         let stale = stale_files(project, &runtime, pid);
         return Ok(Inspection {
             resident: Resident::Stopped,
@@ -81,7 +122,26 @@ pub async fn inspect(project: &Project) -> Result<Inspection> {
             stale,
         });
     }
+    // The kernel knows who holds the lock; runtime.json only says who wrote it.
+    let holder = lock::holder(&project.lock_file());
+    let pid = holder.or(pid);
+    let starting = |runtime: String| Resident::Starting {
+        pid,
+        runtime,
+        stopped: pid.is_some_and(process::is_stopped),
+    };
     let resident = match &runtime {
+        RuntimeFile::Valid(state)
+            if state.project_root != project.root && holder.is_none_or(|h| h == state.pid) =>
+        {
+            Resident::Foreign {
+                root: state.project_root.clone(),
+                pid: state.pid,
+            }
+        }
+        RuntimeFile::Valid(state) if holder.is_some_and(|h| h != state.pid) => {
+            starting(format!("pid {}'s, which does not hold the lock", state.pid))
+        }
         RuntimeFile::Valid(state)
             if process::check(state.pid, &state.process) == Liveness::Ours =>
         {
@@ -93,10 +153,7 @@ pub async fn inspect(project: &Project) -> Result<Inspection> {
                 },
             }
         }
-        other => Resident::Starting {
-            pid,
-            runtime: other.describe(),
-        },
+        other => starting(other.describe()),
     };
     Ok(Inspection {
         resident,
@@ -167,7 +224,11 @@ fn stale_files(project: &Project, runtime: &RuntimeFile, pid: Option<u32>) -> Ve
             "left by pid {pid}, a number now reused by another program ({}); it will not be signalled",
             name.as_deref().unwrap_or("unknown")
         ),
-        Liveness::Ours => format!("left by pid {pid}, which no longer serves (shutting down)"),
+        Liveness::Ours => format!(
+            "left by pid {pid} ({}), which no longer serves here: shutting down, or not a \
+             resident of this project",
+            process::name(pid).unwrap_or_else(|| "unknown".into())
+        ),
     };
     let reason = match runtime {
         RuntimeFile::Missing => None,

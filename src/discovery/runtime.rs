@@ -120,7 +120,7 @@ impl RuntimeFile {
             RuntimeFile::Missing => "absent".into(),
             RuntimeFile::Garbage(why) => format!("unusable: {why}"),
             RuntimeFile::UnknownVersion(v) => format!(
-                "schema_version {v} is not supported by doc-serve {} (it reads {SCHEMA_VERSION})",
+                "of schema_version {v}, which doc-serve {} does not read (it reads {SCHEMA_VERSION})",
                 crate::VERSION
             ),
             RuntimeFile::Valid(s) => format!("pid {} at {}", s.pid, s.base_url),

@@ -235,6 +235,9 @@ impl IndexService {
         {
             let mut s = lock(&state);
             s.watcher = "starting".into();
+            // The last commit is the index's, whoever made it, as a standalone answer
+            // says.
+            s.last_commit = engine.last_commit_at();
             // The start-up reconciliation is queued: until it is done, answers come
             // from what is committed and say so.
             s.indexing = true;
@@ -245,10 +248,7 @@ impl IndexService {
             reply: None,
         });
         let cancel = indexer.cancel.clone();
-        let settings_seen = settings
-            .reload
-            .as_ref()
-            .and_then(|(r, ..)| file_stamp(&r.file));
+        let settings_seen = settings.reload.as_ref().map(|(r, ..)| contents(&r.file));
         let first_build = engine.counts().map_or(true, |(files, _)| files == 0);
         let started = Arc::new(watch::Sender::new(false));
         let worker = Worker {
@@ -392,8 +392,8 @@ struct Worker {
     indexer: Indexer,
     state: Arc<Mutex<IndexState>>,
     settings: Settings,
-    /// The settings file as last loaded (see [`file_stamp`]).
-    settings_seen: Option<FileStamp>,
+    /// The settings file as last loaded (see [`contents`]).
+    settings_seen: Option<Contents>,
     /// The settings last loaded, once they were loaded again.
     in_force: Option<Config>,
     events: EventLog,
@@ -401,20 +401,13 @@ struct Worker {
     started: Arc<watch::Sender<bool>>,
 }
 
-/// What tells a changed file without reading it: inode, size, mtime, ctime.
-type FileStamp = (u64, u64, i64, i64, i64, i64);
+/// A settings file's bytes, or why it cannot be read. Compared whole, not by size and
+/// times: two saves within one tick of the file system's clock may leave those equal,
+/// and a file is a few hundred bytes.
+type Contents = Result<Option<Vec<u8>>, String>;
 
-fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-    ))
+fn contents(path: &std::path::Path) -> Contents {
+    crate::config::read_file(path).map_err(|e| e.to_string())
 }
 
 impl Worker {
@@ -542,7 +535,7 @@ impl Worker {
         let Some((reload, started, live)) = &self.settings.reload else {
             return false;
         };
-        let stamp = file_stamp(&reload.file);
+        let stamp = Some(contents(&reload.file));
         if stamp == self.settings_seen {
             return false;
         }
@@ -700,8 +693,11 @@ impl Worker {
         match result {
             Ok(summary) => {
                 let changed = summary.added + summary.updated + summary.removed;
+                // Another process may have committed too (the reader was reloaded).
+                if let Some(at) = self.indexer.engine.last_commit_at() {
+                    s.last_commit = Some(at);
+                }
                 if changed > 0 {
-                    s.last_commit = Some(now_rfc3339());
                     self.events.record(
                         "indexed",
                         serde_json::json!({ "added": summary.added, "updated": summary.updated,

@@ -20,6 +20,8 @@ use super::state::Shared;
 pub enum Cause {
     Terminate,
     Interrupt,
+    /// The terminal a foreground `serve` ran in went away.
+    Hangup,
     Idle,
     /// The project root is gone from its path (moved, deleted, unmounted).
     RootGone,
@@ -34,7 +36,7 @@ impl Cause {
     pub fn event(self) -> &'static str {
         match self {
             Cause::Idle => "idle_exit",
-            Cause::Terminate | Cause::Interrupt => "stop",
+            Cause::Terminate | Cause::Interrupt | Cause::Hangup => "stop",
             Cause::RootGone => "root_gone",
             Cause::Replaced => "state_replaced",
         }
@@ -46,6 +48,7 @@ impl fmt::Display for Cause {
         f.write_str(match self {
             Cause::Terminate => "SIGTERM",
             Cause::Interrupt => "SIGINT",
+            Cause::Hangup => "SIGHUP",
             Cause::Idle => "idle timeout",
             Cause::RootGone => "the project root was moved or deleted",
             Cause::Replaced => "the lifetime lock file or the index was removed or replaced",
@@ -60,12 +63,15 @@ pub const ANCHOR_CHECK: Duration = Duration::from_secs(1);
 /// What a resident stands on: its project root, the file of the lifetime lock it
 /// holds and its index directory, each by device and inode, as they were when it
 /// started.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Anchor {
     root: PathBuf,
     root_id: (u64, u64),
     lock_file: PathBuf,
     lock_id: (u64, u64),
+    /// The lock file, opened again (read-only, never locked): whether it still has a
+    /// name tells a project moved away from one deleted.
+    held: std::fs::File,
     index: Option<(PathBuf, (u64, u64))>,
 }
 
@@ -82,11 +88,16 @@ impl Anchor {
         lock_id: (u64, u64),
         index_dir: Option<&Path>,
     ) -> Option<Anchor> {
+        let held = std::fs::File::open(lock_file).ok()?;
+        if held.metadata().ok().map(|m| (m.dev(), m.ino())) != Some(lock_id) {
+            return None;
+        }
         Some(Anchor {
             root: root.to_path_buf(),
             root_id: file_id(root)?,
             lock_file: lock_file.to_path_buf(),
             lock_id,
+            held,
             index: index_dir.and_then(|d| Some((d.to_path_buf(), file_id(d)?))),
         })
     }
@@ -97,7 +108,13 @@ impl Anchor {
             Ok(m) if m.is_dir() => {}
             _ => return Some(Cause::RootGone),
         }
-        if file_id(&self.root) != Some(self.root_id)
+        let root_replaced = file_id(&self.root) != Some(self.root_id);
+        // A directory made where the project was, while the project (with the lock
+        // file it holds) lives on elsewhere: it moved away.
+        if root_replaced && self.held.metadata().is_ok_and(|m| m.nlink() > 0) {
+            return Some(Cause::RootGone);
+        }
+        if root_replaced
             || file_id(&self.lock_file) != Some(self.lock_id)
             || self
                 .index
@@ -113,9 +130,12 @@ impl Anchor {
 /// SIGTERM and SIGINT, caught from the moment this exists. It must exist before
 /// anyone can find the resident (runtime.json, READY=1): until then a SIGTERM takes the
 /// default action and kills the process without its clean shutdown.
+/// Installed once per process, inside its async runtime: a resident that serves again
+/// in place keeps them, so that a signal arriving in between is not lost.
 pub struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -123,6 +143,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 }
@@ -131,12 +152,13 @@ impl Signals {
 /// and says when the resident stands on nothing any more.
 pub async fn wait_for_cause(
     shared: Arc<Shared>,
-    mut signals: Signals,
+    signals: &mut Signals,
     every_check: impl FnMut() -> Option<Cause>,
 ) -> Cause {
     tokio::select! {
         _ = signals.term.recv() => Cause::Terminate,
         _ = signals.int.recv() => Cause::Interrupt,
+        _ = signals.hup.recv() => Cause::Hangup,
         _ = idle(&shared) => Cause::Idle,
         cause = checks(every_check) => cause,
     }

@@ -67,7 +67,7 @@ pub struct Ended {
 }
 
 /// Serves until a [`Cause`] to stop, and returns which it was.
-pub async fn run(setup: Setup) -> Result<Ended> {
+pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended> {
     let Setup {
         project,
         config,
@@ -76,8 +76,6 @@ pub async fn run(setup: Setup) -> Result<Ended> {
         serves,
         anchor,
     } = setup;
-    let signals = lifecycle::Signals::install()
-        .map_err(|e| Error::io("cannot install signal handlers", e))?;
     let runtime = runtime_state(&project, &config, &listeners)?;
     let (sites, index_service) = match serves {
         Serves::Project(indexer, reload) => {
@@ -131,13 +129,14 @@ pub async fn run(setup: Setup) -> Result<Ended> {
     // Listeners are accepting: only now may clients find us.
     let runtime_file = project.runtime_file();
     shared.runtime.write(&runtime_file)?;
+    let mut housekeeping = None;
     if let Sites::Many(projects) = &shared.sites {
         let (p, state) = (projects.clone(), shared.runtime.clone());
         let _ = tokio::task::spawn_blocking(move || p.listening(&state)).await;
-        tokio::spawn(close_idle_projects(
+        housekeeping = Some(tokio::spawn(close_idle_projects(
             projects.clone(),
             Duration::from_secs(config.project_idle_seconds),
-        ));
+        )));
     }
     let status = format!(
         "serving {} at {}",
@@ -145,7 +144,6 @@ pub async fn run(setup: Setup) -> Result<Ended> {
         shared.runtime.base_url
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    lifecycle::spawn_watchdog();
     tracing::info!("ready: {status}");
     events.record(
         "ready",
@@ -168,6 +166,9 @@ pub async fn run(setup: Setup) -> Result<Ended> {
         }
     };
     let cause = lifecycle::wait_for_cause(shared.clone(), signals, every_check).await;
+    if let Some(task) = housekeeping {
+        task.abort();
+    }
 
     tracing::info!("stopping: {cause}");
     let status = format!("stopping: {cause}");

@@ -196,3 +196,32 @@ fn an_edit_that_does_not_load_leaves_the_last_good_settings_in_force() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("config.json"));
 }
+
+#[test]
+fn a_settings_file_that_loops_then_goes_leaves_the_defaults() {
+    let (t, r) = setup();
+    write_config(&t, &json!({ "exclude": ["docs/drafts/**"] }));
+    r.wait_paths(
+        "zeppelin",
+        &["docs/guide.md", "docs/long.md", "docs/notes.adoc"],
+    );
+    let file = t.state_file("config.json");
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("config.json", &file).unwrap();
+    wait_for(WAIT, "the error in /status", || {
+        r.status()["settings"]["error"].as_str().map(String::from)
+    });
+    std::fs::remove_file(&file).unwrap();
+    wait_for(WAIT, "the error to clear", || {
+        r.status()["settings"]["error"].is_null().then_some(())
+    });
+    r.wait_paths(
+        "zeppelin",
+        &[
+            "docs/drafts/plan.md",
+            "docs/guide.md",
+            "docs/long.md",
+            "docs/notes.adoc",
+        ],
+    );
+}

@@ -153,8 +153,12 @@ fn unknown_version_runtime_json() {
     // the PID file names too, and stops it.
     signal(r.pid, Signal::SIGSTOP);
     std::fs::write(t.state_file("runtime.json"), rt.to_string()).unwrap();
-    let v = json_run(&t, &["index", "--json"], 0);
-    assert_eq!(v["summary"]["added"], 0, "{v}");
+    // Clients say so, instead of working around a resident that will not answer.
+    fails(
+        &t,
+        &["index"],
+        &[&r.pid.to_string(), "stopped", "schema_version 2"],
+    );
     let v = json_run(&t, &["stop", "--json"], 0);
     assert_eq!(v["pid"], r.pid, "{v}");
     assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
@@ -187,7 +191,16 @@ fn lock_held_by_a_process_that_is_not_a_resident() {
     wait_for(WAIT, "flock to hold the lock", || {
         (json_run(&t, &["status", "--json"], 1)["state"] == "starting").then_some(())
     });
-    let err = fails(&t, &["stop"], &["doc-serve.lock", "by hand"]);
+    let err = fails(
+        &t,
+        &["stop"],
+        &[
+            "doc-serve.lock",
+            &pid.to_string(),
+            "python3",
+            "not a doc-serve resident",
+        ],
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(alive(pid), "a process that is not a resident was signalled");
 }
@@ -359,4 +372,125 @@ fn second_start_racing_the_first() {
     assert!(residents(&t).is_empty());
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
+}
+
+/// A second project beside `t`'s, with its own resident started: its root and PID.
+fn second_project(t: &TestEnv) -> (std::path::PathBuf, u32) {
+    let other = t.root().join("other");
+    std::fs::create_dir_all(other.join(".git")).unwrap();
+    std::fs::write(other.join("b.md"), "# B\n\nThe other project.\n").unwrap();
+    let out = run(t, &["--path", other.to_str().unwrap(), "start", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (other, v["pid"].as_u64().unwrap() as u32)
+}
+
+fn start_time_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn runtime_json_naming_another_process_is_never_signalled_for_it() {
+    let (mut t, base) = indexed();
+    let (other, other_pid) = second_project(&t);
+    let r = serving(&mut t);
+    let mut sleep = Command::new("sleep");
+    sleep.arg("300");
+    let decoy = t.spawn(sleep);
+    // The resident is stopped, so that it cannot write its runtime.json again.
+    signal(r.pid, Signal::SIGSTOP);
+
+    // Another project's runtime.json, and one naming an unrelated process with its
+    // true start time: neither is the lock's holder, which is what `stop` stops.
+    let theirs = std::fs::read(other.join(".claude/doc-serve/runtime.json")).unwrap();
+    std::fs::write(t.state_file("runtime.json"), &theirs).unwrap();
+    let status = json_run(&t, &["status", "--json"], 1);
+    assert!(
+        status["why"].as_str().unwrap().contains(&r.pid.to_string()),
+        "{status}"
+    );
+    let mut forged = t.runtime();
+    forged["pid"] = json!(decoy);
+    forged["process"]["start_time"] = json!(start_time_of(decoy));
+    std::fs::write(t.state_file("runtime.json"), forged.to_string()).unwrap();
+    let v = json_run(&t, &["stop", "--force", "--json"], 0);
+    assert_eq!(v["pid"], r.pid, "{v}");
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+    assert!(alive(decoy), "an unrelated process was signalled");
+    assert!(alive(other_pid), "another project's resident was signalled");
+
+    let out = run(&t, &["--path", other.to_str().unwrap(), "stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_intact(&t, &base);
+}
+
+#[test]
+fn a_state_dir_shared_with_another_project_is_refused() {
+    // A worktree whose `.claude` links to its main checkout's: the resident there
+    // holds the lock, and runtime.json names that project.
+    let (t, _base) = indexed();
+    let (other, other_pid) = second_project(&t);
+    std::fs::remove_dir_all(t.project.join(".claude")).unwrap();
+    std::os::unix::fs::symlink(other.join(".claude"), t.project.join(".claude")).unwrap();
+    for args in [
+        &["query", "--", "quorum"][..],
+        &["start"],
+        &["stop"],
+        &["index"],
+    ] {
+        fails(&t, args, &["is also that of", &other.display().to_string()]);
+    }
+    assert_eq!(json_run(&t, &["status", "--json"], 1)["state"], "foreign");
+    assert!(alive(other_pid), "the other project's resident was stopped");
+    let out = run(&t, &["--path", other.to_str().unwrap(), "stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
+fn a_stopped_resident_with_an_unusable_runtime_json_is_not_bypassed() {
+    let (mut t, base) = indexed();
+    let r = serving(&mut t);
+    signal(r.pid, Signal::SIGSTOP);
+    std::fs::write(t.state_file("runtime.json"), "{").unwrap();
+    let pid = r.pid.to_string();
+    fails(
+        &t,
+        &["query", "--", "quorum"],
+        &[&pid, "stopped", "doc-serve stop"],
+    );
+    fails(&t, &["start"], &[&pid, "stopped", "doc-serve stop"]);
+    assert_eq!(
+        json_run(&t, &["status", "--json"], 1)["state"],
+        "unresponsive"
+    );
+    t.ok(&["stop"]);
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+    assert_intact(&t, &base);
+}
+
+#[test]
+fn sighup_is_a_clean_stop() {
+    let (mut t, _base) = indexed();
+    let r = serving(&mut t);
+    signal(r.pid, Signal::SIGHUP);
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+    assert!(!t.state_file("runtime.json").exists());
+    assert!(!t.state_file("doc-serve.pid").exists());
+}
+
+#[test]
+fn a_resident_reports_the_index_last_commit() {
+    let (mut t, _base) = indexed();
+    let r = serving(&mut t);
+    let footer = r.get("/status").json()["index"].clone();
+    assert!(footer["last_commit"].is_string(), "{footer}");
+    r.stop(&mut t);
 }

@@ -180,3 +180,56 @@ fn index_deleted_under_a_live_resident() {
     assert_eq!(v["summary"]["added"], 0, "{v}");
     assert_eq!(files(&answers(&t)), files(&base));
 }
+
+#[test]
+fn stop_right_after_git_clean_stops_the_resident() {
+    let t = crate::search::with_fixtures();
+    std::fs::remove_dir_all(t.project.join(".git")).unwrap();
+    git(&t, &["init", "-q"]);
+    index_fixtures(&t);
+    let first = started(&t);
+    git(&t, &["clean", "-fdXq"]);
+    let v = json_run(&t, &["stop", "--json"], 0);
+    assert_eq!(v["pid"], first, "{v}");
+    wait_for(WAIT, "the resident to exit", || {
+        (!alive(first)).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(residents(&t).is_empty(), "a resident came back");
+
+    // `rm doc-serve.lock` alone, then `start`: the resident is reported, not doubled.
+    let first = started(&t);
+    std::fs::remove_file(t.state_file("doc-serve.lock")).unwrap();
+    let v = json_run(&t, &["start", "--json"], 0);
+    assert_eq!(
+        (&v["existing"], &v["pid"]),
+        (&json!(true), &json!(first)),
+        "{v}"
+    );
+    assert_eq!(residents(&t), [first]);
+    // Its log was made again, for what it says from now on.
+    assert!(t.state_file("logs/serve.log").exists());
+    t.ok(&["stop"]);
+}
+
+#[test]
+fn a_directory_made_where_a_moved_project_was_is_not_taken_over() {
+    let (t, _base) = indexed();
+    let first = started(&t);
+    let moved = t.root().join("moved");
+    std::fs::rename(&t.project, &moved).unwrap();
+    std::fs::create_dir_all(t.project.join(".git")).unwrap();
+    wait_for(WAIT, "the resident to exit", || {
+        (!alive(first)).then_some(())
+    });
+    assert!(
+        !t.project.join(".claude").exists(),
+        "the new directory was taken over"
+    );
+    // What it left is gone from where the project moved, and its exit is recorded there.
+    let state = moved.join(".claude/doc-serve");
+    assert!(!state.join("runtime.json").exists());
+    assert!(!state.join("doc-serve.pid").exists());
+    let events = std::fs::read_to_string(state.join("logs/events.jsonl")).unwrap();
+    assert!(events.contains("root_gone"), "{events}");
+}
