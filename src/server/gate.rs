@@ -5,8 +5,9 @@
 //! `host[:port]`) is local only when it is spelled exactly as one of
 //! - `localhost`, in any letter case;
 //! - a dotted-quad address in 127.0.0.0/8 (four decimal numbers, no leading zeros);
-//! - `[::1]` (any spelling of that address, inside brackets);
-//! - the address the resident was told to bind (`bind_host`), when it is not loopback;
+//! - `[::1]`, exactly (not `[0::1]`, `[::01]` or `[0:0:0:0:0:0:0:1]`);
+//! - the address the resident was told to bind (`bind_host`), when it is not loopback,
+//!   an IPv6 one in its canonical spelling (RFC 5952, as the standard library prints it);
 //!
 //! each with an optional `:port` of 1 to 5 digits up to 65535. Nothing is trimmed,
 //! decoded or completed: a trailing dot, a subdomain, user info, a zone id,
@@ -14,14 +15,19 @@
 //! `[::ffff:127.0.0.1]` are all refused. Browsers send only these canonical spellings
 //! (they lowercase names and normalize addresses before sending), so refusing the rest
 //! costs no real client and leaves a rebinding page no spelling to slip through by.
-//! This module decides; it never touches the route or the body.
+//!
+//! A request is read one way or refused with 400: an HTTP/1.1 request without a Host
+//! header (RFC 9112, 3.2; HTTP/1.0 predates Host and passes), a target that is neither
+//! a path nor an `http://` or `https://` URL, and a second Host, Origin or
+//! Authorization header. An error quotes at most the first 100 characters of what it
+//! refuses. This module decides; it never touches the route or the body.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hyper::header::{self, HeaderName};
-use hyper::{Request, StatusCode};
+use hyper::{Request, StatusCode, Version};
 
-use super::http::{ApiError, Transport};
+use super::http::{ApiError, Transport, quoted};
 use super::state::Shared;
 
 /// Host, Origin, and over TCP the token (every route but /health).
@@ -29,8 +35,9 @@ pub fn check<B>(req: &Request<B>, shared: &Shared, transport: Transport) -> Resu
     let bind = shared.bind_host.parse::<IpAddr>().ok();
     check_host(req, bind)?;
     check_origin(req, bind)?;
+    let token = single(req, &header::AUTHORIZATION, "Authorization")?;
     if req.uri().path() != "/health" && transport == Transport::Tcp {
-        check_token(req, &shared.token)?;
+        check_token(token, &shared.token)?;
     }
     Ok(())
 }
@@ -78,9 +85,11 @@ enum Host<'a> {
 impl Host<'_> {
     fn is_local(&self, bind: Option<IpAddr>) -> bool {
         match *self {
-            Host::V6(text) => text
-                .parse::<Ipv6Addr>()
-                .is_ok_and(|ip| ip == Ipv6Addr::LOCALHOST || bind == Some(IpAddr::V6(ip))),
+            // Canonical only: the address must read back as it was written.
+            Host::V6(text) => text.parse::<Ipv6Addr>().is_ok_and(|ip| {
+                (ip == Ipv6Addr::LOCALHOST || bind == Some(IpAddr::V6(ip)))
+                    && ip.to_string() == text
+            }),
             Host::Name(name) => {
                 name.eq_ignore_ascii_case("localhost")
                     // Rust's parser takes exactly four decimal parts without leading
@@ -123,18 +132,44 @@ fn single<'r, B>(
     Ok(first)
 }
 
+fn bad_request(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
 /// A Host header must be a local authority, and so must the authority of an
-/// absolute-form request target (`GET http://host/...`), user info and all. Requests
-/// without either (HTTP/1.0 tools) are not from a browser and pass.
+/// absolute-form request target (`GET http://host/...`), user info and all, whose
+/// scheme must be http or https. HTTP/1.1 requires a Host; an HTTP/1.0 request (a
+/// tool older than Host, never a browser) may come without one.
 fn check_host<B>(req: &Request<B>, bind: Option<IpAddr>) -> Result<(), ApiError> {
-    if let Some(value) = single(req, &header::HOST, "Host")?
-        && !value.to_str().is_ok_and(|v| is_local_authority(v, bind))
-    {
-        let shown = String::from_utf8_lossy(value.as_bytes());
-        return Err(host_refused("Host", &shown));
+    match single(req, &header::HOST, "Host")? {
+        Some(value) if !value.to_str().is_ok_and(|v| is_local_authority(v, bind)) => {
+            let shown = String::from_utf8_lossy(value.as_bytes());
+            return Err(host_refused("Host", &shown));
+        }
+        None if req.version() == Version::HTTP_11 => {
+            return Err(bad_request(
+                "an HTTP/1.1 request needs a Host header (RFC 9112), such as Host: localhost"
+                    .into(),
+            ));
+        }
+        _ => {}
     }
-    match req.uri().authority() {
-        Some(a) if !is_local_authority(a.as_str(), bind) => {
+    let uri = req.uri();
+    match (uri.scheme_str(), uri.authority()) {
+        (None, None) => Ok(()),
+        (Some(scheme), _)
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") =>
+        {
+            Err(bad_request(format!(
+                "the request target's scheme {} is not http or https",
+                quoted(scheme)
+            )))
+        }
+        // `GET host:port`, the form only CONNECT may use.
+        (None, Some(_)) => Err(bad_request(
+            "the request target is neither a path (/health) nor an http:// URL".into(),
+        )),
+        (_, Some(a)) if !is_local_authority(a.as_str(), bind) => {
             Err(host_refused("the request target's authority", a.as_str()))
         }
         _ => Ok(()),
@@ -145,8 +180,9 @@ fn host_refused(what: &str, value: &str) -> ApiError {
     forbidden(
         "forbidden_host",
         format!(
-            "{what} {value:?} is not localhost, a 127.x.x.x address or [::1] (with an optional \
-             port); doc-serve only answers local clients"
+            "{what} {} is not localhost, a 127.x.x.x address or [::1] (with an optional \
+             port); doc-serve only answers local clients",
+            quoted(value)
         ),
     )
 }
@@ -162,17 +198,16 @@ fn check_origin<B>(req: &Request<B>, bind: Option<IpAddr>) -> Result<(), ApiErro
     Err(forbidden(
         "forbidden_origin",
         format!(
-            "Origin {:?} is not a local origin (http or https on localhost, a 127.x.x.x \
+            "Origin {} is not a local origin (http or https on localhost, a 127.x.x.x \
              address or [::1])",
-            String::from_utf8_lossy(value.as_bytes())
+            quoted(&String::from_utf8_lossy(value.as_bytes()))
         ),
     ))
 }
 
-fn check_token<B>(req: &Request<B>, token: &str) -> Result<(), ApiError> {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
+/// The bearer token of the (single) Authorization header, `value`.
+fn check_token(value: Option<&header::HeaderValue>, token: &str) -> Result<(), ApiError> {
+    let given = value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
@@ -215,7 +250,6 @@ mod tests {
             "127.255.255.255",
             "[::1]",
             "[::1]:8080",
-            "[0:0:0:0:0:0:0:1]:1",
         ] {
             assert!(is_local_authority(ok, None), "{ok}");
         }
@@ -234,6 +268,11 @@ mod tests {
             "[::1%lo]:80",
             "[fe80::1%25eth0]",
             "[::ffff:127.0.0.1]",
+            "[0:0:0:0:0:0:0:1]:1",
+            "[0::1]",
+            "[::01]",
+            "[::0:1]",
+            "[0000::1]",
             "[::]",
             "localhost.",
             "localhost.:80",
@@ -284,6 +323,8 @@ mod tests {
         assert!(!is_local_authority("192.168.1.6", Some(BIND_V4)));
         let v6 = IpAddr::V6("fe80::1".parse().unwrap());
         assert!(is_local_authority("[fe80::1]:80", Some(v6)));
+        assert!(!is_local_authority("[FE80::1]:80", Some(v6)));
+        assert!(!is_local_authority("[fe80:0::1]", Some(v6)));
         assert!(!is_local_authority("fe80::1", Some(v6)));
         assert!(!is_local_authority("[fe80::1%25eth0]:80", Some(v6)));
     }
@@ -347,9 +388,9 @@ mod tests {
         });
         let host_ok = if host.starts_with('[') && host.ends_with(']') && host.len() >= 2 {
             let inner = &host[1..host.len() - 1];
-            inner
-                .parse::<Ipv6Addr>()
-                .is_ok_and(|ip| ip.is_loopback() || Some(IpAddr::V6(ip)) == bind)
+            inner.parse::<Ipv6Addr>().is_ok_and(|ip| {
+                ip.to_string() == inner && (ip.is_loopback() || Some(IpAddr::V6(ip)) == bind)
+            })
         } else if host.contains(':') {
             false
         } else if host

@@ -59,6 +59,18 @@ impl ApiError {
     }
 }
 
+/// Most characters of a request's value an error message quotes.
+const QUOTED_CHARS: usize = 100;
+
+/// A value from a request as an error message quotes it: in quotes, escaped, and cut
+/// after [`QUOTED_CHARS`] characters with "…" (a 200 KB header is not sent back whole).
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => format!("{:?}", format!("{}…", &value[..at])),
+        None => format!("{value:?}"),
+    }
+}
+
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
 /// A route's answer: a JSON value, or a search's answer (`/query`, the hot route, is
@@ -246,7 +258,7 @@ pub async fn dispatch_site(
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("no route {path}"),
+            format!("no route {}", quoted(path)),
         )),
     }
 }

@@ -198,6 +198,7 @@ fn host_and_origin_are_matched_exactly() {
         "[::1]:",
         "[::1%25lo]",
         "[::ffff:127.0.0.1]",
+        "[0:0:0:0:0:0:0:1]",
         "::1",
         "localhost.",
         "localhost.:80",
@@ -238,11 +239,14 @@ fn host_and_origin_are_matched_exactly() {
         "LocalHost".into(),
         format!("127.1.2.3:{port}"),
         format!("[::1]:{port}"),
-        "[0:0:0:0:0:0:0:1]".into(),
     ] {
         let r = send(&addr, "GET /status", &[&format!("Host: {host}"), &auth]);
         assert_eq!(r.status, 200, "Host {host}: {r:?}");
-        let r = send(&addr, &format!("GET http://{host}/status"), &[&auth]);
+        let r = send(
+            &addr,
+            &format!("GET http://{host}/status"),
+            &[&format!("Host: {addr}"), &auth],
+        );
         assert_eq!(r.status, 200, "target {host}: {r:?}");
         let r = get(&addr, "/health", &[&format!("Origin: https://{host}")]);
         assert_eq!(r.status, 200, "Origin {host}: {r:?}");
@@ -356,4 +360,92 @@ fn connection_cap_holds_extra_clients_in_the_backlog() {
     let mut buf = byte[..0].to_vec();
     c.read_to_end(&mut buf).unwrap();
     assert_eq!(parse_reply(&buf).status, 200);
+}
+
+/// The gate's neighbours of the exact-authority rule: an absolute-form target's scheme,
+/// a missing Host, a repeated Authorization, the spellings of ::1, and how much of a
+/// refused value comes back.
+#[test]
+fn the_gate_refuses_what_it_cannot_read_one_way() {
+    let mut t = TestEnv::new();
+    let (addr, token) = serving(&mut t);
+    let auth = format!("Authorization: Bearer {token}");
+    let host = format!("Host: {addr}");
+
+    // Only http and https targets.
+    for target in [
+        "ftp://localhost/health",
+        "javascript://localhost/health",
+        "file://localhost/health",
+        "ws://localhost/health",
+        "httpx://localhost/health",
+    ] {
+        let r = send(&addr, &format!("GET {target}"), &[&host]);
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+        assert_eq!(r.json()["code"], "bad_request", "{target}");
+    }
+    for target in [
+        format!("http://{addr}/health"),
+        format!("HTTPS://{addr}/health"),
+    ] {
+        let r = send(&addr, &format!("GET {target}"), &[&host]);
+        assert_eq!(r.status, 200, "{target}: {r:?}");
+    }
+
+    // HTTP/1.1 needs a Host (RFC 9112, 3.2), an absolute-form target too; HTTP/1.0
+    // predates it.
+    let r = send(&addr, "GET /health", &[]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("Host"),
+        "{r:?}"
+    );
+    let r = send(&addr, &format!("GET http://{addr}/status"), &[&auth]);
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = raw(&addr, b"GET /health HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Two Authorization headers: which one counts is anyone's guess.
+    for pair in [
+        format!("{auth}\r\nAuthorization: Bearer wrong"),
+        format!("Authorization: Bearer wrong\r\n{auth}"),
+        format!("{auth}\r\n{auth}"),
+    ] {
+        let r = send(&addr, "GET /status", &[&host, &pair]);
+        assert_eq!(r.status, 400, "{pair}: {r:?}");
+        assert_eq!(r.json()["code"], "bad_request");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization")
+        );
+    }
+
+    // ::1 is accepted only as `[::1]`, as a browser writes it.
+    for v6 in ["[0::1]", "[::01]", "[0:0:0:0:0:0:0:1]", "[::0:1]"] {
+        let r = send(&addr, "GET /status", &[&format!("Host: {v6}"), &auth]);
+        assert_eq!(r.status, 403, "Host {v6}: {r:?}");
+        let r = get(&addr, "/health", &[&format!("Origin: http://{v6}")]);
+        assert_eq!(r.status, 403, "Origin {v6}: {r:?}");
+    }
+
+    // A refused value is quoted in part: 200 KB in is not 200 KB out.
+    let long = "e".repeat(200_000);
+    for header in [format!("Host: {long}"), format!("Origin: http://{long}")] {
+        let line = if header.starts_with("Host") {
+            vec![header.as_str(), auth.as_str()]
+        } else {
+            vec![host.as_str(), header.as_str()]
+        };
+        let r = send(&addr, "GET /status", &line);
+        assert_eq!(r.status, 403, "{r:?}");
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.len() < 500,
+            "{} bytes: {message:.200}",
+            message.len()
+        );
+        assert!(message.contains("eeee…"), "{message}");
+    }
 }
