@@ -432,13 +432,8 @@ pub async fn dispatch(
             return blocking(move || p.list()).await.map(Answer::from);
         }
         ("/projects", &Method::POST) => {
-            let b: RegisterBody = serde_json::from_slice(body).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    format!("expected {{\"root\": \"/path/to/project\"}}: {e}"),
-                )
-            })?;
+            let b: RegisterBody =
+                super::routes::object_body(body, "{\"root\": \"/path/to/project\"}")?;
             let p = projects.clone();
             return blocking(move || p.register(&b.root))
                 .await?

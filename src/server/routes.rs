@@ -71,6 +71,23 @@ struct QueryBody {
     wait: Option<u64>,
 }
 
+/// A JSON object body read as `T` (shown to the client as `expected`). serde reads a
+/// struct from an array as well, by position (`[]` would be a struct of defaults), so
+/// anything but an object is refused first.
+pub fn object_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(bad(
+            "bad_body",
+            format!("expected a JSON object, {expected}; the body is not an object"),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| bad("bad_body", format!("expected {expected}: {e}")))
+}
+
 /// How long a search waits for the start-up reconciliation by default (see
 /// [`crate::server::indexing::IndexHandle::should_wait`]), and at most (`wait`).
 pub const FIRST_INDEX_WAIT: u64 = 20;
@@ -83,12 +100,10 @@ pub async fn query(
     body: &Bytes,
 ) -> Result<Answer, ApiError> {
     let (req, wait) = if method == Method::POST {
-        let b: QueryBody = serde_json::from_slice(body).map_err(|e| {
-            bad(
-                "bad_body",
-                format!("expected {{\"q\": ..., \"limit\"?, \"path_prefix\"?, \"wait\"?}}: {e}"),
-            )
-        })?;
+        let b: QueryBody = object_body(
+            body,
+            "{\"q\": ..., \"limit\"?, \"path_prefix\"?, \"wait\"?}",
+        )?;
         let req = Request {
             q: b.q,
             limit: at_least_one("limit", b.limit)?.unwrap_or(10),
@@ -212,8 +227,7 @@ pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
     let b: IndexBody = if body.iter().all(u8::is_ascii_whitespace) {
         IndexBody::default()
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| bad("bad_body", format!("expected {{\"full\": bool}}: {e}")))?
+        object_body(body, "{\"full\": bool}")?
     };
     let summary = site.index.reindex(b.full).await.map_err(|m| {
         let (status, code) = if m.contains("busy") {

@@ -449,3 +449,43 @@ fn the_gate_refuses_what_it_cannot_read_one_way() {
         assert!(message.contains("eeee…"), "{message}");
     }
 }
+
+/// `POST /index` and `POST /query` take a JSON object, not an array: serde would read
+/// `[]` as a struct of defaults.
+#[test]
+fn json_bodies_must_be_objects() {
+    let mut t = TestEnv::new();
+    let (addr, token) = serving(&mut t);
+    let post = |path: &str, body: &str| {
+        raw(
+            &addr,
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    for (path, body) in [
+        ("/index", "[]"),
+        ("/index", "[true]"),
+        ("/index", " [false] "),
+        ("/index", "5"),
+        ("/index", "null"),
+        ("/query", r#"["quorum"]"#),
+        ("/query", r#"["quorum", 3]"#),
+    ] {
+        let r = post(path, body);
+        assert_eq!(r.status, 400, "{path} {body}: {r:?}");
+        assert_eq!(r.json()["code"], "bad_body", "{path} {body}");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains("object"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(post("/index", "").status, 200);
+    assert_eq!(post("/index", r#"{"full": false}"#).status, 200);
+    assert_eq!(post("/query", r#"{"q": "x"}"#).status, 200);
+}

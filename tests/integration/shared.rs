@@ -307,6 +307,22 @@ fn registrations_survive_restart_and_sigkill() {
         false,
         "a second registration of the same root"
     );
+    // A body that is not an object is refused, not read by position.
+    let body = json!([t.root().join("beta")]).to_string();
+    let r = raw(
+        &d.addr,
+        format!(
+            "POST /projects HTTP/1.1\r\nHost: {}\r\n{}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            d.addr,
+            d.auth,
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["code"], "bad_body");
+    assert_eq!(d.projects().len(), 3);
 }
 
 #[test]
