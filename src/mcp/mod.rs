@@ -24,7 +24,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::server::http::ApiError;
+use crate::server::http::{ApiError, quoted};
 use crate::server::routes::Lines;
 
 const INSTRUCTIONS: &str = "\
@@ -57,18 +57,17 @@ impl Op {
     pub fn request(&self) -> (Method, String, Option<Value>) {
         let mut qs = form_urlencoded::Serializer::new(String::new());
         match self {
+            // In a body: a query of any length reaches the resident, which answers one
+            // over its limit with its own message (a URI has a limit of its own).
             Op::Search {
                 q,
                 limit,
                 path_prefix,
-            } => {
-                qs.append_pair("q", q)
-                    .append_pair("limit", &limit.to_string());
-                if let Some(p) = path_prefix {
-                    qs.append_pair("path_prefix", p);
-                }
-                (Method::GET, format!("/query?{}", qs.finish()), None)
-            }
+            } => (
+                Method::POST,
+                "/query".into(),
+                Some(json!({"q": q, "limit": limit, "path_prefix": path_prefix})),
+            ),
             Op::Read { path, lines } => {
                 if let Some(s) = lines.start {
                     qs.append_pair("start", &s.to_string());
@@ -210,6 +209,11 @@ fn build_tools() -> Vec<Tool> {
     ]
 }
 
+/// Longest `path` or `heading` of `read_doc`: a path longer than PATH_MAX (4096 on
+/// Linux) names no file, and percent-encoded three times over, either still fits in
+/// the URI of `/documents`.
+const MAX_READ_ARG_BYTES: usize = 4096;
+
 /// A tool call's arguments as an operation; `Err` is a message for the model.
 pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
     let allowed: &[&str] = match name {
@@ -217,22 +221,35 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
         "read_doc" => &["path", "line_start", "line_end", "heading"],
         "index_status" => &[],
         "reindex" => &["full"],
-        _ => return Err(format!("unknown tool {name:?}")),
+        _ => return Err(format!("unknown tool {}", quoted(name))),
     };
     if let Some(k) = args.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(format!(
-            "{name} has no argument {k:?}; its arguments: {}",
-            allowed.join(", ")
-        ));
+        return Err(if allowed.is_empty() {
+            format!("{name} takes no arguments, not {}", quoted(k))
+        } else {
+            format!(
+                "{name} has no argument {}; its arguments: {}",
+                quoted(k),
+                allowed.join(", ")
+            )
+        });
     }
     let text = |k: &str, required: bool| -> Result<Option<String>, String> {
         match args.get(k) {
             None | Some(Value::Null) if !required => Ok(None),
+            // A path or heading goes into a URI, which has a limit: a longer one is
+            // refused here with a message rather than by the resident's HTTP parser.
+            Some(Value::String(s)) if name == "read_doc" && s.len() > MAX_READ_ARG_BYTES => {
+                Err(format!(
+                    "{k} is {} bytes; the limit is {MAX_READ_ARG_BYTES}",
+                    s.len()
+                ))
+            }
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 Err(format!("{k} is required and must not be empty"))
             }
-            Some(other) => Err(format!("{k} must be a string, not {other}")),
+            Some(other) => Err(format!("{k} must be a string, not {}", shown(other))),
         }
     };
     let number = |k: &str| -> Result<Option<usize>, String> {
@@ -243,7 +260,9 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
                 .filter(|n| *n >= 1)
                 .and_then(|n| usize::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| format!("{k} must be a whole number of at least 1, not {v}")),
+                .ok_or_else(|| {
+                    format!("{k} must be a whole number of at least 1, not {}", shown(v))
+                }),
         }
     };
     Ok(match name {
@@ -271,10 +290,22 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
             full: match args.get("full") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
-                Some(v) => return Err(format!("full must be true or false, not {v}")),
+                Some(v) => {
+                    return Err(format!("full must be true or false, not {}", shown(v)));
+                }
             },
         },
     })
+}
+
+/// A JSON value from a tool call as a message shows it: its JSON text, cut after 100
+/// characters with "…".
+fn shown(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(100) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
 }
 
 /// The answer as text for a model.
@@ -372,7 +403,7 @@ impl<B: Backend> ServerHandler for Tools<B> {
     ) -> Result<CallToolResponse, ErrorData> {
         if !tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
-                format!("unknown tool {:?}", request.name),
+                format!("unknown tool {}", quoted(&request.name)),
                 None,
             ));
         }

@@ -45,10 +45,29 @@ impl Bridge {
 
     /// Writes `bytes` and a newline.
     fn send(&mut self, bytes: &[u8]) {
+        self.send_lines(&[bytes]);
+    }
+
+    /// Writes each of `lines` with a newline, all in one write.
+    fn send_lines(&mut self, lines: &[&[u8]]) {
+        let mut all = Vec::new();
+        for line in lines {
+            all.extend_from_slice(line);
+            all.push(b'\n');
+        }
         let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(bytes).unwrap();
-        stdin.write_all(b"\n").unwrap();
+        stdin.write_all(&all).unwrap();
         stdin.flush().unwrap();
+    }
+
+    /// `initialize` and `notifications/initialized`.
+    fn initialize(&mut self) {
+        let init = json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "bad_input", "version": "1"}}});
+        let v = self.ask(init.to_string().as_bytes());
+        assert_eq!(v["result"]["serverInfo"]["name"], "doc-serve", "{v}");
+        self.send(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     }
 
     /// The next message the bridge writes.
@@ -220,4 +239,57 @@ fn malformed_mcp_bodies_at_slash_mcp() {
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
     r.stop(&mut t);
+}
+
+fn tool(id: u64, name: &str, arguments: Value) -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": name, "arguments": arguments}})
+    .to_string()
+    .into_bytes()
+}
+
+/// The text of a tool error (`isError: true`) answered to `id`.
+fn tool_error(v: &Value, id: u64) -> String {
+    assert_eq!(v["id"], id, "{v}");
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A query over the length limit gets the resident's own limit message, not a failed
+/// request ("uri too long", after which the bridge even dropped its resident); so do a
+/// path and a heading too long to send; a tool without arguments says so.
+#[test]
+fn mcp_tool_arguments_too_long_for_a_uri() {
+    let (mut t, base) = indexed();
+    let r = serving(&mut t);
+    let mut bridge = Bridge::start(&mut t);
+    bridge.initialize();
+    let long = "quorum ".repeat(15_000);
+    let v = bridge.ask(&tool(13, "search_docs", json!({"query": long})));
+    let text = tool_error(&v, 13);
+    assert!(text.contains("4096"), "{text}");
+    assert!(!text.contains("uri too long"), "{text}");
+    for arguments in [
+        json!({"path": "a/".repeat(50_000)}),
+        json!({"path": "docs/notes.txt", "heading": "h ".repeat(50_000)}),
+    ] {
+        let v = bridge.ask(&tool(14, "read_doc", arguments));
+        let text = tool_error(&v, 14);
+        assert!(text.contains("4096"), "{text}");
+    }
+    let v = bridge.ask(&tool(15, "index_status", json!({"verbose": true})));
+    let text = tool_error(&v, 15);
+    assert!(text.contains("takes no arguments"), "{text}");
+
+    // And the bridge still serves, from the same resident.
+    let v = bridge.ask(&call(16, json!({"query": "quorum"})));
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    drop(bridge.stdin.take());
+    assert_eq!(t.wait_child(bridge.pid, WAIT), Some(0));
+    r.stop(&mut t);
+    assert_intact(&t, &base);
+    assert_no_panic_logged(&t);
 }
