@@ -4,7 +4,8 @@
 //! start one), once at start-up and again whenever it stops answering, so a resident's
 //! idle exit, restart or crash costs the next tool call a restart, not an error. When
 //! no resident can be had, this process answers from the index itself. Stdin is read
-//! through [`stdio::filter`], which answers malformed lines itself.
+//! through [`stdio::filter`], which answers malformed lines itself and, when stdin
+//! ends, holds the session open until the requests still running are answered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use crate::ingest::sync::Indexer;
 use crate::mcp::{Backend, Op, Tools, stdio, unavailable};
 use crate::server::http::ApiError;
 use crate::server::indexing::standalone_freshness;
-use crate::server::routes::{engine_error, read_document};
+use crate::server::routes::{FIRST_INDEX_WAIT, engine_error, read_document};
 
 /// A tool call may wait this long for the resident (a full reindex takes a while).
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -32,6 +33,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 pub fn run(ctx: Context) -> anyhow::Result<i32> {
     let config = ctx.config(&crate::config::Flags::default())?;
     let max_line = config.max_body_bytes;
+    // The longest a tool call usually takes: starting a resident, then a search's wait
+    // for its first index; requests still running when stdin ends get that long.
+    let drain = Duration::from_secs(config.start_timeout_seconds + FIRST_INDEX_WAIT + 5);
     ctx.project.create_state_dir()?;
     let bridge = Arc::new(Bridge {
         ctx: Arc::new(ctx),
@@ -55,6 +59,7 @@ pub fn run(ctx: Context) -> anyhow::Result<i32> {
             tokio::io::stdin(),
             tokio::io::stdout(),
             usize::try_from(max_line).unwrap_or(usize::MAX),
+            drain,
         )
         .split();
         let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(usize::MAX);

@@ -10,6 +10,7 @@
 //! one gets a JSON-RPC error instead of silence; [`stdio`] is the bridge's framing.
 
 pub mod input;
+mod json;
 pub mod stdio;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::gate;
+use super::mcp::Checked;
 use super::projects;
 use super::routes;
 use super::state::{Shared, Site, Sites};
@@ -148,16 +149,22 @@ fn error_reply(e: ApiError) -> Reply {
 /// over whole.
 async fn mcp(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
     let (parts, body) = req.into_parts();
-    match read_body(Request::from_parts(parts.clone(), body), shared).await {
-        Ok(body) => match super::mcp::refusal(&parts, &body) {
-            Some((status, refusal)) => bytes_reply(status, refusal),
-            None => {
-                let reply =
-                    super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await;
-                json_error(reply).await
-            }
-        },
-        Err(e) => error_reply(e),
+    let body = match read_body(Request::from_parts(parts.clone(), body), shared).await {
+        Ok(body) => body,
+        Err(e) => return error_reply(e),
+    };
+    match super::mcp::check(&parts, body) {
+        Checked::Answer(status, refusal) => bytes_reply(status, refusal),
+        Checked::Accepted => {
+            let mut reply = Response::new(Full::new(Bytes::new()).boxed());
+            *reply.status_mut() = StatusCode::ACCEPTED;
+            reply
+        }
+        Checked::Pass(body) => {
+            let reply =
+                super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await;
+            json_error(reply).await
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! MCP over Streamable HTTP at `/mcp`: the resident's own routes behind the MCP tools
 //! (see [`crate::mcp`]). Stateless: every POST is answered on its own with JSON, no
 //! session and no event stream. The security gate (Host, Origin, token) runs first,
-//! as for every route, then the body's check ([`refusal`]), then rmcp.
+//! as for every route, then the body's check ([`check`]), then rmcp.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::http::{ApiError, dispatch};
 use super::state::Shared;
-use crate::mcp::input::{self, Refusal, Session, Verdict};
+use crate::mcp::input::{self, Session, Verdict};
 use crate::mcp::{Backend, Op, Tools, unavailable};
 
 pub type Service = StreamableHttpService<Tools<Local>, NeverSessionManager>;
@@ -62,41 +62,51 @@ pub fn service(shared: &Arc<Shared>) -> &Service {
     })
 }
 
-/// The JSON-RPC error for a POSTed JSON body rmcp would mishandle (see
-/// [`crate::mcp::input`]), with its HTTP status: 400 for a body that is not one
-/// JSON-RPC message (Streamable HTTP asks for an error status there), 200 for a
-/// well-formed request refused (its answer is a JSON-RPC error, as any other).
-/// `None`: rmcp answers, and refuses what is not a JSON POST itself.
-pub fn refusal(parts: &Parts, body: &Bytes) -> Option<(StatusCode, Vec<u8>)> {
+/// What to do with a `/mcp` request, its body read (see [`crate::mcp::input`]).
+pub enum Checked {
+    /// Hand it to rmcp, with this body (a UTF-8 byte order mark taken off: rmcp's
+    /// parser would refuse it, where over stdio rmcp skips it).
+    Pass(Bytes),
+    /// Answer this JSON-RPC error with this status: 400 for a body that is not one
+    /// JSON-RPC message or cannot be accepted (Streamable HTTP asks for an error status
+    /// there, and lets the error have no id), 200 for a well-formed request refused
+    /// (its answer is a JSON-RPC error, as any other).
+    Answer(StatusCode, Vec<u8>),
+    /// 202 Accepted with no body: a response or notification, taken (Streamable HTTP).
+    Accepted,
+}
+
+/// Judges a POSTed JSON body before rmcp, which would answer what it cannot parse
+/// with a plain 415. Anything but a JSON POST is rmcp's to answer (405, 415).
+pub fn check(parts: &Parts, body: Bytes) -> Checked {
     let json = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("application/json"));
     if parts.method != Method::POST || !json {
-        return None;
+        return Checked::Pass(body);
     }
-    let refusal = match input::check(body, Session::Open) {
-        Verdict::Pass | Verdict::Opens => return None,
+    let refusal = match input::check(&body, Session::Open) {
+        Verdict::Request { .. } | Verdict::Notification { .. } => {
+            let body = match body.strip_prefix(input::BOM) {
+                Some(_) => body.slice(input::BOM.len()..),
+                None => body,
+            };
+            return Checked::Pass(body);
+        }
+        Verdict::Quiet(None) => return Checked::Accepted,
+        Verdict::Quiet(Some(problem)) => {
+            return Checked::Answer(StatusCode::BAD_REQUEST, problem.to_bytes());
+        }
         Verdict::Refuse(refusal) => refusal,
-        // Over stdio these get no answer; an HTTP request needs one.
-        Verdict::Ignore(_) if body.trim_ascii().is_empty() => Refusal::new(
-            Value::Null,
-            input::PARSE_ERROR,
-            "Parse error: the body is empty; POST one JSON-RPC message",
-        ),
-        Verdict::Ignore(what) => Refusal::new(
-            Value::Null,
-            input::INVALID_REQUEST,
-            format!("Invalid Request: {what}"),
-        ),
     };
     let status = if refusal.is_about_the_message() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    Some((status, refusal.to_bytes()))
+    Checked::Answer(status, refusal.to_bytes())
 }
 
 /// Answers a request whose body was already read within the limits (see

@@ -258,6 +258,114 @@ fn tool_error(v: &Value, id: u64) -> String {
         .to_owned()
 }
 
+/// Messages with a usable id that rmcp cannot parse (params that are not an object,
+/// duplicate keys, a method beside a result, a malformed response) used to get an
+/// error without an id, or none; each now gets the error the README lists, with the
+/// request's id, and responses and notifications get nothing.
+#[test]
+fn mcp_lines_rmcp_cannot_parse_are_answered_with_their_id() {
+    let (mut t, base) = indexed();
+    let r = serving(&mut t);
+    let mut bridge = Bridge::start(&mut t);
+    bridge.initialize();
+    bridge.quiet();
+    for (line, code, id) in [
+        (
+            &br#"{"jsonrpc":"2.0","id":"pa","method":"ping","params":[]}"#[..],
+            -32602,
+            json!("pa"),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":"pn","method":"ping","params":5}"#,
+            -32602,
+            json!("pn"),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":"ps","method":"ping","params":"x"}"#,
+            -32602,
+            json!("ps"),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":[]}"#,
+            -32602,
+            json!(3),
+        ),
+        // A method doc-serve does not serve: rmcp's answer, with the id.
+        (
+            br#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{}}"#,
+            -32601,
+            json!(4),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":8,"id":9,"method":"ping"}"#,
+            -32600,
+            Value::Null,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":10,"method":"ping","method":"ping"}"#,
+            -32600,
+            json!(10),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"a","query":"b"}}}"#,
+            -32600,
+            json!(11),
+        ),
+        (
+            br#"{"id":"r","result":{},"method":"ping"}"#,
+            -32600,
+            json!("r"),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":"re","error":{"code":1,"message":"x"},"method":"ping"}"#,
+            -32600,
+            json!("re"),
+        ),
+        // Not one message, even without an id: answered, with id null.
+        (
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized","params":{"a":1,"a":1}}"#,
+            -32600,
+            Value::Null,
+        ),
+        // Not JSON, whatever whitespace it looks like: a form feed, a no-break space.
+        (b"\x0c", -32700, Value::Null),
+        (b"\xc2\xa0", -32700, Value::Null),
+        (b" \x0c ", -32700, Value::Null),
+    ] {
+        let v = bridge.ask(line);
+        error(&v, code, id);
+        bridge.quiet();
+    }
+    // Responses (well-formed or not) and notifications are never answered, not even
+    // malformed ones; blank lines (JSON whitespace) are skipped.
+    for line in [
+        &br#"{"id":"e","error":5}"#[..],
+        br#"{"jsonrpc":"2.0","id":"e","error":{"code":"x"}}"#,
+        br#"{"jsonrpc":"2.0","id":"s","result":{}}"#,
+        br#"{"jsonrpc":"2.0","id":"s","result":5}"#,
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"x"}}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized","params":5}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[]}}"#,
+        b" \t\r",
+        b"",
+    ] {
+        bridge.send(line);
+        bridge.quiet();
+    }
+    // A byte order mark before the JSON is skipped.
+    let v = bridge.ask(b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\"}");
+    assert_eq!((&v["id"], &v["result"]), (&json!(12), &json!({})), "{v}");
+
+    // And the bridge still serves, from the same resident.
+    let v = bridge.ask(&call(16, json!({"query": "quorum"})));
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    drop(bridge.stdin.take());
+    assert_eq!(t.wait_child(bridge.pid, WAIT), Some(0));
+    r.stop(&mut t);
+    assert_intact(&t, &base);
+    assert_no_panic_logged(&t);
+}
+
 /// A query over the length limit gets the resident's own limit message, not a failed
 /// request ("uri too long", after which the bridge even dropped its resident); so do a
 /// path and a heading too long to send; a tool without arguments says so.
@@ -292,4 +400,166 @@ fn mcp_tool_arguments_too_long_for_a_uri() {
     r.stop(&mut t);
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
+}
+
+/// Holds the project's index lock until dropped: a resident's first index waits.
+fn hold_index_lock(t: &TestEnv) -> nix::fcntl::Flock<std::fs::File> {
+    let data = t.state_dir().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = std::fs::File::create(data.join(".index.lock")).unwrap();
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}
+
+/// Every request over stdio gets exactly one answer: one reusing the id of a request
+/// still running is refused at once (rmcp answered only one of the two), and requests
+/// still running when stdin closes are answered before the bridge exits (rmcp gave up
+/// after 5 s and answered nothing).
+#[test]
+fn every_mcp_request_over_stdio_gets_one_answer() {
+    let mut t = with_fixtures();
+    t.ok(&["init"]);
+    t.set("DOC_SERVE_LOCK_TIMEOUT_SECONDS", "1");
+    let lock = hold_index_lock(&t);
+    t.ok(&["start"]);
+    let mut bridge = Bridge::start(&mut t);
+    bridge.initialize();
+
+    // Two pings with one id, back to back: two answers, the second refused if the
+    // first was still running.
+    let ping = br#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#;
+    bridge.send_lines(&[ping, ping]);
+    let answers = [bridge.next(), bridge.next()];
+    assert!(
+        answers.iter().any(|v| v["result"] == json!({})),
+        "{answers:?}"
+    );
+    for v in &answers {
+        if v.get("error").is_some() {
+            assert!(error(v, -32600, json!(8)).contains("in flight"), "{v}");
+        }
+    }
+    bridge.quiet();
+
+    // A search waits for the first index, held up by the lock: a request reusing its
+    // id meanwhile, a search or a ping, is refused at once.
+    let search = call(9, json!({"query": "quorum"}));
+    bridge.send_lines(&[&search, &search]);
+    let v = bridge.next();
+    assert!(error(&v, -32600, json!(9)).contains("in flight"), "{v}");
+    let v = bridge.ask(br#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#);
+    assert!(error(&v, -32600, json!(9)).contains("in flight"), "{v}");
+
+    // Stdin closes with two searches running; they are still answered, well past the
+    // 5 s rmcp would have waited.
+    bridge.send(&call(10, json!({"query": "quorum"})));
+    drop(bridge.stdin.take());
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(alive(bridge.pid), "the bridge exited with requests running");
+    drop(lock);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let v = bridge.next();
+        assert_eq!(v["result"]["isError"], false, "{v}");
+        ids.push(v["id"].as_u64().unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [9, 10]);
+    assert_eq!(t.wait_child(bridge.pid, WAIT), Some(0));
+    bridge.quiet();
+    let err = std::fs::read_to_string(t.root().join("mcp.err")).unwrap();
+    assert!(!err.contains("timed out draining"), "{err}");
+    t.ok(&["stop"]);
+}
+
+/// The same bodies at `/mcp` get the same JSON-RPC errors (400 for a body that is not
+/// one message, 200 for a well-formed request refused), never rmcp's plain 415; a
+/// response or notification is accepted with 202 and no body (Streamable HTTP).
+#[test]
+fn mcp_bodies_rmcp_cannot_parse_at_slash_mcp() {
+    let (mut t, base) = indexed();
+    let r = serving(&mut t);
+    let post = |body: &[u8]| {
+        let mut req = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\n{}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            r.addr,
+            r.auth,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        raw(&r.addr, &req)
+    };
+    for (body, status, code, id) in [
+        (
+            &br#"{"jsonrpc":"2.0","id":"pa","method":"ping","params":[]}"#[..],
+            200,
+            -32602,
+            json!("pa"),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":"pn","method":"ping","params":5}"#,
+            200,
+            -32602,
+            json!("pn"),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{}}"#,
+            200,
+            -32601,
+            json!(4),
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":8,"id":9,"method":"ping"}"#,
+            400,
+            -32600,
+            Value::Null,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"a","query":"b"}}}"#,
+            400,
+            -32600,
+            json!(11),
+        ),
+        (
+            br#"{"id":"r","result":{},"method":"ping"}"#,
+            400,
+            -32600,
+            json!("r"),
+        ),
+        (br#"{"id":"e","error":5}"#, 400, -32600, Value::Null),
+        (
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized","params":5}"#,
+            400,
+            -32602,
+            Value::Null,
+        ),
+        (b"\x0c", 400, -32700, Value::Null),
+        (b"\xc2\xa0", 400, -32700, Value::Null),
+        (b" \r\n", 400, -32700, Value::Null),
+    ] {
+        let reply = post(body);
+        assert_eq!(reply.status, status, "{body:?}: {reply:?}");
+        error(&reply.json(), code, id);
+    }
+    for body in [
+        &br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#[..],
+        br#"{"jsonrpc":"2.0","id":"e1","error":{"code":-1,"message":"no"}}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+    ] {
+        let reply = post(body);
+        assert_eq!(reply.status, 202, "{body:?}: {reply:?}");
+        assert_eq!(reply.body, "", "{reply:?}");
+    }
+    // A byte order mark before the JSON is skipped, as over stdio.
+    let reply = post(b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\"}");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["result"], json!({}), "{reply:?}");
+    assert_intact(&t, &base);
+    assert_no_panic_logged(&t);
+    r.stop(&mut t);
 }
