@@ -244,11 +244,16 @@ impl Reader {
     }
 
     /// Input ended: rmcp's input stays open until the requests it runs are answered,
-    /// within `drain`; each still running then is answered here, with an error, and
-    /// its late answer from rmcp is dropped. Dropping `to_rmcp` then ends rmcp's input,
-    /// so its session ends too.
+    /// within `drain` and while the output is open; each still running then is
+    /// answered here, with an error, and its late answer from rmcp is dropped.
+    /// Dropping `to_rmcp` then ends rmcp's input, so its session ends too.
     async fn finish(self, drain: Duration) {
-        for id in self.in_flight.drain(drain).await {
+        let left = tokio::select! {
+            left = self.in_flight.drain(drain) => left,
+            // The output is gone (the client closed it): no one to answer.
+            () = self.answers.closed() => return,
+        };
+        for id in left {
             let id = serde_json::from_str(&id).unwrap_or(Value::Null);
             let refusal = Refusal::new(
                 id,
@@ -539,6 +544,39 @@ mod tests {
                 .unwrap()
                 .contains("input ended")
         );
+    }
+
+    /// With the output closed (the client gone), the end of input is not held up by
+    /// requests still running: there is no one to answer.
+    #[tokio::test]
+    async fn a_closed_output_ends_the_wait() {
+        let (mut client, stdin) = tokio::io::duplex(4096);
+        let (stdout, client_out) = tokio::io::duplex(4096);
+        drop(client_out);
+        let (read, mut write, pump) =
+            filter(stdin, stdout, 1 << 20, Duration::from_secs(30)).split();
+        let input = format!("{INIT}\n{}\n", slow(1, 60_000));
+        client.write_all(input.as_bytes()).await.unwrap();
+        drop(client);
+        let begun = std::time::Instant::now();
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            // Answer the initialize: writing it finds the output closed.
+            if line == INIT {
+                let answer = r#"{"jsonrpc":"2.0","id":0,"result":{}}"#;
+                write
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            begun.elapsed()
+        );
+        drop(write);
+        pump.finish(Duration::from_secs(1)).await;
     }
 
     /// A cancelled request frees its id: rmcp does not answer it.
