@@ -79,11 +79,15 @@ pub enum Checked {
 /// Judges a POSTed JSON body before rmcp, which would answer what it cannot parse
 /// with a plain 415. Anything but a JSON POST is rmcp's to answer (405, 415).
 pub fn check(parts: &Parts, body: Bytes) -> Checked {
+    // The media type as rmcp reads it: any letter case, parameters after ';'.
     let json = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        .is_some_and(|v| {
+            let essence = v.split_once(';').map_or(v, |(essence, _)| essence);
+            essence.trim().eq_ignore_ascii_case("application/json")
+        });
     if parts.method != Method::POST || !json {
         return Checked::Pass(body);
     }

@@ -480,9 +480,9 @@ fn every_mcp_request_over_stdio_gets_one_answer() {
 fn mcp_bodies_rmcp_cannot_parse_at_slash_mcp() {
     let (mut t, base) = indexed();
     let r = serving(&mut t);
-    let post = |body: &[u8]| {
+    let post_as = |content_type: &str, body: &[u8]| {
         let mut req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\n{}\r\nContent-Type: application/json\r\n\
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\n{}\r\nContent-Type: {content_type}\r\n\
              Accept: application/json, text/event-stream\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             r.addr,
@@ -493,6 +493,7 @@ fn mcp_bodies_rmcp_cannot_parse_at_slash_mcp() {
         req.extend_from_slice(body);
         raw(&r.addr, &req)
     };
+    let post = |body: &[u8]| post_as("application/json", body);
     for (body, status, code, id) in [
         (
             &br#"{"jsonrpc":"2.0","id":"pa","method":"ping","params":[]}"#[..],
@@ -555,10 +556,26 @@ fn mcp_bodies_rmcp_cannot_parse_at_slash_mcp() {
         assert_eq!(reply.status, 202, "{body:?}: {reply:?}");
         assert_eq!(reply.body, "", "{reply:?}");
     }
-    // A byte order mark before the JSON is skipped, as over stdio.
-    let reply = post(b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\"}");
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.json()["result"], json!({}), "{reply:?}");
+    // A byte order mark before the JSON is skipped, as over stdio; the media type is
+    // read in any letter case, as rmcp reads it.
+    for content_type in ["application/json", "Application/JSON ; charset=utf-8"] {
+        let ping = b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\"}";
+        let reply = post_as(content_type, ping);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.json()["result"], json!({}), "{reply:?}");
+        let reply = post_as(
+            content_type,
+            br#"{"jsonrpc":"2.0","id":"p","method":"ping","params":5}"#,
+        );
+        assert_eq!(reply.status, 200, "{reply:?}");
+        error(&reply.json(), -32602, json!("p"));
+    }
+    // Another media type is rmcp's to refuse.
+    let reply = post_as(
+        "application/json-seq",
+        br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    );
+    assert_eq!(reply.status, 415, "{reply:?}");
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
     r.stop(&mut t);
