@@ -217,34 +217,9 @@ fn parse<T: Setting>(raw: Raw) -> std::result::Result<T, String> {
 /// Most bytes a settings file may hold.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// A settings file's bytes; `None` when there is none. Anything but a regular file (a
-/// FIFO would block every command, a directory fails later) and a file over 1 MiB
-/// are errors.
+/// A settings file's bytes; `None` when there is none (see [`fsutil::read_small`]).
 pub fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "{} bytes, more than a settings file may hold ({MAX_FILE_BYTES})",
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    Ok(Some(bytes))
+    crate::fsutil::read_small(path, MAX_FILE_BYTES)
 }
 
 impl Config {

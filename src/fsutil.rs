@@ -100,6 +100,40 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// A small file's bytes, `None` when there is none. Anything but a regular file is an
+/// error, without blocking (a FIFO would block the reader until a writer came; a
+/// device such as /dev/zero never ends), and so is a file over `max` bytes.
+pub fn read_small(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(io::Error::other(format!(
+            "{} bytes, more than the {max} it may hold",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::other(format!(
+            "more than the {max} bytes it may hold"
+        )));
+    }
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

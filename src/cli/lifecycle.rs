@@ -400,6 +400,14 @@ fn lock_holder(
 ) -> anyhow::Result<(u32, process::Identity)> {
     let lock_file = project.lock_file();
     let pid_file = lock::read_pid(&project.pid_file());
+    // A resident whose lock file was deleted (and that is stopped, so it will not
+    // take a new one) still holds the deleted file: it is doc-serve's, by that file.
+    let orphan = || process::holding_deleted(&lock_file).first().copied();
+    if let Some(holder) = lock::holder(&lock_file).map_or_else(orphan, |_| None)
+        && let Some(identity) = process::identity_of(holder)
+    {
+        return Ok((holder, identity));
+    }
     let Some(holder) = lock::holder(&lock_file) else {
         bail!(
             "a process holds {} but runtime.json is {runtime}, and the kernel's lock table \

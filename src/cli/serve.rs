@@ -16,19 +16,51 @@ use crate::discovery::runtime::RuntimeFile;
 use crate::error::{Error, exit};
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
+use crate::project::Project;
 use crate::server::indexing::Reload;
 use crate::server::lifecycle::{self, Anchor, Cause, Signals};
 use crate::server::projects::Projects;
 use crate::server::{self, Serves, Setup, listener::Listeners};
 use crate::shared::Home;
 
-/// One run of the server on `listeners`, under `lock`.
-fn serve_locked(
+/// What one run serves: the project's index (and how to load its settings again), or
+/// the shared daemon's projects.
+fn what_to_serve(
     Context { project, env, .. }: &Context,
     flags: &Flags,
+    config: &Config,
+) -> anyhow::Result<Serves> {
+    if project.is_shared_daemon() {
+        return Ok(Serves::Shared(Box::new(Projects::load(
+            Home::new(&project.root),
+            env.clone(),
+            config.clone(),
+        ))));
+    }
+    let indexer = Indexer::open(project, config).context("cannot open the index")?;
+    // Only a resident (holding the lifetime lock) tidies the data dir.
+    let dir = indexer.engine.dir();
+    if let (Some(data_dir), Some(name)) = (dir.parent(), dir.file_name()) {
+        for old in crate::engine::remove_superseded(data_dir, &name.to_string_lossy()) {
+            tracing::info!("removed {old}, an index of another schema unused for a week");
+        }
+    }
+    let reload = Reload {
+        file: project.config_file(),
+        load: Box::new({
+            let (file, env, flags) = (project.config_file(), env.clone(), flags.clone());
+            move || Ok(Config::load(&file, &env, &flags)?)
+        }),
+    };
+    Ok(Serves::Project(indexer, Some(reload)))
+}
+
+/// One run of the server on `listeners`, under `lock`.
+fn serve_locked(
+    project: &Project,
     config: Config,
     events: &EventLog,
-    listeners: Listeners,
+    (listeners, serves): (Listeners, Serves),
     lock: &LifetimeLock,
     (runtime, signals): (&tokio::runtime::Runtime, &mut Signals),
 ) -> anyhow::Result<server::Ended> {
@@ -36,30 +68,6 @@ fn serve_locked(
         "start",
         json!({ "project_root": project.root, "activation": listeners.activation }),
     );
-    let serves = if project.is_shared_daemon() {
-        Serves::Shared(Box::new(Projects::load(
-            Home::new(&project.root),
-            env.clone(),
-            config.clone(),
-        )))
-    } else {
-        let indexer = Indexer::open(project, &config).context("cannot open the index")?;
-        // Only a resident (holding the lifetime lock) tidies the data dir.
-        let dir = indexer.engine.dir();
-        if let (Some(data_dir), Some(name)) = (dir.parent(), dir.file_name()) {
-            for old in crate::engine::remove_superseded(data_dir, &name.to_string_lossy()) {
-                tracing::info!("removed {old}, an index of another schema unused for a week");
-            }
-        }
-        let reload = Reload {
-            file: project.config_file(),
-            load: Box::new({
-                let (file, env, flags) = (project.config_file(), env.clone(), flags.clone());
-                move || Ok(Config::load(&file, &env, &flags)?)
-            }),
-        };
-        Serves::Project(indexer, Some(reload))
-    };
     let index_dir = match &serves {
         Serves::Project(indexer, _) => Some(indexer.engine.dir().to_path_buf()),
         Serves::Shared(_) => None,
@@ -214,13 +222,13 @@ fn serve_runs(
     (runtime, signals): (&tokio::runtime::Runtime, &mut Signals),
 ) -> anyhow::Result<Cause> {
     let project = &ctx.project;
+    let mut serves = what_to_serve(ctx, flags, &config)?;
     loop {
         let ended = serve_locked(
-            ctx,
-            flags,
+            project,
             config.clone(),
             events,
-            listeners,
+            (listeners, serves),
             lock,
             (runtime, signals),
         )?;
@@ -228,6 +236,10 @@ fn serve_runs(
             return Ok(ended.cause);
         };
         listeners = kept;
+        // Making the state dir again must not make a root that went meanwhile.
+        if !project.root.is_dir() {
+            return Ok(Cause::RootGone);
+        }
         project.create_state_dir()?;
         events.prepare()?;
         reopen_deleted_log(&project.state_dir);
@@ -246,6 +258,25 @@ fn serve_runs(
             Ok(c) => config = c,
             Err(e) => tracing::warn!("{e:#}; keeping the settings in force"),
         }
+        // The state dir may still be going (a `git clean` not done, a second `rm -r`):
+        // opening the index is tried again for a while before giving up.
+        let mut tries = 0;
+        serves = loop {
+            match what_to_serve(ctx, flags, &config) {
+                Ok(s) => break s,
+                Err(e) if tries < REOPEN_TRIES => {
+                    tries += 1;
+                    tracing::info!("{e:#}; trying again");
+                    std::thread::sleep(REOPEN_PAUSE);
+                    if !project.root.is_dir() {
+                        return Ok(Cause::RootGone);
+                    }
+                    project.create_state_dir()?;
+                    events.prepare()?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
     }
 }
 
@@ -276,6 +307,11 @@ fn reopen_deleted_log(state_dir: &std::path::Path) {
         Err(e) => tracing::warn!("cannot open {} again: {e}", path.display()),
     }
 }
+
+/// How often, and how far apart, a resident serving again in place tries to open its
+/// index before it gives up.
+const REOPEN_TRIES: u32 = 10;
+const REOPEN_PAUSE: Duration = Duration::from_millis(300);
 
 /// The lifetime lock's file was replaced and another resident locked the new one: it
 /// serves the project now, and this process leaves.

@@ -197,7 +197,8 @@ fn holder_in(locks: &str, dev: u64, ino: u64) -> Option<u32> {
 
 /// Reads a PID file; `None` when absent or not a number.
 pub fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    let bytes = fsutil::read_small(path, 64).ok()??;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

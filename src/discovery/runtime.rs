@@ -92,11 +92,14 @@ pub enum RuntimeFile {
     Valid(Box<RuntimeState>),
 }
 
+/// Most bytes a runtime.json may hold: a resident's is under 2 KiB.
+const MAX_BYTES: u64 = 64 << 10;
+
 impl RuntimeFile {
     pub fn read(path: &Path) -> RuntimeFile {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return RuntimeFile::Missing,
+        let text = match fsutil::read_small(path, MAX_BYTES) {
+            Ok(Some(t)) => t,
+            Ok(None) => return RuntimeFile::Missing,
             Err(e) => return RuntimeFile::Garbage(format!("cannot read: {e}")),
         };
         let value: Value = match serde_json::from_slice(&text) {

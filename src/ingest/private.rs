@@ -79,17 +79,28 @@ pub struct Places {
 impl Places {
     /// The place `path` is in, after resolving its symlinks (a path that does not
     /// exist is resolved as far as it does, as for the file of a removal event).
-    pub fn holding(&self, path: &Path) -> Option<&Path> {
+    pub fn holding(&self, path: &Path) -> Option<PathBuf> {
         self.holding_real(path)
             .or_else(|| self.holding_real(&resolve(path)))
     }
 
-    /// The place `real` (a path without symlinks) is in.
-    pub fn holding_real(&self, real: &Path) -> Option<&Path> {
-        self.paths
-            .iter()
-            .find(|p| real.starts_with(p))
-            .map(PathBuf::as_path)
+    /// The place `real` (a path without symlinks) is in: one of ours, or the state
+    /// dir of any other project in the tree (`<dir>/.claude/doc-serve`: a sub-project's
+    /// resident keeps its token there, whatever its .gitignore says).
+    pub fn holding_real(&self, real: &Path) -> Option<PathBuf> {
+        if let Some(place) = self.paths.iter().find(|p| real.starts_with(p)) {
+            return Some(place.clone());
+        }
+        let mut prefix = PathBuf::new();
+        let mut after_claude = false;
+        for c in real.components() {
+            prefix.push(c);
+            if after_claude && c.as_os_str() == "doc-serve" {
+                return Some(prefix);
+            }
+            after_claude = c.as_os_str() == ".claude";
+        }
+        None
     }
 
     /// Whether the directory `meta` describes (symlinks followed) is one of the places.
@@ -112,7 +123,7 @@ impl Places {
     /// if it is doc-serve's own.
     pub fn refusal(&self, path: &Path, meta: &Metadata) -> Option<String> {
         if let Some(place) = self.holding(path) {
-            return Some(leads_into(place));
+            return Some(leads_into(&place));
         }
         if self.is_place(meta) {
             return Some(A_PLACE.into());
@@ -192,7 +203,7 @@ pub fn refusal(root: &Path, e: &ignore::DirEntry, places: &Places) -> Refusal {
             return Refusal::Silent;
         }
         if let Some(place) = places.holding_real(&real) {
-            return Refusal::Reported(leads_into(place));
+            return Refusal::Reported(leads_into(&place));
         }
     }
     let is_dir = e.file_type().is_some_and(|t| t.is_dir());

@@ -124,13 +124,14 @@ impl Rules {
     }
 }
 
-/// Whether a symlink on the way from `root` to `rel` (through its directories, not
-/// its last name) leads to a directory on that way, the root included: the walk
-/// reports such a link as a loop and does not enter it (walkdir compares each
-/// followed link with the directories above it by device and inode). A directory on
-/// the way that cannot be looked at counts as one: the walk would not list what is
-/// under it either.
-pub fn closes_loop(root: &Path, rel: &Path) -> bool {
+/// Whether the walk never reaches `rel` because of a symlink on the way from `root`
+/// (through its directories, not its last name): one that leads out of the root (the
+/// walk does not follow it, even when the path comes back in: `docs/slash -> /`), or to
+/// a directory on that way, the root included (the walk reports such a link as a loop
+/// and does not enter it; walkdir compares each followed link with the directories
+/// above it by device and inode). A directory on the way that cannot be looked at
+/// counts too: the walk would not list what is under it either.
+pub fn not_walked(root: &Path, rel: &Path) -> bool {
     let id = |m: std::fs::Metadata| (m.dev(), m.ino());
     let Ok(top) = std::fs::metadata(root) else {
         return true;
@@ -144,7 +145,10 @@ pub fn closes_loop(root: &Path, rel: &Path) -> bool {
             return true;
         };
         let here = id(meta);
-        if own.file_type().is_symlink() && seen.contains(&here) {
+        if own.file_type().is_symlink()
+            && (seen.contains(&here)
+                || !dir.canonicalize().is_ok_and(|real| real.starts_with(root)))
+        {
             return true;
         }
         seen.push(here);
@@ -256,7 +260,7 @@ mod tests {
         link("../..", "docs/deep/root");
         link("../secret", "docs/s");
         link("deep", "docs/d");
-        let loops = |rel: &str| closes_loop(&root, Path::new(rel));
+        let loops = |rel: &str| not_walked(&root, Path::new(rel));
         assert!(loops("docs/up/a.md"));
         assert!(loops("docs/up/docs/a.md"));
         assert!(loops("docs/deep/root/a.md"));

@@ -11,14 +11,14 @@
 use std::fs::Metadata;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
 use globset::{GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::private::{Private, Refusal, opened_path, refusal};
-use super::rules::{LeftOut, Rules, Trail, closes_loop, is_repo_top};
+use super::rules::{LeftOut, Rules, Trail, is_repo_top, not_walked};
 use crate::config::{Config, Environment};
 use crate::error::{Error, Result};
 
@@ -53,6 +53,11 @@ pub struct Sources {
     /// ignore files are then read from the directories above the root too, as git
     /// reads them (see [`Sources::walk`]).
     in_repo: bool,
+    /// The live token of the resident (or shared daemon) serving these sources, once
+    /// it has one: a file holding it is never a source. Hard links and copies of
+    /// runtime.json outlive the file's inode (a resident writes runtime.json again,
+    /// with the same token, when it is deleted); the token in them does not.
+    token: Arc<OnceLock<String>>,
 }
 
 /// For a name that is not UTF-8, the name the walk keeps among those in its directory
@@ -126,6 +131,7 @@ impl Sources {
             exclude: globset(&config.exclude, "exclude")?,
             max_bytes: config.max_file_bytes,
             in_repo: !is_repo_top(root) && root.ancestors().skip(1).any(is_repo_top),
+            token: Arc::default(),
         })
     }
 
@@ -325,7 +331,7 @@ impl Sources {
         path == real
             || (real.starts_with(&self.root)
                 && self.target_left_out(real, false, &mut rules).is_none()
-                && !closes_loop(&self.root, rel))
+                && !not_walked(&self.root, rel))
     }
 
     /// How the walk treats `e` by where it leads, when it is a symlink or below one:
@@ -420,6 +426,24 @@ impl Sources {
     /// Reads a source: `Ok(None)` when gone, `Err(reason)` when it must be skipped.
     /// What was opened is checked once more, by the file the descriptor holds: a name
     /// turned into a link to doc-serve's own files since it was listed is refused.
+    /// Keeps every file holding `token` out, from now on, in every clone of these
+    /// sources (the walk, the watcher's updates, `/documents`).
+    pub fn guard_token(&self, token: &str) {
+        let _ = self.token.set(token.to_owned());
+    }
+
+    /// New sources (the settings changed) keep the token these keep out.
+    pub fn keep_token_of(&mut self, before: &Sources) {
+        self.token = before.token.clone();
+    }
+
+    /// Why `bytes` may not be served or indexed, if they hold the live token.
+    pub fn holds_token(&self, bytes: &[u8]) -> Option<String> {
+        let token = self.token.get()?;
+        memchr::memmem::find(bytes, token.as_bytes())
+            .map(|_| "it holds doc-serve's token (a copy or link of runtime.json)".into())
+    }
+
     pub fn read(&self, file: &SourceFile) -> std::result::Result<Option<String>, String> {
         let opened = match std::fs::File::open(&file.abs) {
             Ok(f) => f,
@@ -445,6 +469,9 @@ impl Sources {
         }
         if bytes.contains(&0) {
             return Err("binary (contains NUL bytes)".into());
+        }
+        if let Some(why) = self.holds_token(&bytes) {
+            return Err(why);
         }
         Ok(Some(match String::from_utf8(bytes) {
             Ok(s) => s,

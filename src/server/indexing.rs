@@ -541,11 +541,12 @@ impl Worker {
         }
         self.settings_seen = stamp;
         let loaded = (reload.load)().and_then(|config| {
-            let sources = Sources::new(
+            let mut sources = Sources::new(
                 self.indexer.sources.root(),
                 &self.settings.state_dir,
                 &config,
             )?;
+            sources.keep_token_of(&self.indexer.sources);
             Ok((config, sources))
         });
         let (config, sources) = match loaded {

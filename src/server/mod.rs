@@ -79,6 +79,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
     let runtime = runtime_state(&project, &config, &listeners)?;
     let (sites, index_service) = match serves {
         Serves::Project(indexer, reload) => {
+            indexer.sources.guard_token(&runtime.token);
             let (site, service) = Site::start(
                 indexer,
                 &config,

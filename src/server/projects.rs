@@ -175,6 +175,9 @@ impl Projects {
             .home
             .project_config(&self.env, &self.config, &project)?;
         let indexer = Indexer::open(&project, &config)?;
+        if let Some(daemon) = self.runtime.get() {
+            indexer.sources.guard_token(&daemon.token);
+        }
         let events = EventLog::new(&config.log_dir, config.event_log_max_bytes);
         if let Err(e) = events.prepare() {
             tracing::warn!("{e:#}");

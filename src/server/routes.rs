@@ -320,6 +320,9 @@ pub fn read_document(sources: &Sources, rel: &str, want: &Lines) -> Result<Value
             format!("{rel} is over {max} bytes"),
         ));
     }
+    if sources.holds_token(&buf).is_some() {
+        return Err(not_found(rel));
+    }
     if buf.contains(&0) {
         // Not indexed either (see [`Sources::read`]).
         return Err(ApiError::new(

@@ -189,3 +189,123 @@ fn the_shared_daemons_home_is_never_indexed() {
     let v = t.json_code(&["--path", &path, "query", "--json", "daemonword"], 1);
     assert_eq!(v["hits"], serde_json::json!([]));
 }
+
+/// The paths a query over HTTP finds.
+fn found(addr: &str, auth: &str, q: &str) -> Vec<String> {
+    let r = get(addr, &format!("/query?q={q}&limit=50&wait=0"), &[auth]);
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_hard_link_to_runtime_json_outliving_it_is_never_indexed() {
+    let mut t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.md"), "# A\n\nPlain text.\n").unwrap();
+    let (addr, auth) = serving(&mut t);
+    let token = t.runtime()["token"].as_str().unwrap().to_owned();
+    std::fs::hard_link(t.state_file("runtime.json"), docs.join("h.md")).unwrap();
+    // runtime.json deleted: the resident writes it again (a new file, the same token),
+    // and the link is now a plain file holding the token.
+    std::fs::remove_file(t.state_file("runtime.json")).unwrap();
+    t.wait_runtime(WAIT);
+    let copy = docs.join("copy.md");
+    std::fs::copy(t.state_file("runtime.json"), &copy).unwrap();
+    let v = t.json(&["index", "--json"]);
+    let skipped = v["summary"]["skipped"].to_string();
+    assert!(
+        skipped.contains("docs/h.md") && skipped.contains("token"),
+        "{v}"
+    );
+    assert!(skipped.contains("docs/copy.md"), "{v}");
+    assert!(found(&addr, &auth, &token).is_empty());
+    for path in ["docs/h.md", "docs/copy.md"] {
+        assert_eq!(
+            get(&addr, &format!("/documents/{path}"), &[&auth]).status,
+            404
+        );
+    }
+}
+
+#[test]
+fn links_out_of_the_root_neither_blind_the_watcher_nor_lead_back_in() {
+    let mut t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.md"), "# A\n\nPlain text.\n").unwrap();
+    symlink("/", docs.join("slash")).unwrap();
+    symlink(t.project.parent().unwrap(), docs.join("up")).unwrap();
+    let (addr, auth) = serving(&mut t);
+    // The watcher still watches (a link to / made it fail on /proc), and sees new files.
+    std::fs::write(docs.join("new.md"), "# New\n\nA fresh quokka.\n").unwrap();
+    wait_for(WAIT, "the new file", || {
+        (found(&addr, &auth, "quokka") == ["docs/new.md"]).then_some(())
+    });
+    // Paths that leave the root through a link and come back in are not documents.
+    let back_in = t.project.join("docs/a.md");
+    let back_in = back_in.strip_prefix("/").unwrap().display().to_string();
+    for path in [
+        format!("docs/slash/{back_in}"),
+        "docs/up/project/docs/a.md".to_string(),
+    ] {
+        let r = get(&addr, &format!("/documents/{path}"), &[&auth]);
+        assert_eq!(r.status, 404, "{path}: {r:?}");
+    }
+    assert_eq!(get(&addr, "/documents/docs/a.md", &[&auth]).status, 200);
+}
+
+#[test]
+fn a_file_renamed_into_a_link_to_the_state_dir_leaves_the_index() {
+    let mut t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("w.md"), "# W\n\nA wombat.\n").unwrap();
+    let (addr, auth) = serving(&mut t);
+    assert_eq!(found(&addr, &auth, "wombat"), ["docs/w.md"]);
+    symlink("../.claude/doc-serve/runtime.json", docs.join("tmp.md")).unwrap();
+    std::fs::rename(docs.join("tmp.md"), docs.join("w.md")).unwrap();
+    wait_for(WAIT, "the old text to go", || {
+        found(&addr, &auth, "wombat").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn another_projects_state_dir_in_the_tree_is_never_indexed() {
+    // A sub-project with its own resident, its state dir's .gitignore gone, and the
+    // parent re-including .claude: its token stays out all the same.
+    let t = TestEnv::new();
+    let sub = t.project.join("sub");
+    std::fs::create_dir_all(sub.join(".git")).unwrap();
+    std::fs::write(sub.join("s.md"), "# S\n").unwrap();
+    t.ok(&["--path", sub.to_str().unwrap(), "start"]);
+    let token = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(sub.join(".claude/doc-serve/runtime.json")).unwrap(),
+    )
+    .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(sub.join(".claude/doc-serve/.gitignore")).unwrap();
+    std::fs::write(t.project.join(".ignore"), "!.claude/\n").unwrap();
+    std::fs::create_dir_all(t.project.join("docs")).unwrap();
+    symlink(
+        "../sub/.claude/doc-serve/runtime.json",
+        t.project.join("docs/subtok.md"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(t.state_dir()).unwrap();
+    std::fs::write(
+        t.state_file("config.json"),
+        r#"{"include": ["**/*.md", "**/*.json"]}"#,
+    )
+    .unwrap();
+    let v = t.json_code(&["query", "--json", "--", &token], 1);
+    assert!(v["hits"].as_array().unwrap().is_empty(), "{v}");
+    t.ok(&["--path", sub.to_str().unwrap(), "stop"]);
+}

@@ -23,7 +23,13 @@ fn stale_reasons(t: &TestEnv) -> String {
 /// within a second), and returns it.
 fn rewritten(t: &TestEnv, r: &Resident, instance_id: &Value) -> Value {
     wait_for(WAIT, "runtime.json written again", || {
-        let text = std::fs::read_to_string(t.state_file("runtime.json")).ok()?;
+        // Read only once it is a plain file again (a FIFO would block this test).
+        let file = t.state_file("runtime.json");
+        std::fs::symlink_metadata(&file)
+            .ok()?
+            .is_file()
+            .then_some(())?;
+        let text = std::fs::read_to_string(file).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
         (v["schema_version"] == 1 && v["pid"] == r.pid).then_some(v)
     })
@@ -493,4 +499,35 @@ fn a_resident_reports_the_index_last_commit() {
     let footer = r.get("/status").json()["index"].clone();
     assert!(footer["last_commit"].is_string(), "{footer}");
     r.stop(&mut t);
+}
+
+#[test]
+fn runtime_json_made_a_fifo_or_a_link_to_dev_zero() {
+    let (mut t, base) = indexed();
+    let r = serving(&mut t);
+    let before = t.runtime();
+    let file = t.state_file("runtime.json");
+    for make in ["fifo", "zero"] {
+        std::fs::remove_file(&file).unwrap();
+        match make {
+            "fifo" => nix::unistd::mkfifo(&file, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+            _ => std::os::unix::fs::symlink("/dev/zero", &file).unwrap(),
+        }
+        // Clients neither hang nor fill memory, and the resident writes its own again.
+        assert_eq!(rewritten(&t, &r, &before["instance_id"]), before, "{make}");
+        assert_eq!(answers(&t), base, "{make}");
+    }
+    t.ok(&["stop"]);
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
+}
+
+#[test]
+fn a_stopped_resident_whose_state_dir_was_deleted_is_stopped() {
+    let (mut t, _base) = indexed();
+    let r = serving(&mut t);
+    signal(r.pid, Signal::SIGSTOP);
+    std::fs::remove_dir_all(t.project.join(".claude")).unwrap();
+    let v = json_run(&t, &["stop", "--json"], 0);
+    assert_eq!(v["pid"], r.pid, "{v}");
+    assert_eq!(t.wait_child(r.pid, WAIT), Some(0));
 }

@@ -233,3 +233,19 @@ fn a_directory_made_where_a_moved_project_was_is_not_taken_over() {
     let events = std::fs::read_to_string(state.join("logs/events.jsonl")).unwrap();
     assert!(events.contains("root_gone"), "{events}");
 }
+
+#[test]
+fn the_index_deleted_again_while_it_is_built_again() {
+    let (t, base) = indexed();
+    let first = started(&t);
+    for pause in [0, 150, 40, 300, 0] {
+        let _ = std::fs::remove_dir_all(t.state_file("data"));
+        std::thread::sleep(Duration::from_millis(pause));
+    }
+    wait_for(WAIT, "the resident to notice", || {
+        (replaced_events(&t) > 0).then_some(())
+    });
+    answers_again(&t, &base);
+    assert_eq!(one_resident(&t), first);
+    t.ok(&["stop"]);
+}
