@@ -352,3 +352,16 @@ pub fn index_dir_in(data_dir: &Path) -> PathBuf {
         })
         .unwrap()
 }
+
+/// The start time of `pid` (field 22 of /proc/PID/stat), as runtime.json records it.
+pub fn start_time_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}

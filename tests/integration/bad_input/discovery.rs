@@ -391,18 +391,6 @@ fn second_project(t: &TestEnv) -> (std::path::PathBuf, u32) {
     (other, v["pid"].as_u64().unwrap() as u32)
 }
 
-fn start_time_of(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn runtime_json_naming_another_process_is_never_signalled_for_it() {
     let (mut t, base) = indexed();
