@@ -139,17 +139,6 @@ fn many_files(t: &TestEnv, n: usize, needle: &str) {
     .unwrap();
 }
 
-/// Holds the project's index lock until dropped: no writer can commit meanwhile, a
-/// resident's first index included.
-fn hold_index_lock(t: &TestEnv) -> nix::fcntl::Flock<std::fs::File> {
-    let data = t.state_dir().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let file = std::fs::File::create(data.join(".index.lock")).unwrap();
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .unwrap()
-}
-
 /// `query --json ARGS`: the exit code, the answer, stderr.
 fn query(t: &TestEnv, args: &[&str]) -> (Option<i32>, Value, String) {
     let mut all = vec!["query", "--json"];

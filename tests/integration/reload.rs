@@ -9,6 +9,14 @@ use crate::util::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// What `zeppelin` finds with the default settings: every file.
+const ALL: &[&str] = &[
+    "docs/drafts/plan.md",
+    "docs/guide.md",
+    "docs/long.md",
+    "docs/notes.adoc",
+];
+
 struct Running {
     addr: String,
     auth: String,
@@ -72,15 +80,7 @@ fn setup() -> (TestEnv, Running) {
         addr: addr_of(&rt),
         auth: format!("Authorization: Bearer {}", rt["token"].as_str().unwrap()),
     };
-    r.wait_paths(
-        "zeppelin",
-        &[
-            "docs/drafts/plan.md",
-            "docs/guide.md",
-            "docs/long.md",
-            "docs/notes.adoc",
-        ],
-    );
+    r.wait_paths("zeppelin", ALL);
     (t, r)
 }
 
@@ -118,15 +118,7 @@ fn an_edited_exclude_include_and_size_cap_apply_without_a_restart() {
         &["docs/drafts/plan.md", "docs/guide.md", "docs/notes.adoc"],
     );
     write_config(&t, &json!({}));
-    r.wait_paths(
-        "zeppelin",
-        &[
-            "docs/drafts/plan.md",
-            "docs/guide.md",
-            "docs/long.md",
-            "docs/notes.adoc",
-        ],
-    );
+    r.wait_paths("zeppelin", ALL);
     let before = chunks(&r);
     write_config(&t, &json!({ "chunk_size": 100, "chunk_overlap": 10 }));
     wait_for(WAIT, "the long file chunked again", || {
@@ -215,13 +207,5 @@ fn a_settings_file_that_loops_then_goes_leaves_the_defaults() {
     wait_for(WAIT, "the error to clear", || {
         r.status()["settings"]["error"].is_null().then_some(())
     });
-    r.wait_paths(
-        "zeppelin",
-        &[
-            "docs/drafts/plan.md",
-            "docs/guide.md",
-            "docs/long.md",
-            "docs/notes.adoc",
-        ],
-    );
+    r.wait_paths("zeppelin", ALL);
 }

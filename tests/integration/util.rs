@@ -365,3 +365,14 @@ pub fn start_time_of(pid: u32) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Holds the project's index lock until dropped: no writer can commit meanwhile, a
+/// resident's first index included.
+pub fn hold_index_lock(t: &TestEnv) -> nix::fcntl::Flock<std::fs::File> {
+    let data = t.state_dir().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = std::fs::File::create(data.join(".index.lock")).unwrap();
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}

@@ -402,16 +402,6 @@ fn mcp_tool_arguments_too_long_for_a_uri() {
     assert_no_panic_logged(&t);
 }
 
-/// Holds the project's index lock until dropped: a resident's first index waits.
-fn hold_index_lock(t: &TestEnv) -> nix::fcntl::Flock<std::fs::File> {
-    let data = t.state_dir().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let file = std::fs::File::create(data.join(".index.lock")).unwrap();
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| e)
-        .unwrap()
-}
-
 /// Every request over stdio gets exactly one answer: one reusing the id of a request
 /// still running is refused at once (rmcp answered only one of the two), and requests
 /// still running when stdin closes are answered before the bridge exits (rmcp gave up
