@@ -100,6 +100,12 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The device and inode of what `path` names (symlinks followed): which file it is.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// A small file's bytes, `None` when there is none. Anything but a regular file is an
 /// error, without blocking (a FIFO would block the reader until a writer came; a
 /// device such as /dev/zero never ends), and so is a file over `max` bytes.

@@ -75,11 +75,6 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError 
     move |cause| EngineError::Io { context, cause }
 }
 
-fn dir_id(dir: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
-}
-
 /// Bytes of stored sections kept together in the doc store; a hit's section is read
 /// by copying its whole block out. Blocks are not compressed: on the 47.9 MB corpus,
 /// decompressing a hit's LZ4 block was 7% of a two-word query's instructions at 2 KiB
@@ -280,7 +275,7 @@ impl Engine {
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
-        let dir_id = dir_id(&dir);
+        let dir_id = crate::fsutil::file_id(&dir);
         Ok(Engine {
             index,
             reader,
@@ -302,7 +297,7 @@ impl Engine {
     /// then add this engine's segments to whatever index is there now, under a lock
     /// file that is not the other writers' either.
     pub fn still_in_place(&self) -> Result<()> {
-        if dir_id(&self.dir) == self.dir_id {
+        if crate::fsutil::file_id(&self.dir) == self.dir_id {
             return Ok(());
         }
         Err(EngineError::Io {

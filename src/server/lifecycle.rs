@@ -9,6 +9,8 @@ use std::fmt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::fsutil::file_id;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -73,10 +75,6 @@ pub struct Anchor {
     /// name tells a project moved away from one deleted.
     held: std::fs::File,
     index: Option<(PathBuf, (u64, u64))>,
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Anchor {
