@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! - [`api`]: the operations (search, read, status, reindex) every transport calls, their
+//!   requests, replies and errors.
 //! - [`error`]: typed errors with stable codes, HTTP statuses and exit codes.
 //! - [`project`]: project root resolution (README, "Project root"), project ids, state-dir paths.
 //! - [`config`]: defaults < config.json < `DOC_SERVE_*` < flags, into one [`config::Config`].
@@ -22,6 +24,7 @@
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
 //! - [`cli`]: the commands; only `cli::output` prints.
 
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;

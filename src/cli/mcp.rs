@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use hyper::Method;
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use serde_json::{Value, json};
@@ -18,14 +19,11 @@ use tokio::sync::Mutex;
 
 use super::reach::{self, CallError, Remote};
 use super::{Context, client_runtime};
+use crate::api::{self, ApiError, FIRST_INDEX_WAIT, Standalone};
 use crate::config::Config;
-use crate::engine::search::Request;
 use crate::error::exit;
 use crate::ingest::sync::Indexer;
-use crate::mcp::{Backend, Op, Tools, stdio, unavailable};
-use crate::server::http::ApiError;
-use crate::server::indexing::standalone_freshness;
-use crate::server::routes::{FIRST_INDEX_WAIT, engine_error, read_document};
+use crate::mcp::{Backend, Op, Tools, stdio};
 
 /// A tool call may wait this long for the resident (a full reindex takes a while).
 const CALL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -87,7 +85,7 @@ struct Bridge {
     remote: Mutex<Option<Remote>>,
     /// After a failed start, when to try again (not at every tool call).
     retry_at: Mutex<Option<Instant>>,
-    standalone: Mutex<Option<Arc<Indexer>>>,
+    standalone: Mutex<Option<Standalone>>,
 }
 
 /// How long the bridge answers standalone after failing to start a resident.
@@ -111,7 +109,7 @@ impl Bridge {
             reach::find(&ctx, &rt, true)
         })
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
         match found {
             Ok(r) => {
                 if let Some(r) = &r {
@@ -140,25 +138,36 @@ impl Bridge {
 
     /// Answers in this process, from the index on disk.
     async fn standalone(&self, op: Op) -> Result<Value, ApiError> {
-        let indexer = {
+        let site = {
             let mut slot = self.standalone.lock().await;
             match slot.as_ref() {
-                Some(i) => i.clone(),
+                Some(site) => site.clone(),
                 None => {
                     let (ctx, config) = (self.ctx.clone(), self.config.clone());
                     let opened = tokio::task::spawn_blocking(move || open_index(&ctx, &config))
                         .await
-                        .map_err(|e| unavailable(e.to_string()))?
-                        .map_err(|e| unavailable(format!("cannot open the index: {e}")))?;
-                    slot.insert(Arc::new(opened)).clone()
+                        .map_err(|e| ApiError::unavailable(e.to_string()))?
+                        .map_err(|e| {
+                            ApiError::unavailable(format!("cannot open the index: {e}"))
+                        })?;
+                    let max_per_file =
+                        usize::try_from(self.config.max_hits_per_file).unwrap_or(usize::MAX);
+                    slot.insert(Standalone::new(Arc::new(opened), max_per_file))
+                        .clone()
                 }
             }
         };
-        let max_per_file = usize::try_from(self.config.max_hits_per_file).unwrap_or(usize::MAX);
-        let root = self.ctx.project.root.clone();
-        tokio::task::spawn_blocking(move || standalone(&indexer, op, max_per_file, &root))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?
+        match op {
+            Op::Search(req) => api::to_value(api::search(&site, &req).await?),
+            Op::Read { path, lines } => api::read(&site, path, lines).await,
+            Op::Status => Ok(json!({
+                "mode": "standalone",
+                "project_root": self.ctx.project.root,
+                "message": "no resident could be started: answering from the index on disk",
+                "index": api::Site::freshness(&site),
+            })),
+            Op::Reindex { full } => api::to_value(api::reindex(&site, full).await?),
+        }
     }
 }
 
@@ -171,53 +180,52 @@ fn open_index(ctx: &Context, config: &Config) -> anyhow::Result<Indexer> {
     Ok(indexer)
 }
 
-fn standalone(
-    indexer: &Indexer,
-    op: Op,
-    max_per_file: usize,
-    root: &std::path::Path,
-) -> Result<Value, ApiError> {
-    let counts = || indexer.engine.counts().map_err(engine_error);
+/// The resident's HTTP request for an operation: method, path and query, JSON body.
+fn request(op: &Op) -> (Method, String, Option<Value>) {
     match op {
-        Op::Search {
-            q,
-            limit,
-            path_prefix,
-        } => {
-            let resp = indexer
-                .engine
-                .search(&Request {
-                    q,
-                    limit,
-                    path_prefix,
-                    max_per_file,
-                })
-                .map_err(engine_error)?;
-            let mut v = serde_json::to_value(resp).unwrap_or_default();
-            v["index"] = standalone_freshness(&indexer.engine);
-            Ok(v)
+        // In a body: a query of any length reaches the resident, which answers one
+        // over its limit with its own message (a URI has a limit of its own).
+        Op::Search(req) => (
+            Method::POST,
+            "/query".into(),
+            Some(json!({
+                "q": req.q,
+                "limit": req.limit,
+                "path_prefix": req.path_prefix,
+                "wait": req.wait,
+                "max_tokens": req.max_tokens,
+            })),
+        ),
+        Op::Read { path, lines } => {
+            let mut qs = form_urlencoded::Serializer::new(String::new());
+            if let Some(s) = lines.start {
+                qs.append_pair("start", &s.to_string());
+            }
+            if let Some(e) = lines.end {
+                qs.append_pair("end", &e.to_string());
+            }
+            if let Some(h) = &lines.heading {
+                qs.append_pair("heading", h);
+            }
+            let path: String =
+                percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+                    // Keep the separators readable; every other byte is encoded.
+                    .replace("%2F", "/");
+            (
+                Method::GET,
+                format!("/documents/{path}?{}", qs.finish()),
+                None,
+            )
         }
-        Op::Read { path, lines } => read_document(&indexer.sources, &path, &lines),
-        Op::Status => {
-            counts()?;
-            Ok(json!({
-                "mode": "standalone",
-                "project_root": root,
-                "message": "no resident could be started: answering from the index on disk",
-                "index": standalone_freshness(&indexer.engine),
-            }))
-        }
-        Op::Reindex { full } => {
-            let summary = indexer.reconcile(full, &mut |_| {}).map_err(engine_error)?;
-            counts()?;
-            Ok(json!({"summary": summary, "index": standalone_freshness(&indexer.engine)}))
-        }
+        Op::Status => (Method::GET, "/status".into(), None),
+        Op::Reindex { full } => (Method::POST, "/index".into(), Some(json!({"full": full}))),
     }
 }
 
 impl Backend for Bridge {
     async fn run(&self, op: Op) -> Result<Value, ApiError> {
-        let (method, path, body) = op.request();
+        let (method, path, body) = request(&op);
         // Twice: a resident that went away is found (or started) again once.
         let mut failed = String::new();
         for _ in 0..2 {
@@ -239,6 +247,27 @@ impl Backend for Bridge {
                 }
             }
         }
-        Err(unavailable(failed))
+        Err(ApiError::unavailable(failed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::routes::Lines;
+
+    #[test]
+    fn requests_encode_their_arguments() {
+        let op = Op::Read {
+            path: "docs/a b?.md".into(),
+            lines: Lines {
+                heading: Some("Install > Linux".into()),
+                ..Lines::default()
+            },
+        };
+        assert_eq!(
+            request(&op).1,
+            "/documents/docs/a%20b%3F%2Emd?heading=Install+%3E+Linux"
+        );
     }
 }

@@ -133,6 +133,11 @@ pub enum Command {
         /// 0: answer from what is indexed so far)
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
+        /// Fit the answer in about N tokens (4 bytes each): the best hits that fit,
+        /// the first one's snippet cut if even it does not; the answer says so
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        max_tokens: Option<usize>,
+        /// Print the answer as JSON, as /query gives it
         #[arg(long)]
         json: bool,
     },
@@ -435,8 +440,18 @@ pub fn run() -> anyhow::Result<i32> {
             limit,
             path_prefix,
             wait,
+            max_tokens,
             json,
-        } => search::query(&ctx, &query.join(" "), limit, path_prefix, wait, json),
+        } => {
+            let req = crate::api::Search {
+                q: query.join(" "),
+                limit: Some(limit),
+                path_prefix,
+                wait,
+                max_tokens,
+            };
+            search::query(&ctx, &req, json)
+        }
         Command::Doctor { json } => doctor::run(&ctx, json),
         Command::Install { supervisor, args } => install::install(&ctx, supervisor, &args),
         Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),

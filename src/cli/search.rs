@@ -5,23 +5,21 @@ use std::io::IsTerminal;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
 use super::reach::{self, CallError};
 use super::{Context, client_runtime, output};
+use crate::api::{self, FIRST_INDEX_WAIT, MAX_FIRST_INDEX_WAIT, Search, SearchReply, Standalone};
 use crate::config::{Config, Flags};
 use crate::engine::EngineError;
-use crate::engine::search::{Request, Response};
 use crate::error::exit;
 use crate::events::EventLog;
 use crate::ingest::sync::{Indexer, Summary};
-use crate::server::indexing::standalone_freshness;
-use crate::server::routes::{FIRST_INDEX_WAIT, MAX_FIRST_INDEX_WAIT};
 
 /// A progress bar on a terminal, nothing otherwise.
 fn progress_bar(enabled: bool) -> Option<ProgressBar> {
@@ -153,38 +151,30 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-/// A query's answer as `/query` gives it: the search's, and the index's freshness.
-#[derive(Serialize, Deserialize)]
-struct Answer {
-    #[serde(flatten)]
-    response: Response,
-    index: Value,
-}
-
-pub fn query(
-    ctx: &Context,
-    q: &str,
-    limit: usize,
-    path_prefix: Option<String>,
-    wait: Option<u64>,
-    json: bool,
-) -> anyhow::Result<i32> {
+pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
     ctx.project.create_state_dir()?;
     let mut qs = form_urlencoded::Serializer::new(String::new());
-    qs.append_pair("q", q)
-        .append_pair("limit", &limit.to_string());
-    if let Some(p) = &path_prefix {
+    qs.append_pair("q", &req.q);
+    let numbers = [("limit", req.limit), ("max_tokens", req.max_tokens)];
+    for (name, n) in numbers.iter().filter_map(|(k, n)| Some((k, (*n)?))) {
+        qs.append_pair(name, &n.to_string());
+    }
+    if let Some(p) = &req.path_prefix {
         qs.append_pair("path_prefix", p);
     }
-    if let Some(w) = wait {
+    if let Some(w) = req.wait {
         qs.append_pair("wait", &w.to_string());
     }
     let path = format!("/query?{}", qs.finish());
     let show_progress = !json && std::io::stderr().is_terminal();
     // Room for the resident's wait for a first index, on top of the search.
     let timeout = QUERY_TIMEOUT
-        + Duration::from_secs(wait.unwrap_or(FIRST_INDEX_WAIT).min(MAX_FIRST_INDEX_WAIT));
+        + Duration::from_secs(
+            req.wait
+                .unwrap_or(FIRST_INDEX_WAIT)
+                .min(MAX_FIRST_INDEX_WAIT),
+        );
     let delegated = delegate(ctx, config.autostart, async |r| {
         let query = r.call(Method::GET, &path, None, timeout);
         if show_progress {
@@ -193,21 +183,21 @@ pub fn query(
             query.await
         }
     })?;
-    let answer: Answer = match delegated {
+    let answer: SearchReply = match delegated {
         Some(v) => serde_json::from_value(v).context("the resident's /query answer")?,
-        None => standalone_query(ctx, &config, q, limit, path_prefix)?,
+        None => standalone_query(ctx, &config, req)?,
     };
-    if answer.index["indexing"] == true {
-        let progress = match answer.index["progress"].as_array().map(Vec::as_slice) {
+    if answer.index.indexing {
+        let progress = match answer.index.progress {
             Some([done, total]) => format!(" ({done} of {total} files)"),
-            _ => String::new(),
+            None => String::new(),
         };
         tracing::warn!(
             "the index is still being built{progress}: these results may be incomplete; \
              ask again in a moment"
         );
     }
-    output::emit(json, &answer, |out| print_hits(out, &answer.response))?;
+    output::emit(json, &answer, |out| print_hits(out, &answer))?;
     Ok(if answer.response.hits.is_empty() {
         exit::NOTHING
     } else {
@@ -261,13 +251,7 @@ async fn with_progress<T>(remote: &reach::Remote, query: impl Future<Output = T>
 /// The query answered in this process. The index is only read, unless it was never
 /// built: then it is built first (under the index lock, like any writer) rather than
 /// answering "nothing" from an empty one.
-fn standalone_query(
-    ctx: &Context,
-    config: &Config,
-    q: &str,
-    limit: usize,
-    path_prefix: Option<String>,
-) -> anyhow::Result<Answer> {
+fn standalone_query(ctx: &Context, config: &Config, req: &Search) -> anyhow::Result<SearchReply> {
     let indexer = super::open_indexer(ctx, config)?;
     if indexer.engine.counts()?.0 == 0 {
         tracing::warn!(
@@ -276,20 +260,14 @@ fn standalone_query(
         );
         reconcile(&indexer, false, true)?;
     }
-    let req = Request {
-        q: q.to_owned(),
-        limit,
-        path_prefix,
-        max_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
-    };
-    Ok(Answer {
-        response: indexer.engine.search(&req)?,
-        index: standalone_freshness(&indexer.engine),
-    })
+    let max_per_file = usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX);
+    let site = Standalone::new(Arc::new(indexer), max_per_file);
+    Ok(client_runtime()?.block_on(api::search(&site, req))?)
 }
 
 /// Hits as text: path, line range, heading trail and score, then the snippet.
-fn print_hits(out: &mut dyn std::io::Write, resp: &Response) -> std::io::Result<()> {
+fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Result<()> {
+    let resp = &answer.response;
     if resp.hits.is_empty() {
         writeln!(out, "no results for {:?}", resp.query)?;
     }
@@ -306,6 +284,9 @@ fn print_hits(out: &mut dyn std::io::Write, resp: &Response) -> std::io::Result<
         )?;
         let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         writeln!(out, "    {snippet}")?;
+    }
+    if answer.truncated {
+        writeln!(out, "(cut to fit --max-tokens: more hits may match)")?;
     }
     Ok(())
 }

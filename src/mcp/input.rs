@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::json::{self, Repeated};
-use crate::server::http::quoted;
+use crate::api::quoted;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;

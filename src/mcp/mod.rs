@@ -15,7 +15,6 @@ pub mod stdio;
 
 use std::sync::Arc;
 
-use hyper::{Method, StatusCode};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -25,7 +24,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::server::http::{ApiError, quoted};
+use crate::api::{ApiError, Search, quoted};
 use crate::server::routes::Lines;
 
 const INSTRUCTIONS: &str = "\
@@ -38,62 +37,10 @@ index_status says how fresh it is, and reindex is only needed after a bulk chang
 /// What a tool asks of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Search {
-        q: String,
-        limit: usize,
-        path_prefix: Option<String>,
-    },
-    Read {
-        path: String,
-        lines: Lines,
-    },
+    Search(Search),
+    Read { path: String, lines: Lines },
     Status,
-    Reindex {
-        full: bool,
-    },
-}
-
-impl Op {
-    /// The HTTP request for this operation: method, path and query, JSON body.
-    pub fn request(&self) -> (Method, String, Option<Value>) {
-        let mut qs = form_urlencoded::Serializer::new(String::new());
-        match self {
-            // In a body: a query of any length reaches the resident, which answers one
-            // over its limit with its own message (a URI has a limit of its own).
-            Op::Search {
-                q,
-                limit,
-                path_prefix,
-            } => (
-                Method::POST,
-                "/query".into(),
-                Some(json!({"q": q, "limit": limit, "path_prefix": path_prefix})),
-            ),
-            Op::Read { path, lines } => {
-                if let Some(s) = lines.start {
-                    qs.append_pair("start", &s.to_string());
-                }
-                if let Some(e) = lines.end {
-                    qs.append_pair("end", &e.to_string());
-                }
-                if let Some(h) = &lines.heading {
-                    qs.append_pair("heading", h);
-                }
-                let path: String =
-                    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
-                        .to_string()
-                        // Keep the separators readable; every other byte is encoded.
-                        .replace("%2F", "/");
-                (
-                    Method::GET,
-                    format!("/documents/{path}?{}", qs.finish()),
-                    None,
-                )
-            }
-            Op::Status => (Method::GET, "/status".into(), None),
-            Op::Reindex { full } => (Method::POST, "/index".into(), Some(json!({"full": full}))),
-        }
-    }
+    Reindex { full: bool },
 }
 
 /// Answers operations: the resident's routes in-process, or a bridge to them.
@@ -116,6 +63,116 @@ fn schema(v: Value) -> Arc<JsonObject> {
         _ => Arc::new(JsonObject::new()),
     }
 }
+
+/// The freshness footer of every answer (see [`crate::api::Freshness`]).
+fn freshness_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "How fresh the index is",
+        "properties": {
+            "files": {"type": "integer"},
+            "chunks": {"type": "integer"},
+            "indexing": {"type": "boolean", "description": "Being brought up to date: answers may be incomplete"},
+            "progress": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "[files done, files to do] while indexing"},
+            "pending_changes": {"type": "boolean"},
+            "watcher": {"type": "string"},
+            "last_commit": {"type": ["string", "null"]},
+            "last_error": {"type": ["string", "null"]}
+        },
+        "required": ["files", "chunks", "indexing", "pending_changes", "last_commit"]
+    })
+}
+
+/// What `search_docs` answers as structured content: `/query`'s answer.
+fn search_output() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "query": {"type": "string"},
+            "hits": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "path": {"type": "string", "description": "Relative to the project root"},
+                    "title": {"type": "string"},
+                    "headings": {"type": "array", "items": {"type": "string"}, "description": "Heading trail, outermost first"},
+                    "line_start": {"type": "integer", "minimum": 1},
+                    "line_end": {"type": "integer", "minimum": 1},
+                    "score": {"type": "number"},
+                    "snippet": {"type": "string"},
+                    "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}, "description": "[start, end) character offsets of matched words in snippet"}
+                },
+                "required": ["path", "title", "headings", "line_start", "line_end", "score", "snippet", "highlights"]
+            }},
+            "total_matches": {"type": "integer", "description": "Sections matching, before the per-file cap and the limit"},
+            "took_ms": {"type": "number"},
+            "truncated": {"type": "boolean", "description": "Hits were left out (or the only hit's snippet cut) to fit max_tokens"},
+            "index": freshness_schema()
+        },
+        "required": ["query", "hits", "total_matches", "truncated", "index"]
+    })
+}
+
+/// What `read_doc` answers as structured content: `/documents`' answer.
+fn read_output() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "path": {"type": "string"},
+            "line_start": {"type": "integer"},
+            "line_end": {"type": "integer"},
+            "total_lines": {"type": "integer"},
+            "headings": {"type": "array", "items": {"type": "string"}},
+            "text": {"type": "string"}
+        },
+        "required": ["path", "line_start", "line_end", "total_lines", "text"]
+    })
+}
+
+/// What `index_status` answers: the resident's `/status` (the shared daemon's
+/// `/projects/{id}/status`; answered without either, `"mode": "standalone"`), each with
+/// the index's freshness.
+fn status_output() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "mode": {"type": "string", "description": "project, shared or standalone"},
+            "index": freshness_schema()
+        },
+        "required": ["index"]
+    })
+}
+
+/// What `reindex` answers: `POST /index`'s answer.
+fn reindex_output() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "summary": {
+                "type": "object",
+                "properties": {
+                    "full": {"type": "boolean"},
+                    "scanned": {"type": "integer"},
+                    "added": {"type": "integer"},
+                    "updated": {"type": "integer"},
+                    "removed": {"type": "integer"},
+                    "unchanged": {"type": "integer"},
+                    "chunks": {"type": "integer"},
+                    "skipped": {"type": "array", "items": {"type": "object"}},
+                    "took_ms": {"type": "number"}
+                },
+                "required": ["scanned", "added", "updated", "removed", "unchanged", "skipped"]
+            },
+            "index": freshness_schema()
+        },
+        "required": ["summary", "index"]
+    })
+}
+
+/// The default budget of `search_docs` and `read_doc`, and the most one may ask: an
+/// answer carries its text twice (structured, and as text for clients that read only
+/// that), so even the largest stays well below the 25,000 tokens clients accept.
+pub const DEFAULT_MAX_TOKENS: usize = 5_000;
+pub const MAX_MAX_TOKENS: usize = 10_000;
 
 /// The tools, with descriptions written for a model choosing and calling them.
 pub fn tools() -> &'static [Tool] {
@@ -143,12 +200,14 @@ fn build_tools() -> Vec<Tool> {
                 "properties": {
                     "query": {"type": "string", "description": "What to look for, e.g. 'configure retry timeout' or '\"socket activation\" -launchd'"},
                     "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8, "description": "Most sections to return"},
-                    "path_prefix": {"type": "string", "description": "Only files under this path, relative to the project root, e.g. 'docs/guide/'"}
+                    "path_prefix": {"type": "string", "description": "Only files under this path, relative to the project root, e.g. 'docs/guide/'"},
+                    "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TOKENS, "default": DEFAULT_MAX_TOKENS, "description": "Fit the answer in about this many tokens: the best hits that fit; truncated says some were left out"}
                 },
                 "required": ["query"],
                 "additionalProperties": false
             })),
         )
+        .with_raw_output_schema(schema(search_output()))
         .with_title("Search the project's docs")
         .with_annotations(read_only.clone()),
         Tool::new(
@@ -169,6 +228,7 @@ fn build_tools() -> Vec<Tool> {
                 "additionalProperties": false
             })),
         )
+        .with_raw_output_schema(schema(read_output()))
         .with_title("Read a doc file or section")
         .with_annotations(read_only),
         Tool::new(
@@ -178,6 +238,7 @@ fn build_tools() -> Vec<Tool> {
              needed: the index follows file edits by itself.",
             schema(json!({"type": "object", "properties": {}, "additionalProperties": false})),
         )
+        .with_raw_output_schema(schema(status_output()))
         .with_title("Search index status")
         .with_annotations(
             ToolAnnotations::new()
@@ -199,6 +260,7 @@ fn build_tools() -> Vec<Tool> {
                 "additionalProperties": false
             })),
         )
+        .with_raw_output_schema(schema(reindex_output()))
         .with_title("Update the search index")
         .with_annotations(
             ToolAnnotations::new()
@@ -218,7 +280,7 @@ const MAX_READ_ARG_BYTES: usize = 4096;
 /// A tool call's arguments as an operation; `Err` is a message for the model.
 pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
     let allowed: &[&str] = match name {
-        "search_docs" => &["query", "limit", "path_prefix"],
+        "search_docs" => &["query", "limit", "path_prefix", "max_tokens"],
         "read_doc" => &["path", "line_start", "line_end", "heading"],
         "index_status" => &[],
         "reindex" => &["full"],
@@ -267,11 +329,17 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
         }
     };
     Ok(match name {
-        "search_docs" => Op::Search {
+        "search_docs" => Op::Search(Search {
             q: text("query", true)?.unwrap_or_default(),
-            limit: number("limit")?.unwrap_or(8).min(50),
+            limit: Some(number("limit")?.unwrap_or(8).min(50)),
             path_prefix: text("path_prefix", false)?,
-        },
+            max_tokens: Some(
+                number("max_tokens")?
+                    .unwrap_or(DEFAULT_MAX_TOKENS)
+                    .min(MAX_MAX_TOKENS),
+            ),
+            ..Search::default()
+        }),
         "read_doc" => {
             let lines = Lines {
                 start: number("line_start")?,
@@ -313,7 +381,7 @@ fn shown(v: &Value) -> String {
 pub fn render(op: &Op, v: &Value) -> String {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     match op {
-        Op::Search { q, .. } => {
+        Op::Search(Search { q, .. }) => {
             let hits = v["hits"].as_array().cloned().unwrap_or_default();
             if hits.is_empty() {
                 let building = if v["index"]["indexing"] == true {
@@ -352,6 +420,12 @@ pub fn render(op: &Op, v: &Value) -> String {
                     h["line_start"],
                     h["line_end"],
                 ));
+            }
+            if v["truncated"] == true {
+                out.push_str(
+                    "\n(More sections matched than fit max_tokens: ask with a higher max_tokens \
+                     or a narrower query.)\n",
+                );
             }
             if v["index"]["indexing"] == true {
                 out.push_str("\n(The index is still being built: results may be incomplete.)\n");
@@ -411,25 +485,33 @@ impl<B: Backend> ServerHandler for Tools<B> {
         let args = request.arguments.unwrap_or_default();
         let op = match parse_call(&request.name, &args) {
             Ok(op) => op,
-            Err(message) => return Ok(tool_error(message)),
+            Err(message) => {
+                let mut result = tool_error(message.clone());
+                result.structured_content =
+                    Some(json!({"code": "bad_parameter", "message": message}));
+                return Ok(result.into());
+            }
         };
         // A search of a resident still building its first index waits for it there
         // (`/query`'s rule, the same for every transport).
         let answer = self.0.run(op.clone()).await;
         Ok(match answer {
-            Ok(v) => CallToolResult::success(vec![ContentBlock::text(render(&op, &v))]).into(),
-            Err(e) => tool_error(e.message),
+            Ok(v) => {
+                let mut result = CallToolResult::success(vec![ContentBlock::text(render(&op, &v))]);
+                result.structured_content = Some(v);
+                result.into()
+            }
+            Err(e) => {
+                let mut result = tool_error(e.message.clone());
+                result.structured_content = Some(json!({"code": e.code, "message": e.message}));
+                result.into()
+            }
         })
     }
 }
 
-fn tool_error(message: String) -> CallToolResponse {
-    CallToolResult::error(vec![ContentBlock::text(message)]).into()
-}
-
-/// An API error as a backend reports it.
-pub fn unavailable(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+fn tool_error(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
 #[cfg(test)]
@@ -447,11 +529,12 @@ mod tests {
     fn arguments_are_checked() {
         assert_eq!(
             parse_call("search_docs", &args(json!({"query": "tokio", "limit": 3}))),
-            Ok(Op::Search {
+            Ok(Op::Search(Search {
                 q: "tokio".into(),
-                limit: 3,
-                path_prefix: None
-            })
+                limit: Some(3),
+                max_tokens: Some(DEFAULT_MAX_TOKENS),
+                ..Search::default()
+            }))
         );
         for bad in [
             json!({}),
@@ -475,20 +558,5 @@ mod tests {
         );
         assert!(parse_call("reindex", &args(json!({"full": "yes"}))).is_err());
         assert!(parse_call("nope", &JsonObject::new()).is_err());
-    }
-
-    #[test]
-    fn requests_encode_their_arguments() {
-        let op = Op::Read {
-            path: "docs/a b?.md".into(),
-            lines: Lines {
-                heading: Some("Install > Linux".into()),
-                ..Lines::default()
-            },
-        };
-        assert_eq!(
-            op.request().1,
-            "/documents/docs/a%20b%3F%2Emd?heading=Install+%3E+Linux"
-        );
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::input::{self, INTERNAL_ERROR, INVALID_REQUEST, Refusal, Session, Verdict};
-use crate::server::http::quoted;
+use crate::api::quoted;
 
 /// Room in each in-memory pipe; a full pipe makes the writer wait, never grow.
 const PIPE_BYTES: usize = 64 << 10;

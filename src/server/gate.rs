@@ -27,8 +27,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use hyper::header::{self, HeaderName};
 use hyper::{Request, StatusCode, Version};
 
-use super::http::{ApiError, Transport, quoted};
+use super::http::Transport;
 use super::state::Shared;
+use crate::api::{ApiError, quoted};
 
 /// Host, Origin, and over TCP the token (every route but /health).
 pub fn check<B>(req: &Request<B>, shared: &Shared, transport: Transport) -> Result<(), ApiError> {

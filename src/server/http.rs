@@ -22,6 +22,7 @@ use super::mcp::Checked;
 use super::projects;
 use super::routes;
 use super::state::{Shared, Site, Sites};
+use crate::api::{ApiError, quoted};
 
 /// How a request reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,55 +31,13 @@ pub enum Transport {
     Unix,
 }
 
-/// An error answered as `{"code", "message"}`.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// The methods a route takes, for a 405's `Allow` header.
-    pub allow: Option<&'static str>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            allow: None,
-        }
-    }
-
-    /// A 500: something on our side failed.
-    pub fn internal(message: impl ToString) -> Self {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            message.to_string(),
-        )
-    }
-}
-
-/// Most characters of a request's value an error message quotes.
-const QUOTED_CHARS: usize = 100;
-
-/// A value from a request as an error message quotes it: in quotes, escaped, and cut
-/// after [`QUOTED_CHARS`] characters with "…" (a 200 KB header is not sent back whole).
-pub fn quoted(value: &str) -> String {
-    match value.char_indices().nth(QUOTED_CHARS) {
-        Some((at, _)) => format!("{:?}", format!("{}…", &value[..at])),
-        None => format!("{value:?}"),
-    }
-}
-
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
 /// A route's answer: a JSON value, or a search's answer (`/query`, the hot route, is
 /// written straight out without building a value).
 pub enum Answer {
     Value(Value),
-    Query(routes::QueryReply),
+    Query(crate::api::SearchReply),
     /// JSON, already written.
     Json(Bytes),
 }
@@ -86,17 +45,6 @@ pub enum Answer {
 impl From<Value> for Answer {
     fn from(v: Value) -> Self {
         Answer::Value(v)
-    }
-}
-
-impl Answer {
-    /// The answer as a value (for in-process callers such as the MCP tools).
-    pub fn into_value(self) -> Result<Value, ApiError> {
-        match self {
-            Answer::Value(v) => Ok(v),
-            Answer::Query(reply) => serde_json::to_value(reply).map_err(ApiError::internal),
-            Answer::Json(bytes) => serde_json::from_slice(&bytes).map_err(ApiError::internal),
-        }
     }
 }
 

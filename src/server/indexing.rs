@@ -23,6 +23,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::lifecycle::notify;
 use super::state::{Current, Live};
+use crate::api::{ApiError, Freshness};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::events::{EventLog, now_rfc3339};
@@ -36,7 +37,7 @@ const BUSY_RETRY: Duration = Duration::from_secs(2);
 const FAILED_RETRY: Duration = Duration::from_secs(30);
 
 /// Where a requested reconciliation sends its outcome.
-pub type Reply = oneshot::Sender<Result<Summary, String>>;
+pub type Reply = oneshot::Sender<Result<Summary, ApiError>>;
 
 pub enum Job {
     Reconcile {
@@ -293,21 +294,21 @@ impl IndexHandle {
     }
 
     /// The freshness footer of /query and the index part of /status.
-    pub fn freshness(&self) -> serde_json::Value {
+    pub fn freshness(&self) -> Freshness {
         let s = self.state();
         let (files, chunks) = self.engine.counts().unwrap_or_default();
-        serde_json::json!({
-            "files": files,
-            "chunks": chunks,
+        Freshness {
+            files,
+            chunks,
             // Until the start-up reconciliation is done (an attempt that found the lock
             // busy is retried), what is committed is not all there is.
-            "indexing": s.indexing || !*self.started.borrow(),
-            "progress": s.progress,
-            "pending_changes": s.pending_changes,
-            "watcher": s.watcher,
-            "last_commit": s.last_commit,
-            "last_error": s.last_error,
-        })
+            indexing: s.indexing || !*self.started.borrow(),
+            progress: s.progress,
+            pending_changes: s.pending_changes,
+            watcher: s.watcher,
+            last_commit: s.last_commit,
+            last_error: s.last_error,
+        }
     }
 
     /// Whether a search should wait for the start-up reconciliation before answering:
@@ -332,35 +333,18 @@ impl IndexHandle {
     }
 
     /// Queues a reconciliation and waits for its summary.
-    pub async fn reindex(&self, full: bool) -> Result<Summary, String> {
+    pub async fn reindex(&self, full: bool) -> Result<Summary, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job::Reconcile {
                 full,
                 reply: Some(reply),
             })
-            .map_err(|_| "the indexer has stopped".to_string())?;
+            .map_err(|_| ApiError::unavailable("the indexer has stopped"))?;
         answer
             .await
-            .map_err(|_| "the indexer stopped before answering".to_string())?
+            .map_err(|_| ApiError::unavailable("the indexer stopped before answering"))?
     }
-}
-
-/// The freshness footer of an answer given without a resident (the CLI's and the MCP
-/// bridge's standalone answers): the fields of [`IndexHandle::freshness`], from the
-/// index on disk.
-pub fn standalone_freshness(engine: &Engine) -> serde_json::Value {
-    let (files, chunks) = engine.counts().unwrap_or_default();
-    serde_json::json!({
-        "files": files,
-        "chunks": chunks,
-        "indexing": false,
-        "progress": null,
-        "pending_changes": false,
-        "watcher": "none: answered without a resident",
-        "last_commit": engine.last_commit_at(),
-        "last_error": null,
-    })
 }
 
 impl IndexService {
@@ -522,7 +506,7 @@ impl Worker {
                 self.started.send_replace(true);
             }
             if let Some(reply) = reply {
-                let _ = reply.send(result.map_err(|e| e.to_string()));
+                let _ = reply.send(result.map_err(ApiError::from));
             }
         }
     }

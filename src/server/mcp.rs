@@ -16,30 +16,33 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
-use super::http::{ApiError, dispatch};
-use super::state::Shared;
+use super::state::{Shared, Sites};
+use crate::api::{self, ApiError};
 use crate::mcp::input::{self, Session, Verdict};
-use crate::mcp::{Backend, Op, Tools, unavailable};
+use crate::mcp::{Backend, Op, Tools};
 
 pub type Service = StreamableHttpService<Tools<Local>, NeverSessionManager>;
 
-/// The resident's routes, called in-process.
+/// The resident's operations, called in-process.
 pub struct Local(Weak<Shared>);
 
 impl Backend for Local {
     async fn run(&self, op: Op) -> Result<Value, ApiError> {
         let Some(shared) = self.0.upgrade() else {
-            return Err(unavailable("the resident is stopping"));
+            return Err(ApiError::unavailable("the resident is stopping"));
         };
-        let (method, target, body) = op.request();
-        let (path, qs) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (target.as_str(), None),
+        let Sites::One(site) = &shared.sites else {
+            return Err(ApiError::unavailable(
+                "the shared daemon serves MCP per project",
+            ));
         };
-        let body = Bytes::from(body.map(|b| b.to_string()).unwrap_or_default());
-        dispatch(&shared, &method, path, qs, &body)
-            .await?
-            .into_value()
+        let site = &**site;
+        match op {
+            Op::Search(req) => api::to_value(api::search(site, &req).await?),
+            Op::Read { path, lines } => api::read(site, path, lines).await,
+            Op::Status => super::routes::status(&shared, site).await,
+            Op::Reindex { full } => api::to_value(api::reindex(site, full).await?),
+        }
     }
 }
 

@@ -23,10 +23,11 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Answer, ApiError, GET, GET_OR_POST, dispatch_site, not_allowed};
+use super::http::{Answer, GET, GET_OR_POST, dispatch_site, not_allowed};
 use super::indexing::{Gate, IndexService, Reload};
-use super::routes::{self, blocking};
+use super::routes;
 use super::state::{Shared, Site};
+use crate::api::{ApiError, Freshness, blocking};
 use crate::config::{Config, Environment, Mode};
 use crate::discovery::lock;
 use crate::discovery::runtime::{RuntimeFile, RuntimeState};
@@ -52,7 +53,7 @@ struct Slot {
     open: Mutex<Option<Open>>,
     last_used: Mutex<Instant>,
     /// The last index figures seen while open, for /projects once closed.
-    last_index: Mutex<Option<Value>>,
+    last_index: Mutex<Option<Freshness>>,
     /// Why the project could not be opened the last time it was tried.
     error: Mutex<Option<String>>,
 }

@@ -1,30 +1,37 @@
-//! The routes behind the security gate: search, documents, reindexing.
-//!
-//! Index work never blocks the async runtime: searches run in `block_in_place` (see
-//! [`in_place`]), other reads in `spawn_blocking`, reindexing on the indexer thread.
+//! The routes behind the security gate: each decodes its request, calls the
+//! operation in [`crate::api`], and encodes the answer.
 
 use std::path::{Component, Path};
-use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use std::io::Read;
 
-use super::http::{Answer, ApiError};
+use super::http::Answer;
 use super::state::{Shared, Site};
-use crate::engine::EngineError;
-use crate::engine::search::{Request, Response};
+use crate::api::{self, ApiError, Search, at_least_one, blocking, quoted};
 use crate::ingest::chunk::{self, ChunkOptions, Format};
 use crate::ingest::walk::Sources;
 
-/// Query-string parameters as (name, value) pairs, percent-decoded.
-pub fn params(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+/// Query-string parameters as (name, value) pairs, percent-decoded; a name the route
+/// does not take (one of `known`) is refused, as an unknown field of a body is.
+pub fn params(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
-        .collect()
+        .collect();
+    if let Some((name, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        return Err(bad(
+            "bad_parameter",
+            format!(
+                "unknown parameter {}; this route takes {}",
+                quoted(name),
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(pairs)
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -35,40 +42,23 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    ApiError::bad(code, message)
 }
 
-fn number(params: &[(String, String)], name: &str) -> Result<Option<usize>, ApiError> {
+fn number<T: std::str::FromStr>(
+    params: &[(String, String)],
+    name: &str,
+) -> Result<Option<T>, ApiError> {
     param(params, name)
         .map(|v| {
             v.parse().map_err(|_| {
                 bad(
                     "bad_parameter",
-                    format!("{name} must be a whole number, not {v:?}"),
+                    format!("{name} must be a whole number, not {}", quoted(v)),
                 )
             })
         })
         .transpose()
-}
-
-/// `value` of the parameter `name`, refused when 0: limits and line numbers count from 1.
-fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, ApiError> {
-    match value {
-        Some(0) => Err(bad(
-            "bad_parameter",
-            format!("{name} must be a whole number of at least 1, not 0"),
-        )),
-        n => Ok(n),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueryBody {
-    q: String,
-    limit: Option<usize>,
-    path_prefix: Option<String>,
-    wait: Option<u64>,
 }
 
 /// A JSON object body read as `T` (shown to the client as `expected`). serde reads a
@@ -88,104 +78,34 @@ pub fn object_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(body).map_err(|e| bad("bad_body", format!("expected {expected}: {e}")))
 }
 
-/// How long a search waits for the start-up reconciliation by default (see
-/// [`crate::server::indexing::IndexHandle::should_wait`]), and at most (`wait`).
-pub const FIRST_INDEX_WAIT: u64 = 20;
-pub const MAX_FIRST_INDEX_WAIT: u64 = 120;
+/// The parameters of `/query` (GET) and the fields of its body (POST).
+const QUERY_PARAMS: &[&str] = &["q", "limit", "path_prefix", "wait", "max_tokens"];
 
+/// `/query`: a search, from the query string (GET) or a JSON body (POST).
 pub async fn query(
     site: &Site,
     method: &Method,
     qs: Option<&str>,
     body: &Bytes,
 ) -> Result<Answer, ApiError> {
-    let (req, wait) = if method == Method::POST {
-        let b: QueryBody = object_body(
+    let req = if method == Method::POST {
+        object_body(
             body,
-            "{\"q\": ..., \"limit\"?, \"path_prefix\"?, \"wait\"?}",
-        )?;
-        let req = Request {
-            q: b.q,
-            limit: at_least_one("limit", b.limit)?.unwrap_or(10),
-            path_prefix: b.path_prefix,
-            max_per_file: site.live.get().max_hits_per_file,
-        };
-        (req, b.wait)
+            "{\"q\": ..., \"limit\"?, \"path_prefix\"?, \"wait\"?, \"max_tokens\"?}",
+        )?
     } else {
-        let p = params(qs);
-        let q = param(&p, "q").ok_or_else(|| bad("bad_query", "missing q: /query?q=words"))?;
-        let req = Request {
-            q: q.to_owned(),
-            limit: at_least_one("limit", number(&p, "limit")?)?.unwrap_or(10),
+        let p = params(qs, QUERY_PARAMS)?;
+        Search {
+            q: param(&p, "q")
+                .ok_or_else(|| bad("bad_query", "missing q: /query?q=words"))?
+                .to_owned(),
+            limit: number(&p, "limit")?,
             path_prefix: param(&p, "path_prefix").map(String::from),
-            max_per_file: site.live.get().max_hits_per_file,
-        };
-        (req, number(&p, "wait")?.map(|n| n as u64))
+            wait: number(&p, "wait")?,
+            max_tokens: number(&p, "max_tokens")?,
+        }
     };
-    let wait = wait.unwrap_or(FIRST_INDEX_WAIT).min(MAX_FIRST_INDEX_WAIT);
-    let index = site.index.clone();
-    let quick = index.engine.is_quick(&req);
-    let search = |req: Request| {
-        let index = index.clone();
-        move || (index.engine.search(&req), index.freshness())
-    };
-    let (mut resp, mut freshness) = if quick {
-        caught(search(req.clone()))?
-    } else {
-        in_place(search(req.clone())).await?
-    };
-    // A resident still building its first index (just started or activated, or a
-    // project the shared daemon just opened) would answer "nothing", or part of the
-    // answer: the search waits for it, within `wait` seconds. Past that, the answer
-    // is what is committed, and its footer says `"indexing": true`.
-    let found_nothing = resp.as_ref().is_ok_and(|r| r.hits.is_empty());
-    if wait > 0 && index.should_wait(found_nothing) {
-        index.wait_started(Duration::from_secs(wait)).await;
-        (resp, freshness) = in_place(search(req)).await?;
-    }
-    Ok(Answer::Query(QueryReply {
-        response: resp.map_err(engine_error)?,
-        index: freshness,
-    }))
-}
-
-/// `/query`'s answer: the search's, and the index's freshness beside it.
-#[derive(Serialize)]
-pub struct QueryReply {
-    #[serde(flatten)]
-    response: Response,
-    index: Value,
-}
-
-/// Runs index work off the async runtime.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)
-}
-
-/// Runs index work off the async runtime without the two thread wake-ups of
-/// [`blocking`] (about 50 µs a query): on a multi-threaded runtime, on this thread, the
-/// worker's other tasks handed to another thread (`block_in_place`; that hand-off costs
-/// about as much again, so quick searches skip it and run on the worker, see
-/// [`crate::engine::Engine::is_quick`]). A current-thread runtime cannot do that and
-/// uses [`blocking`]. A panic is an error reply, as with [`blocking`].
-pub async fn in_place<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
-        return blocking(f).await;
-    }
-    tokio::task::block_in_place(|| caught(f))
-}
-
-/// Runs `f` here; a panic is an error reply.
-fn caught<T>(f: impl FnOnce() -> T) -> Result<T, ApiError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .map_err(|_| ApiError::internal("the search panicked"))
+    api::search(site, &req).await.map(Answer::Query)
 }
 
 /// `GET /status`: the resident, and the index's freshness.
@@ -199,49 +119,26 @@ pub async fn status(shared: &Shared, site: &Site) -> Result<Value, ApiError> {
 /// The index part of /status.
 pub async fn freshness(site: &Site) -> Result<Value, ApiError> {
     let index = site.index.clone();
-    blocking(move || index.freshness()).await
+    let fresh = blocking(move || index.freshness()).await?;
+    serde_json::to_value(fresh).map_err(ApiError::internal)
 }
 
-pub fn engine_error(e: EngineError) -> ApiError {
-    match e {
-        EngineError::BadQuery(m) => bad("bad_query", m),
-        EngineError::Busy { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "index_busy", e.to_string())
-        }
-        other => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "index_error",
-            other.to_string(),
-        ),
-    }
-}
-
-#[derive(Deserialize, Default)]
+#[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct IndexBody {
     #[serde(default)]
     full: bool,
 }
 
+/// `POST /index`: bring the index in line with the files now.
 pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
     let b: IndexBody = if body.iter().all(u8::is_ascii_whitespace) {
         IndexBody::default()
     } else {
         object_body(body, "{\"full\": bool}")?
     };
-    let summary = site.index.reindex(b.full).await.map_err(|m| {
-        let (status, code) = if m.contains("busy") {
-            (StatusCode::SERVICE_UNAVAILABLE, "index_busy")
-        } else if !site.sources().root().is_dir() {
-            // Not a fault of the index: the root may come back (a remount, a rename
-            // undone), and the shared daemon names it the same way.
-            (StatusCode::SERVICE_UNAVAILABLE, "project_root_missing")
-        } else {
-            (StatusCode::INTERNAL_SERVER_ERROR, "index_error")
-        };
-        ApiError::new(status, code, m)
-    })?;
-    Ok(json!({ "summary": summary, "index": freshness(site).await? }))
+    let reply = api::reindex(site, b.full).await?;
+    serde_json::to_value(reply).map_err(ApiError::internal)
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -258,7 +155,7 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<V
     let rel = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
-    let p = params(qs);
+    let p = params(qs, &["start", "end", "heading"])?;
     // Lines count from 1, as in the hits; MCP's read_doc takes the same.
     let want = Lines {
         start: at_least_one("start", number(&p, "start")?)?,
@@ -271,8 +168,7 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<V
             "give either start and end or heading, not both",
         ));
     }
-    let sources = site.sources();
-    blocking(move || read_document(&sources, &rel, &want)).await?
+    api::read(site, rel, want).await
 }
 
 /// Which part of a document to read: a line range (1-based, inclusive; open ends

@@ -12,10 +12,13 @@ use std::sync::Arc;
 
 use super::indexing::{Gate, IndexHandle, IndexService, Reload, Settings};
 use super::projects::Projects;
+use crate::api::{ApiError, Freshness};
 use crate::config::Config;
 use crate::discovery::runtime::RuntimeState;
+use crate::engine::Engine;
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
+use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
 
 /// Shared, read-mostly state of a running resident.
@@ -104,9 +107,35 @@ impl Site {
         let (service, index) = IndexService::start(indexer, settings, events);
         (Site { index, live }, service)
     }
+}
 
-    pub fn sources(&self) -> Arc<Sources> {
+impl crate::api::Site for Site {
+    fn engine(&self) -> &Arc<Engine> {
+        &self.index.engine
+    }
+
+    fn sources(&self) -> Arc<Sources> {
         self.live.get().sources.clone()
+    }
+
+    fn max_per_file(&self) -> usize {
+        self.live.get().max_hits_per_file
+    }
+
+    fn freshness(&self) -> Freshness {
+        self.index.freshness()
+    }
+
+    fn should_wait(&self, found_nothing: bool) -> bool {
+        self.index.should_wait(found_nothing)
+    }
+
+    fn wait_started(&self, bound: Duration) -> impl Future<Output = ()> + Send {
+        self.index.wait_started(bound)
+    }
+
+    async fn reindex(&self, full: bool) -> Result<Summary, ApiError> {
+        self.index.reindex(full).await
     }
 }
 

@@ -1,0 +1,294 @@
+//! The operations doc-serve offers over one project, whatever asks: HTTP routes, MCP
+//! tools (in the resident or in the bridge's standalone fallback) and the CLI's
+//! standalone path all decode their input into these requests, call these functions,
+//! and encode these replies. The transports add nothing but their framing, so every
+//! way in gives the same structured answer.
+//!
+//! A project is a [`Site`]: the resident's (an indexer thread keeps it fresh, see
+//! [`crate::server::state::Site`]) or a [`Standalone`] one (the index on disk, read in
+//! this process).
+
+mod error;
+mod standalone;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{ApiError, quoted};
+pub use standalone::Standalone;
+
+use crate::engine::Engine;
+use crate::engine::search::{Hit, Request, Response};
+use crate::ingest::sync::Summary;
+use crate::ingest::walk::Sources;
+
+/// How long a search waits for the start-up reconciliation by default (see
+/// [`Site::should_wait`]), and at most (`wait`).
+pub const FIRST_INDEX_WAIT: u64 = 20;
+pub const MAX_FIRST_INDEX_WAIT: u64 = 120;
+
+/// Hits a search returns when it does not say.
+pub const DEFAULT_LIMIT: usize = 10;
+
+/// One project, as the operations see it.
+pub trait Site: Send + Sync + 'static {
+    fn engine(&self) -> &Arc<Engine>;
+    /// The sources under the settings in force (they may change while running).
+    fn sources(&self) -> Arc<Sources>;
+    /// The cap on hits from one file (`max_hits_per_file`).
+    fn max_per_file(&self) -> usize;
+    /// How fresh the index is.
+    fn freshness(&self) -> Freshness;
+    /// Whether a search that found nothing (`found_nothing`), or anything, should wait
+    /// for the index being built before answering.
+    fn should_wait(&self, _found_nothing: bool) -> bool {
+        false
+    }
+    /// Waits up to `bound` for the index being built.
+    fn wait_started(&self, _bound: Duration) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+    /// Brings the index in line with the files now (all of them again when `full`).
+    fn reindex(&self, full: bool) -> impl Future<Output = Result<Summary, ApiError>> + Send;
+}
+
+/// A search, as every transport asks it (`/query`'s parameters or body, `search_docs`'
+/// arguments, `doc-serve query`'s flags).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    pub q: String,
+    pub limit: Option<usize>,
+    pub path_prefix: Option<String>,
+    /// Seconds to wait for an index still being built (see [`FIRST_INDEX_WAIT`]).
+    pub wait: Option<u64>,
+    /// The most the answer may take, in estimated tokens (see [`estimate_tokens`]).
+    pub max_tokens: Option<usize>,
+}
+
+/// The answer to a [`Search`]: the hits, and the index's freshness beside them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchReply {
+    #[serde(flatten)]
+    pub response: Response,
+    /// Hits (or the end of one hit's snippet) were left out to fit `max_tokens`.
+    #[serde(default)]
+    pub truncated: bool,
+    pub index: Freshness,
+}
+
+/// How fresh a project's index is: the footer of every answer and the index part of
+/// `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Freshness {
+    pub files: u64,
+    pub chunks: u64,
+    /// The index is being brought up to date: what is committed is not all there is.
+    pub indexing: bool,
+    /// Files done and to do, while indexing.
+    pub progress: Option<[usize; 2]>,
+    /// A change seen but not yet indexed (debouncing, or waiting for the lock).
+    pub pending_changes: bool,
+    pub watcher: String,
+    pub last_commit: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl Freshness {
+    /// Freshness as far as the index on disk tells it, with no indexer watching.
+    pub fn of_engine(engine: &Engine, watcher: &str) -> Freshness {
+        let (files, chunks) = engine.counts().unwrap_or_default();
+        Freshness {
+            files,
+            chunks,
+            watcher: watcher.to_owned(),
+            last_commit: engine.last_commit_at(),
+            ..Freshness::default()
+        }
+    }
+}
+
+/// The answer to a reindex: what it did, and the index after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReindexReply {
+    pub summary: Summary,
+    pub index: Freshness,
+}
+
+/// Estimated tokens of `text` for a model: one per four bytes, the usual rule for
+/// English prose and code (a budget is a bound an agent plans with, not a tokenizer).
+pub fn estimate_tokens(text: &str) -> usize {
+    text.len().div_ceil(4)
+}
+
+/// Runs `req` over `site`. A resident still building its first index (just started or
+/// activated, or a project the shared daemon just opened) would answer "nothing", or
+/// part of the answer: the search waits for it, within `wait` seconds. Past that, the
+/// answer is what is committed, and its footer says `"indexing": true`.
+pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiError> {
+    let engine_req = Request {
+        q: req.q.clone(),
+        limit: at_least_one("limit", req.limit)?.unwrap_or(DEFAULT_LIMIT),
+        path_prefix: req.path_prefix.clone(),
+        max_per_file: site.max_per_file(),
+    };
+    let budget = at_least_one("max_tokens", req.max_tokens)?;
+    let wait = req
+        .wait
+        .unwrap_or(FIRST_INDEX_WAIT)
+        .min(MAX_FIRST_INDEX_WAIT);
+    let engine = site.engine().clone();
+    let quick = engine.is_quick(&engine_req);
+    let run = |req: Request| {
+        let engine = engine.clone();
+        move || engine.search(&req)
+    };
+    let mut resp = if quick {
+        caught(run(engine_req.clone()))?
+    } else {
+        in_place(run(engine_req.clone())).await?
+    };
+    let found_nothing = resp.as_ref().is_ok_and(|r| r.hits.is_empty());
+    if wait > 0 && site.should_wait(found_nothing) {
+        site.wait_started(Duration::from_secs(wait)).await;
+        resp = in_place(run(engine_req)).await?;
+    }
+    let mut reply = SearchReply {
+        response: resp?,
+        truncated: false,
+        index: site.freshness(),
+    };
+    if let Some(budget) = budget {
+        fit_hits(&mut reply, budget);
+    }
+    Ok(reply)
+}
+
+/// Estimated tokens of an answer's parts other than its hits (the query, counts, the
+/// freshness footer).
+const SEARCH_OVERHEAD_TOKENS: usize = 80;
+
+/// Keeps the best hits whose JSON fits `budget` tokens with the rest of the answer. When
+/// not even the first fits, it stays with its snippet cut to fit: an answer always
+/// holds a hit to go on from, and says it was cut.
+fn fit_hits(reply: &mut SearchReply, budget: usize) {
+    let mut room = budget.saturating_sub(SEARCH_OVERHEAD_TOKENS);
+    let hits = &reply.response.hits;
+    let mut kept = 0;
+    for hit in hits.iter() {
+        let cost = hit_tokens(hit);
+        if cost > room {
+            break;
+        }
+        room -= cost;
+        kept += 1;
+    }
+    if kept == hits.len() {
+        return;
+    }
+    reply.truncated = true;
+    if kept > 0 {
+        reply.response.hits = hits[..kept].into();
+        return;
+    }
+    let mut hit = hits[0].clone();
+    let bare = hit_tokens(&Hit {
+        snippet: String::new(),
+        highlights: Vec::new(),
+        ..hit.clone()
+    });
+    let chars = room.saturating_sub(bare) * 4;
+    let cut = hit
+        .snippet
+        .char_indices()
+        .nth(chars)
+        .map_or(hit.snippet.len(), |(at, _)| at);
+    hit.snippet.truncate(cut);
+    hit.highlights.retain(|[_, end]| *end <= cut);
+    reply.response.hits = vec![hit].into();
+}
+
+fn hit_tokens(hit: &Hit) -> usize {
+    estimate_tokens(&serde_json::to_string(hit).unwrap_or_default())
+}
+
+/// `value` of the parameter `name`, refused when 0: limits, budgets and line numbers
+/// count from 1.
+pub fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, ApiError> {
+    match value {
+        Some(0) => Err(ApiError::bad(
+            "bad_parameter",
+            format!("{name} must be a whole number of at least 1, not 0"),
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Reads `path`, or the part of it `lines` names.
+pub async fn read<S: Site>(
+    site: &S,
+    path: String,
+    lines: crate::server::routes::Lines,
+) -> Result<serde_json::Value, ApiError> {
+    let sources = site.sources();
+    blocking(move || crate::server::routes::read_document(&sources, &path, &lines)).await?
+}
+
+/// Brings `site`'s index in line with the files, and answers what that did.
+pub async fn reindex<S: Site>(site: &S, full: bool) -> Result<ReindexReply, ApiError> {
+    let summary = site.reindex(full).await.map_err(|e| {
+        if e.code == "index_error" && !site.sources().root().is_dir() {
+            // Not a fault of the index: the root may come back (a remount, a rename
+            // undone), and the shared daemon names it the same way.
+            ApiError::new(
+                hyper::StatusCode::SERVICE_UNAVAILABLE,
+                "project_root_missing",
+                e.message,
+            )
+        } else {
+            e
+        }
+    })?;
+    Ok(ReindexReply {
+        summary,
+        index: site.freshness(),
+    })
+}
+
+/// A reply as JSON, for a transport that sends values (MCP).
+pub fn to_value(reply: impl Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(reply).map_err(ApiError::internal)
+}
+
+/// Runs index work off the async runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Runs index work off the async runtime without the two thread wake-ups of
+/// [`blocking`] (about 50 µs a query): on a multi-threaded runtime, on this thread, the
+/// worker's other tasks handed to another thread (`block_in_place`; that hand-off costs
+/// about as much again, so quick searches skip it and run on the worker, see
+/// [`crate::engine::Engine::is_quick`]). A current-thread runtime cannot do that and
+/// uses [`blocking`]. A panic is an error reply, as with [`blocking`].
+pub async fn in_place<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
+        return blocking(f).await;
+    }
+    tokio::task::block_in_place(|| caught(f))
+}
+
+/// Runs `f` here; a panic is an error reply.
+fn caught<T>(f: impl FnOnce() -> T) -> Result<T, ApiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| ApiError::internal("the search panicked"))
+}
