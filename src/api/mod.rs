@@ -257,9 +257,12 @@ pub async fn reindex<S: Site>(site: &S, full: bool) -> Result<ReindexReply, ApiE
     })
 }
 
-/// A reply as JSON, for a transport that sends values (MCP).
+/// A reply as JSON, for a transport that sends values (MCP): the value of the JSON
+/// text HTTP sends. Through its text, not `serde_json::to_value`, which widens an `f32`
+/// score to the nearest `f64` (`6.3410263` would become `6.341026306152344`).
 pub fn to_value(reply: impl Serialize) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(reply).map_err(ApiError::internal)
+    let text = serde_json::to_vec(&reply).map_err(ApiError::internal)?;
+    serde_json::from_slice(&text).map_err(ApiError::internal)
 }
 
 /// Runs index work off the async runtime.

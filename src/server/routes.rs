@@ -138,7 +138,7 @@ pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
         object_body(body, "{\"full\": bool}")?
     };
     let reply = api::reindex(site, b.full).await?;
-    serde_json::to_value(reply).map_err(ApiError::internal)
+    api::to_value(reply)
 }
 
 fn not_found(path: &str) -> ApiError {

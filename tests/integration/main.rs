@@ -22,5 +22,6 @@ mod search;
 mod shared;
 mod stale;
 mod supervisor;
+mod transports;
 mod users;
 mod util;

@@ -16,7 +16,7 @@ fn manifest() -> PathBuf {
 }
 
 /// The venv's Python with the `mcp` SDK, or `None` (a skip) outside CI.
-fn python() -> Option<PathBuf> {
+pub fn python() -> Option<PathBuf> {
     let py = manifest().join("target/mcp-venv/bin/python");
     let ok = Command::new(&py)
         .args(["-c", "import mcp"])
@@ -34,7 +34,7 @@ fn python() -> Option<PathBuf> {
 }
 
 /// Runs tests/mcp/client.py ARGS in the test environment; its JSON output.
-fn client(t: &TestEnv, py: &PathBuf, args: &[&str]) -> Value {
+pub fn client(t: &TestEnv, py: &PathBuf, args: &[&str]) -> Value {
     let mut cmd = Command::new(py);
     cmd.arg(manifest().join("tests/mcp/client.py"))
         .args(args)

@@ -9,6 +9,10 @@ can see itself.
   client.py http URL TOKEN           every tool over Streamable HTTP at URL (/mcp)
   client.py bridges BIN PROJECT N    N stdio bridges at once, each searching
   client.py survive BIN PROJECT      a search, the resident SIGKILLed, a search again
+  client.py calls stdio BIN PROJECT CALLS | calls http URL TOKEN CALLS
+                                     each [tool, arguments] of the JSON list CALLS; the
+                                     structured content of each answer (checked against
+                                     the tool's outputSchema by the SDK)
 """
 import asyncio, json, os, signal, sys, time
 from contextlib import AsyncExitStack
@@ -89,6 +93,13 @@ async def main():
         elif mode == "http":
             session, init = await open_http(stack, sys.argv[2], sys.argv[3])
             out = await exercise(session, init)
+        elif mode == "calls":
+            opener = open_stdio if sys.argv[2] == "stdio" else open_http
+            session, _ = await opener(stack, sys.argv[3], sys.argv[4])
+            out = []
+            for name, args in json.loads(sys.argv[5]):
+                r = await session.call_tool(name, args)
+                out.append({"error": r.isError, "structured": r.structuredContent, "text": text(r)})
         elif mode == "bridges":
             bin_, project, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
 

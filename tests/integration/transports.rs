@@ -1,0 +1,116 @@
+//! One api behind every transport: the same questions asked over HTTP, over MCP in
+//! the resident (/mcp), over the MCP bridge answering standalone and over the CLI
+//! answering standalone get the same structured answers.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::mcp::{client, python};
+use crate::search::with_fixtures;
+use crate::util::*;
+
+/// What every transport's answer to a search shares: all of it but the timing and
+/// the freshness footer's watcher state (a standalone answer has none).
+fn comparable(mut v: Value) -> Value {
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("took_ms");
+    let index = obj
+        .remove("index")
+        .expect("every answer has a freshness footer");
+    obj.insert(
+        "index".into(),
+        json!({"files": index["files"], "chunks": index["chunks"]}),
+    );
+    v
+}
+
+/// The structured answers of `calls` made over MCP (`how`: "stdio" BIN PROJECT or
+/// "http" URL TOKEN).
+fn mcp_calls(t: &TestEnv, py: &PathBuf, how: [&str; 3], calls: &Value) -> Vec<Value> {
+    let calls = calls.to_string();
+    let v = client(t, py, &["calls", how[0], how[1], how[2], &calls]);
+    v.as_array().unwrap().clone()
+}
+
+#[test]
+fn every_transport_gives_the_same_structured_answers() {
+    let Some(py) = python() else { return };
+    let mut t = with_fixtures();
+    let q = "installer platform";
+    let calls = json!([
+        ["search_docs", {"query": q, "limit": 3}],
+        ["read_doc", {"path": "docs/guide/install.md", "heading": "Linux"}],
+        ["read_doc", {"path": "docs/guide/install.md", "line_start": 2, "line_end": 4}],
+        ["read_doc", {"path": "../../etc/passwd"}],
+        ["search_docs", {"query": q, "limit": 3, "max_tokens": 150}],
+    ]);
+
+    // HTTP and MCP at /mcp, from one resident.
+    t.ok(&["start"]);
+    let rt = t.runtime();
+    let (addr, token) = (addr_of(&rt), rt["token"].as_str().unwrap().to_owned());
+    let bearer = format!("Authorization: Bearer {token}");
+    let http = |path: &str| get(&addr, path, &[&bearer]);
+    let query = http("/query?q=installer+platform&limit=3");
+    assert_eq!(query.status, 200, "{query:?}");
+    let heading = http("/documents/docs/guide/install.md?heading=Linux").json();
+    let lines = http("/documents/docs/guide/install.md?start=2&end=4").json();
+    let outside = http("/documents/../../etc/passwd");
+    let budget = http("/query?q=installer+platform&limit=3&max_tokens=150").json();
+    let url = format!("{}/mcp", rt["base_url"].as_str().unwrap());
+    let in_resident = mcp_calls(&t, &py, ["http", &url, &token], &calls);
+    t.ok(&["stop"]);
+
+    // The CLI without a resident (none runs, and it starts none).
+    let cli = t.json(&["query", "--json", "--limit", "3", q]);
+    let cli_budget = t.json(&["query", "--json", "--limit", "3", "--max-tokens", "150", q]);
+
+    // The bridge, which can start no resident here (an address no interface has).
+    t.set("DOC_SERVE_BIND_HOST", "192.0.2.1");
+    let project = t.project.display().to_string();
+    let bridged = mcp_calls(&t, &py, ["stdio", BIN, &project], &calls);
+    assert!(
+        !t.state_file("runtime.json").exists(),
+        "no resident started"
+    );
+
+    let search = comparable(query.json());
+    assert_eq!(search["hits"].as_array().unwrap().len(), 3, "{search}");
+    assert_eq!(search["truncated"], false, "{search}");
+    for (name, answers) in [("/mcp", &in_resident), ("bridge", &bridged)] {
+        for a in answers {
+            assert!(a["structured"].is_object(), "{name}: {a}");
+        }
+        assert_eq!(
+            comparable(answers[0]["structured"].clone()),
+            search,
+            "{name}"
+        );
+        assert_eq!(answers[1]["structured"], heading, "{name}");
+        assert_eq!(answers[2]["structured"], lines, "{name}");
+        assert_eq!(answers[3]["error"], true, "{name}");
+        assert_eq!(
+            answers[3]["structured"]["code"],
+            outside.json()["code"],
+            "{name}"
+        );
+        assert_eq!(
+            comparable(answers[4]["structured"].clone()),
+            comparable(budget.clone()),
+            "{name}"
+        );
+    }
+    assert_eq!(comparable(cli), search, "the CLI");
+    assert_eq!(
+        comparable(cli_budget),
+        comparable(budget.clone()),
+        "the CLI"
+    );
+
+    // The budget was kept, and the answer says what it left out.
+    assert_eq!(budget["truncated"], true, "{budget}");
+    let hits = budget["hits"].as_array().unwrap();
+    assert!(!hits.is_empty() && hits.len() < 3, "{budget}");
+    assert!(budget.to_string().len() / 4 <= 150 + 60, "{budget}");
+}
