@@ -91,6 +91,10 @@ pub struct Freshness {
     pub progress: Option<[usize; 2]>,
     /// A change seen but not yet indexed (debouncing, or waiting for the lock).
     pub pending_changes: bool,
+    /// How many files the pending change names (0 with none pending); `None` when it
+    /// needs a walk of the tree to tell (events lost, the settings changed, a failed
+    /// job to finish).
+    pub pending_files: Option<usize>,
     pub watcher: String,
     pub last_commit: Option<String>,
     pub last_error: Option<String>,

@@ -2,7 +2,7 @@
 //! brought up to date) in this process. The CLI and the MCP bridge use it when no
 //! resident can be reached.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{ApiError, Freshness, Site, blocking};
 use crate::engine::Engine;
@@ -17,6 +17,8 @@ pub struct Standalone {
     pub indexer: Arc<Indexer>,
     sources: Arc<Sources>,
     max_per_file: usize,
+    /// Files done and to do of a reindex running now.
+    progress: Arc<Mutex<Option<[usize; 2]>>>,
 }
 
 impl Standalone {
@@ -26,6 +28,7 @@ impl Standalone {
             indexer,
             sources,
             max_per_file,
+            progress: Arc::default(),
         }
     }
 }
@@ -44,13 +47,29 @@ impl Site for Standalone {
     }
 
     fn freshness(&self) -> Freshness {
-        Freshness::of_engine(&self.indexer.engine, NO_WATCHER)
+        let progress = *lock(&self.progress);
+        Freshness {
+            indexing: progress.is_some(),
+            progress,
+            ..Freshness::of_engine(&self.indexer.engine, NO_WATCHER)
+        }
     }
 
     async fn reindex(&self, full: bool) -> Result<Summary, ApiError> {
-        let indexer = self.indexer.clone();
-        blocking(move || indexer.reconcile(full, &mut |_| {}))
-            .await?
-            .map_err(ApiError::from)
+        let (indexer, progress) = (self.indexer.clone(), self.progress.clone());
+        blocking(move || {
+            let summary = indexer.reconcile(full, &mut |p| {
+                *lock(&progress) = Some([p.done, p.total]);
+            });
+            *lock(&progress) = None;
+            summary
+        })
+        .await?
+        .map_err(ApiError::from)
     }
+}
+
+/// A poisoned lock only means a panic elsewhere; the value is still whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -38,7 +38,7 @@ pub struct Remote {
     /// Where it is, for messages: a base URL or `unix:PATH`, and its PID when known.
     pub base_url: String,
     pub pid: Option<u32>,
-    /// The connection kept open between calls (clones share it).
+    /// The connection kept open between calls (clones share it; see [`Remote::send`]).
     conn: Arc<Mutex<Option<Conn>>>,
     /// On the shared daemon: `/projects/{id}`, put before every path.
     prefix: String,
@@ -77,15 +77,6 @@ impl Remote {
             conn: Arc::default(),
             prefix: String::new(),
             register: None,
-        }
-    }
-
-    /// The same resident on a connection of its own, for a call made while another
-    /// call waits on the kept one.
-    pub fn detached(&self) -> Remote {
-        Remote {
-            conn: Arc::default(),
-            ..self.clone()
         }
     }
 
@@ -145,7 +136,13 @@ impl Remote {
         let body = body.map(|b| b.to_string().into_bytes());
         let token = self.token.as_deref();
         let work = async {
-            let mut kept = self.conn.lock().await;
+            // The kept connection carries one call at a time: a call made while another
+            // waits on it (a search or a status while a long reindex runs) gets one of
+            // its own rather than queueing behind it.
+            let Ok(mut kept) = self.conn.try_lock() else {
+                let mut conn = Conn::open(&self.endpoint).await?;
+                return conn.send(method, path, token, body).await;
+            };
             if let Some(conn) = kept.as_mut() {
                 match conn.send(method.clone(), path, token, body.clone()).await {
                     Ok(resp) => return Ok(resp),

@@ -209,7 +209,6 @@ pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
 /// building its first index, and the search waits for it), shows the index's progress
 /// from `/status` on a bar until it does.
 async fn with_progress<T>(remote: &reach::Remote, query: impl Future<Output = T>) -> T {
-    let status = remote.detached();
     let mut query = std::pin::pin!(query);
     let mut bar: Option<ProgressBar> = None;
     loop {
@@ -233,7 +232,7 @@ async fn with_progress<T>(remote: &reach::Remote, query: impl Future<Output = T>
                     );
                     b
                 });
-                let now = status
+                let now = remote
                     .call(Method::GET, "/status", None, Duration::from_secs(2))
                     .await;
                 if let Ok(v) = now

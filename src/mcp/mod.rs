@@ -20,7 +20,8 @@ use rmcp::model::{
     JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
     ToolAnnotations,
 };
-use rmcp::service::RequestContext;
+use rmcp::model::{ProgressNotificationParam, ProgressToken};
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
@@ -474,7 +475,7 @@ impl<B: Backend> ServerHandler for Tools<B> {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if !tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
@@ -494,7 +495,12 @@ impl<B: Backend> ServerHandler for Tools<B> {
         };
         // A search of a resident still building its first index waits for it there
         // (`/query`'s rule, the same for every transport).
-        let answer = self.0.run(op.clone()).await;
+        let answer = match context.meta.get_progress_token() {
+            Some(token) if matches!(op, Op::Reindex { .. }) => {
+                self.with_progress(op.clone(), token, &context.peer).await
+            }
+            _ => self.0.run(op.clone()).await,
+        };
         Ok(match answer {
             Ok(v) => {
                 let mut result = CallToolResult::success(vec![ContentBlock::text(render(&op, &v))]);
@@ -507,6 +513,58 @@ impl<B: Backend> ServerHandler for Tools<B> {
                 result.into()
             }
         })
+    }
+}
+
+/// How often a long tool call looks at the index's progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl<B: Backend> Tools<B> {
+    /// Runs `op` (a reindex), sending the client a progress notification whenever the
+    /// index's progress (`index.progress` of `index_status`) moves on.
+    async fn with_progress(
+        &self,
+        op: Op,
+        token: ProgressToken,
+        peer: &Peer<RoleServer>,
+    ) -> Result<Value, ApiError> {
+        let mut run = std::pin::pin!(self.0.run(op));
+        let mut sent = None;
+        loop {
+            // The status is asked while the operation goes on: polled together, not
+            // one after the other (the bridge's operation may hold what a status
+            // call waits for, such as the resident being started).
+            let look = async {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                self.0.run(Op::Status).await
+            };
+            let status = tokio::select! {
+                answer = &mut run => return answer,
+                status = look => status,
+            };
+            let Ok(status) = status else {
+                continue;
+            };
+            let Some([done, total]) = status["index"]["progress"]
+                .as_array()
+                .and_then(|p| Some([p.first()?.as_u64()?, p.get(1)?.as_u64()?]))
+            else {
+                continue;
+            };
+            // Progress only ever increases (the MCP rule); a reindex queued behind
+            // another job sees that one's progress first, and starts again at 0.
+            if sent.is_some_and(|s| done <= s) {
+                continue;
+            }
+            sent = Some(done);
+            let mut note = ProgressNotificationParam::new(token.clone(), done as f64);
+            note.total = Some(total as f64);
+            note.message = Some(format!("indexed {done} of {total} files"));
+            if peer.notify_progress(note).await.is_err() {
+                // The client is gone; the reindex still finishes.
+                sent = Some(u64::MAX);
+            }
+        }
     }
 }
 

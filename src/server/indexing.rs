@@ -62,6 +62,8 @@ pub struct IndexState {
     pub progress: Option<[usize; 2]>,
     /// A change seen but not yet indexed (debouncing, or waiting for the lock).
     pub pending_changes: bool,
+    /// How many files the pending change names; `None` when it needs a walk.
+    pub pending_files: Option<usize>,
     pub watcher: String,
     pub last_commit: Option<String>,
     pub last_summary: Option<Summary>,
@@ -305,6 +307,11 @@ impl IndexHandle {
             indexing: s.indexing || !*self.started.borrow(),
             progress: s.progress,
             pending_changes: s.pending_changes,
+            pending_files: if s.pending_changes {
+                s.pending_files
+            } else {
+                Some(0)
+            },
             watcher: s.watcher,
             last_commit: s.last_commit,
             last_error: s.last_error,
@@ -465,7 +472,11 @@ impl Worker {
                     reply: None,
                 },
                 Job::Changed(change) => {
-                    lock(&self.state).pending_changes = true;
+                    {
+                        let mut s = lock(&self.state);
+                        s.pending_changes = true;
+                        s.pending_files = change.paths.as_ref().map(Vec::len);
+                    }
                     match self.debounce(&rx, change) {
                         Some(work) => work,
                         None => return,
@@ -613,6 +624,7 @@ impl Worker {
                         (Some(set), Some(more)) => set.extend(more),
                         _ => paths = None,
                     }
+                    lock(&self.state).pending_files = paths.as_ref().map(BTreeSet::len);
                 }
                 Ok(Job::Reconcile { full, reply }) => return Some(Work::Reconcile { full, reply }),
                 Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
@@ -699,6 +711,8 @@ impl Worker {
             Err(e) => {
                 tracing::warn!("indexing skipped: {e}");
                 s.pending_changes = true;
+                // The walk that follows a failed job decides what is left.
+                s.pending_files = None;
                 let message = e.to_string();
                 // Once per error, not at every retry.
                 let failed = !matches!(e, EngineError::Busy { .. } | EngineError::Cancelled);

@@ -343,3 +343,31 @@ fn bridge_of_a_shared_mode_project_uses_the_shared_daemon() {
     assert!(!t.state_dir().join("data").exists(), "no index of its own");
     t.ok(&["stop", "--shared"]);
 }
+
+#[test]
+fn a_long_reindex_reports_its_progress() {
+    let Some(py) = python() else { return };
+    let t = TestEnv::new();
+    // Enough files that a full reindex takes several of the bridge's looks at it.
+    for d in 0..20 {
+        let dir = t.project.join(format!("docs/d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..150 {
+            let body = format!("# Page {d} {f}\n\nwords about widgets {d} and gadgets {f}\n");
+            std::fs::write(dir.join(format!("p{f}.md")), body.repeat(20)).unwrap();
+        }
+    }
+    let v = bridge(&t, &py, "progress", &[]);
+    assert_eq!(v["error"], false, "{v}");
+    assert_eq!(v["structured"]["summary"]["scanned"], 3000, "{v}");
+    let notes = v["notes"].as_array().unwrap();
+    assert!(!notes.is_empty(), "no progress notification: {v}");
+    let done: Vec<u64> = notes
+        .iter()
+        .map(|n| n[0].as_f64().unwrap() as u64)
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+    assert!(notes.iter().all(|n| n[1] == 3000.0), "{v}");
+    assert!(done.iter().all(|d| *d <= 3000), "{done:?}");
+    t.ok(&["stop"]);
+}

@@ -13,6 +13,7 @@ can see itself.
                                      each [tool, arguments] of the JSON list CALLS; the
                                      structured content of each answer (checked against
                                      the tool's outputSchema by the SDK)
+  client.py progress BIN PROJECT     a full reindex asking for progress notifications
 """
 import asyncio, json, os, signal, sys, time
 from contextlib import AsyncExitStack
@@ -100,6 +101,15 @@ async def main():
             for name, args in json.loads(sys.argv[5]):
                 r = await session.call_tool(name, args)
                 out.append({"error": r.isError, "structured": r.structuredContent, "text": text(r)})
+        elif mode == "progress":
+            session, _ = await open_stdio(stack, sys.argv[2], sys.argv[3])
+            notes = []
+
+            async def note(progress, total, message):
+                notes.append([progress, total, message])
+
+            r = await session.call_tool("reindex", {"full": True}, progress_callback=note)
+            out = {"error": r.isError, "structured": r.structuredContent, "notes": notes}
         elif mode == "bridges":
             bin_, project, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
 
