@@ -32,6 +32,9 @@ pub struct Fields {
     pub body: Field,
     pub line_start: Field,
     pub line_end: Field,
+    /// The section's anchor in its file (see [`crate::ingest::chunk::anchor`]): a hit's
+    /// id is `path#anchor`.
+    pub anchor: Field,
     /// File documents only: SHA-256 of the content, size, and mtime in nanoseconds.
     pub hash: Field,
     /// File documents only: how the file was chunked ([`crate::ingest::chunk::ChunkOptions::key`]).
@@ -60,6 +63,7 @@ pub fn build() -> (Schema, Fields) {
         body: s.add_text_field("body", text(analyzer::STEMMED, true)),
         line_start: s.add_u64_field("line_start", STORED),
         line_end: s.add_u64_field("line_end", STORED),
+        anchor: s.add_text_field("anchor", STORED),
         hash: s.add_text_field("hash", STORED),
         chunking: s.add_text_field("chunking", STORED),
         size: s.add_u64_field("size", STORED | INDEXED),

@@ -45,6 +45,10 @@ pub struct Request {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Hit {
+    /// The section's id, `path#anchor`: `/documents` reads the section back by it.
+    /// (Empty in an answer from a resident that predates ids.)
+    #[serde(default)]
+    pub id: String,
     pub path: String,
     pub title: String,
     pub headings: Vec<String>,
@@ -262,6 +266,7 @@ impl Engine {
                 }
                 let (snippet, highlights) = snippets.of(&doc.take(f.body));
                 hits.push(Hit {
+                    id: format!("{path}#{}", doc.take(f.anchor)),
                     title: doc.take(f.title),
                     headings: doc.take_all(f.headings),
                     line_start: doc.number(f.line_start),

@@ -18,8 +18,10 @@
 
 use std::path::Path;
 
+pub mod anchor;
 mod headings;
 
+use anchor::Anchors;
 use headings::{Scan, scan};
 
 /// Markup language of a source file; decides how headings are recognised.
@@ -58,7 +60,7 @@ impl Format {
 
 /// The version of what [`chunk`] makes of a text: bumped whenever a change here
 /// changes the chunks of some file, so that indexed files are chunked again.
-const CHUNKER_VERSION: u32 = 3;
+const CHUNKER_VERSION: u32 = 4;
 
 /// Piece sizes, in words (whitespace-separated tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,9 @@ pub struct Chunk {
     /// Heading trail, outermost first, including this section's own heading;
     /// empty before the first heading.
     pub headings: Vec<String>,
+    /// The section's anchor, unique in the file (see [`anchor`]); the pieces of a
+    /// split section share it.
+    pub anchor: String,
     /// 1-based, inclusive; the (first) heading line for a section's first piece.
     pub line_start: usize,
     /// 1-based, inclusive.
@@ -111,7 +116,7 @@ pub fn chunk(text: &str, format: Format, fallback_title: &str, opts: &ChunkOptio
         // Nothing but front matter: it is the one section, so that the file can
         // still be found (by its title, its description...).
         let mut sections = Sections::new(&lines, &scan, opts);
-        sections.push(&[], None, 1, body_start - 1);
+        sections.push(&[], anchor::TOP, None, 1, body_start - 1);
         chunks = sections.out;
     }
     Document { title, chunks }
@@ -255,7 +260,8 @@ fn front_matter_title(line: &str, sep: char) -> Option<String> {
 fn build_chunks(lines: &[&str], body_start: usize, scan: &Scan, opts: &ChunkOptions) -> Vec<Chunk> {
     let mut sections = Sections::new(lines, scan, opts);
     let preamble_end = scan.headings.first().map_or(lines.len(), |h| h.first);
-    sections.push(&[], None, body_start, preamble_end);
+    sections.push(&[], anchor::TOP, None, body_start, preamble_end);
+    let mut anchors = Anchors::new();
     let mut levels: Vec<usize> = Vec::new();
     let mut trail: Vec<String> = Vec::new();
     for (k, h) in scan.headings.iter().enumerate() {
@@ -274,7 +280,8 @@ fn build_chunks(lines: &[&str], body_start: usize, scan: &Scan, opts: &ChunkOpti
         // A heading cut to size keeps its lines in the body, so that none of its
         // words is lost to search.
         let body = if h.cut { h.first } else { h.last + 1 };
-        sections.push(&trail, Some((h.first, h.last)), body, end);
+        let anchor = anchors.next(&h.text);
+        sections.push(&trail, &anchor, Some((h.first, h.last)), body, end);
     }
     sections.out
 }
@@ -340,6 +347,7 @@ impl<'a> Sections<'a> {
     fn push(
         &mut self,
         headings: &[String],
+        anchor: &str,
         heading: Option<(usize, usize)>,
         from: usize,
         to: usize,
@@ -350,7 +358,7 @@ impl<'a> Sections<'a> {
         let (Some(first), Some(last)) = (first, last) else {
             // Keep an empty section: its heading alone is still searchable.
             if let Some((h_first, h_last)) = heading {
-                self.emit(headings, h_first, h_last, String::new());
+                self.emit(headings, anchor, h_first, h_last, String::new());
             }
             return;
         };
@@ -359,20 +367,21 @@ impl<'a> Sections<'a> {
         let body = self.lines.get(first..=last).unwrap_or_default();
         let word_count: usize = body.iter().map(|l| l.split_whitespace().count()).sum();
         if word_count <= self.size {
-            self.emit(headings, start_line, last, body.join("\n"));
+            self.emit(headings, anchor, start_line, last, body.join("\n"));
             return;
         }
         let words = words_in(self.lines, first, last);
         for (k, (s, c)) in self.split(&words).into_iter().enumerate() {
             let line_start = if k == 0 { start_line } else { words[s].line };
             let text = self.piece_text(&words, s, c);
-            self.emit(headings, line_start, words[c - 1].line, text);
+            self.emit(headings, anchor, line_start, words[c - 1].line, text);
         }
     }
 
-    fn emit(&mut self, headings: &[String], first: usize, last: usize, text: String) {
+    fn emit(&mut self, headings: &[String], anchor: &str, first: usize, last: usize, text: String) {
         self.out.push(Chunk {
             headings: headings.to_vec(),
+            anchor: anchor.to_owned(),
             line_start: first + 1,
             line_end: last + 1,
             text,
@@ -917,6 +926,60 @@ mod tests {
         assert_eq!(ranges(&doc), [(1, 3)]);
     }
 
+    fn anchors(doc: &Document) -> Vec<&str> {
+        doc.chunks.iter().map(|c| c.anchor.as_str()).collect()
+    }
+
+    /// Every format: the slug of the section's own heading, repeats numbered in
+    /// order, and `top` for the text before the first heading.
+    #[test]
+    fn anchors_are_unique_slugs_of_own_headings() {
+        let md = "Intro.\n\n# Guide\n\n## Example\n\n### Example\n\n## Example\n\n## Top\n";
+        let doc = run(md, Format::Markdown);
+        assert_eq!(
+            anchors(&doc),
+            ["top", "guide", "example", "example-1", "example-2", "top-1"]
+        );
+        let rst = "Guide\n=====\n\nExample\n-------\n\nExample\n-------\n";
+        assert_eq!(
+            anchors(&run(rst, Format::Rst)),
+            ["guide", "example", "example-1"]
+        );
+        let adoc = "= Guide\n\n== Set-up & Use\n\n== Set-up & Use\n";
+        assert_eq!(
+            anchors(&run(adoc, Format::AsciiDoc)),
+            ["guide", "set-up--use", "set-up--use-1"]
+        );
+        assert_eq!(anchors(&run("# Not\n\ntext\n", Format::Text)), ["top"]);
+        // `top` is taken even where no text precedes the first heading.
+        assert_eq!(anchors(&run("# Top\n", Format::Markdown)), ["top-1"]);
+        // A file of front matter alone is its `top` section.
+        let front = "---\ntitle: T\n---\n";
+        assert_eq!(anchors(&run(front, Format::Markdown)), ["top"]);
+    }
+
+    /// An anchor does not depend on where the section is or what is around it.
+    #[test]
+    fn anchors_survive_edits_elsewhere() {
+        let before = run("# A\n\nx\n\n## B\n\ny\n", Format::Markdown);
+        let after = run(
+            "Intro.\n\n# A\n\nx\nmore\nlines\n\n## B\n\ny\n",
+            Format::Markdown,
+        );
+        assert_eq!(before.chunks[1].anchor, "b");
+        assert_eq!(after.chunks[2].anchor, "b");
+        assert_ne!(before.chunks[1].line_start, after.chunks[2].line_start);
+    }
+
+    #[test]
+    fn pieces_of_a_split_section_share_its_anchor() {
+        let text = "lead in\n\n# H\np1a p1b p1c\n\np2a p2b p2c\n\np3a p3b p3c\n# H\nz\n";
+        let doc = chunk(text, Format::Markdown, "s", &opts(3, 0));
+        assert_eq!(anchors(&doc), ["top", "h", "h", "h", "h-1"]);
+        let doc = chunk(&"w ".repeat(20), Format::Text, "s", &opts(4, 1));
+        assert!(doc.chunks.len() > 1 && doc.chunks.iter().all(|c| c.anchor == "top"));
+    }
+
     fn opts(chunk_size: usize, chunk_overlap: usize) -> ChunkOptions {
         ChunkOptions {
             chunk_size,
@@ -1090,6 +1153,13 @@ mod tests {
         }
         let starts: Vec<usize> = doc.chunks.iter().map(|c| c.line_start).collect();
         assert!(starts.is_sorted());
+        // One anchor per section: pieces in a row share it, no other section has it.
+        let mut seen = HashSet::new();
+        for (k, c) in doc.chunks.iter().enumerate() {
+            let piece = k > 0 && doc.chunks[k - 1].anchor == c.anchor;
+            assert!(piece || seen.insert(&c.anchor), "{:#?}", doc.chunks);
+            assert!(!c.anchor.is_empty() && !c.anchor.contains('#'));
+        }
         let (start, _) = front_matter(&lines, format);
         let scan = scan(format, &lines, start);
         // A cut heading's lines are in its section's text, and must be found there.
