@@ -16,7 +16,9 @@
 //! - [`events`]: the `logs/events.jsonl` lifecycle log.
 //! - [`logging`]: journald or stderr, chosen by comparing JOURNAL_STREAM with stderr.
 //! - [`engine`]: the tantivy index: schema, analyzers, cross-process writes, search.
-//! - [`ingest`]: walking sources, chunking by section, reconciling, watching.
+//! - [`ingest`]: walking sources, chunking by section, reading a document or a section
+//!   of it, reconciling, watching.
+//! - [`tokens`]: token estimates for answer budgets.
 //! - [`shared`]: the shared daemon's home (`~/.doc-serve`) and its registered projects.
 //! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
 //! - [`supervisor`]: the instance registry, systemd units and launchd agents.
@@ -43,6 +45,7 @@ pub mod shared;
 pub mod supervisor;
 #[cfg(test)]
 mod testing;
+pub mod tokens;
 
 /// The version reported by `/health`, `runtime.json` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

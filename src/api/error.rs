@@ -6,6 +6,7 @@
 use hyper::StatusCode;
 
 use crate::engine::EngineError;
+use crate::ingest::read::ReadError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -67,6 +68,20 @@ impl From<EngineError> for ApiError {
                 other.to_string(),
             ),
         }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        let status = match e {
+            ReadError::NotFound { .. }
+            | ReadError::Binary { .. }
+            | ReadError::NoSuchHeading { .. }
+            | ReadError::NoSuchSection { .. } => StatusCode::NOT_FOUND,
+            ReadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ReadError::BadRange { .. } | ReadError::BadParameter(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 

@@ -21,6 +21,7 @@ pub use standalone::Standalone;
 
 use crate::engine::Engine;
 use crate::engine::search::{Hit, Request, Response};
+use crate::ingest::read::{self, Part, Want};
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
 
@@ -230,14 +231,11 @@ pub fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, A
     }
 }
 
-/// Reads `path`, or the part of it `lines` names.
-pub async fn read<S: Site>(
-    site: &S,
-    path: String,
-    lines: crate::server::routes::Lines,
-) -> Result<serde_json::Value, ApiError> {
+/// Reads a document of `site`, or the part of it `want` names (see
+/// [`crate::ingest::read::read`]).
+pub async fn read<S: Site>(site: &S, want: Want) -> Result<Part, ApiError> {
     let sources = site.sources();
-    blocking(move || crate::server::routes::read_document(&sources, &path, &lines)).await?
+    Ok(blocking(move || read::read(&sources, &want)).await??)
 }
 
 /// Brings `site`'s index in line with the files, and answers what that did.

@@ -22,6 +22,7 @@ use super::{Context, client_runtime};
 use crate::api::{self, ApiError, FIRST_INDEX_WAIT, Standalone};
 use crate::config::Config;
 use crate::error::exit;
+use crate::ingest::read::Scope;
 use crate::ingest::sync::Indexer;
 use crate::mcp::{Backend, Op, Tools, stdio};
 
@@ -159,7 +160,7 @@ impl Bridge {
         };
         match op {
             Op::Search(req) => api::to_value(api::search(&site, &req).await?),
-            Op::Read { path, lines } => api::read(&site, path, lines).await,
+            Op::Read(want) => api::to_value(api::read(&site, want).await?),
             Op::Status => Ok(json!({
                 "mode": "standalone",
                 "project_root": self.ctx.project.root,
@@ -196,22 +197,33 @@ fn request(op: &Op) -> (Method, String, Option<Value>) {
                 "max_tokens": req.max_tokens,
             })),
         ),
-        Op::Read { path, lines } => {
+        Op::Read(want) => {
             let mut qs = form_urlencoded::Serializer::new(String::new());
-            if let Some(s) = lines.start {
-                qs.append_pair("start", &s.to_string());
+            match &want.scope {
+                Scope::Lines { start, end } => {
+                    for (k, n) in [("start", start), ("end", end)] {
+                        if let Some(n) = n {
+                            qs.append_pair(k, &n.to_string());
+                        }
+                    }
+                }
+                Scope::Heading(h) => {
+                    qs.append_pair("heading", h);
+                }
+                Scope::Section(id) => {
+                    qs.append_pair("section", id);
+                }
             }
-            if let Some(e) = lines.end {
-                qs.append_pair("end", &e.to_string());
+            if let Some(n) = want.max_tokens {
+                qs.append_pair("max_tokens", &n.to_string());
             }
-            if let Some(h) = &lines.heading {
-                qs.append_pair("heading", h);
-            }
-            let path: String =
-                percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-                    // Keep the separators readable; every other byte is encoded.
-                    .replace("%2F", "/");
+            let path: String = percent_encoding::utf8_percent_encode(
+                &want.path,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string()
+            // Keep the separators readable; every other byte is encoded.
+            .replace("%2F", "/");
             (
                 Method::GET,
                 format!("/documents/{path}?{}", qs.finish()),
@@ -254,17 +266,15 @@ impl Backend for Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::routes::Lines;
+    use crate::ingest::read::Want;
 
     #[test]
     fn requests_encode_their_arguments() {
-        let op = Op::Read {
+        let op = Op::Read(Want {
             path: "docs/a b?.md".into(),
-            lines: Lines {
-                heading: Some("Install > Linux".into()),
-                ..Lines::default()
-            },
-        };
+            scope: Scope::Heading("Install > Linux".into()),
+            max_tokens: None,
+        });
         assert_eq!(
             request(&op).1,
             "/documents/docs/a%20b%3F%2Emd?heading=Install+%3E+Linux"

@@ -26,20 +26,20 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, Search, quoted};
-use crate::server::routes::Lines;
+use crate::ingest::read::{Scope, Want};
 
 const INSTRUCTIONS: &str = "\
 Search this project's documentation (Markdown, reStructuredText, AsciiDoc, text). \
-Start with search_docs: it returns ranked sections with their file path, line range, \
-heading trail and a snippet. Then read_doc a hit's path with its line range (or a \
-heading) to read the whole section. The index follows file edits by itself; \
+Start with search_docs: it returns ranked sections with their id, file path, line \
+range, heading trail and a snippet. Then read_doc a hit's id to read the whole section \
+(its answer names the sections before and after, to read on). The index follows file edits by itself; \
 index_status says how fresh it is, and reindex is only needed after a bulk change.";
 
 /// What a tool asks of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Search(Search),
-    Read { path: String, lines: Lines },
+    Read(Want),
     Status,
     Reindex { full: bool },
 }
@@ -93,6 +93,7 @@ fn search_output() -> Value {
             "hits": {"type": "array", "items": {
                 "type": "object",
                 "properties": {
+                    "id": {"type": "string", "description": "The section's id (path#anchor), for read_doc"},
                     "path": {"type": "string", "description": "Relative to the project root"},
                     "title": {"type": "string"},
                     "headings": {"type": "array", "items": {"type": "string"}, "description": "Heading trail, outermost first"},
@@ -102,7 +103,7 @@ fn search_output() -> Value {
                     "snippet": {"type": "string"},
                     "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}, "description": "[start, end) character offsets of matched words in snippet"}
                 },
-                "required": ["path", "title", "headings", "line_start", "line_end", "score", "snippet", "highlights"]
+                "required": ["id", "path", "title", "headings", "line_start", "line_end", "score", "snippet", "highlights"]
             }},
             "total_matches": {"type": "integer", "description": "Sections matching, before the per-file cap and the limit"},
             "took_ms": {"type": "number"},
@@ -113,19 +114,38 @@ fn search_output() -> Value {
     })
 }
 
+/// A section named beside a read, to read next.
+fn section_ref_schema() -> Value {
+    json!({
+        "type": ["object", "null"],
+        "properties": {
+            "id": {"type": "string"},
+            "headings": {"type": "array", "items": {"type": "string"}},
+            "line_start": {"type": "integer"},
+            "line_end": {"type": "integer"}
+        },
+        "required": ["id", "headings", "line_start", "line_end"]
+    })
+}
+
 /// What `read_doc` answers as structured content: `/documents`' answer.
 fn read_output() -> Value {
     json!({
         "type": "object",
         "properties": {
             "path": {"type": "string"},
+            "id": {"type": "string", "description": "The section holding the first line returned"},
             "line_start": {"type": "integer"},
             "line_end": {"type": "integer"},
             "total_lines": {"type": "integer"},
             "headings": {"type": "array", "items": {"type": "string"}},
-            "text": {"type": "string"}
+            "text": {"type": "string"},
+            "truncated": {"type": "boolean", "description": "The text was cut to fit max_tokens"},
+            "next_line": {"type": ["integer", "null"], "description": "The first line left out, to read on from"},
+            "previous": section_ref_schema(),
+            "next": section_ref_schema()
         },
-        "required": ["path", "line_start", "line_end", "total_lines", "text"]
+        "required": ["path", "id", "line_start", "line_end", "total_lines", "headings", "text", "truncated", "next_line", "previous", "next"]
     })
 }
 
@@ -213,19 +233,22 @@ fn build_tools() -> Vec<Tool> {
         .with_annotations(read_only.clone()),
         Tool::new(
             "read_doc",
-            "Read a documentation file of this project, or part of it: a line range \
-             (from search_docs hits) or the section under a heading (its subsections \
-             included). Paths are relative to the project root, as search_docs returns \
-             them. Prefer a range or heading over whole large files.",
+            "Read a documentation section of this project by its id (from search_docs \
+             hits, or the previous/next of an earlier read), or a file, a line range of it \
+             or the section under a heading (its subsections included). Paths are \
+             relative to the project root, as search_docs returns them. The answer names \
+             the sections before and after, and says when max_tokens cut it (read on \
+             from next_line).",
             schema(json!({
                 "type": "object",
                 "properties": {
+                    "id": {"type": "string", "description": "A section id as search_docs returns it, e.g. 'docs/guide/install.md#linux' (or its anchor, 'linux', with path)"},
                     "path": {"type": "string", "description": "File path relative to the project root, e.g. 'docs/guide/install.md'"},
                     "line_start": {"type": "integer", "minimum": 1, "description": "First line to return (1-based)"},
                     "line_end": {"type": "integer", "minimum": 1, "description": "Last line to return (inclusive)"},
-                    "heading": {"type": "string", "description": "Return the section under this heading instead, e.g. 'Installation' or 'Install > Linux'"}
+                    "heading": {"type": "string", "description": "Return the section under this heading instead, e.g. 'Installation' or 'Install > Linux'"},
+                    "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TOKENS, "default": DEFAULT_MAX_TOKENS, "description": "Cut the text after about this many tokens, on a line boundary"}
                 },
-                "required": ["path"],
                 "additionalProperties": false
             })),
         )
@@ -282,7 +305,14 @@ const MAX_READ_ARG_BYTES: usize = 4096;
 pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
     let allowed: &[&str] = match name {
         "search_docs" => &["query", "limit", "path_prefix", "max_tokens"],
-        "read_doc" => &["path", "line_start", "line_end", "heading"],
+        "read_doc" => &[
+            "id",
+            "path",
+            "line_start",
+            "line_end",
+            "heading",
+            "max_tokens",
+        ],
         "index_status" => &[],
         "reindex" => &["full"],
         _ => return Err(format!("unknown tool {}", quoted(name))),
@@ -301,7 +331,7 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
     let text = |k: &str, required: bool| -> Result<Option<String>, String> {
         match args.get(k) {
             None | Some(Value::Null) if !required => Ok(None),
-            // A path or heading goes into a URI, which has a limit: a longer one is
+            // A path, id or heading goes into a URI, which has a limit: a longer one is
             // refused here with a message rather than by the resident's HTTP parser.
             Some(Value::String(s)) if name == "read_doc" && s.len() > MAX_READ_ARG_BYTES => {
                 Err(format!(
@@ -342,18 +372,29 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
             ..Search::default()
         }),
         "read_doc" => {
-            let lines = Lines {
-                start: number("line_start")?,
-                end: number("line_end")?,
-                heading: text("heading", false)?,
+            let (start, end) = (number("line_start")?, number("line_end")?);
+            let (heading, id) = (text("heading", false)?, text("id", false)?);
+            let ranged = start.is_some() || end.is_some();
+            let scope = match (id, heading) {
+                (Some(_), Some(_)) => return Err("give either id or heading, not both".into()),
+                (Some(_), None) | (None, Some(_)) if ranged => {
+                    return Err("give either a line range or an id or a heading".into());
+                }
+                (Some(id), None) => Scope::Section(id),
+                (None, Some(h)) => Scope::Heading(h),
+                (None, None) => Scope::Lines { start, end },
             };
-            if lines.heading.is_some() && (lines.start.is_some() || lines.end.is_some()) {
-                return Err("give either a line range or a heading, not both".into());
-            }
-            Op::Read {
-                path: text("path", true)?.unwrap_or_default(),
-                lines,
-            }
+            // The path is in a whole id; an anchor alone needs it.
+            let needs_path = !matches!(&scope, Scope::Section(id) if id.contains('#'));
+            Op::Read(Want {
+                path: text("path", needs_path)?.unwrap_or_default(),
+                scope,
+                max_tokens: Some(
+                    number("max_tokens")?
+                        .unwrap_or(DEFAULT_MAX_TOKENS)
+                        .min(MAX_MAX_TOKENS),
+                ),
+            })
         }
         "index_status" => Op::Status,
         _ => Op::Reindex {
@@ -415,11 +456,12 @@ pub fn render(op: &Op, v: &Value) -> String {
                     .collect::<Vec<_>>()
                     .join(" ");
                 out.push_str(&format!(
-                    "\n{}. {} (lines {}-{}) — {trail}\n   {snippet}\n",
+                    "\n{}. {} (lines {}-{}) — {trail}\n   id: {}\n   {snippet}\n",
                     i + 1,
                     s(&h["path"]),
                     h["line_start"],
                     h["line_end"],
+                    s(&h["id"]),
                 ));
             }
             if v["truncated"] == true {
@@ -433,7 +475,7 @@ pub fn render(op: &Op, v: &Value) -> String {
             }
             out
         }
-        Op::Read { .. } => {
+        Op::Read(_) => {
             let mut head = format!(
                 "{} lines {}-{} of {}",
                 s(&v["path"]),
@@ -445,7 +487,19 @@ pub fn render(op: &Op, v: &Value) -> String {
                 let trail: Vec<String> = h.iter().map(s).collect();
                 head.push_str(&format!(" (section {})", trail.join(" > ")));
             }
-            format!("{head}:\n\n{}", s(&v["text"]))
+            let mut out = format!("{head} [{}]:\n\n{}", s(&v["id"]), s(&v["text"]));
+            if v["truncated"] == true {
+                out.push_str(&format!(
+                    "\n\n(Cut to fit max_tokens: read on from line_start {}.)",
+                    v["next_line"]
+                ));
+            }
+            for (k, label) in [("previous", "Previous"), ("next", "Next")] {
+                if let Some(id) = v[k]["id"].as_str() {
+                    out.push_str(&format!("\n{label} section: {id}"));
+                }
+            }
+            out
         }
         Op::Status | Op::Reindex { .. } => {
             serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())

@@ -39,7 +39,7 @@ impl Backend for Local {
         let site = &**site;
         match op {
             Op::Search(req) => api::to_value(api::search(site, &req).await?),
-            Op::Read { path, lines } => api::read(site, path, lines).await,
+            Op::Read(want) => api::to_value(api::read(site, want).await?),
             Op::Status => super::routes::status(&shared, site).await,
             Op::Reindex { full } => api::to_value(api::reindex(site, full).await?),
         }

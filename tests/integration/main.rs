@@ -19,6 +19,7 @@ mod packaging;
 mod project;
 mod reload;
 mod search;
+mod sections;
 mod shared;
 mod stale;
 mod supervisor;
