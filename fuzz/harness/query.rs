@@ -2,8 +2,8 @@
 //! behind it (analyzers, query building, path-prefix regexes, snippets) on a small
 //! real index.
 //!
-//! Input: UTF-8 (decoded lossily) as `QUERY[\0PATH_PREFIX]`; the result limit and the
-//! per-file cap are taken from the input's length so they vary too.
+//! Input: UTF-8 (decoded lossily) as `QUERY[\0PATH_PREFIX]`; the result limit, the
+//! offset and the per-file cap are taken from the input's length so they vary too.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,6 +44,7 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
     let req = Request {
         q: q.to_owned(),
         limit: 1 + data.len() % 16,
+        offset: data.len() % 3,
         path_prefix: prefix.map(str::to_owned),
         max_per_file: 1 + data.len() % 4,
     };
@@ -91,6 +92,10 @@ fn check_search(fixture: &Fixture, req: &Request) {
     assert!(req.q.len() <= MAX_QUERY_BYTES, "over-long query answered");
     assert!(resp.hits.len() <= req.limit.clamp(1, 1000), "{req:?}");
     assert!(resp.hits.len() <= resp.total_matches, "{req:?}");
+    assert_eq!(resp.offset, req.offset, "{req:?}");
+    if let Some(next) = resp.next_offset {
+        assert_eq!(next, req.offset + resp.hits.len(), "{req:?}");
+    }
     let mut prefixes = query::parse(&req.q).path_prefixes;
     if let Some(p) = req.path_prefix.as_deref().filter(|p| !p.is_empty()) {
         prefixes.push(p.trim_start_matches("./").to_owned());

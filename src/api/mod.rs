@@ -62,6 +62,8 @@ pub trait Site: Send + Sync + 'static {
 pub struct Search {
     pub q: String,
     pub limit: Option<usize>,
+    /// Hits to skip: the next page starts at the `next_offset` of this one.
+    pub offset: Option<usize>,
     pub path_prefix: Option<String>,
     /// Seconds to wait for an index still being built (see [`FIRST_INDEX_WAIT`]).
     pub wait: Option<u64>,
@@ -136,6 +138,7 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
     let engine_req = Request {
         q: req.q.clone(),
         limit: at_least_one("limit", req.limit)?.unwrap_or(DEFAULT_LIMIT),
+        offset: req.offset.unwrap_or(0),
         path_prefix: req.path_prefix.clone(),
         max_per_file: site.max_per_file(),
     };
@@ -177,7 +180,8 @@ const SEARCH_OVERHEAD_TOKENS: usize = 80;
 
 /// Keeps the best hits whose JSON fits `budget` tokens with the rest of the answer. When
 /// not even the first fits, it stays with its snippet cut to fit: an answer always
-/// holds a hit to go on from, and says it was cut.
+/// holds a hit to go on from, and says it was cut. The next page starts after the last
+/// hit kept.
 fn fit_hits(reply: &mut SearchReply, budget: usize) {
     let mut room = budget.saturating_sub(SEARCH_OVERHEAD_TOKENS);
     let hits = &reply.response.hits;
@@ -194,6 +198,7 @@ fn fit_hits(reply: &mut SearchReply, budget: usize) {
         return;
     }
     reply.truncated = true;
+    reply.response.next_offset = Some(reply.response.offset + kept.max(1));
     if kept > 0 {
         reply.response.hits = hits[..kept].into();
         return;

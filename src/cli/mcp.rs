@@ -192,6 +192,7 @@ fn request(op: &Op) -> (Method, String, Option<Value>) {
             Some(json!({
                 "q": req.q,
                 "limit": req.limit,
+                "offset": req.offset,
                 "path_prefix": req.path_prefix,
                 "wait": req.wait,
                 "max_tokens": req.max_tokens,

@@ -126,6 +126,9 @@ pub enum Command {
         /// Most hits to show (at least 1; at most 1000 are given)
         #[arg(long, short = 'n', default_value_t = 10, value_parser = at_least_one)]
         limit: usize,
+        /// Hits to skip: the next page starts at the `next_offset` of this one
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        offset: usize,
         /// Only hits whose path starts with this
         #[arg(long, value_name = "PREFIX")]
         path_prefix: Option<String>,
@@ -438,6 +441,7 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Query {
             query,
             limit,
+            offset,
             path_prefix,
             wait,
             max_tokens,
@@ -446,6 +450,7 @@ pub fn run() -> anyhow::Result<i32> {
             let req = crate::api::Search {
                 q: query.join(" "),
                 limit: Some(limit),
+                offset: Some(offset),
                 path_prefix,
                 wait,
                 max_tokens,

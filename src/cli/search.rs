@@ -156,7 +156,11 @@ pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
     ctx.project.create_state_dir()?;
     let mut qs = form_urlencoded::Serializer::new(String::new());
     qs.append_pair("q", &req.q);
-    let numbers = [("limit", req.limit), ("max_tokens", req.max_tokens)];
+    let numbers = [
+        ("limit", req.limit),
+        ("offset", req.offset.filter(|n| *n > 0)),
+        ("max_tokens", req.max_tokens),
+    ];
     for (name, n) in numbers.iter().filter_map(|(k, n)| Some((k, (*n)?))) {
         qs.append_pair(name, &n.to_string());
     }
@@ -187,6 +191,15 @@ pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
         Some(v) => serde_json::from_value(v).context("the resident's /query answer")?,
         None => standalone_query(ctx, &config, req)?,
     };
+    // A resident of an older doc-serve ignores `offset` and answers the first page.
+    let offset = req.offset.unwrap_or(0);
+    if answer.response.offset != offset {
+        anyhow::bail!(
+            "the resident answered the page at offset {} instead of {offset}: it is an \
+             older doc-serve; restart it (doc-serve stop) and ask again",
+            answer.response.offset
+        );
+    }
     if answer.index.indexing {
         let progress = match answer.index.progress {
             Some([done, total]) => format!(" ({done} of {total} files)"),
@@ -267,7 +280,9 @@ fn standalone_query(ctx: &Context, config: &Config, req: &Search) -> anyhow::Res
 /// Hits as text: path, line range, heading trail and score, then the snippet.
 fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Result<()> {
     let resp = &answer.response;
-    if resp.hits.is_empty() {
+    if resp.hits.is_empty() && resp.offset > 0 {
+        writeln!(out, "no results for {:?} past {}", resp.query, resp.offset)?;
+    } else if resp.hits.is_empty() {
         writeln!(out, "no results for {:?}", resp.query)?;
     }
     for h in resp.hits.iter() {
@@ -286,6 +301,9 @@ fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Re
     }
     if answer.truncated {
         writeln!(out, "(cut to fit --max-tokens: more hits may match)")?;
+    }
+    if let Some(next) = resp.next_offset {
+        writeln!(out, "more: --offset {next}")?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod analyzer;
 mod disk;
+mod page;
 pub mod query;
 mod recent;
 pub mod schema;

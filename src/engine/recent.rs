@@ -83,6 +83,7 @@ mod tests {
         Request {
             q: q.into(),
             limit: 10,
+            offset: 0,
             path_prefix: None,
             max_per_file: 3,
         }
@@ -93,6 +94,8 @@ mod tests {
             query: q.into(),
             hits: std::sync::Arc::new([]),
             total_matches: 1,
+            offset: 0,
+            next_offset: None,
             took_ms: 1.0,
         }
     }
@@ -106,6 +109,10 @@ mod tests {
         let mut other = req("a");
         other.limit = 5;
         assert_eq!(r.answer(1, &other), None);
+        // Another page of the same question is another answer.
+        let mut page = req("a");
+        page.offset = 10;
+        assert_eq!(r.answer(1, &page), None);
         assert_eq!(r.answer(2, &req("a")), None);
         // Generation 2 replaced generation 1.
         assert_eq!(r.answer(1, &req("a")), None);

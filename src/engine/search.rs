@@ -4,13 +4,13 @@
 //! unstemmed fields adding weight to literal matches), plus a bonus clause that only
 //! documents holding every word satisfy: all-terms matches rank first, partial matches
 //! still come back. Phrases are MUST clauses, exclusions MUST_NOT, path prefixes a
-//! filter. One file cannot take more than `max_per_file` of the hits.
+//! filter. One file cannot take more than `max_per_file` of the hits, and its pieces
+//! that overlap are one hit (see [`super::page`]); an answer is one page of that list.
 
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
@@ -24,6 +24,7 @@ use tantivy::schema::document::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Score, Term};
 
+use super::page::{Kept, Verdict};
 use super::query::{self, Parsed};
 use super::snippet::Snippets;
 use super::{Engine, EngineError, Result, analyzer, words};
@@ -34,11 +35,18 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 const KEEP_HITS: usize = 50;
 /// Most words a query may have.
 const MAX_TERMS: usize = 64;
+/// Most hits one answer gives; a larger `limit` gives this many.
+pub const MAX_LIMIT: usize = 1000;
+/// How deep pages reach: `offset + limit` at most this many hits, so that no request
+/// makes a search read every match it has.
+pub const MAX_DEPTH: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub q: String,
     pub limit: usize,
+    /// Hits of the whole ranked list to skip: the answer is hits `offset..offset+limit`.
+    pub offset: usize,
     pub path_prefix: Option<String>,
     pub max_per_file: usize,
 }
@@ -65,8 +73,14 @@ pub struct Response {
     pub query: String,
     /// Shared: an answer kept for a repeated request is not copied hit by hit.
     pub hits: Arc<[Hit]>,
-    /// Sections matching the query before the per-file cap and the limit.
+    /// Sections matching the query before the per-file cap, merging and the limit.
     pub total_matches: usize,
+    /// The request's `offset`: `hits` start there in the whole ranked list.
+    #[serde(default)]
+    pub offset: usize,
+    /// Where the next page starts; `None` exactly when no hit follows these.
+    #[serde(default)]
+    pub next_offset: Option<usize>,
     pub took_ms: f64,
 }
 
@@ -162,8 +176,10 @@ impl Engine {
     /// its tokens: `a-b-c` is one word of three, and exclusions and path prefixes cost
     /// too), on an index of at most [`QUICK_SECTIONS`] sections. On the 48 MB test
     /// corpus (60k sections) a typical one takes 0.3-0.6 ms, and eight of the commonest
-    /// English words about 4 ms. The server runs quick searches on the thread that read
-    /// the request: handing one to another thread costs about as much.
+    /// English words about 4 ms. A page deeper than one answer can hold
+    /// ([`MAX_LIMIT`]) reads more sections than that, and is not quick. The server runs
+    /// quick searches on the thread that read the request: handing one to another
+    /// thread costs about as much.
     pub fn is_quick(&self, req: &Request) -> bool {
         let runs = req
             .q
@@ -173,6 +189,7 @@ impl Engine {
         req.q.len() <= MAX_QUERY_BYTES
             && !req.q.contains('"')
             && runs <= QUICK_RUNS
+            && req.offset.saturating_add(req.limit.clamp(1, MAX_LIMIT)) <= MAX_LIMIT
             && self.searcher().num_docs() <= QUICK_SECTIONS
     }
 
@@ -206,6 +223,19 @@ impl Engine {
                 req.q.len()
             )));
         }
+        let limit = req.limit.clamp(1, MAX_LIMIT);
+        // Where the page ends in the whole list of hits.
+        let depth = req
+            .offset
+            .checked_add(limit)
+            .filter(|&d| d <= MAX_DEPTH)
+            .ok_or_else(|| {
+                EngineError::BadQuery(format!(
+                    "offset {} and limit {limit} reach past hit {MAX_DEPTH}, the deepest \
+                     a search pages; narrow the query (more words, path:) instead",
+                    req.offset
+                ))
+            })?;
         let mut parsed = query::parse(&req.q);
         if let Some(p) = req.path_prefix.as_deref().filter(|p| !p.is_empty()) {
             parsed
@@ -222,7 +252,6 @@ impl Engine {
                 "the query has more than {MAX_TERMS} terms"
             )));
         }
-        let limit = req.limit.clamp(1, 1000);
         let f = &self.fields;
         let mut stems = Vec::new();
         for text in parsed.words.iter().chain(&parsed.phrases) {
@@ -233,60 +262,68 @@ impl Engine {
             );
         }
         let mut snippets = Snippets::new(stems);
-        // Twice as many of the best sections as hits are wanted is nearly always enough.
-        // When one file holds so many of them that the cap per file leaves too few,
-        // the search runs once more for every match, and the hits go on from where the
-        // first run's candidates ended: both rank alike (score, then address), so the
-        // first run's candidates are the start of the second's.
-        let mut want = 2 * limit;
-        let mut per_file: FxHashMap<String, usize> = FxHashMap::default();
-        let mut hits = Vec::new();
+        let answer = |hits: Vec<Hit>, total_matches, next_offset| Response {
+            query: req.q.clone(),
+            hits: hits.into(),
+            total_matches,
+            offset: req.offset,
+            next_offset,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        // The hits up to the end of the page, and one more that says whether another
+        // page follows; only the page's own hits get a snippet. Twice as many of the
+        // best sections is nearly always enough. When one file holds so many of them that
+        // the cap per file leaves too few, the search runs once more for every match,
+        // and the hits go on from where the first run's candidates ended: both rank
+        // alike (score, then address), so the first run's candidates are the start of
+        // the second's, and the verdicts on them stand.
+        let mut want = 2 * (depth + 1);
+        let mut kept = Kept::new(req.max_per_file);
+        let mut hits: Vec<Hit> = Vec::new();
         let mut done = 0;
         loop {
             let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
                 // Only punctuation: nothing can match, and that is an answer, not an
                 // error.
-                return Ok(Response {
-                    query: req.q.clone(),
-                    hits: Arc::new([]),
-                    total_matches: 0,
-                    took_ms: 0.0,
-                });
+                return Ok(answer(Vec::new(), 0, None));
             };
             let last = top.len() < want || top.len() >= total;
             for &(score, addr) in &top[done.min(top.len())..] {
                 let mut doc: StoredSection = searcher.doc(addr)?;
                 let path = doc.take(f.path);
-                match per_file.get_mut(&path) {
-                    Some(seen) if *seen >= req.max_per_file.max(1) => continue,
-                    Some(seen) => *seen += 1,
-                    None => {
-                        per_file.insert(path.clone(), 1);
+                let (start, end) = (doc.number(f.line_start), doc.number(f.line_end));
+                let n = match kept.offer(&path, start, end) {
+                    Verdict::Hit(n) => n,
+                    Verdict::Capped => continue,
+                    Verdict::Merged { into, start, end } => {
+                        let on_page = into.checked_sub(req.offset);
+                        if let Some(hit) = on_page.and_then(|i| hits.get_mut(i)) {
+                            (hit.line_start, hit.line_end) = (start, end);
+                        }
+                        continue;
                     }
+                };
+                if n < req.offset {
+                    continue;
+                }
+                if n == depth {
+                    return Ok(answer(hits, total, Some(n)));
                 }
                 let (snippet, highlights) = snippets.of(&doc.take(f.body));
                 hits.push(Hit {
                     id: format!("{path}#{}", doc.take(f.anchor)),
                     title: doc.take(f.title),
                     headings: doc.take_all(f.headings),
-                    line_start: doc.number(f.line_start),
-                    line_end: doc.number(f.line_end),
+                    line_start: start,
+                    line_end: end,
                     score,
                     snippet,
                     highlights,
                     path,
                 });
-                if hits.len() == limit {
-                    break;
-                }
             }
-            if hits.len() == limit || last {
-                return Ok(Response {
-                    query: req.q.clone(),
-                    hits: hits.into(),
-                    total_matches: total,
-                    took_ms: started.elapsed().as_secs_f64() * 1000.0,
-                });
+            if last {
+                return Ok(answer(hits, total, None));
             }
             done = top.len();
             want = total;
@@ -736,6 +773,7 @@ mod tests {
         let req = |q: &str| Request {
             q: q.to_owned(),
             limit: 10,
+            offset: 0,
             path_prefix: None,
             max_per_file: 3,
         };
@@ -750,6 +788,16 @@ mod tests {
         assert!(!engine.is_quick(&req("error -a -b -c -d -e -f -g -h")));
         assert!(!engine.is_quick(&req("error path:a/b path:c/d path:e/f path:g")));
         assert!(!engine.is_quick(&req(&"a".repeat(MAX_QUERY_BYTES + 1))));
+        // A deep page reads more sections than a page can hold.
+        let deep = |offset, limit| Request {
+            offset,
+            limit,
+            ..req("error")
+        };
+        assert!(engine.is_quick(&deep(990, 10)));
+        assert!(engine.is_quick(&deep(0, 5000)));
+        assert!(!engine.is_quick(&deep(991, 10)));
+        assert!(!engine.is_quick(&deep(usize::MAX, 10)));
     }
 
     /// A path prefix is taken literally, at any length.
@@ -774,6 +822,7 @@ mod tests {
             let req = Request {
                 q: "needle".into(),
                 limit: 10,
+                offset: 0,
                 path_prefix: Some(prefix.into()),
                 max_per_file: 3,
             };
@@ -793,5 +842,221 @@ mod tests {
         assert_eq!(paths(&long), [format!("{long}four.md")]);
         assert_eq!(paths(&format!("{long}{long}")), Vec::<String>::new());
         assert_eq!(paths("docs/").len(), 4);
+    }
+
+    /// An index of `files` chunked with `opts`, committed and visible.
+    fn indexed(dir: &std::path::Path, files: &[(String, String)], opts: &ChunkOptions) -> Engine {
+        let engine = open(dir);
+        let mut lease = engine.small_lease().unwrap();
+        for (path, text) in files {
+            let doc = chunk::chunk(text, Format::Markdown, "f", opts);
+            lease.upsert(path, &FileRecord::default(), &doc).unwrap();
+        }
+        lease.commit().unwrap();
+        engine.reload().unwrap();
+        engine
+    }
+
+    fn paged(q: &str, limit: usize, offset: usize, max_per_file: usize) -> Request {
+        Request {
+            q: q.to_owned(),
+            limit,
+            offset,
+            path_prefix: None,
+            max_per_file,
+        }
+    }
+
+    /// Every page of `limit` hits, from offset 0 until one says that none follows.
+    fn every_page(engine: &Engine, q: &str, limit: usize, max_per_file: usize) -> Vec<Response> {
+        let mut pages = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = engine
+                .search(&paged(q, limit, offset, max_per_file))
+                .unwrap();
+            assert_eq!(page.offset, offset, "{q}");
+            let next = page.next_offset;
+            pages.push(page);
+            match next {
+                Some(n) => offset = n,
+                None => return pages,
+            }
+        }
+    }
+
+    /// Hits of one file never overlap, and no file has more than its share.
+    fn check_files(hits: &[Hit], max_per_file: usize, what: &str) {
+        let mut by_file: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+        for h in hits {
+            let lines = by_file.entry(&h.path).or_default();
+            for &(s, e) in lines.iter() {
+                assert!(
+                    h.line_end < s || e < h.line_start,
+                    "{what}: {}:{}-{} overlaps {s}-{e}",
+                    h.path,
+                    h.line_start,
+                    h.line_end
+                );
+            }
+            lines.push((h.line_start, h.line_end));
+            assert!(lines.len() <= max_per_file, "{what}: {}", h.path);
+        }
+    }
+
+    /// Pages of an unchanged index are one ranked list cut into pieces: together they
+    /// hold the hits one big page holds, in its order, without a duplicate, and only
+    /// the last says that nothing follows. Over overlapping pieces (every section of
+    /// the corpus is one line, so a split one is pieces of the same line), through
+    /// both scoring paths.
+    #[test]
+    fn pages_together_are_the_whole_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = indexed(dir.path(), &corpus(60, 7), &OPTS);
+        for q in [
+            "error",
+            "borrow -tokio",
+            "the a",
+            "\"error handling\"",
+            "zanzibar",
+        ] {
+            for max_per_file in [1, 3] {
+                let whole = engine
+                    .search(&paged(q, MAX_LIMIT, 0, max_per_file))
+                    .unwrap();
+                let all = &whole.hits[..];
+                assert_eq!(whole.next_offset, None, "{q}");
+                assert!(all.len() < MAX_LIMIT, "{q}: the corpus is small");
+                check_files(all, max_per_file, q);
+                for limit in [1, 4, 10] {
+                    let what = format!("{q} by {limit}, {max_per_file} a file");
+                    let pages = every_page(&engine, q, limit, max_per_file);
+                    let mut seen = Vec::new();
+                    for (i, page) in pages.iter().enumerate() {
+                        assert_eq!(page.total_matches, whole.total_matches, "{what}");
+                        let is_last = i + 1 == pages.len();
+                        // Full pages, but for the last; the next one starts after this.
+                        if !is_last {
+                            assert_eq!(page.hits.len(), limit, "{what}");
+                            assert_eq!(page.next_offset, Some(seen.len() + limit), "{what}");
+                        }
+                        seen.extend(page.hits.iter().cloned());
+                    }
+                    assert_eq!(seen.len(), all.len(), "{what}");
+                    check_files(&seen, max_per_file, &what);
+                    for (p, w) in seen.iter().zip(all) {
+                        assert_eq!(
+                            (&p.path, p.score, &p.snippet, &p.headings),
+                            (&w.path, w.score, &w.snippet, &w.headings),
+                            "{what}"
+                        );
+                        // A bigger page may see more pieces merged into a hit.
+                        assert!(
+                            w.line_start <= p.line_start && p.line_end <= w.line_end,
+                            "{what}: {p:?} vs {w:?}"
+                        );
+                    }
+                }
+                // The end, exactly: a page ending on the last hit says none follows, one
+                // ending just before it says where it starts; past the end is empty.
+                let n = all.len();
+                if n > 1 {
+                    let at = |limit, offset| {
+                        let r = engine.search(&paged(q, limit, offset, max_per_file));
+                        let r = r.unwrap();
+                        (r.hits.len(), r.next_offset)
+                    };
+                    assert_eq!(at(n, 0), (n, None), "{q}");
+                    assert_eq!(at(n - 1, 0), (n - 1, Some(n - 1)), "{q}");
+                    assert_eq!(at(1, n - 1), (1, None), "{q}");
+                    assert_eq!(at(3, n), (0, None), "{q}");
+                    assert_eq!(at(3, n + 5), (0, None), "{q}");
+                }
+            }
+        }
+    }
+
+    /// Pages reach [`MAX_DEPTH`] hits deep, and no further: a deeper one is a bad query
+    /// that says so, never a search of every match.
+    #[test]
+    fn pages_end_at_the_deepest_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = indexed(dir.path(), &corpus(4, 1), &OPTS);
+        let search = |limit, offset| engine.search(&paged("error", limit, offset, 3));
+        assert!(search(10, MAX_DEPTH - 10).is_ok());
+        assert!(
+            search(5000, MAX_DEPTH - MAX_LIMIT).is_ok(),
+            "limit is clamped first"
+        );
+        for (limit, offset) in [(10, MAX_DEPTH - 9), (1, MAX_DEPTH), (10, usize::MAX)] {
+            match search(limit, offset) {
+                Err(EngineError::BadQuery(m)) => assert!(m.contains("offset"), "{m}"),
+                other => panic!("{limit} at {offset}: {other:?}"),
+            }
+        }
+    }
+
+    /// A long section cut into pieces that share lines is one hit, of their lines
+    /// together; a piece merged so does not count against the cap per file, and never
+    /// shows up on a later page.
+    #[test]
+    fn overlapping_pieces_are_one_hit() {
+        let opts = ChunkOptions {
+            chunk_size: 20,
+            chunk_overlap: 6,
+        };
+        let mut long = String::from("# Long\n\n");
+        for i in 0..8 {
+            long.push_str(&format!("needle alpha{i} beta gamma\n"));
+        }
+        long.push_str("\n## Apart\n\nneedle and many other words that are about other things\n");
+        let files = [
+            ("docs/long.md".to_owned(), long.clone()),
+            (
+                "docs/other.md".to_owned(),
+                "# Other\n\nneedle and words\n".to_owned(),
+            ),
+        ];
+        // The premise: two pieces of one section that share lines, and a section apart.
+        let chunks = chunk::chunk(&long, Format::Markdown, "f", &opts).chunks;
+        let lines: Vec<(u64, u64)> = chunks
+            .iter()
+            .map(|c| (c.line_start as u64, c.line_end as u64))
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        let ((a, b), (c, d), apart) = (lines[0], lines[1], lines[2]);
+        assert!(a < c && c <= b && b < d && d < apart.0, "{lines:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let engine = indexed(dir.path(), &files, &opts);
+        let of_long = |hits: &[Hit]| -> Vec<(u64, u64)> {
+            let mut v: Vec<(u64, u64)> = hits
+                .iter()
+                .filter(|h| h.path == "docs/long.md")
+                .map(|h| (h.line_start, h.line_end))
+                .collect();
+            v.sort();
+            v
+        };
+        for max_per_file in [1, 2] {
+            let r = engine
+                .search(&paged("needle", 10, 0, max_per_file))
+                .unwrap();
+            assert_eq!(r.total_matches, 4, "every section matches, merged or not");
+            let want = if max_per_file == 1 {
+                vec![(a, d)]
+            } else {
+                vec![(a, d), apart]
+            };
+            assert_eq!(of_long(&r.hits), want, "{:?}", r.hits);
+            assert_eq!(r.hits.len(), 1 + want.len());
+            // Page by page: the same hits, each once.
+            let pages = every_page(&engine, "needle", 1, max_per_file);
+            let seen: Vec<Hit> = pages.iter().flat_map(|p| p.hits.iter().cloned()).collect();
+            assert_eq!(seen.len(), r.hits.len(), "{seen:?}");
+            assert_eq!(of_long(&seen).len(), want.len(), "{seen:?}");
+        }
+        // Sections apart are never merged.
+        let r = engine.search(&paged("needle", 10, 0, 3)).unwrap();
+        assert_eq!(of_long(&r.hits), [(a, d), apart]);
     }
 }

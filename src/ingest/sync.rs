@@ -416,6 +416,7 @@ mod tests {
             let req = crate::engine::search::Request {
                 q: word.into(),
                 limit: 10,
+                offset: 0,
                 path_prefix: None,
                 max_per_file: 3,
             };

@@ -106,11 +106,13 @@ fn search_output() -> Value {
                 "required": ["id", "path", "title", "headings", "line_start", "line_end", "score", "snippet", "highlights"]
             }},
             "total_matches": {"type": "integer", "description": "Sections matching, before the per-file cap and the limit"},
+            "offset": {"type": "integer"},
+            "next_offset": {"type": ["integer", "null"], "description": "Where the next page starts (offset), or null at the end"},
             "took_ms": {"type": "number"},
             "truncated": {"type": "boolean", "description": "Hits were left out (or the only hit's snippet cut) to fit max_tokens"},
             "index": freshness_schema()
         },
-        "required": ["query", "hits", "total_matches", "truncated", "index"]
+        "required": ["query", "hits", "total_matches", "offset", "next_offset", "truncated", "index"]
     })
 }
 
@@ -221,6 +223,7 @@ fn build_tools() -> Vec<Tool> {
                 "properties": {
                     "query": {"type": "string", "description": "What to look for, e.g. 'configure retry timeout' or '\"socket activation\" -launchd'"},
                     "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8, "description": "Most sections to return"},
+                    "offset": {"type": "integer", "minimum": 0, "default": 0, "description": "Sections to skip: the next page starts at the next_offset of the last answer"},
                     "path_prefix": {"type": "string", "description": "Only files under this path, relative to the project root, e.g. 'docs/guide/'"},
                     "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TOKENS, "default": DEFAULT_MAX_TOKENS, "description": "Fit the answer in about this many tokens: the best hits that fit; truncated says some were left out"}
                 },
@@ -304,7 +307,7 @@ const MAX_READ_ARG_BYTES: usize = 4096;
 /// A tool call's arguments as an operation; `Err` is a message for the model.
 pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
     let allowed: &[&str] = match name {
-        "search_docs" => &["query", "limit", "path_prefix", "max_tokens"],
+        "search_docs" => &["query", "limit", "offset", "path_prefix", "max_tokens"],
         "read_doc" => &[
             "id",
             "path",
@@ -359,10 +362,21 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
                 }),
         }
     };
+    let whole = |k: &str| -> Result<Option<usize>, String> {
+        match args.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("{k} must be a whole number, not {}", shown(v))),
+        }
+    };
     Ok(match name {
         "search_docs" => Op::Search(Search {
             q: text("query", true)?.unwrap_or_default(),
             limit: Some(number("limit")?.unwrap_or(8).min(50)),
+            offset: whole("offset")?,
             path_prefix: text("path_prefix", false)?,
             max_tokens: Some(
                 number("max_tokens")?

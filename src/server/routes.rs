@@ -74,7 +74,7 @@ pub fn object_body<T: serde::de::DeserializeOwned>(
 }
 
 /// The parameters of `/query` (GET) and the fields of its body (POST).
-const QUERY_PARAMS: &[&str] = &["q", "limit", "path_prefix", "wait", "max_tokens"];
+const QUERY_PARAMS: &[&str] = &["q", "limit", "offset", "path_prefix", "wait", "max_tokens"];
 
 /// `/query`: a search, from the query string (GET) or a JSON body (POST).
 pub async fn query(
@@ -86,7 +86,7 @@ pub async fn query(
     let req = if method == Method::POST {
         object_body(
             body,
-            "{\"q\": ..., \"limit\"?, \"path_prefix\"?, \"wait\"?, \"max_tokens\"?}",
+            "{\"q\": ..., \"limit\"?, \"offset\"?, \"path_prefix\"?, \"wait\"?, \"max_tokens\"?}",
         )?
     } else {
         let p = params(qs, QUERY_PARAMS)?;
@@ -95,6 +95,7 @@ pub async fn query(
                 .ok_or_else(|| bad("bad_query", "missing q: /query?q=words"))?
                 .to_owned(),
             limit: number(&p, "limit")?,
+            offset: number(&p, "offset")?,
             path_prefix: param(&p, "path_prefix").map(String::from),
             wait: number(&p, "wait")?,
             max_tokens: number(&p, "max_tokens")?,

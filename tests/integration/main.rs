@@ -16,6 +16,7 @@ mod logging;
 mod mcp;
 mod own_files;
 mod packaging;
+mod paging;
 mod project;
 mod reload;
 mod search;
