@@ -22,7 +22,6 @@ use super::{Context, client_runtime};
 use crate::api::{self, ApiError, FIRST_INDEX_WAIT, Standalone};
 use crate::config::Config;
 use crate::error::exit;
-use crate::ingest::read::Scope;
 use crate::ingest::sync::Indexer;
 use crate::mcp::{Backend, Op, Tools, stdio};
 
@@ -198,39 +197,7 @@ fn request(op: &Op) -> (Method, String, Option<Value>) {
                 "max_tokens": req.max_tokens,
             })),
         ),
-        Op::Read(want) => {
-            let mut qs = form_urlencoded::Serializer::new(String::new());
-            match &want.scope {
-                Scope::Lines { start, end } => {
-                    for (k, n) in [("start", start), ("end", end)] {
-                        if let Some(n) = n {
-                            qs.append_pair(k, &n.to_string());
-                        }
-                    }
-                }
-                Scope::Heading(h) => {
-                    qs.append_pair("heading", h);
-                }
-                Scope::Section(id) => {
-                    qs.append_pair("section", id);
-                }
-            }
-            if let Some(n) = want.max_tokens {
-                qs.append_pair("max_tokens", &n.to_string());
-            }
-            let path: String = percent_encoding::utf8_percent_encode(
-                &want.path,
-                percent_encoding::NON_ALPHANUMERIC,
-            )
-            .to_string()
-            // Keep the separators readable; every other byte is encoded.
-            .replace("%2F", "/");
-            (
-                Method::GET,
-                format!("/documents/{path}?{}", qs.finish()),
-                None,
-            )
-        }
+        Op::Read(want) => (Method::GET, super::search::documents_path(want), None),
         Op::Status => (Method::GET, "/status".into(), None),
         Op::Reindex { full } => (Method::POST, "/index".into(), Some(json!({"full": full}))),
     }
@@ -267,7 +234,7 @@ impl Backend for Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::read::Want;
+    use crate::ingest::read::{Scope, Want};
 
     #[test]
     fn requests_encode_their_arguments() {

@@ -144,6 +144,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read a section by its id (from a hit), a file, a range of its lines, or the
+    /// section under a heading
+    ///
+    /// TARGET is a section id as hits show it (docs/guide/install.md#linux) or a path
+    /// relative to the project root. Prints the text with its path, line range and
+    /// heading trail, then the ids of the sections before and after. Asks the resident
+    /// when one can be reached, else reads the file itself; only files the index would
+    /// hold can be read. Exits 2 when there is no such document or section.
+    Read {
+        /// A section id (path#anchor) or a path
+        target: String,
+        /// Only these lines, 1-based and inclusive: 10-20, 10- or -20
+        #[arg(long, value_name = "A-B", conflicts_with = "heading")]
+        lines: Option<String>,
+        /// The section under this heading (its subsections included): 'Linux' or
+        /// 'Install > Linux'
+        #[arg(long, value_name = "TEXT")]
+        heading: Option<String>,
+        /// Cut the text after about N tokens (4 bytes each), on a line boundary
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        max_tokens: Option<usize>,
+        /// Print the answer as JSON, as /documents gives it
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the MCP tools on stdio for an AI assistant, bridged to the resident
     ///
     /// Tools: search_docs, read_doc, index_status, reindex. The project's resident is
@@ -422,6 +447,7 @@ pub fn run() -> anyhow::Result<i32> {
             | Command::Start { .. }
             | Command::Index { .. }
             | Command::Query { .. }
+            | Command::Read { .. }
             | Command::Mcp
     );
     if indexes && let Some(why) = ctx.project.too_broad(ctx.env.home.as_deref()) {
@@ -457,6 +483,13 @@ pub fn run() -> anyhow::Result<i32> {
             };
             search::query(&ctx, &req, json)
         }
+        Command::Read {
+            target,
+            lines,
+            heading,
+            max_tokens,
+            json,
+        } => search::read(&ctx, &target, lines.as_deref(), heading, max_tokens, json),
         Command::Doctor { json } => doctor::run(&ctx, json),
         Command::Install { supervisor, args } => install::install(&ctx, supervisor, &args),
         Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),

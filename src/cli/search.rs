@@ -19,7 +19,9 @@ use crate::config::{Config, Flags};
 use crate::engine::EngineError;
 use crate::error::exit;
 use crate::events::EventLog;
+use crate::ingest::read::{self, Part, Scope, Want};
 use crate::ingest::sync::{Indexer, Summary};
+use crate::ingest::walk::Sources;
 
 /// A progress bar on a terminal, nothing otherwise.
 fn progress_bar(enabled: bool) -> Option<ProgressBar> {
@@ -306,4 +308,140 @@ fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Re
         writeln!(out, "more: --offset {next}")?;
     }
     Ok(())
+}
+
+/// `doc-serve read TARGET`: a section by its id, a file, a range of its lines or the
+/// section under a heading, as `/documents` reads them.
+pub fn read(
+    ctx: &Context,
+    target: &str,
+    lines: Option<&str>,
+    heading: Option<String>,
+    max_tokens: Option<usize>,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let config = ctx.config(&Flags::default())?;
+    ctx.project.create_state_dir()?;
+    let scope = match (target.split_once('#'), lines, heading) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => anyhow::bail!(
+            "{target} is a section id: it names its lines itself (leave out --lines and \
+             --heading, or give the path alone)"
+        ),
+        (Some(_), None, None) => Scope::Section(target.to_owned()),
+        (None, Some(range), _) => {
+            let (start, end) = line_range(range)?;
+            Scope::Lines { start, end }
+        }
+        (None, None, Some(h)) => Scope::Heading(h),
+        (None, None, None) => Scope::Lines {
+            start: None,
+            end: None,
+        },
+    };
+    let want = Want {
+        path: target.split_once('#').map_or(target, |(p, _)| p).to_owned(),
+        scope,
+        max_tokens,
+    };
+    let path = documents_path(&want);
+    let delegated = delegate(ctx, config.autostart, async |r| {
+        r.call(Method::GET, &path, None, QUERY_TIMEOUT).await
+    });
+    let part: Part = match delegated {
+        Ok(Some(v)) => serde_json::from_value(v).context("the resident's /documents answer")?,
+        // Only the sources are needed, not the index.
+        Ok(None) => {
+            let sources = Sources::new(&ctx.project.root, &ctx.project.state_dir, &config)?;
+            read::read(&sources, &want).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        // Not found (or a bad range) is the same message either way.
+        Err(e) => match e.downcast_ref::<CallError>() {
+            Some(CallError::Api { message, .. }) => anyhow::bail!("{message}"),
+            _ => return Err(e),
+        },
+    };
+    output::emit(json, &part, |out| {
+        let trail = if part.headings.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", part.headings.join(" > "))
+        };
+        writeln!(
+            out,
+            "{}:{}-{} of {}{trail}  [{}]",
+            part.path, part.line_start, part.line_end, part.total_lines, part.id
+        )?;
+        writeln!(out)?;
+        writeln!(out, "{}", part.text)?;
+        if part.truncated
+            && let Some(next) = part.next_line
+        {
+            writeln!(
+                out,
+                "\n(cut to fit --max-tokens: read on with --lines {next}-)"
+            )?;
+        }
+        for (label, s) in [("previous", &part.previous), ("next", &part.next)] {
+            if let Some(s) = s {
+                writeln!(out, "{label}: {}", s.id)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(exit::OK)
+}
+
+/// `A-B`, `A-` or `-B` (or `A`, one line), 1-based.
+fn line_range(range: &str) -> anyhow::Result<(Option<usize>, Option<usize>)> {
+    let number = |s: &str| -> anyhow::Result<Option<usize>> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => anyhow::bail!(
+                "--lines takes A-B, A- or -B with line numbers of at least 1, not {range:?}"
+            ),
+        }
+    };
+    match range.split_once('-') {
+        Some((a, b)) => Ok((number(a)?, number(b)?)),
+        None => {
+            let n = number(range)?;
+            if n.is_none() {
+                anyhow::bail!("--lines takes A-B, A- or -B, not an empty range");
+            }
+            Ok((n, n))
+        }
+    }
+}
+
+/// The `/documents` request for `want`.
+pub(super) fn documents_path(want: &Want) -> String {
+    let mut qs = form_urlencoded::Serializer::new(String::new());
+    match &want.scope {
+        Scope::Lines { start, end } => {
+            for (k, n) in [("start", start), ("end", end)] {
+                if let Some(n) = n {
+                    qs.append_pair(k, &n.to_string());
+                }
+            }
+        }
+        Scope::Heading(h) => {
+            qs.append_pair("heading", h);
+        }
+        Scope::Section(id) => {
+            qs.append_pair("section", id);
+        }
+    }
+    if let Some(n) = want.max_tokens {
+        qs.append_pair("max_tokens", &n.to_string());
+    }
+    let path: String =
+        percent_encoding::utf8_percent_encode(&want.path, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            // Keep the separators readable; every other byte is encoded.
+            .replace("%2F", "/");
+    format!("/documents/{path}?{}", qs.finish())
 }

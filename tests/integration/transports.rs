@@ -44,6 +44,8 @@ fn every_transport_gives_the_same_structured_answers() {
         ["read_doc", {"path": "docs/guide/install.md", "line_start": 2, "line_end": 4}],
         ["read_doc", {"path": "../../etc/passwd"}],
         ["search_docs", {"query": q, "limit": 3, "max_tokens": 150}],
+        ["read_doc", {"id": "docs/guide/install.md#linux"}],
+        ["search_docs", {"query": q, "limit": 1, "offset": 1}],
     ]);
 
     // HTTP and MCP at /mcp, from one resident.
@@ -58,6 +60,8 @@ fn every_transport_gives_the_same_structured_answers() {
     let lines = http("/documents/docs/guide/install.md?start=2&end=4").json();
     let outside = http("/documents/../../etc/passwd");
     let budget = http("/query?q=installer+platform&limit=3&max_tokens=150").json();
+    let by_id = http("/documents/?section=docs/guide/install.md%23linux").json();
+    let page = http("/query?q=installer+platform&limit=1&offset=1").json();
     let url = format!("{}/mcp", rt["base_url"].as_str().unwrap());
     let in_resident = mcp_calls(&t, &py, ["http", &url, &token], &calls);
     t.ok(&["stop"]);
@@ -65,6 +69,16 @@ fn every_transport_gives_the_same_structured_answers() {
     // The CLI without a resident (none runs, and it starts none).
     let cli = t.json(&["query", "--json", "--limit", "3", q]);
     let cli_budget = t.json(&["query", "--json", "--limit", "3", "--max-tokens", "150", q]);
+    let cli_page = t.json(&["query", "--json", "--limit", "1", "--offset", "1", q]);
+    let cli_by_id = t.json(&["read", "--json", "docs/guide/install.md#linux"]);
+    let cli_heading = t.json(&[
+        "read",
+        "--json",
+        "docs/guide/install.md",
+        "--heading",
+        "Linux",
+    ]);
+    let cli_lines = t.json(&["read", "--json", "docs/guide/install.md", "--lines", "2-4"]);
 
     // The bridge, which can start no resident here (an address no interface has).
     t.set("DOC_SERVE_BIND_HOST", "192.0.2.1");
@@ -100,7 +114,29 @@ fn every_transport_gives_the_same_structured_answers() {
             comparable(budget.clone()),
             "{name}"
         );
+        assert_eq!(answers[5]["structured"], by_id, "{name}");
+        assert_eq!(
+            comparable(answers[6]["structured"].clone()),
+            comparable(page.clone()),
+            "{name}"
+        );
     }
+    assert_eq!(cli_by_id, by_id, "the CLI");
+    assert_eq!(cli_heading, heading, "the CLI");
+    assert_eq!(cli_lines, lines, "the CLI");
+    assert_eq!(comparable(cli_page), comparable(page.clone()), "the CLI");
+    // The section read by its id is the hit's own lines, with its neighbours.
+    let linux = &search["hits"].as_array().unwrap()[1];
+    assert_eq!(linux["id"], "docs/guide/install.md#linux", "{search}");
+    assert_eq!(by_id["line_start"], linux["line_start"], "{by_id}");
+    assert_eq!(by_id["line_end"], linux["line_end"], "{by_id}");
+    assert!(
+        by_id["previous"]["id"].is_string() && by_id["next"]["id"].is_string(),
+        "{by_id}"
+    );
+    // The second page is the second hit.
+    assert_eq!(page["hits"][0], search["hits"][1], "{page}");
+    assert_eq!(page["next_offset"], 2, "{page}");
     assert_eq!(comparable(cli), search, "the CLI");
     assert_eq!(
         comparable(cli_budget),
@@ -113,4 +149,53 @@ fn every_transport_gives_the_same_structured_answers() {
     let hits = budget["hits"].as_array().unwrap();
     assert!(!hits.is_empty() && hits.len() < 3, "{budget}");
     assert!(budget.to_string().len() / 4 <= 150 + 60, "{budget}");
+}
+
+#[test]
+fn read_shows_a_section_and_names_what_is_wrong() {
+    let t = with_fixtures();
+    let text = t.ok(&["read", "docs/guide/install.md#linux"]);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("docs/guide/install.md:9-17 of ")
+            && first.ends_with("[docs/guide/install.md#linux]"),
+        "{text}"
+    );
+    assert!(text.contains("./install.sh --dry-run"), "{text}");
+    assert!(text.contains("\nnext: docs/guide/install.md#"), "{text}");
+    let cut = t.ok(&["read", "docs/guide/install.md", "--max-tokens", "10"]);
+    assert!(cut.contains("read on with --lines "), "{cut}");
+
+    // The same refusals standalone and through a resident.
+    let bad: [(&[&str], &str); 4] = [
+        (
+            &["read", "docs/guide/install.md#nope"],
+            "docs/guide/install.md#linux",
+        ),
+        (&["read", "../../etc/passwd"], "no document"),
+        (
+            &["read", "docs/guide/install.md", "--lines", "0-3"],
+            "--lines",
+        ),
+        (
+            &["read", "docs/guide/install.md#linux", "--heading", "X"],
+            "section id",
+        ),
+    ];
+    let errors = |t: &TestEnv| -> Vec<String> {
+        bad.iter()
+            .map(|(args, says)| {
+                let out = t.run(args);
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+                assert!(err.contains(says), "{args:?}: {err}");
+                err
+            })
+            .collect()
+    };
+    let standalone = errors(&t);
+    t.ok(&["start"]);
+    assert_eq!(errors(&t), standalone);
+    assert_eq!(t.ok(&["read", "docs/guide/install.md#linux"]), text);
+    t.ok(&["stop"]);
 }
