@@ -9,9 +9,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -49,7 +50,9 @@ pub enum CoordinationMode {
     None,
 }
 
-/// The validated settings of one project.
+/// The validated settings of one project, in the types they are used as: a wait is a
+/// `Duration` (`None` for the "0 means never" ones), a count or size of memory a
+/// `usize`. They serialise under their config.json keys, in config.json's units.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub mode: Mode,
@@ -66,42 +69,51 @@ pub struct Config {
     pub include: Vec<String>,
     /// Globs of files never to index.
     pub exclude: Vec<String>,
-    pub chunk_size: u64,
-    pub chunk_overlap: u64,
-    /// Seconds without requests after which `serve` exits; 0 means never.
-    pub idle_timeout_seconds: u64,
-    /// Seconds a writer waits for the index lock before skipping a cycle.
-    pub lock_timeout_seconds: u64,
+    pub chunk_size: usize,
+    pub chunk_overlap: usize,
+    /// Time without requests after which `serve` exits (`idle_timeout_seconds`; 0 never).
+    #[serde(rename = "idle_timeout_seconds", serialize_with = "secs_or_zero")]
+    pub idle_timeout: Option<Duration>,
+    /// How long a writer waits for the index lock before skipping a cycle.
+    #[serde(rename = "lock_timeout_seconds", serialize_with = "secs")]
+    pub lock_timeout: Duration,
     pub coordination_mode: CoordinationMode,
     /// Files larger than this (bytes) are not indexed.
     pub max_file_bytes: u64,
-    /// Quiet time after a file change before it is indexed, in milliseconds.
-    pub debounce_ms: u64,
-    /// Seconds between full reconciliations of the index with the disk; 0 never.
-    pub reconcile_interval_seconds: u64,
+    /// Quiet time after a file change before it is indexed (`debounce_ms`).
+    #[serde(rename = "debounce_ms", serialize_with = "millis")]
+    pub debounce: Duration,
+    /// Time between full reconciliations of the index with the disk
+    /// (`reconcile_interval_seconds`; 0 never).
+    #[serde(rename = "reconcile_interval_seconds", serialize_with = "secs_or_zero")]
+    pub reconcile_interval: Option<Duration>,
     /// Most hits one file may contribute to a result list.
-    pub max_hits_per_file: u64,
+    pub max_hits_per_file: usize,
     /// Whether `query` and `index` start a resident when none runs (`mcp` always does).
     pub autostart: bool,
-    /// Seconds `start` waits for a new resident to become healthy.
-    pub start_timeout_seconds: u64,
-    /// Seconds shutdown waits for in-flight requests.
-    pub drain_timeout_seconds: u64,
-    /// Seconds a client may take to send request headers, and a request body.
-    pub request_timeout_seconds: u64,
+    /// How long `start` waits for a new resident to become healthy.
+    #[serde(rename = "start_timeout_seconds", serialize_with = "secs")]
+    pub start_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(rename = "drain_timeout_seconds", serialize_with = "secs")]
+    pub drain_timeout: Duration,
+    /// How long a client may take to send request headers, and a request body.
+    #[serde(rename = "request_timeout_seconds", serialize_with = "secs")]
+    pub request_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
-    pub max_connections: u64,
+    pub max_connections: usize,
     /// Largest request body accepted, in bytes (413 beyond).
-    pub max_body_bytes: u64,
+    pub max_body_bytes: usize,
     /// Size at which logs/events.jsonl is rotated, in bytes.
     pub event_log_max_bytes: u64,
     /// Shared daemon: indexing jobs (one project each) running at once.
-    pub max_concurrent_indexing: u64,
+    pub max_concurrent_indexing: usize,
     /// Shared daemon: projects whose index and watcher are kept open at once; the
     /// least recently used one past the cap is closed (and reopened on demand).
-    pub max_open_projects: u64,
-    /// Shared daemon: seconds without requests after which a project is closed.
-    pub project_idle_seconds: u64,
+    pub max_open_projects: usize,
+    /// Shared daemon: time without requests after which a project is closed.
+    #[serde(rename = "project_idle_seconds", serialize_with = "secs")]
+    pub project_idle: Duration,
     /// Kept for compatibility with other doc-serve versions; the BM25 engine uses none.
     pub embedding_model: Option<String>,
     /// Messages about the configuration that are not errors (unknown keys).
@@ -128,23 +140,23 @@ impl Default for Config {
             exclude: Vec::new(),
             chunk_size: 512,
             chunk_overlap: 50,
-            idle_timeout_seconds: 0,
-            lock_timeout_seconds: 5,
+            idle_timeout: None,
+            lock_timeout: Duration::from_secs(5),
             coordination_mode: CoordinationMode::FileLock,
             max_file_bytes: 4 << 20,
-            debounce_ms: 200,
-            reconcile_interval_seconds: 600,
+            debounce: Duration::from_millis(200),
+            reconcile_interval: Some(Duration::from_secs(600)),
             max_hits_per_file: 3,
             autostart: false,
-            start_timeout_seconds: 15,
-            drain_timeout_seconds: 5,
-            request_timeout_seconds: 10,
+            start_timeout: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
             max_connections: 256,
             max_body_bytes: 1 << 20,
             event_log_max_bytes: 1 << 20,
             max_concurrent_indexing: 2,
             max_open_projects: 64,
-            project_idle_seconds: 1800,
+            project_idle: Duration::from_secs(1800),
             embedding_model: None,
             warnings: Vec::new(),
             origins: std::collections::HashMap::new(),
@@ -186,6 +198,11 @@ impl Setting for u64 {
         s.trim().parse().map_err(|e| format!("{e}: {s:?}"))
     }
 }
+impl Setting for usize {
+    fn from_text(s: &str) -> std::result::Result<Self, String> {
+        s.trim().parse().map_err(|e| format!("{e}: {s:?}"))
+    }
+}
 impl Setting for bool {
     /// `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
     fn from_text(s: &str) -> std::result::Result<Self, String> {
@@ -214,6 +231,42 @@ fn parse<T: Setting>(raw: Raw) -> std::result::Result<T, String> {
     }
 }
 
+/// The longest wait a setting may ask for. Far longer is surely a mistake, and would
+/// overflow where it is added to the current time or to another wait.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A wait given as a whole number of `unit`s (`Duration::from_secs`, `from_millis`).
+fn wait(raw: Raw, unit: fn(u64) -> Duration) -> std::result::Result<Duration, String> {
+    let n: u64 = parse(raw)?;
+    let wait = unit(n);
+    if wait > MAX_WAIT {
+        return Err(format!("{n} is longer than a year: give a smaller value"));
+    }
+    Ok(wait)
+}
+
+/// A wait in seconds where 0 means never.
+fn wait_or_never(raw: Raw) -> std::result::Result<Option<Duration>, String> {
+    let wait = wait(raw, Duration::from_secs).map_err(|e| format!("{e}, or 0 for never"))?;
+    Ok((!wait.is_zero()).then_some(wait))
+}
+
+fn secs<S: Serializer>(wait: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(wait.as_secs())
+}
+
+fn secs_or_zero<S: Serializer>(
+    wait: &Option<Duration>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(wait.map_or(0, |w| w.as_secs()))
+}
+
+fn millis<S: Serializer>(wait: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    // At most MAX_WAIT, so it fits.
+    s.serialize_u64(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Most bytes a settings file may hold.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -236,23 +289,23 @@ impl Config {
             "exclude" => self.exclude = parse(raw)?,
             "chunk_size" => self.chunk_size = parse(raw)?,
             "chunk_overlap" => self.chunk_overlap = parse(raw)?,
-            "idle_timeout_seconds" => self.idle_timeout_seconds = parse(raw)?,
-            "lock_timeout_seconds" => self.lock_timeout_seconds = parse(raw)?,
+            "idle_timeout_seconds" => self.idle_timeout = wait_or_never(raw)?,
+            "lock_timeout_seconds" => self.lock_timeout = wait(raw, Duration::from_secs)?,
             "coordination_mode" => self.coordination_mode = parse(raw)?,
             "max_file_bytes" => self.max_file_bytes = parse(raw)?,
-            "debounce_ms" => self.debounce_ms = parse(raw)?,
-            "reconcile_interval_seconds" => self.reconcile_interval_seconds = parse(raw)?,
+            "debounce_ms" => self.debounce = wait(raw, Duration::from_millis)?,
+            "reconcile_interval_seconds" => self.reconcile_interval = wait_or_never(raw)?,
             "max_hits_per_file" => self.max_hits_per_file = parse(raw)?,
             "autostart" => self.autostart = parse(raw)?,
-            "start_timeout_seconds" => self.start_timeout_seconds = parse(raw)?,
-            "drain_timeout_seconds" => self.drain_timeout_seconds = parse(raw)?,
-            "request_timeout_seconds" => self.request_timeout_seconds = parse(raw)?,
+            "start_timeout_seconds" => self.start_timeout = wait(raw, Duration::from_secs)?,
+            "drain_timeout_seconds" => self.drain_timeout = wait(raw, Duration::from_secs)?,
+            "request_timeout_seconds" => self.request_timeout = wait(raw, Duration::from_secs)?,
             "max_connections" => self.max_connections = parse(raw)?,
             "max_body_bytes" => self.max_body_bytes = parse(raw)?,
             "event_log_max_bytes" => self.event_log_max_bytes = parse(raw)?,
             "max_concurrent_indexing" => self.max_concurrent_indexing = parse(raw)?,
             "max_open_projects" => self.max_open_projects = parse(raw)?,
-            "project_idle_seconds" => self.project_idle_seconds = parse(raw)?,
+            "project_idle_seconds" => self.project_idle = wait(raw, Duration::from_secs)?,
             "embedding_model" => self.embedding_model = parse(raw)?,
             _ => return Ok(false),
         }
@@ -410,19 +463,24 @@ impl Config {
                 ),
             );
         }
-        for (name, value) in [
-            ("start_timeout_seconds", self.start_timeout_seconds),
-            ("request_timeout_seconds", self.request_timeout_seconds),
-            ("max_connections", self.max_connections),
-            ("max_body_bytes", self.max_body_bytes),
-            ("max_file_bytes", self.max_file_bytes),
-            ("max_hits_per_file", self.max_hits_per_file),
-            ("max_concurrent_indexing", self.max_concurrent_indexing),
-            ("max_open_projects", self.max_open_projects),
+        for (name, zero) in [
+            ("start_timeout_seconds", self.start_timeout.is_zero()),
+            ("request_timeout_seconds", self.request_timeout.is_zero()),
+            ("max_connections", self.max_connections == 0),
+            ("max_body_bytes", self.max_body_bytes == 0),
+            ("max_file_bytes", self.max_file_bytes == 0),
+            ("max_hits_per_file", self.max_hits_per_file == 0),
+            ("max_concurrent_indexing", self.max_concurrent_indexing == 0),
+            ("max_open_projects", self.max_open_projects == 0),
         ] {
-            if value == 0 {
+            if zero {
                 return bad(name, "must be above 0".into());
             }
+        }
+        // The most a tokio semaphore holds (more panics).
+        let most = tokio::sync::Semaphore::MAX_PERMITS;
+        if self.max_connections > most {
+            return bad("max_connections", format!("must be at most {most}"));
         }
         Ok(())
     }
@@ -527,7 +585,10 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         let c = load(Some(r#"{"port": 7000, "idle_timeout_seconds": 30}"#), &[]).unwrap();
-        assert_eq!((c.port, c.idle_timeout_seconds), (7000, 30));
+        assert_eq!(
+            (c.port, c.idle_timeout),
+            (7000, Some(Duration::from_secs(30)))
+        );
         let c = load(Some(r#"{"port": 7000}"#), &[("DOC_SERVE_PORT", "7001")]).unwrap();
         assert_eq!(c.port, 7001);
         let dir = tempfile::tempdir().unwrap();
@@ -569,6 +630,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"mode\""), "{err}");
+    }
+
+    #[test]
+    fn waits_are_durations_in_their_keys_units() {
+        let c = load(
+            Some(r#"{"debounce_ms": 250, "idle_timeout_seconds": 0, "start_timeout_seconds": 7}"#),
+            &[("DOC_SERVE_RECONCILE_INTERVAL_SECONDS", "0")],
+        )
+        .unwrap();
+        assert_eq!(c.debounce, Duration::from_millis(250));
+        assert_eq!((c.idle_timeout, c.reconcile_interval), (None, None));
+        assert_eq!(c.start_timeout, Duration::from_secs(7));
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["debounce_ms"], 250);
+        assert_eq!(v["idle_timeout_seconds"], 0);
+        assert_eq!(v["reconcile_interval_seconds"], 0);
+        assert_eq!(v["start_timeout_seconds"], 7);
+        assert_eq!(v["project_idle_seconds"], 1800);
+        assert!(v.get("debounce").is_none(), "{v}");
+    }
+
+    #[test]
+    fn waits_past_a_year_name_the_key() {
+        let year = 365 * 24 * 3600;
+        assert!(
+            load(
+                None,
+                &[("DOC_SERVE_LOCK_TIMEOUT_SECONDS", &year.to_string())]
+            )
+            .is_ok()
+        );
+        let too_long = (year + 1).to_string();
+        for key in [
+            "idle_timeout_seconds",
+            "lock_timeout_seconds",
+            "reconcile_interval_seconds",
+            "start_timeout_seconds",
+            "drain_timeout_seconds",
+            "request_timeout_seconds",
+            "project_idle_seconds",
+        ] {
+            let var = format!("DOC_SERVE_{}", key.to_ascii_uppercase());
+            let e = load(None, &[(&var, &too_long)]).unwrap_err().to_string();
+            assert!(e.contains(&var) && e.contains("longer than a year"), "{e}");
+            let e = load(Some(&format!("{{\"{key}\": {}}}", u64::MAX)), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("\"{key}\"")), "{e}");
+        }
+        let e = load(Some(r#"{"debounce_ms": 31536000001}"#), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"debounce_ms\"") && e.contains("a year"), "{e}");
+        let e = load(
+            None,
+            &[("DOC_SERVE_IDLE_TIMEOUT_SECONDS", &u64::MAX.to_string())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("0 for never"), "{e}");
+        let e = load(
+            None,
+            &[("DOC_SERVE_MAX_CONNECTIONS", &u64::MAX.to_string())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("max_connections (set in DOC_SERVE_MAX_CONNECTIONS)"),
+            "{e}"
+        );
     }
 
     #[test]

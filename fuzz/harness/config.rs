@@ -37,17 +37,17 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
         }
     };
     assert!(config.chunk_size > 0 && config.chunk_overlap < config.chunk_size);
-    for value in [
-        config.start_timeout_seconds,
-        config.request_timeout_seconds,
-        config.max_connections,
-        config.max_body_bytes,
-        config.max_file_bytes,
-        config.max_hits_per_file,
-        config.max_concurrent_indexing,
-        config.max_open_projects,
+    for zero in [
+        config.start_timeout.is_zero(),
+        config.request_timeout.is_zero(),
+        config.max_connections == 0,
+        config.max_body_bytes == 0,
+        config.max_file_bytes == 0,
+        config.max_hits_per_file == 0,
+        config.max_concurrent_indexing == 0,
+        config.max_open_projects == 0,
     ] {
-        assert!(value > 0, "a zero limit passed validation: {config:?}");
+        assert!(!zero, "a zero limit passed validation: {config:?}");
     }
     for w in &config.warnings {
         assert!(

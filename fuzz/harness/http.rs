@@ -78,8 +78,8 @@ impl Fixture {
         let shared = Arc::new(Shared {
             token: TOKEN.into(),
             bind_host: config.bind_host.clone(),
-            max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
-            request_timeout: Duration::from_secs(config.request_timeout_seconds),
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
             idle_timeout: None,
             started: Instant::now(),
             activity: Activity::default(),

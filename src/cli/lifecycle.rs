@@ -61,7 +61,7 @@ pub fn ensure_running(
     let log_dir = project.state_path(&config.log_dir);
     let events = EventLog::new(&log_dir, config.event_log_max_bytes);
     events.prepare()?;
-    let timeout = Duration::from_secs(config.start_timeout_seconds);
+    let timeout = config.start_timeout;
     let deadline = Instant::now() + timeout;
 
     let start_lock = project.start_lock_file();
@@ -299,7 +299,7 @@ fn spawn(
     tracing::debug!(
         "spawned resident pid {} (timeout {:?})",
         child.id(),
-        config.start_timeout_seconds
+        config.start_timeout
     );
     Ok(Spawned {
         child,
@@ -328,7 +328,7 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
         config.event_log_max_bytes,
     );
     let rt = client_runtime()?;
-    let wait_start = Duration::from_secs(config.start_timeout_seconds);
+    let wait_start = config.start_timeout;
     let deadline = Instant::now() + wait_start;
 
     // A resident still starting is waited for: its runtime.json names what to signal.
@@ -353,7 +353,7 @@ pub fn stop(ctx: &Context, force: bool, json: bool) -> anyhow::Result<i32> {
     };
     let stopped_pid = match target {
         Some((pid, identity)) => {
-            let drain = Duration::from_secs(config.drain_timeout_seconds + 5);
+            let drain = config.drain_timeout + Duration::from_secs(5);
             terminate(pid, &identity, drain, force)?;
             Some(pid)
         }

@@ -33,7 +33,7 @@ pub fn run(ctx: Context) -> anyhow::Result<i32> {
     let max_line = config.max_body_bytes;
     // The longest a tool call usually takes: starting a resident, then a search's wait
     // for its first index; requests still running when stdin ends get that long.
-    let drain = Duration::from_secs(config.start_timeout_seconds + FIRST_INDEX_WAIT + 5);
+    let drain = config.start_timeout + Duration::from_secs(FIRST_INDEX_WAIT + 5);
     ctx.project.create_state_dir()?;
     let bridge = Arc::new(Bridge {
         ctx: Arc::new(ctx),
@@ -53,13 +53,8 @@ pub fn run(ctx: Context) -> anyhow::Result<i32> {
         tokio::spawn(async move { warm.remote().await });
         // Lines are checked before rmcp reads them (see `mcp::stdio`); rmcp gets only
         // lines within the cap, so its own cap is lifted.
-        let (read, write, pump) = stdio::filter(
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-            usize::try_from(max_line).unwrap_or(usize::MAX),
-            drain,
-        )
-        .split();
+        let (read, write, pump) =
+            stdio::filter(tokio::io::stdin(), tokio::io::stdout(), max_line, drain).split();
         let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(usize::MAX);
         let session = async {
             let server = Tools(bridge)
@@ -150,8 +145,7 @@ impl Bridge {
                         .map_err(|e| {
                             ApiError::unavailable(format!("cannot open the index: {e}"))
                         })?;
-                    let max_per_file =
-                        usize::try_from(self.config.max_hits_per_file).unwrap_or(usize::MAX);
+                    let max_per_file = self.config.max_hits_per_file;
                     slot.insert(Standalone::new(Arc::new(opened), max_per_file))
                         .clone()
                 }

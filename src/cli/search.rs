@@ -274,7 +274,7 @@ fn standalone_query(ctx: &Context, config: &Config, req: &Search) -> anyhow::Res
         );
         reconcile(&indexer, false, true)?;
     }
-    let max_per_file = usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX);
+    let max_per_file = config.max_hits_per_file;
     let site = Standalone::new(Arc::new(indexer), max_per_file);
     Ok(client_runtime()?.block_on(api::search(&site, req))?)
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,8 +61,8 @@ pub struct Indexer {
 /// How `config` has files chunked.
 pub fn chunk_options(config: &Config) -> ChunkOptions {
     ChunkOptions {
-        chunk_size: usize::try_from(config.chunk_size).unwrap_or(usize::MAX),
-        chunk_overlap: usize::try_from(config.chunk_overlap).unwrap_or(usize::MAX),
+        chunk_size: config.chunk_size,
+        chunk_overlap: config.chunk_overlap,
     }
 }
 
@@ -105,7 +105,7 @@ impl Indexer {
     pub fn open(project: &Project, config: &Config) -> Result<Indexer> {
         let write = WriteOptions {
             coordination: config.coordination_mode,
-            lock_timeout: Duration::from_secs(config.lock_timeout_seconds),
+            lock_timeout: config.lock_timeout,
         };
         let engine = Engine::open(&project.state_path(&config.data_dir), write)?;
         Ok(Indexer {

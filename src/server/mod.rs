@@ -95,10 +95,9 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
     let shared = Arc::new(Shared {
         token: runtime.token.clone(),
         bind_host: config.bind_host.clone(),
-        max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
-        request_timeout: Duration::from_secs(config.request_timeout_seconds),
-        idle_timeout: (config.idle_timeout_seconds > 0)
-            .then(|| Duration::from_secs(config.idle_timeout_seconds)),
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout,
+        idle_timeout: config.idle_timeout,
         started: Instant::now(),
         activity: Activity::default(),
         runtime,
@@ -110,9 +109,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
     let conns = Conns {
         builder: Arc::new(http1_builder(shared.request_timeout)),
         graceful: Arc::new(GracefulShutdown::new()),
-        permits: Arc::new(Semaphore::new(
-            usize::try_from(config.max_connections).unwrap_or(usize::MAX),
-        )),
+        permits: Arc::new(Semaphore::new(config.max_connections)),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let activation = listeners.activation;
@@ -136,7 +133,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
         let _ = tokio::task::spawn_blocking(move || p.listening(&state)).await;
         housekeeping = Some(tokio::spawn(close_idle_projects(
             projects.clone(),
-            Duration::from_secs(config.project_idle_seconds),
+            config.project_idle,
         )));
     }
     let status = format!(
@@ -199,7 +196,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
         activation,
     });
     remove_runtime_if_ours(&runtime_file, &shared.runtime.instance_id);
-    let bound = Duration::from_secs(config.drain_timeout_seconds);
+    let bound = config.drain_timeout;
     drain(conns, bound).await;
     // The batch in progress commits if it can within the bound, else rolls back.
     let projects = match &shared.sites {

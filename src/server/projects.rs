@@ -80,9 +80,7 @@ impl Projects {
             .map(|r| (r.id.clone(), Arc::new(Slot::new(r))))
             .collect();
         Projects {
-            gate: Arc::new(Gate::new(
-                usize::try_from(config.max_concurrent_indexing).unwrap_or(usize::MAX),
-            )),
+            gate: Arc::new(Gate::new(config.max_concurrent_indexing)),
             home,
             env,
             config,
@@ -287,7 +285,7 @@ impl Projects {
     /// Closes projects idle for longer than `project_idle_seconds`, and the least
     /// recently used past `max_open_projects` (blocking).
     pub fn close_idle(&self) {
-        let idle = Duration::from_secs(self.config.project_idle_seconds.max(1));
+        let idle = self.config.project_idle.max(Duration::from_secs(1));
         for slot in self.all() {
             if lock_of(&slot.last_used).elapsed() >= idle {
                 self.close(&slot, "idle");
@@ -298,7 +296,7 @@ impl Projects {
 
     /// Past `max_open_projects`, closes the least recently used (blocking).
     fn enforce_cap(&self) {
-        let cap = usize::try_from(self.config.max_open_projects).unwrap_or(usize::MAX);
+        let cap = self.config.max_open_projects;
         let mut open: Vec<(Instant, Arc<Slot>)> = self
             .all()
             .into_iter()

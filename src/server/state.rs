@@ -62,7 +62,7 @@ impl Live {
     pub fn of(sources: &Sources, config: &Config) -> Live {
         Live {
             sources: Arc::new(sources.clone()),
-            max_hits_per_file: usize::try_from(config.max_hits_per_file).unwrap_or(usize::MAX),
+            max_hits_per_file: config.max_hits_per_file,
         }
     }
 }
@@ -97,9 +97,8 @@ impl Site {
     ) -> (Site, IndexService) {
         let live = Arc::new(Current::new(Live::of(&indexer.sources, config)));
         let settings = Settings {
-            debounce: Duration::from_millis(config.debounce_ms),
-            reconcile_every: (config.reconcile_interval_seconds > 0)
-                .then(|| Duration::from_secs(config.reconcile_interval_seconds)),
+            debounce: config.debounce,
+            reconcile_every: config.reconcile_interval,
             state_dir,
             gate,
             reload: reload.map(|r| (r, config.clone(), live.clone())),

@@ -39,6 +39,45 @@ fn bad_config_is_a_clear_error() {
     }
 }
 
+/// A wait far past a year overflowed where it was added to the clock, and a
+/// connection cap past what a semaphore holds panicked: `start`, `mcp`, `serve` and
+/// `stop` died with a panic (and `stop` left the resident running).
+#[test]
+fn waits_and_counts_too_large_to_use_are_refused_by_name() {
+    let huge = u64::MAX.to_string();
+    for (var, args) in [
+        ("DOC_SERVE_START_TIMEOUT_SECONDS", &["start"][..]),
+        ("DOC_SERVE_START_TIMEOUT_SECONDS", &["mcp"]),
+        ("DOC_SERVE_REQUEST_TIMEOUT_SECONDS", &["serve"]),
+        ("DOC_SERVE_MAX_CONNECTIONS", &["serve"]),
+    ] {
+        let mut t = TestEnv::new();
+        t.ok(&["init"]);
+        t.set(var, &huge);
+        let out = t.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var} {args:?}: {err}");
+        assert!(
+            err.contains(var) && !err.contains("panicked"),
+            "{var}: {err}"
+        );
+        assert!(!t.state_file("runtime.json").exists(), "{var} {args:?}");
+    }
+    // `stop` says what is wrong and stops with the default settings.
+    let mut t = TestEnv::new();
+    t.ok(&["init"]);
+    t.ok(&["start"]);
+    t.set("DOC_SERVE_DRAIN_TIMEOUT_SECONDS", &huge);
+    let out = t.run(&["stop"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("DOC_SERVE_DRAIN_TIMEOUT_SECONDS") && err.contains("a year"),
+        "{err}"
+    );
+    assert!(!t.state_file("runtime.json").exists());
+}
+
 #[test]
 fn unknown_keys_warn_and_bad_env_fails() {
     let mut t = TestEnv::new();
