@@ -11,6 +11,7 @@
 //! - [`project`]: project root resolution (README, "Project root"), project ids, state-dir paths.
 //! - [`config`]: defaults < config.json < `DOC_SERVE_*` < flags, into one [`config::Config`].
 //! - [`fsutil`]: atomic writes and private (0600/0700) files and directories.
+//! - [`flock`]: exclusive flocks on files (at once, within a time, in turn), and their holders.
 //! - [`process`]: process identity (start time, boot id) so a reused PID never passes for ours.
 //! - [`discovery`]: runtime.json, the lifetime lock and PID file, and stale-state detection.
 //! - [`events`]: the `logs/events.jsonl` lifecycle log.
@@ -34,6 +35,7 @@ pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod flock;
 pub mod fsutil;
 pub mod ingest;
 pub mod logging;

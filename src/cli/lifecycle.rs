@@ -24,6 +24,7 @@ use crate::discovery::runtime::RuntimeState;
 use crate::discovery::{self, Resident, StaleFile, lock};
 use crate::error::exit;
 use crate::events::EventLog;
+use crate::flock;
 use crate::fsutil;
 use crate::process::{self, Liveness};
 use crate::supervisor::registry::{Instance, Supervisor};
@@ -65,7 +66,7 @@ pub fn ensure_running(
     let deadline = Instant::now() + timeout;
 
     let start_lock = project.start_lock_file();
-    let _start_lock = lock::lock_within(&start_lock, timeout)
+    let _start_lock = flock::lock_within(&start_lock, timeout)
         .with_context(|| format!("cannot lock {}", start_lock.display()))?
         .with_context(|| format!("another `doc-serve start` held start.lock for {timeout:?}"))?;
     let rt = client_runtime()?;
@@ -403,12 +404,12 @@ fn lock_holder(
     // A resident whose lock file was deleted (and that is stopped, so it will not
     // take a new one) still holds the deleted file: it is doc-serve's, by that file.
     let orphan = || process::holding_deleted(&lock_file).first().copied();
-    if let Some(holder) = lock::holder(&lock_file).map_or_else(orphan, |_| None)
+    if let Some(holder) = flock::holder(&lock_file).map_or_else(orphan, |_| None)
         && let Some(identity) = process::identity_of(holder)
     {
         return Ok((holder, identity));
     }
-    let Some(holder) = lock::holder(&lock_file) else {
+    let Some(holder) = flock::holder(&lock_file) else {
         bail!(
             "a process holds {} but runtime.json is {runtime}, and the kernel's lock table \
              does not say which{}; stop it by hand (`kill PID`), then run `doc-serve stop` \

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::client::{self, Endpoint};
 use crate::error::{Error, Result};
+use crate::flock;
 use crate::fsutil;
 use crate::process::{self, Liveness};
 use crate::project::Project;
@@ -87,7 +88,7 @@ pub struct Inspection {
 pub async fn inspect(project: &Project) -> Result<Inspection> {
     let runtime = RuntimeFile::read(&project.runtime_file());
     let pid = lock::read_pid(&project.pid_file());
-    let held = lock::is_held(&project.lock_file()).map_err(|e| {
+    let held = flock::is_held(&project.lock_file()).map_err(|e| {
         let owner = if e.kind() == std::io::ErrorKind::PermissionDenied {
             owner_hint(&project.state_dir)
         } else {
@@ -123,7 +124,7 @@ pub async fn inspect(project: &Project) -> Result<Inspection> {
         });
     }
     // The kernel knows who holds the lock; runtime.json only says who wrote it.
-    let holder = lock::holder(&project.lock_file());
+    let holder = flock::holder(&project.lock_file());
     let pid = holder.or(pid);
     let starting = |runtime: String| Resident::Starting {
         pid,
@@ -274,7 +275,7 @@ pub fn clean_stale(project: &Project) -> Result<Vec<StaleFile>> {
     if !project.state_dir.exists() {
         return Ok(Vec::new());
     }
-    let Some(_lock) = lock::try_lock(&lock_file).map_err(ctx)? else {
+    let Some(_lock) = flock::try_lock(&lock_file).map_err(ctx)? else {
         return Ok(Vec::new());
     };
     let runtime = RuntimeFile::read(&project.runtime_file());

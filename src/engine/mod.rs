@@ -28,7 +28,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::config::CoordinationMode;
-use crate::discovery::lock;
+use crate::flock;
 use schema::{Fields, KIND_FILE, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -315,11 +315,11 @@ impl Engine {
     }
 
     /// Takes the cross-process index lock, waiting up to the lock timeout.
-    fn lock(path: &Path, write: &WriteOptions) -> Result<Option<lock::FileLock>> {
+    fn lock(path: &Path, write: &WriteOptions) -> Result<Option<flock::FileLock>> {
         if write.coordination == CoordinationMode::None {
             return Ok(None);
         }
-        match lock::lock_fair_within(path, write.lock_timeout)
+        match flock::lock_fair_within(path, write.lock_timeout)
             .map_err(io(format!("cannot lock {}", path.display())))?
         {
             Some(l) => Ok(Some(l)),

@@ -19,7 +19,7 @@ use tantivy::{IndexWriter, Opstamp, TantivyDocument, TantivyError};
 
 use super::schema::{KIND_CHUNK, KIND_FILE};
 use super::{Engine, EngineError, FileRecord, Result};
-use crate::discovery::lock::FileLock;
+use crate::flock::FileLock;
 use crate::ingest::chunk::Document;
 
 /// Memory for one writer; tantivy splits it among its indexing threads.

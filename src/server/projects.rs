@@ -29,9 +29,9 @@ use super::routes;
 use super::state::{Shared, Site};
 use crate::api::{ApiError, Freshness, blocking};
 use crate::config::{Config, Environment, Mode};
-use crate::discovery::lock;
 use crate::discovery::runtime::{RuntimeFile, RuntimeState};
 use crate::events::EventLog;
+use crate::flock;
 use crate::ingest::sync::Indexer;
 use crate::shared::{self, Home, RegisterError, Registration};
 
@@ -368,7 +368,7 @@ impl Projects {
             &crate::config::Flags::default(),
         )
         .map(|c| c.mode);
-        if !matches!(mode, Ok(Mode::Shared)) || lock::is_held(&project.lock_file()).unwrap_or(true)
+        if !matches!(mode, Ok(Mode::Shared)) || flock::is_held(&project.lock_file()).unwrap_or(true)
         {
             return;
         }
