@@ -214,7 +214,7 @@ pub struct FileRecord {
     pub hash: String,
     pub size: u64,
     pub mtime_ns: u64,
-    /// [`crate::ingest::chunk::ChunkOptions::key`] of the chunks indexed.
+    /// How the file was cut into sections (ingest's `ChunkOptions::key`).
     pub chunking: String,
 }
 

@@ -20,7 +20,6 @@ use tantivy::{IndexWriter, Opstamp, TantivyDocument, TantivyError};
 use super::schema::{KIND_CHUNK, KIND_FILE};
 use super::{Engine, EngineError, FileRecord, Result};
 use crate::flock::FileLock;
-use crate::ingest::chunk::Document;
 
 /// Memory for one writer; tantivy splits it among its indexing threads.
 const WRITER_MEMORY: usize = 96 << 20;
@@ -37,6 +36,28 @@ const MAX_SEGMENTS: usize = 8;
 
 /// How long a failed batch's files are waited for, at most (see `Drop for Lease`).
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What is indexed of one file: its title and its sections, in order. Ingest makes it
+/// of a chunked file (borrowing its text); the engine knows nothing of formats or
+/// chunking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSections<'a> {
+    pub title: &'a str,
+    pub sections: Vec<Section<'a>>,
+}
+
+/// One searchable unit: a section, or a piece of a long section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section<'a> {
+    /// Heading trail, outermost first, including this section's own heading;
+    /// empty before the first heading.
+    pub headings: &'a [String],
+    /// 1-based, inclusive.
+    pub line_start: usize,
+    /// 1-based, inclusive.
+    pub line_end: usize,
+    pub text: &'a str,
+}
 
 pub struct Lease<'e> {
     engine: &'e Engine,
@@ -139,27 +160,33 @@ fn remove_uncommitted_deletes(dir: &Path, committed: Opstamp) {
 }
 
 impl Lease<'_> {
-    /// Replaces everything indexed for `path` with `doc`'s chunks and `record`.
-    pub fn upsert(&mut self, path: &str, record: &FileRecord, doc: &Document) -> Result<()> {
+    /// Replaces everything indexed for `path` with `doc`'s sections and `record`.
+    pub fn upsert<'d>(
+        &mut self,
+        path: &str,
+        record: &FileRecord,
+        doc: impl Into<FileSections<'d>>,
+    ) -> Result<()> {
+        let doc = doc.into();
         self.delete(path);
         self.add_record(path, record)?;
         let f = self.engine.fields;
-        for chunk in &doc.chunks {
+        for chunk in doc.sections {
             let mut d = TantivyDocument::new();
             d.add_text(f.kind, KIND_CHUNK);
             d.add_text(f.path, path);
-            d.add_text(f.title, &doc.title);
-            d.add_text(f.title_exact, &doc.title);
+            d.add_text(f.title, doc.title);
+            d.add_text(f.title_exact, doc.title);
             // The document title usually is the first heading too: index it once.
             let below_title = match chunk.headings.first() {
-                Some(first) if *first == doc.title => &chunk.headings[1..],
-                _ => &chunk.headings[..],
+                Some(first) if first == doc.title => &chunk.headings[1..],
+                _ => chunk.headings,
             };
             for h in below_title {
                 d.add_text(f.headings, h);
                 d.add_text(f.headings_exact, h);
             }
-            d.add_text(f.body, &chunk.text);
+            d.add_text(f.body, chunk.text);
             d.add_u64(f.line_start, chunk.line_start as u64);
             d.add_u64(f.line_end, chunk.line_end as u64);
             d.add_text(f.anchor, &chunk.anchor);

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::chunk::{self, ChunkOptions, Format};
 use super::walk::{self, Skipped, SourceFile, Sources};
 use crate::config::Config;
-use crate::engine::writer::Lease;
+use crate::engine::writer::{FileSections, Lease, Section};
 use crate::engine::{Engine, EngineError, FileRecord, Result, WriteOptions};
 use crate::project::Project;
 
@@ -63,6 +63,22 @@ pub fn chunk_options(config: &Config) -> ChunkOptions {
     ChunkOptions {
         chunk_size: config.chunk_size,
         chunk_overlap: config.chunk_overlap,
+    }
+}
+
+/// A chunked file as the engine indexes it.
+impl<'a> From<&'a chunk::Document> for FileSections<'a> {
+    fn from(doc: &'a chunk::Document) -> FileSections<'a> {
+        let section = |c: &'a chunk::Chunk| Section {
+            headings: &c.headings,
+            line_start: c.line_start,
+            line_end: c.line_end,
+            text: &c.text,
+        };
+        FileSections {
+            title: &doc.title,
+            sections: doc.chunks.iter().map(section).collect(),
+        }
     }
 }
 
