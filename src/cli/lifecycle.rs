@@ -37,7 +37,7 @@ pub fn start(ctx: &Context, idle_timeout: Option<u64>, json: bool) -> anyhow::Re
     // A project in shared mode: the shared daemon, with the project registered.
     if let Some(daemon) = ctx.daemon_of()? {
         let (state, existing) = ensure_running(&daemon, idle_timeout)?;
-        let remote = super::reach::Remote::of(&state)?.for_project(&ctx.project);
+        let remote = super::remote::Remote::of(&state)?.for_project(&ctx.project);
         client_runtime()?
             .block_on(remote.call(hyper::Method::GET, "/status", None, Duration::from_secs(60)))
             .with_context(|| format!("cannot register the project with {}", state.base_url))?;

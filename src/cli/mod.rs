@@ -12,6 +12,7 @@ mod lifecycle;
 mod mcp;
 mod output;
 mod reach;
+mod remote;
 mod search;
 mod serve;
 

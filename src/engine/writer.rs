@@ -52,6 +52,8 @@ pub struct Section<'a> {
     /// Heading trail, outermost first, including this section's own heading;
     /// empty before the first heading.
     pub headings: &'a [String],
+    /// The section's anchor in its file (the part of its id after `#`).
+    pub anchor: &'a str,
     /// 1-based, inclusive.
     pub line_start: usize,
     /// 1-based, inclusive.

@@ -71,6 +71,7 @@ impl<'a> From<&'a chunk::Document> for FileSections<'a> {
     fn from(doc: &'a chunk::Document) -> FileSections<'a> {
         let section = |c: &'a chunk::Chunk| Section {
             headings: &c.headings,
+            anchor: &c.anchor,
             line_start: c.line_start,
             line_end: c.line_end,
             text: &c.text,
