@@ -27,23 +27,23 @@
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
 //! - [`cli`]: the commands; only `cli::output` prints.
 
-pub mod api;
+pub(crate) mod api;
 pub mod cli;
-pub mod client;
+pub(crate) mod client;
 pub mod config;
 pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod events;
-pub mod flock;
-pub mod fsutil;
+pub(crate) mod flock;
+pub(crate) mod fsutil;
 pub mod ingest;
-pub mod logging;
-pub mod mcp;
-pub mod process;
+pub(crate) mod logging;
+pub(crate) mod mcp;
+pub(crate) mod process;
 pub mod project;
 pub mod server;
-pub mod shared;
+pub(crate) mod shared;
 pub mod supervisor;
 #[cfg(test)]
 mod testing;
