@@ -333,7 +333,11 @@ impl Config {
         config.apply_file(config_file)?;
         config.apply_env(env)?;
         for (key, value) in &flags.0 {
-            let flag = format!("--{}", key.replace('_', "-"));
+            // Flags are named as their keys, but for `--idle-timeout`.
+            let flag = match *key {
+                "idle_timeout_seconds" => "--idle-timeout".to_owned(),
+                key => format!("--{}", key.replace('_', "-")),
+            };
             config
                 .set(key, Raw::Text(value))
                 .map_err(|message| Error::Setting {

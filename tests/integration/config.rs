@@ -63,6 +63,15 @@ fn waits_and_counts_too_large_to_use_are_refused_by_name() {
         );
         assert!(!t.state_file("runtime.json").exists(), "{var} {args:?}");
     }
+    let t = TestEnv::new();
+    t.ok(&["init"]);
+    let out = t.run(&["start", "--idle-timeout", "31536001"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--idle-timeout: 31536001 is longer than a year"),
+        "{err}"
+    );
     // `stop` says what is wrong and stops with the default settings.
     let mut t = TestEnv::new();
     t.ok(&["init"]);
