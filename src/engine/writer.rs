@@ -191,7 +191,7 @@ impl Lease<'_> {
             d.add_text(f.body, chunk.text);
             d.add_u64(f.line_start, chunk.line_start as u64);
             d.add_u64(f.line_end, chunk.line_end as u64);
-            d.add_text(f.anchor, &chunk.anchor);
+            d.add_text(f.anchor, chunk.anchor);
             self.add(d)?;
         }
         Ok(())
