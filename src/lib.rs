@@ -20,10 +20,11 @@
 //! - [`ingest`]: walking sources, chunking by section, reading a document or a section
 //!   of it, reconciling, watching.
 //! - [`tokens`]: token estimates for answer budgets.
-//! - [`shared`]: the shared daemon's home (`~/.doc-serve`) and its registered projects.
+//! - [`daemon`]: the shared daemon's home (`~/.doc-serve`) and its registered projects.
 //! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
 //! - [`supervisor`]: the instance registry, systemd units and launchd agents.
-//! - [`mcp`]: the MCP tools, over a resident's routes (at /mcp) or a bridge to them (`doc-serve mcp`).
+//! - [`mcp`]: the MCP tools over [`api`], served at /mcp by a resident and over stdio by the
+//!   bridge (`doc-serve mcp`).
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
 //! - [`cli`]: the commands; only `cli::output` prints.
 
@@ -31,6 +32,7 @@ pub(crate) mod api;
 pub mod cli;
 pub(crate) mod client;
 pub mod config;
+pub(crate) mod daemon;
 pub mod discovery;
 pub mod engine;
 pub mod error;
@@ -43,7 +45,6 @@ pub(crate) mod mcp;
 pub(crate) mod process;
 pub mod project;
 pub mod server;
-pub(crate) mod shared;
 pub mod supervisor;
 #[cfg(test)]
 mod testing;

@@ -21,7 +21,7 @@ use doc_serve::events::EventLog;
 use doc_serve::server::http::{self, Transport};
 use doc_serve::server::http1_builder;
 use doc_serve::server::indexing::IndexService;
-use doc_serve::server::state::{Activity, Shared, Site, Sites};
+use doc_serve::server::state::{Activity, Server, Site, Sites};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,7 +35,7 @@ pub const ANSWER_BOUND: Duration = Duration::from_secs(10);
 
 /// A resident's shared state on an indexed project, and the runtime serving it.
 pub struct Fixture {
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     runtime: tokio::runtime::Runtime,
     service: Option<IndexService>,
     _dir: tempfile::TempDir,
@@ -75,7 +75,7 @@ impl Fixture {
             process: Default::default(),
             listeners: Vec::new(),
         };
-        let shared = Arc::new(Shared {
+        let server = Arc::new(Server {
             token: TOKEN.into(),
             bind_host: config.bind_host.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -94,7 +94,7 @@ impl Fixture {
             .build()
             .expect("tokio runtime");
         Fixture {
-            shared,
+            server,
             runtime,
             service: Some(service),
             _dir: dir,
@@ -114,7 +114,7 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
     for transport in [Transport::Tcp, Transport::Unix] {
         let reply = fixture
             .runtime
-            .block_on(exchange(fixture.shared.clone(), transport, data));
+            .block_on(exchange(fixture.server.clone(), transport, data));
         check_reply(&reply, transport);
         let has_token = data.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
         if transport == Transport::Tcp && !has_token {
@@ -125,14 +125,14 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
 
 /// Serves one connection that sends `data` and then shuts its side; returns all the
 /// server wrote before it closed.
-async fn exchange(shared: Arc<Shared>, transport: Transport, data: &[u8]) -> Vec<u8> {
+async fn exchange(server: Arc<Server>, transport: Transport, data: &[u8]) -> Vec<u8> {
     let (client, server_side) = tokio::io::duplex(64 * 1024);
-    let mut builder = http1_builder(shared.request_timeout);
+    let mut builder = http1_builder(server.request_timeout);
     // The one difference from a listener: hyper's default drops a connection whose
     // client shut its side mid-request, which here would be every connection, since
     // shutting is how the harness says the input is over.
     builder.half_close(true);
-    let service = service_fn(move |req| http::handle(req, shared.clone(), transport));
+    let service = service_fn(move |req| http::handle(req, server.clone(), transport));
     let conn = builder.serve_connection(TokioIo::new(server_side), service);
     let (mut rx, mut tx) = tokio::io::split(client);
     let send = async move {

@@ -24,6 +24,7 @@ use crate::engine::search::{Hit, Request, Response};
 use crate::ingest::read::{self, Part, Want};
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
+use crate::tokens::estimate_tokens;
 
 /// How long a search waits for the start-up reconciliation by default (see
 /// [`Site::should_wait`]), and at most (`wait`).
@@ -67,7 +68,7 @@ pub struct Search {
     pub path_prefix: Option<String>,
     /// Seconds to wait for an index still being built (see [`FIRST_INDEX_WAIT`]).
     pub wait: Option<u64>,
-    /// The most the answer may take, in estimated tokens (see [`estimate_tokens`]).
+    /// The most the answer may take, in estimated tokens (see [`crate::tokens`]).
     pub max_tokens: Option<usize>,
 }
 
@@ -122,12 +123,6 @@ impl Freshness {
 pub struct ReindexReply {
     pub summary: Summary,
     pub index: Freshness,
-}
-
-/// Estimated tokens of `text` for a model: one per four bytes, the usual rule for
-/// English prose and code (a budget is a bound an agent plans with, not a tokenizer).
-pub fn estimate_tokens(text: &str) -> usize {
-    text.len().div_ceil(4)
 }
 
 /// Runs `req` over `site`. A resident still building its first index (just started or

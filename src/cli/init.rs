@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use super::reach::Remote;
 use super::{Context, client_runtime, output};
 use crate::config::{Flags, Mode};
+use crate::daemon::Home;
 use crate::discovery::{self, Resident};
 use crate::fsutil;
-use crate::shared::Home;
 
 pub fn run(ctx: &Context, mode: Mode, json: bool) -> anyhow::Result<i32> {
     let project = &ctx.project;

@@ -3,13 +3,13 @@
 //! Commands return an exit code (see [`crate::error::exit`]) or an error, which `main`
 //! prints with its whole chain. Only [`output`] writes to stdout.
 
+mod bridge;
 mod docs;
 mod doctor;
 mod init;
 mod inspect;
 mod install;
 mod lifecycle;
-mod mcp;
 mod output;
 mod reach;
 mod remote;
@@ -354,7 +354,7 @@ impl Context {
 
     /// The context of the shared daemon (`--shared`): its state dir is ~/.doc-serve.
     pub fn shared_daemon(env: Environment) -> anyhow::Result<Context> {
-        let home = crate::shared::Home::of(&env)?;
+        let home = crate::daemon::Home::of(&env)?;
         Ok(Context {
             env,
             project: home.daemon,
@@ -371,7 +371,7 @@ impl Context {
 
     /// The settings with `flags` on top (their warnings logged): the project's, or the
     /// shared daemon's. A project in shared mode keeps its index and logs in the
-    /// daemon's home (see [`crate::shared`]), so that a standalone command works on the
+    /// daemon's home (see [`crate::daemon`]), so that a standalone command works on the
     /// index the daemon serves.
     pub fn config(&self, flags: &Flags) -> anyhow::Result<Config> {
         let config = self.load_config(flags)?;
@@ -397,7 +397,7 @@ impl Context {
         };
         let mut config = load(&self.project.config_file(), &self.env, flags)?;
         if config.mode == Mode::Shared && !self.project.is_shared_daemon() {
-            let home = crate::shared::Home::of(&self.env)?;
+            let home = crate::daemon::Home::of(&self.env)?;
             let daemon =
                 Config::load_shared(&home.daemon.config_file(), &self.env, &Flags::default())?;
             home.place(&mut config, &daemon, &self.project);
@@ -463,7 +463,7 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Stop { force, json, .. } => lifecycle::stop(&ctx, force, json),
         Command::Status { json, .. } => inspect::status(&ctx, json),
         Command::Where { json } => inspect::where_(&ctx, json),
-        Command::Mcp => mcp::run(ctx),
+        Command::Mcp => bridge::run(ctx),
         Command::Index { full, json } => search::index(&ctx, full, json),
         Command::Query {
             query,
@@ -502,7 +502,7 @@ pub fn run() -> anyhow::Result<i32> {
 /// registered with the shared daemon's home first (its index lives there).
 fn open_indexer(ctx: &Context, config: &Config) -> anyhow::Result<crate::ingest::sync::Indexer> {
     if config.mode == Mode::Shared {
-        crate::shared::Home::of(&ctx.env)?.register(&ctx.project.root)?;
+        crate::daemon::Home::of(&ctx.env)?.register(&ctx.project.root)?;
     }
     crate::ingest::sync::Indexer::open(&ctx.project, config).context("cannot open the index")
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{Context, ServeArgs};
 use crate::config::{Config, Flags, Mode};
+use crate::daemon::Home;
 use crate::discovery::lock::{LifetimeLock, read_pid};
 use crate::discovery::runtime::RuntimeFile;
 use crate::error::{Error, exit};
@@ -18,10 +19,9 @@ use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
 use crate::project::Project;
 use crate::server::indexing::Reload;
-use crate::server::lifecycle::{self, Anchor, Cause, Signals};
 use crate::server::projects::Projects;
+use crate::server::shutdown::{self, Anchor, Cause, Signals};
 use crate::server::{self, Serves, Setup, listener::Listeners};
-use crate::shared::Home;
 
 /// What one run serves: the project's index (and how to load its settings again), or
 /// the shared daemon's projects.
@@ -196,7 +196,7 @@ fn serve_while_anchored(
         .context("cannot start the async runtime")?;
     let mut signals = {
         let _in = runtime.enter();
-        lifecycle::spawn_watchdog();
+        shutdown::spawn_watchdog();
         Signals::install().context("cannot install signal handlers")?
     };
     let result = serve_runs(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chunk;
 use super::walk::Sources;
-use crate::tokens::CHARS_PER_TOKEN;
+use crate::tokens::BYTES_PER_TOKEN;
 use outline::{holding, outline, under_heading};
 
 mod outline;
@@ -269,15 +269,16 @@ fn lines_bound(scope: &Scope, start: bool) -> Option<usize> {
     }
 }
 
-/// `lines` cut to fit `max_tokens`: the text, how many lines it holds, and whether
-/// its one line was cut. Whole lines while they fit, and always at least one: a first
-/// line over the budget is cut at the budget (on a character boundary).
+/// `lines` cut to fit `max_tokens` (see [`crate::tokens`]): the text, how many lines
+/// it holds, and whether its one line was cut. Whole lines while they fit, and always
+/// at least one: a first line over the budget is cut at the budget (on a character
+/// boundary).
 fn fit(lines: &[&str], max_tokens: Option<usize>) -> (String, usize, bool) {
-    let budget = max_tokens.map_or(usize::MAX, |t| t.saturating_mul(CHARS_PER_TOKEN));
+    let budget = max_tokens.map_or(usize::MAX, |t| t.saturating_mul(BYTES_PER_TOKEN));
     let mut used: usize = 0;
     let mut taken = 0;
     for (k, line) in lines.iter().enumerate() {
-        let cost = line.chars().count() + usize::from(k > 0);
+        let cost = line.len() + usize::from(k > 0);
         if used.saturating_add(cost) > budget {
             break;
         }
@@ -286,10 +287,10 @@ fn fit(lines: &[&str], max_tokens: Option<usize>) -> (String, usize, bool) {
     }
     match lines.first() {
         Some(line) if taken == 0 => {
-            let at = line
-                .char_indices()
-                .nth(budget)
-                .map_or(line.len(), |(i, _)| i);
+            let mut at = budget.min(line.len());
+            while !line.is_char_boundary(at) {
+                at -= 1;
+            }
             (line[..at].to_owned(), 1, true)
         }
         _ => (lines[..taken].join("\n"), taken, false),

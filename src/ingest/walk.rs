@@ -118,7 +118,7 @@ impl Sources {
         let shared_home = Environment::capture()
             .ok()
             .and_then(|env| env.home)
-            .map(|home| crate::shared::Home::new(&home).dir().to_path_buf());
+            .map(|home| crate::daemon::Home::new(&home).dir().to_path_buf());
         let private = [&config.data_dir, &config.log_dir]
             .into_iter()
             .map(|dir| state_dir.join(dir))

@@ -28,17 +28,17 @@ use hyper::header::{self, HeaderName};
 use hyper::{Request, StatusCode, Version};
 
 use super::http::Transport;
-use super::state::Shared;
+use super::state::Server;
 use crate::api::{ApiError, quoted};
 
 /// Host, Origin, and over TCP the token (every route but /health).
-pub fn check<B>(req: &Request<B>, shared: &Shared, transport: Transport) -> Result<(), ApiError> {
-    let bind = shared.bind_host.parse::<IpAddr>().ok();
+pub fn check<B>(req: &Request<B>, server: &Server, transport: Transport) -> Result<(), ApiError> {
+    let bind = server.bind_host.parse::<IpAddr>().ok();
     check_host(req, bind)?;
     check_origin(req, bind)?;
     let token = single(req, &header::AUTHORIZATION, "Authorization")?;
     if req.uri().path() != "/health" && transport == Transport::Tcp {
-        check_token(token, &shared.token)?;
+        check_token(token, &server.token)?;
     }
     Ok(())
 }

@@ -18,10 +18,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::gate;
-use super::mcp::Checked;
+use super::mcp_http::Checked;
 use super::projects;
 use super::routes;
-use super::state::{Shared, Site, Sites};
+use super::state::{Server, Site, Sites};
 use crate::api::{ApiError, quoted};
 
 /// How a request reached us.
@@ -51,17 +51,17 @@ impl From<Value> for Answer {
 /// The hyper service function.
 pub async fn handle(
     req: Request<Incoming>,
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     transport: Transport,
 ) -> Result<Reply, Infallible> {
-    let _busy = shared.activity.begin();
-    if req.uri().path() == "/mcp" && matches!(shared.sites, Sites::One(_)) {
-        return Ok(match gate::check(&req, &shared, transport) {
-            Ok(()) => mcp(req, &shared).await,
+    let _busy = server.activity.begin();
+    if req.uri().path() == "/mcp" && matches!(server.sites, Sites::One(_)) {
+        return Ok(match gate::check(&req, &server, transport) {
+            Ok(()) => mcp(req, &server).await,
             Err(e) => error_reply(e),
         });
     }
-    Ok(match route(req, &shared, transport).await {
+    Ok(match route(req, &server, transport).await {
         Ok(Answer::Value(body)) => json_reply(StatusCode::OK, &body),
         Ok(Answer::Json(bytes)) => bytes_reply(StatusCode::OK, bytes),
         Ok(Answer::Query(reply)) => {
@@ -95,13 +95,13 @@ fn error_reply(e: ApiError) -> Reply {
 /// by its declared length nor bounded in time (a client that never sends it would hold
 /// the connection for good): so it is read here, as for every other route, and handed
 /// over whole.
-async fn mcp(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
+async fn mcp(req: Request<Incoming>, server: &Arc<Server>) -> Reply {
     let (parts, body) = req.into_parts();
-    let body = match read_body(Request::from_parts(parts.clone(), body), shared).await {
+    let body = match read_body(Request::from_parts(parts.clone(), body), server).await {
         Ok(body) => body,
         Err(e) => return error_reply(e),
     };
-    match super::mcp::check(&parts, body) {
+    match super::mcp_http::check(&parts, body) {
         Checked::Answer(status, refusal) => bytes_reply(status, refusal),
         Checked::Accepted => {
             let mut reply = Response::new(Full::new(Bytes::new()).boxed());
@@ -110,7 +110,7 @@ async fn mcp(req: Request<Incoming>, shared: &Arc<Shared>) -> Reply {
         }
         Checked::Pass(body) => {
             let reply =
-                super::mcp::handle(Request::from_parts(parts, Full::new(body)), shared).await;
+                super::mcp_http::handle(Request::from_parts(parts, Full::new(body)), server).await;
             json_error(reply).await
         }
     }
@@ -153,39 +153,39 @@ async fn json_error(reply: Reply) -> Reply {
 
 async fn route(
     req: Request<Incoming>,
-    shared: &Shared,
+    server: &Server,
     transport: Transport,
 ) -> Result<Answer, ApiError> {
-    gate::check(&req, shared, transport)?;
+    gate::check(&req, server, transport)?;
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let qs = req.uri().query().map(String::from);
-    let body = read_body(req, shared).await?;
-    dispatch(shared, &method, &path, qs.as_deref(), &body).await
+    let body = read_body(req, server).await?;
+    dispatch(server, &method, &path, qs.as_deref(), &body).await
 }
 
 /// The routes, for a request that passed the gate.
 pub async fn dispatch(
-    shared: &Shared,
+    server: &Server,
     method: &Method,
     path: &str,
     qs: Option<&str>,
     body: &Bytes,
 ) -> Result<Answer, ApiError> {
     match (path, method) {
-        ("/health", &Method::GET | &Method::HEAD) => return Ok(Answer::Json(shared.health())),
+        ("/health", &Method::GET | &Method::HEAD) => return Ok(Answer::Json(server.health())),
         ("/health", _) => return Err(not_allowed(method, path, GET)),
         _ => {}
     }
-    match &shared.sites {
+    match &server.sites {
         Sites::One(site) => match (path, method) {
             ("/status", &Method::GET | &Method::HEAD) => {
-                routes::status(shared, site).await.map(Answer::from)
+                routes::status(server, site).await.map(Answer::from)
             }
             ("/status", _) => Err(not_allowed(method, path, GET)),
             _ => dispatch_site(site, method, path, qs, body).await,
         },
-        Sites::Many(projects) => projects::dispatch(shared, projects, method, path, qs, body).await,
+        Sites::Many(projects) => projects::dispatch(server, projects, method, path, qs, body).await,
     }
 }
 
@@ -255,12 +255,12 @@ fn bytes_reply(status: StatusCode, bytes: impl Into<Bytes>) -> Reply {
 }
 
 /// Reads the whole body within the size cap and the request timeout.
-async fn read_body(req: Request<Incoming>, shared: &Shared) -> Result<Bytes, ApiError> {
+async fn read_body(req: Request<Incoming>, server: &Server) -> Result<Bytes, ApiError> {
     // Most requests (GET) have none: no timer to set for it.
     if req.body().is_end_stream() {
         return Ok(Bytes::new());
     }
-    let limit = shared.max_body_bytes;
+    let limit = server.max_body_bytes;
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -276,13 +276,13 @@ async fn read_body(req: Request<Incoming>, shared: &Shared) -> Result<Bytes, Api
         return Err(too_large());
     }
     let collect = Limited::new(req.into_body(), limit).collect();
-    match tokio::time::timeout(shared.request_timeout, collect).await {
+    match tokio::time::timeout(server.request_timeout, collect).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
                 "request body not received within {:?}",
-                shared.request_timeout
+                server.request_timeout
             ),
         )),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),

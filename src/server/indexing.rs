@@ -21,7 +21,7 @@ use sd_notify::NotifyState;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-use super::lifecycle::notify;
+use super::shutdown::notify;
 use super::state::{Current, Live};
 use crate::api::{ApiError, Freshness};
 use crate::config::Config;

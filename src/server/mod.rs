@@ -9,11 +9,11 @@
 pub mod gate;
 pub mod http;
 pub mod indexing;
-pub mod lifecycle;
 pub mod listener;
-pub mod mcp;
+pub mod mcp_http;
 pub mod projects;
 pub mod routes;
+pub mod shutdown;
 pub mod state;
 
 use std::sync::Arc;
@@ -36,10 +36,10 @@ use crate::ingest::sync::Indexer;
 use crate::process;
 use crate::project::Project;
 use http::Transport;
-use lifecycle::{Anchor, Cause, notify};
 use listener::{Listeners, Socket};
 use projects::Projects;
-use state::{Activity, Shared, Site, Sites};
+use shutdown::{Anchor, Cause, notify};
+use state::{Activity, Server, Site, Sites};
 
 /// Everything a resident needs, prepared before the async runtime starts.
 pub struct Setup {
@@ -67,7 +67,7 @@ pub struct Ended {
 }
 
 /// Serves until a [`Cause`] to stop, and returns which it was.
-pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended> {
+pub async fn run(setup: Setup, signals: &mut shutdown::Signals) -> Result<Ended> {
     let Setup {
         project,
         config,
@@ -92,7 +92,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
         }
         Serves::Shared(projects) => (Sites::Many(Arc::new(*projects)), None),
     };
-    let shared = Arc::new(Shared {
+    let server = Arc::new(Server {
         token: runtime.token.clone(),
         bind_host: config.bind_host.clone(),
         max_body_bytes: config.max_body_bytes,
@@ -107,7 +107,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
     });
 
     let conns = Conns {
-        builder: Arc::new(http1_builder(shared.request_timeout)),
+        builder: Arc::new(http1_builder(server.request_timeout)),
         graceful: Arc::new(GracefulShutdown::new()),
         permits: Arc::new(Semaphore::new(config.max_connections)),
     };
@@ -117,7 +117,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
     for l in listeners.list {
         let task = tokio::spawn(accept_loop(
             l.socket,
-            shared.clone(),
+            server.clone(),
             conns.clone(),
             stop_rx.clone(),
         )?);
@@ -126,10 +126,10 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
 
     // Listeners are accepting: only now may clients find us.
     let runtime_file = project.runtime_file();
-    shared.runtime.write(&runtime_file)?;
+    server.runtime.write(&runtime_file)?;
     let mut housekeeping = None;
-    if let Sites::Many(projects) = &shared.sites {
-        let (p, state) = (projects.clone(), shared.runtime.clone());
+    if let Sites::Many(projects) = &server.sites {
+        let (p, state) = (projects.clone(), server.runtime.clone());
         let _ = tokio::task::spawn_blocking(move || p.listening(&state)).await;
         housekeeping = Some(tokio::spawn(close_idle_projects(
             projects.clone(),
@@ -139,22 +139,22 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
     let status = format!(
         "serving {} at {}",
         project.root.display(),
-        shared.runtime.base_url
+        server.runtime.base_url
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     tracing::info!("ready: {status}");
     events.record(
         "ready",
         json!({
-            "instance_id": shared.runtime.instance_id,
-            "base_url": shared.runtime.base_url,
-            "activation": shared.runtime.activation,
+            "instance_id": server.runtime.instance_id,
+            "base_url": server.runtime.base_url,
+            "activation": server.runtime.activation,
         }),
     );
 
     let every_check = {
         let (runtime_file, state, events) =
-            (runtime_file.clone(), shared.runtime.clone(), events.clone());
+            (runtime_file.clone(), server.runtime.clone(), events.clone());
         move || {
             let cause = anchor.as_ref().and_then(Anchor::check);
             if cause.is_none() {
@@ -163,7 +163,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
             cause
         }
     };
-    let cause = lifecycle::wait_for_cause(shared.clone(), signals, every_check).await;
+    let cause = shutdown::wait_for_cause(server.clone(), signals, every_check).await;
     if let Some(task) = housekeeping {
         task.abort();
     }
@@ -178,7 +178,7 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
         notify(&[NotifyState::Stopping, NotifyState::Status(&status)]);
     }
     // Searches waiting for a first index answer now, from what is committed.
-    match &shared.sites {
+    match &server.sites {
         Sites::One(site) => site.index.end_waits(),
         Sites::Many(projects) => projects.end_waits(),
     }
@@ -195,11 +195,11 @@ pub async fn run(setup: Setup, signals: &mut lifecycle::Signals) -> Result<Ended
         list: kept,
         activation,
     });
-    remove_runtime_if_ours(&runtime_file, &shared.runtime.instance_id);
+    remove_runtime_if_ours(&runtime_file, &server.runtime.instance_id);
     let bound = config.drain_timeout;
     drain(conns, bound).await;
     // The batch in progress commits if it can within the bound, else rolls back.
-    let projects = match &shared.sites {
+    let projects = match &server.sites {
         Sites::Many(p) => Some(p.clone()),
         Sites::One(_) => None,
     };
@@ -337,7 +337,7 @@ enum AsyncListener {
 /// Accepts on `socket` until `stop`, then gives the socket back (see [`Ended`]).
 fn accept_loop(
     socket: Socket,
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     conns: Conns,
     mut stop: watch::Receiver<bool>,
 ) -> Result<impl Future<Output = Option<Socket>>> {
@@ -365,14 +365,14 @@ fn accept_loop(
                 a = accept(&listener) => a,
                 _ = stop.changed() => return give_back(listener),
             };
-            let (shared, conns2) = (shared.clone(), conns.clone());
+            let (server, conns2) = (server.clone(), conns.clone());
             match accepted {
                 Ok(Accepted::Tcp(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    serve_connection(stream, Transport::Tcp, shared, conns2, permit);
+                    serve_connection(stream, Transport::Tcp, server, conns2, permit);
                 }
                 Ok(Accepted::Unix(stream)) => {
-                    serve_connection(stream, Transport::Unix, shared, conns2, permit);
+                    serve_connection(stream, Transport::Unix, server, conns2, permit);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -399,13 +399,13 @@ async fn accept(listener: &AsyncListener) -> std::io::Result<Accepted> {
 fn serve_connection<S>(
     stream: S,
     transport: Transport,
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     conns: Conns,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| http::handle(req, shared.clone(), transport));
+    let service = service_fn(move |req| http::handle(req, server.clone(), transport));
     let conn = conns
         .builder
         .serve_connection(TokioIo::new(stream), service);

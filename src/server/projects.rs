@@ -1,6 +1,6 @@
 //! The shared daemon's projects: registered on demand, opened lazily, closed when idle.
 //!
-//! Each registered project ([`crate::shared`]) is a slot. Its index, sources, watcher
+//! Each registered project ([`crate::daemon`]) is a slot. Its index, sources, watcher
 //! and indexer thread open at the first request that needs them and close after
 //! `project_idle_seconds` without one, or when more than `max_open_projects` are open
 //! (least recently used first); a project whose indexing job is running is closed once
@@ -26,14 +26,14 @@ use serde_json::{Value, json};
 use super::http::{Answer, GET, GET_OR_POST, dispatch_site, not_allowed};
 use super::indexing::{Gate, IndexService, Reload};
 use super::routes;
-use super::state::{Shared, Site};
+use super::state::{Server, Site};
 use crate::api::{ApiError, Freshness, blocking};
 use crate::config::{Config, Environment, Mode};
+use crate::daemon::{self, Home, RegisterError, Registration};
 use crate::discovery::runtime::{RuntimeFile, RuntimeState};
 use crate::events::EventLog;
 use crate::flock;
 use crate::ingest::sync::Indexer;
-use crate::shared::{self, Home, RegisterError, Registration};
 
 pub struct Projects {
     home: Home,
@@ -169,7 +169,7 @@ impl Projects {
     }
 
     fn open(&self, reg: &Registration) -> anyhow::Result<Open> {
-        let project = shared::project(reg);
+        let project = daemon::project(reg);
         let config = self
             .home
             .project_config(&self.env, &self.config, &project)?;
@@ -361,7 +361,7 @@ impl Projects {
         let Some(daemon) = self.runtime.get() else {
             return;
         };
-        let project = shared::project(reg);
+        let project = daemon::project(reg);
         let mode = Config::load(
             &project.config_file(),
             &self.env,
@@ -383,7 +383,7 @@ impl Projects {
     }
 
     fn remove_pointer(&self, reg: &Registration) {
-        let (Some(daemon), project) = (self.runtime.get(), shared::project(reg)) else {
+        let (Some(daemon), project) = (self.runtime.get(), daemon::project(reg)) else {
             return;
         };
         let file = project.runtime_file();
@@ -414,7 +414,7 @@ struct RegisterBody {
 
 /// The daemon's routes (after `/health`): `/status`, `/projects`, `/projects/{id}/...`.
 pub async fn dispatch(
-    shared: &Shared,
+    server: &Server,
     projects: &Arc<Projects>,
     method: &Method,
     path: &str,
@@ -423,7 +423,7 @@ pub async fn dispatch(
 ) -> Result<Answer, ApiError> {
     match (path, method) {
         ("/status", &Method::GET | &Method::HEAD) => {
-            let mut v = shared.status();
+            let mut v = server.status();
             let p = projects.clone();
             v["projects"] = blocking(move || p.status()).await?;
             return Ok(v.into());

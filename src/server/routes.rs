@@ -6,7 +6,7 @@ use hyper::body::Bytes;
 use serde_json::Value;
 
 use super::http::Answer;
-use super::state::{Shared, Site};
+use super::state::{Server, Site};
 use crate::api::{self, ApiError, Search, at_least_one, blocking, quoted};
 use crate::ingest::read::{Scope, Want};
 
@@ -105,8 +105,8 @@ pub async fn query(
 }
 
 /// `GET /status`: the resident, and the index's freshness.
-pub async fn status(shared: &Shared, site: &Site) -> Result<Value, ApiError> {
-    let mut v = shared.status();
+pub async fn status(server: &Server, site: &Site) -> Result<Value, ApiError> {
+    let mut v = server.status();
     v["index"] = freshness(site).await?;
     v["settings"] = serde_json::to_value(site.index.state().settings).unwrap_or_default();
     Ok(v)

@@ -21,8 +21,9 @@ use crate::ingest::sync::Indexer;
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
 
-/// Shared, read-mostly state of a running resident.
-pub struct Shared {
+/// What every request handler sees of the running server: its identity, settings
+/// and activity, and what it serves.
+pub struct Server {
     pub runtime: RuntimeState,
     pub token: String,
     pub bind_host: String,
@@ -33,7 +34,7 @@ pub struct Shared {
     pub activity: Activity,
     pub sites: Sites,
     /// The `/mcp` service, made on first use.
-    pub mcp: std::sync::OnceLock<super::mcp::Service>,
+    pub mcp: std::sync::OnceLock<super::mcp_http::Service>,
     /// The `/health` body, written on first use: nothing in it changes.
     pub health: std::sync::OnceLock<Bytes>,
 }
@@ -138,7 +139,7 @@ impl crate::api::Site for Site {
     }
 }
 
-impl Shared {
+impl Server {
     /// The `/health` body (JSON).
     pub fn health(&self) -> Bytes {
         let body = self.health.get_or_init(|| {

@@ -16,7 +16,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 
-use super::state::{Shared, Sites};
+use super::state::{Server, Sites};
 use crate::api::{self, ApiError};
 use crate::mcp::input::{self, Session, Verdict};
 use crate::mcp::{Backend, Op, Tools};
@@ -24,14 +24,14 @@ use crate::mcp::{Backend, Op, Tools};
 pub type Service = StreamableHttpService<Tools<Local>, NeverSessionManager>;
 
 /// The resident's operations, called in-process.
-pub struct Local(Weak<Shared>);
+pub struct Local(Weak<Server>);
 
 impl Backend for Local {
     async fn run(&self, op: Op) -> Result<Value, ApiError> {
-        let Some(shared) = self.0.upgrade() else {
+        let Some(server) = self.0.upgrade() else {
             return Err(ApiError::unavailable("the resident is stopping"));
         };
-        let Sites::One(site) = &shared.sites else {
+        let Sites::One(site) = &server.sites else {
             return Err(ApiError::unavailable(
                 "the shared daemon serves MCP per project",
             ));
@@ -40,23 +40,23 @@ impl Backend for Local {
         match op {
             Op::Search(req) => api::to_value(api::search(site, &req).await?),
             Op::Read(want) => api::to_value(api::read(site, want).await?),
-            Op::Status => super::routes::status(&shared, site).await,
+            Op::Status => super::routes::status(&server, site).await,
             Op::Reindex { full } => api::to_value(api::reindex(site, full).await?),
         }
     }
 }
 
 /// The service answering `/mcp`, made on first use.
-pub fn service(shared: &Arc<Shared>) -> &Service {
-    shared.mcp.get_or_init(|| {
-        let local = Arc::new(Local(Arc::downgrade(shared)));
+pub fn service(server: &Arc<Server>) -> &Service {
+    server.mcp.get_or_init(|| {
+        let local = Arc::new(Local(Arc::downgrade(server)));
         let config = StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)
             .with_json_response(true)
             .with_sse_keep_alive(None)
             // Host and Origin were checked by the gate, with the resident's own rules.
             .disable_allowed_hosts()
-            .with_max_request_body_bytes(shared.max_body_bytes);
+            .with_max_request_body_bytes(server.max_body_bytes);
         StreamableHttpService::new(
             move || Ok(Tools(local.clone())),
             Arc::new(NeverSessionManager::default()),
@@ -120,7 +120,7 @@ pub fn check(parts: &Parts, body: Bytes) -> Checked {
 /// `http::mcp`).
 pub async fn handle(
     req: Request<Full<Bytes>>,
-    shared: &Arc<Shared>,
+    server: &Arc<Server>,
 ) -> Response<BoxBody<Bytes, Infallible>> {
-    service(shared).handle(req).await
+    service(server).handle(req).await
 }

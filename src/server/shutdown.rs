@@ -16,7 +16,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::state::Shared;
+use super::state::Server;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -149,7 +149,7 @@ impl Signals {
 /// Resolves with the first cause to stop. `every_check` runs every [`ANCHOR_CHECK`]
 /// and says when the resident stands on nothing any more.
 pub async fn wait_for_cause(
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     signals: &mut Signals,
     every_check: impl FnMut() -> Option<Cause>,
 ) -> Cause {
@@ -157,7 +157,7 @@ pub async fn wait_for_cause(
         _ = signals.term.recv() => Cause::Terminate,
         _ = signals.int.recv() => Cause::Interrupt,
         _ = signals.hup.recv() => Cause::Hangup,
-        _ = idle(&shared) => Cause::Idle,
+        _ = idle(&server) => Cause::Idle,
         cause = checks(every_check) => cause,
     }
 }
@@ -174,12 +174,12 @@ async fn checks(mut every_check: impl FnMut() -> Option<Cause>) -> Cause {
 }
 
 /// Resolves once no request has been in flight for the idle timeout; never without one.
-async fn idle(shared: &Shared) {
-    let Some(limit) = shared.idle_timeout else {
+async fn idle(server: &Server) {
+    let Some(limit) = server.idle_timeout else {
         return std::future::pending().await;
     };
     loop {
-        let idle = shared.activity.idle_for();
+        let idle = server.activity.idle_for();
         if idle >= limit {
             return;
         }
