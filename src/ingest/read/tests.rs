@@ -192,8 +192,12 @@ fn budgets_cut_on_line_boundaries() {
 #[test]
 fn a_cut_never_splits_a_character() {
     let r = root(&[("u.txt", "日本語テキスト\n")]);
+    // One token is 4 bytes: one 3-byte character, not the first byte of the next.
     let p = read(&r.sources, &want("u.txt", Scope::default(), Some(1))).unwrap();
-    assert_eq!(p.text, "日本語テ");
+    assert_eq!(p.text, "日");
+    assert!(p.truncated);
+    let p = read(&r.sources, &want("u.txt", Scope::default(), Some(2))).unwrap();
+    assert_eq!(p.text, "日本");
 }
 
 #[test]
