@@ -47,6 +47,7 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
         offset: data.len() % 3,
         path_prefix: prefix.map(str::to_owned),
         max_per_file: 1 + data.len() % 4,
+        max_tokens: None,
     };
     check_search(fixture, &req);
 }

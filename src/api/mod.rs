@@ -20,11 +20,10 @@ pub use error::{ApiError, quoted};
 pub use standalone::Standalone;
 
 use crate::engine::Engine;
-use crate::engine::search::{Hit, Request, Response};
+use crate::engine::search::{Request, Response};
 use crate::ingest::read::{self, Part, Want};
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
-use crate::tokens::estimate_tokens;
 
 /// How long a search waits for the start-up reconciliation by default (see
 /// [`Site::should_wait`]), and at most (`wait`).
@@ -77,9 +76,6 @@ pub struct Search {
 pub struct SearchReply {
     #[serde(flatten)]
     pub response: Response,
-    /// Hits (or the end of one hit's snippet) were left out to fit `max_tokens`.
-    #[serde(default)]
-    pub truncated: bool,
     pub index: Freshness,
 }
 
@@ -136,8 +132,9 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
         offset: req.offset.unwrap_or(0),
         path_prefix: req.path_prefix.clone(),
         max_per_file: site.max_per_file(),
+        max_tokens: at_least_one("max_tokens", req.max_tokens)?
+            .map(|t| t.saturating_sub(SEARCH_OVERHEAD_TOKENS).max(1)),
     };
-    let budget = at_least_one("max_tokens", req.max_tokens)?;
     let wait = req
         .wait
         .unwrap_or(FIRST_INDEX_WAIT)
@@ -158,66 +155,15 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
         site.wait_started(Duration::from_secs(wait)).await;
         resp = in_place(run(engine_req)).await?;
     }
-    let mut reply = SearchReply {
+    Ok(SearchReply {
         response: resp?,
-        truncated: false,
         index: site.freshness(),
-    };
-    if let Some(budget) = budget {
-        fit_hits(&mut reply, budget);
-    }
-    Ok(reply)
+    })
 }
 
 /// Estimated tokens of an answer's parts other than its hits (the query, counts, the
-/// freshness footer).
+/// freshness footer): what a search's budget keeps for them.
 const SEARCH_OVERHEAD_TOKENS: usize = 80;
-
-/// Keeps the best hits whose JSON fits `budget` tokens with the rest of the answer. When
-/// not even the first fits, it stays with its snippet cut to fit: an answer always
-/// holds a hit to go on from, and says it was cut. The next page starts after the last
-/// hit kept.
-fn fit_hits(reply: &mut SearchReply, budget: usize) {
-    let mut room = budget.saturating_sub(SEARCH_OVERHEAD_TOKENS);
-    let hits = &reply.response.hits;
-    let mut kept = 0;
-    for hit in hits.iter() {
-        let cost = hit_tokens(hit);
-        if cost > room {
-            break;
-        }
-        room -= cost;
-        kept += 1;
-    }
-    if kept == hits.len() {
-        return;
-    }
-    reply.truncated = true;
-    reply.response.next_offset = Some(reply.response.offset + kept.max(1));
-    if kept > 0 {
-        reply.response.hits = hits[..kept].into();
-        return;
-    }
-    let mut hit = hits[0].clone();
-    let bare = hit_tokens(&Hit {
-        snippet: String::new(),
-        highlights: Vec::new(),
-        ..hit.clone()
-    });
-    let chars = room.saturating_sub(bare) * 4;
-    let cut = hit
-        .snippet
-        .char_indices()
-        .nth(chars)
-        .map_or(hit.snippet.len(), |(at, _)| at);
-    hit.snippet.truncate(cut);
-    hit.highlights.retain(|[_, end]| *end <= cut);
-    reply.response.hits = vec![hit].into();
-}
-
-fn hit_tokens(hit: &Hit) -> usize {
-    estimate_tokens(&serde_json::to_string(hit).unwrap_or_default())
-}
 
 /// `value` of the parameter `name`, refused when 0: limits, budgets and line numbers
 /// count from 1.

@@ -301,7 +301,7 @@ fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Re
         let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         writeln!(out, "    {snippet}")?;
     }
-    if answer.truncated {
+    if answer.response.truncated {
         writeln!(out, "(cut to fit --max-tokens: more hits may match)")?;
     }
     if let Some(next) = resp.next_offset {

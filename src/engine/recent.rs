@@ -86,6 +86,7 @@ mod tests {
             offset: 0,
             path_prefix: None,
             max_per_file: 3,
+            max_tokens: None,
         }
     }
 
@@ -96,6 +97,7 @@ mod tests {
             total_matches: 1,
             offset: 0,
             next_offset: None,
+            truncated: false,
             took_ms: 1.0,
         }
     }

@@ -28,6 +28,7 @@ use super::page::{Kept, Verdict};
 use super::query::{self, Parsed};
 use super::snippet::Snippets;
 use super::{Engine, EngineError, Result, analyzer, words};
+use crate::tokens::BYTES_PER_TOKEN;
 
 /// Longest query accepted, in bytes; longer is a 400, not a slow scan.
 pub const MAX_QUERY_BYTES: usize = 4096;
@@ -49,6 +50,9 @@ pub struct Request {
     pub offset: usize,
     pub path_prefix: Option<String>,
     pub max_per_file: usize,
+    /// The most the hits may take, in estimated tokens (see [`crate::tokens`]): the best
+    /// hits that fit, or the first alone with its snippet cut.
+    pub max_tokens: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,6 +85,9 @@ pub struct Response {
     /// Where the next page starts; `None` exactly when no hit follows these.
     #[serde(default)]
     pub next_offset: Option<usize>,
+    /// Hits were left out, or the one hit's snippet cut, to fit `max_tokens`.
+    #[serde(default)]
+    pub truncated: bool,
     pub took_ms: f64,
 }
 
@@ -169,6 +176,29 @@ impl ValueDeserialize for Stored {
 /// digits, on an index of at most this many live sections.
 const QUICK_RUNS: usize = 8;
 const QUICK_SECTIONS: u64 = 100_000;
+
+/// The length of `hit` in JSON, as an answer carries it.
+fn json_bytes(hit: &Hit) -> usize {
+    serde_json::to_vec(hit).map_or(0, |v| v.len())
+}
+
+/// Cuts `hit`'s snippet so that its JSON takes about `budget` bytes (on a character
+/// boundary; the highlights past the cut go with it).
+fn cut_snippet(hit: &mut Hit, budget: usize) {
+    let snippet = std::mem::take(&mut hit.snippet);
+    let highlights = std::mem::take(&mut hit.highlights);
+    let room = budget.saturating_sub(json_bytes(hit));
+    let mut at = room.min(snippet.len());
+    while !snippet.is_char_boundary(at) {
+        at -= 1;
+    }
+    let chars = snippet[..at].chars().count();
+    hit.snippet = snippet[..at].to_owned();
+    hit.highlights = highlights
+        .into_iter()
+        .filter(|[_, end]| *end <= chars)
+        .collect();
+}
 
 impl Engine {
     /// Whether searching `req` is a small job: no quotes (phrases read positions), at
@@ -262,14 +292,22 @@ impl Engine {
             );
         }
         let mut snippets = Snippets::new(stems);
-        let answer = |hits: Vec<Hit>, total_matches, next_offset| Response {
+        let mut truncated = false;
+        let answer = |hits: Vec<Hit>, total_matches, next_offset, truncated| Response {
             query: req.q.clone(),
             hits: hits.into(),
             total_matches,
             offset: req.offset,
             next_offset,
+            truncated,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         };
+        // With a budget, each hit's JSON is measured as it is made: the hits that do
+        // not fit are never read further (no snippet), and the answer says where the
+        // next page starts.
+        let budget = req.max_tokens.map(|t| t.saturating_mul(BYTES_PER_TOKEN));
+        let mut used = 0;
+        let mut depth = depth;
         // The hits up to the end of the page, and one more that says whether another
         // page follows; only the page's own hits get a snippet. Twice as many of the
         // best sections is nearly always enough. When one file holds so many of them that
@@ -285,7 +323,7 @@ impl Engine {
             let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
                 // Only punctuation: nothing can match, and that is an answer, not an
                 // error.
-                return Ok(answer(Vec::new(), 0, None));
+                return Ok(answer(Vec::new(), 0, None, false));
             };
             let last = top.len() < want || top.len() >= total;
             for &(score, addr) in &top[done.min(top.len())..] {
@@ -307,7 +345,7 @@ impl Engine {
                     continue;
                 }
                 if n == depth {
-                    return Ok(answer(hits, total, Some(n)));
+                    return Ok(answer(hits, total, Some(n), truncated));
                 }
                 let (snippet, highlights) = snippets.of(&doc.take(f.body));
                 hits.push(Hit {
@@ -321,9 +359,25 @@ impl Engine {
                     highlights,
                     path,
                 });
+                let first = hits.len() == 1;
+                if let (Some(budget), Some(hit)) = (budget, hits.last_mut()) {
+                    let cost = json_bytes(hit);
+                    if used + cost > budget {
+                        truncated = true;
+                        if !first {
+                            hits.pop();
+                            return Ok(answer(hits, total, Some(n), truncated));
+                        }
+                        // Not even the first fits: it stays, cut, and the page ends
+                        // after it.
+                        cut_snippet(hit, budget);
+                        depth = n + 1;
+                    }
+                    used += cost;
+                }
             }
             if last {
-                return Ok(answer(hits, total, None));
+                return Ok(answer(hits, total, None, truncated));
             }
             done = top.len();
             want = total;
@@ -776,6 +830,7 @@ mod tests {
             offset: 0,
             path_prefix: None,
             max_per_file: 3,
+            max_tokens: None,
         };
         let eight = "a b c d e f g h";
         assert!(engine.is_quick(&req("error handling -tokio path:docs/")));
@@ -825,6 +880,7 @@ mod tests {
                 offset: 0,
                 path_prefix: Some(prefix.into()),
                 max_per_file: 3,
+                max_tokens: None,
             };
             let mut paths: Vec<String> = engine
                 .search(&req)
@@ -864,6 +920,7 @@ mod tests {
             offset,
             path_prefix: None,
             max_per_file,
+            max_tokens: None,
         }
     }
 
@@ -902,6 +959,48 @@ mod tests {
             lines.push((h.line_start, h.line_end));
             assert!(lines.len() <= max_per_file, "{what}: {}", h.path);
         }
+    }
+
+    /// A budget keeps the best hits whose JSON fits, reads no snippet past them, says so,
+    /// and points the next page at the first hit left out; a budget below one hit keeps
+    /// that hit, cut. Paging on from `next_offset` leaves no gap.
+    #[test]
+    fn a_budget_keeps_the_best_hits_that_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = indexed(dir.path(), &corpus(60, 7), &OPTS);
+        let whole = engine.search(&paged("error", 20, 0, 3)).unwrap();
+        assert!(whole.hits.len() >= 6 && !whole.truncated);
+        let sizes: Vec<usize> = whole.hits.iter().map(json_bytes).collect();
+        // Room for the first three hits and half of the fourth.
+        let room = sizes[..3].iter().sum::<usize>() + sizes[3] / 2;
+        let budgeted = |max_tokens, offset| {
+            engine
+                .search(&Request {
+                    max_tokens: Some(max_tokens),
+                    ..paged("error", 20, offset, 3)
+                })
+                .unwrap()
+        };
+        let cut = budgeted(room / BYTES_PER_TOKEN, 0);
+        assert_eq!(cut.hits[..], whole.hits[..3]);
+        assert!(cut.truncated);
+        assert_eq!(cut.next_offset, Some(3));
+        let rest = engine.search(&paged("error", 17, 3, 3)).unwrap();
+        assert_eq!(rest.hits[..], whole.hits[3..]);
+
+        let one = budgeted(10, 0);
+        assert_eq!(one.hits.len(), 1);
+        assert!(one.truncated && one.next_offset == Some(1));
+        let hit = &one.hits[0];
+        assert!(whole.hits[0].snippet.starts_with(&hit.snippet));
+        assert!(hit.snippet.len() < whole.hits[0].snippet.len());
+        let chars = hit.snippet.chars().count();
+        assert!(hit.highlights.iter().all(|[_, end]| *end <= chars));
+
+        // A budget that holds everything changes nothing.
+        let roomy = budgeted(1_000_000, 0);
+        assert_eq!(roomy.hits[..], whole.hits[..]);
+        assert!(!roomy.truncated);
     }
 
     /// Pages of an unchanged index are one ranked list cut into pieces: together they

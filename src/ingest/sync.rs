@@ -436,6 +436,7 @@ mod tests {
                 offset: 0,
                 path_prefix: None,
                 max_per_file: 3,
+                max_tokens: None,
             };
             a.engine.search(&req).unwrap().hits.len()
         };
