@@ -3,6 +3,8 @@
 //! listed in README.md ("Errors"); the CLI prints the message, MCP makes it a tool
 //! error, HTTP sends `{"code", "message"}`.
 
+use std::borrow::Cow;
+
 use hyper::StatusCode;
 
 use crate::engine::EngineError;
@@ -11,7 +13,8 @@ use crate::ingest::read::ReadError;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// One of the codes in README.md ("HTTP API"); a bridge passes on its resident's.
+    pub code: Cow<'static, str>,
     pub message: String,
     /// The methods a route takes, for a 405's `Allow` header.
     pub allow: Option<&'static str>,
@@ -21,8 +24,18 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
+            allow: None,
+        }
+    }
+
+    /// The error a resident answered, passed on as it is (the MCP bridge's).
+    pub fn relayed(status: StatusCode, code: String, message: String) -> Self {
+        ApiError {
+            status,
+            code: Cow::Owned(code),
+            message,
             allow: None,
         }
     }

@@ -212,8 +212,10 @@ impl Backend for Bridge {
             {
                 Ok(v) => return Ok(v),
                 Err(CallError::Api {
-                    status, message, ..
-                }) => return Err(ApiError::new(status, "resident_error", message)),
+                    status,
+                    code,
+                    message,
+                }) => return Err(ApiError::relayed(status, code, message)),
                 Err(CallError::Client(e)) => {
                     failed = format!("the resident at {} failed: {e}", remote.base_url);
                     tracing::info!("{failed}");

@@ -1,6 +1,7 @@
 //! One api behind every transport: the same questions asked over HTTP, over MCP in
-//! the resident (/mcp), over the MCP bridge answering standalone and over the CLI
-//! answering standalone get the same structured answers.
+//! the resident (/mcp), over the MCP bridge (to the resident, and answering
+//! standalone) and over the CLI answering standalone get the same structured answers,
+//! and the same error codes.
 
 use std::path::PathBuf;
 
@@ -64,6 +65,8 @@ fn every_transport_gives_the_same_structured_answers() {
     let page = http("/query?q=installer+platform&limit=1&offset=1").json();
     let url = format!("{}/mcp", rt["base_url"].as_str().unwrap());
     let in_resident = mcp_calls(&t, &py, ["http", &url, &token], &calls);
+    let project = t.project.display().to_string();
+    let to_resident = mcp_calls(&t, &py, ["stdio", BIN, &project], &calls);
     t.ok(&["stop"]);
 
     // The CLI without a resident (none runs, and it starts none).
@@ -82,7 +85,6 @@ fn every_transport_gives_the_same_structured_answers() {
 
     // The bridge, which can start no resident here (an address no interface has).
     t.set("DOC_SERVE_BIND_HOST", "192.0.2.1");
-    let project = t.project.display().to_string();
     let bridged = mcp_calls(&t, &py, ["stdio", BIN, &project], &calls);
     assert!(
         !t.state_file("runtime.json").exists(),
@@ -92,7 +94,11 @@ fn every_transport_gives_the_same_structured_answers() {
     let search = comparable(query.json());
     assert_eq!(search["hits"].as_array().unwrap().len(), 3, "{search}");
     assert_eq!(search["truncated"], false, "{search}");
-    for (name, answers) in [("/mcp", &in_resident), ("bridge", &bridged)] {
+    for (name, answers) in [
+        ("/mcp", &in_resident),
+        ("the bridge to the resident", &to_resident),
+        ("the bridge standalone", &bridged),
+    ] {
         for a in answers {
             assert!(a["structured"].is_object(), "{name}: {a}");
         }
