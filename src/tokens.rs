@@ -15,9 +15,34 @@ pub fn estimate_tokens(text: &str) -> usize {
 /// Bytes per token in [`estimate_tokens`].
 pub const BYTES_PER_TOKEN: usize = 4;
 
+/// The bytes `text` takes inside a JSON string, as serde_json writes it: a quote, a
+/// backslash or `\n`, `\t`... two, another control character six (`\u001f`).
+pub fn json_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_len_is_what_serde_json_writes() {
+        for text in [
+            "plain",
+            "a \"quoted\" \\path",
+            "tab\there\nand \u{1} \u{1f} \u{7f}",
+            "日本",
+        ] {
+            let written = serde_json::to_string(text).unwrap();
+            assert_eq!(json_len(text), written.len() - 2, "{text:?}");
+        }
+    }
 
     #[test]
     fn four_bytes_a_token_rounded_up() {

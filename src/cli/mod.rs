@@ -157,7 +157,12 @@ pub enum Command {
         /// A section id (path#anchor) or a path
         target: String,
         /// Only these lines, 1-based and inclusive: 10-20, 10- or -20
-        #[arg(long, value_name = "A-B", conflicts_with = "heading")]
+        #[arg(
+            long,
+            value_name = "A-B",
+            conflicts_with = "heading",
+            allow_hyphen_values = true
+        )]
         lines: Option<String>,
         /// The section under this heading (its subsections included): 'Linux' or
         /// 'Install > Linux'

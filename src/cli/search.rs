@@ -295,8 +295,8 @@ fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Re
         };
         writeln!(
             out,
-            "{}:{}-{}  {}  ({:.2})",
-            h.path, h.line_start, h.line_end, trail, h.score
+            "{}:{}-{}  {}  ({:.2})  {}",
+            h.path, h.line_start, h.line_end, trail, h.score, h.id
         )?;
         let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         writeln!(out, "    {snippet}")?;
@@ -322,7 +322,12 @@ pub fn read(
 ) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
     ctx.project.create_state_dir()?;
-    let scope = match (target.split_once('#'), lines, heading) {
+    // An id splits at its last '#' (an anchor has none; a file name may): unless the
+    // whole of it names a file, as `docs/c#.md` does.
+    let id = target
+        .rsplit_once('#')
+        .filter(|_| !ctx.project.root.join(target).is_file());
+    let scope = match (id, lines, heading) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => anyhow::bail!(
             "{target} is a section id: it names its lines itself (leave out --lines and \
              --heading, or give the path alone)"
@@ -339,7 +344,7 @@ pub fn read(
         },
     };
     let want = Want {
-        path: target.split_once('#').map_or(target, |(p, _)| p).to_owned(),
+        path: id.map_or(target, |(p, _)| p).to_owned(),
         scope,
         max_tokens,
     };

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chunk;
 use super::walk::Sources;
-use crate::tokens::BYTES_PER_TOKEN;
+use crate::tokens::{BYTES_PER_TOKEN, json_len};
 use outline::{holding, outline, under_heading};
 
 mod outline;
@@ -96,7 +96,9 @@ pub struct Part {
 pub enum ReadError {
     #[error("no document {path:?} in this project")]
     NotFound { path: String },
-    #[error("{path} is binary (it holds NUL bytes), not a document")]
+    /// Said as a missing file is: the file is not a document, and whether it exists
+    /// is not for the answer to tell.
+    #[error("no document {path:?} in this project")]
     Binary { path: String },
     #[error("{path} is over {max} bytes")]
     TooLarge { path: String, max: u64 },
@@ -109,7 +111,7 @@ pub enum ReadError {
         /// The file's sections now.
         sections: Vec<SectionRef>,
     },
-    #[error("lines {start}-{end} are outside 1-{total}")]
+    #[error("{}", bad_range(*start, *end, *total))]
     BadRange {
         start: usize,
         end: usize,
@@ -117,6 +119,15 @@ pub enum ReadError {
     },
     #[error("{0}")]
     BadParameter(String),
+}
+
+/// What is wrong with lines `start`-`end` of a file of `total` lines.
+fn bad_range(start: usize, end: usize, total: usize) -> String {
+    if start > total {
+        format!("line {start} is past the end: the file has {total} lines")
+    } else {
+        format!("lines {start}-{end} run backwards: give the first line, then the last")
+    }
 }
 
 impl ReadError {
@@ -203,7 +214,7 @@ pub fn read(sources: &Sources, want: &Want) -> Result<Part, ReadError> {
     if first > last && total > 0 {
         return Err(ReadError::BadRange {
             start: first,
-            end: last,
+            end: lines_bound(&want.scope, false).unwrap_or(last),
             total,
         });
     }
@@ -222,7 +233,7 @@ pub fn read(sources: &Sources, want: &Want) -> Result<Part, ReadError> {
         line_start: first.min(total.max(1)),
         line_end,
         total_lines: total,
-        headings: section.headings.clone(),
+        headings: section.trail(),
         text,
         truncated,
         next_line: (truncated && line_end < last).then_some(line_end + 1),
@@ -238,6 +249,11 @@ pub fn read(sources: &Sources, want: &Want) -> Result<Part, ReadError> {
 /// splits at its last `#`: a path may hold one, an anchor never does.
 fn target(want: &Want) -> Result<(&str, &str), ReadError> {
     let Scope::Section(id) = &want.scope else {
+        if want.path.is_empty() {
+            return Err(ReadError::BadParameter(
+                "give the document's path (/documents/PATH), or a section id".into(),
+            ));
+        }
         return Ok((&want.path, ""));
     };
     let (in_id, anchor) = id.rsplit_once('#').unwrap_or(("", id));
@@ -270,15 +286,17 @@ fn lines_bound(scope: &Scope, start: bool) -> Option<usize> {
 }
 
 /// `lines` cut to fit `max_tokens` (see [`crate::tokens`]): the text, how many lines
-/// it holds, and whether its one line was cut. Whole lines while they fit, and always
-/// at least one: a first line over the budget is cut at the budget (on a character
-/// boundary).
+/// it holds, and whether its one line was cut. Measured as the answer carries the text,
+/// in JSON (a quote or a backslash takes two bytes there, a control character six):
+/// whole lines while they fit, and always at least one: a first line over the budget
+/// is cut at the budget (on a character boundary).
 fn fit(lines: &[&str], max_tokens: Option<usize>) -> (String, usize, bool) {
     let budget = max_tokens.map_or(usize::MAX, |t| t.saturating_mul(BYTES_PER_TOKEN));
     let mut used: usize = 0;
     let mut taken = 0;
     for (k, line) in lines.iter().enumerate() {
-        let cost = line.len() + usize::from(k > 0);
+        // The line, and the `\n` before it.
+        let cost = json_len(line) + if k > 0 { 2 } else { 0 };
         if used.saturating_add(cost) > budget {
             break;
         }
@@ -287,10 +305,16 @@ fn fit(lines: &[&str], max_tokens: Option<usize>) -> (String, usize, bool) {
     }
     match lines.first() {
         Some(line) if taken == 0 => {
-            let mut at = budget.min(line.len());
-            while !line.is_char_boundary(at) {
-                at -= 1;
-            }
+            let mut room = budget;
+            let at = line
+                .char_indices()
+                .find(|(_, c)| {
+                    let cost = json_len(c.encode_utf8(&mut [0; 4]));
+                    let over = cost > room;
+                    room = room.saturating_sub(cost);
+                    over
+                })
+                .map_or(line.len(), |(at, _)| at);
             (line[..at].to_owned(), 1, true)
         }
         _ => (lines[..taken].join("\n"), taken, false),
@@ -308,9 +332,12 @@ fn load(sources: &Sources, rel: &str) -> Result<String, ReadError> {
     };
     let root = sources.root();
     let relp = Path::new(rel);
+    // As the walk writes paths: `/`-separated names, no `.`, `..` or empty ones (`a/./b`
+    // and `a//b` would read `a/b` under another name, and answer with it).
     let plain = !rel.is_empty()
         && !rel.contains('\0')
-        && relp.components().all(|c| matches!(c, Component::Normal(_)));
+        && relp.components().all(|c| matches!(c, Component::Normal(_)))
+        && rel.split('/').all(|name| !name.is_empty() && name != ".");
     if !plain || !sources.wants(rel) {
         return Err(not_found());
     }

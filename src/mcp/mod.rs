@@ -399,9 +399,18 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
                 (None, None) => Scope::Lines { start, end },
             };
             // The path is in a whole id; an anchor alone needs it.
-            let needs_path = !matches!(&scope, Scope::Section(id) if id.contains('#'));
+            let path = text("path", false)?;
+            if path.is_none() && !matches!(&scope, Scope::Section(id) if id.contains('#')) {
+                return Err(match scope {
+                    Scope::Section(id) => format!(
+                        "id {id:?} is an anchor alone: give the whole id as search_docs \
+                         returns it (path#anchor), or path too"
+                    ),
+                    _ => "path (or id) is required".into(),
+                });
+            }
             Op::Read(Want {
-                path: text("path", needs_path)?.unwrap_or_default(),
+                path: path.unwrap_or_default(),
                 scope,
                 max_tokens: Some(
                     number("max_tokens")?
@@ -439,6 +448,14 @@ pub fn render(op: &Op, v: &Value) -> String {
     match op {
         Op::Search(Search { q, .. }) => {
             let hits = v["hits"].as_array().cloned().unwrap_or_default();
+            let total = v["total_matches"].as_u64().unwrap_or_default();
+            let offset = v["offset"].as_u64().unwrap_or_default();
+            if hits.is_empty() && offset > 0 && total > 0 {
+                return format!(
+                    "No more sections for {q:?}: the {total} that match all come before \
+                     offset {offset}."
+                );
+            }
             if hits.is_empty() {
                 let building = if v["index"]["indexing"] == true {
                     " The index is still being built: try again shortly."

@@ -16,6 +16,14 @@ pub fn params(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, String
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .into_owned()
         .collect();
+    for (at, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..at].iter().any(|(k, _)| k == name) {
+            return Err(bad(
+                "bad_parameter",
+                format!("{} is given twice; give it once", quoted(name)),
+            ));
+        }
+    }
     if let Some((name, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
         return Err(bad(
             "bad_parameter",

@@ -171,6 +171,27 @@ fn read_shows_a_section_and_names_what_is_wrong() {
     assert!(text.contains("\nnext: docs/guide/install.md#"), "{text}");
     let cut = t.ok(&["read", "docs/guide/install.md", "--max-tokens", "10"]);
     assert!(cut.contains("read on with --lines "), "{cut}");
+    let head = t.ok(&["read", "docs/guide/install.md", "--lines", "-2"]);
+    assert!(head.starts_with("docs/guide/install.md:1-2 of "), "{head}");
+    // A file name with '#' in it, by its path and by its id.
+    std::fs::write(
+        t.project.join("docs/c#.md"),
+        "# Sharp
+
+sharp words
+",
+    )
+    .unwrap();
+    let by_path = t.ok(&["read", "docs/c#.md"]);
+    assert!(by_path.contains("sharp words"), "{by_path}");
+    let by_id = t.ok(&["read", "docs/c#.md#sharp"]);
+    assert!(by_id.starts_with("docs/c#.md:1-3 of 3"), "{by_id}");
+    // Hits show their ids in text too.
+    let hits = t.ok(&["query", "sharp"]);
+    assert!(
+        hits.lines().next().unwrap().ends_with("  docs/c#.md#sharp"),
+        "{hits}"
+    );
 
     // The same refusals standalone and through a resident.
     let bad: [(&[&str], &str); 4] = [
@@ -202,6 +223,21 @@ fn read_shows_a_section_and_names_what_is_wrong() {
     let standalone = errors(&t);
     t.ok(&["start"]);
     assert_eq!(errors(&t), standalone);
+    // A parameter given twice is refused, as an unknown one is.
+    let rt = t.runtime();
+    let bearer = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
+    for path in [
+        "/query?q=sharp&q=words",
+        "/documents/docs/c%23.md?start=1&start=2",
+        "/query?q=sharp&limt=3",
+    ] {
+        let r = get(&addr_of(&rt), path, &[&bearer]);
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (400, "bad_parameter".into()),
+            "{path}"
+        );
+    }
     assert_eq!(t.ok(&["read", "docs/guide/install.md#linux"]), text);
     t.ok(&["stop"]);
 }

@@ -10,7 +10,11 @@ use crate::ingest::chunk::{self, ChunkOptions, Format};
 /// One section of a file, as the chunker makes them (unsplit).
 pub(super) struct Section {
     pub(super) anchor: String,
+    /// The whole trail, which a heading is matched against.
     pub(super) headings: Vec<String>,
+    /// Where the trail shown starts: after the document's title when the trail starts
+    /// with it, as a hit's `headings` (the title is the hit's `title`).
+    pub(super) shown: usize,
     pub(super) line_start: usize,
     pub(super) line_end: usize,
 }
@@ -20,22 +24,22 @@ impl Section {
         format!("{path}#{}", self.anchor)
     }
 
+    /// The trail as answers show it (see [`Section::shown`]).
+    pub(super) fn trail(&self) -> Vec<String> {
+        self.headings[self.shown.min(self.headings.len())..].to_vec()
+    }
+
     pub(super) fn to_ref(&self, path: &str) -> SectionRef {
         SectionRef {
             id: self.id(path),
-            headings: self.headings.clone(),
+            headings: self.trail(),
             line_start: self.line_start,
             line_end: self.line_end,
         }
     }
 
     pub(super) fn into_ref(self, path: &str) -> SectionRef {
-        SectionRef {
-            id: self.id(path),
-            headings: self.headings,
-            line_start: self.line_start,
-            line_end: self.line_end,
-        }
+        self.to_ref(path)
     }
 }
 
@@ -46,12 +50,18 @@ pub(super) fn outline(text: &str, path: &Path, total: usize) -> Vec<Section> {
         chunk_size: usize::MAX,
         chunk_overlap: 0,
     };
-    let doc = chunk::chunk(text, Format::from_path(path), "", &whole);
+    // The title the file is indexed with: its file stem when nothing else names it.
+    let name = path.to_str().unwrap_or_default();
+    let stem = name.rsplit('/').next().unwrap_or(name);
+    let stem = stem.rsplit_once('.').map_or(stem, |(s, _)| s);
+    let doc = chunk::chunk(text, Format::from_path(path), stem, &whole);
+    let title = doc.title;
     let mut sections: Vec<Section> = doc
         .chunks
         .into_iter()
         .map(|c| Section {
             anchor: c.anchor,
+            shown: usize::from(c.headings.first() == Some(&title)),
             headings: c.headings,
             line_start: c.line_start,
             line_end: c.line_end,
@@ -61,6 +71,7 @@ pub(super) fn outline(text: &str, path: &Path, total: usize) -> Vec<Section> {
         sections.push(Section {
             anchor: chunk::anchor::TOP.to_owned(),
             headings: Vec::new(),
+            shown: 0,
             line_start: 1,
             line_end: total,
         });

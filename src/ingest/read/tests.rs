@@ -45,7 +45,8 @@ fn a_section_by_id_or_anchor_with_its_neighbours() {
     assert_eq!(p.text, "## Install\n\nstep one\nstep two");
     assert_eq!(
         (p.id.as_str(), p.headings.join(" > ")),
-        ("g.md#install", "Guide > Install".into())
+        // The title (the hit's `title`) is not repeated in the trail, as in hits.
+        ("g.md#install", "Install".into())
     );
     assert!(!p.truncated && p.next_line.is_none());
     let prev = p.previous.unwrap();
@@ -55,7 +56,7 @@ fn a_section_by_id_or_anchor_with_its_neighbours() {
     );
     let next = p.next.unwrap();
     assert_eq!((next.id.as_str(), next.line_start), ("g.md#linux", 12));
-    assert_eq!(next.headings, ["Guide", "Install", "Linux"]);
+    assert_eq!(next.headings, ["Install", "Linux"]);
 
     // The anchor alone, the whole id without a path, and any case.
     for (path, id) in [
@@ -212,7 +213,9 @@ fn what_the_walk_does_not_list_is_not_found() {
     for path in [
         "../g.md",
         "/etc/passwd",
-        "",
+        "docs/../g.md",
+        "./g.md",
+        "g.md/",
         "x.rs",
         ".claude/doc-serve/runtime.json",
         "bin.md",
@@ -220,8 +223,13 @@ fn what_the_walk_does_not_list_is_not_found() {
         let e = read(&r.sources, &want(path, Scope::default(), None)).unwrap_err();
         assert_eq!(e.code(), "not_found", "{path}: {e}");
     }
+    let e = read(&r.sources, &want("", Scope::default(), None)).unwrap_err();
+    assert_eq!(e.code(), "bad_parameter", "{e}");
     let e = read(&r.sources, &want("g.md", lines(Some(30), None), None)).unwrap_err();
     assert_eq!(e.code(), "bad_range");
+    assert!(e.to_string().contains("past the end"), "{e}");
+    let e = read(&r.sources, &want("g.md", lines(Some(5), Some(2)), None)).unwrap_err();
+    assert!(e.to_string().contains("5-2 run backwards"), "{e}");
     let e = read(
         &r.sources,
         &want("g.md", Scope::Heading("Nope".into()), None),
