@@ -47,6 +47,8 @@ fn every_transport_gives_the_same_structured_answers() {
         ["search_docs", {"query": q, "limit": 3, "max_tokens": 150}],
         ["read_doc", {"id": "docs/guide/install.md#linux"}],
         ["search_docs", {"query": q, "limit": 1, "offset": 1}],
+        ["search_docs", {"query": q, "offset": 9000}],
+        ["read_doc", {"id": "linux"}],
     ]);
 
     // HTTP and MCP at /mcp, from one resident.
@@ -125,6 +127,13 @@ fn every_transport_gives_the_same_structured_answers() {
             comparable(answers[6]["structured"].clone()),
             comparable(page.clone()),
             "{name}"
+        );
+        let past = answers[7]["text"].as_str().unwrap();
+        assert!(past.starts_with("No more sections"), "{name}: {past}");
+        let bare = answers[8]["text"].as_str().unwrap();
+        assert!(
+            answers[8]["error"] == true && bare.contains("path#anchor"),
+            "{name}: {bare}"
         );
     }
     assert_eq!(cli_by_id, by_id, "the CLI");
