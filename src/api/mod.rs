@@ -114,6 +114,29 @@ impl Freshness {
     }
 }
 
+/// What `/status` and `index_status` answer of a project: who answers (`who`: the
+/// resident, the shared daemon's entry for the project, or, with neither, the index on
+/// disk), the index's freshness, and the settings file's state where a server reloads
+/// it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status<Who> {
+    #[serde(flatten)]
+    pub who: Who,
+    pub index: Freshness,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsState>,
+}
+
+/// What /status says of the settings file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SettingsState {
+    /// Why the file's current contents are not in force (the last good ones are).
+    pub error: Option<String>,
+    /// Keys changed in the file that take effect at the next start.
+    pub restart_needed: Vec<String>,
+    pub last_reload: Option<String>,
+}
+
 /// The answer to a reindex: what it did, and the index after it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReindexReply {

@@ -154,12 +154,15 @@ impl Bridge {
         match op {
             Op::Search(req) => api::to_value(api::search(&site, &req).await?),
             Op::Read(want) => api::to_value(api::read(&site, want).await?),
-            Op::Status => Ok(json!({
-                "mode": "standalone",
-                "project_root": self.ctx.project.root,
-                "message": "no resident could be started: answering from the index on disk",
-                "index": api::Site::freshness(&site),
-            })),
+            Op::Status => api::to_value(api::Status {
+                who: json!({
+                    "mode": "standalone",
+                    "project_root": self.ctx.project.root,
+                    "message": "no resident could be started: answering from the index on disk",
+                }),
+                index: api::Site::freshness(&site),
+                settings: None,
+            }),
             Op::Reindex { full } => api::to_value(api::reindex(&site, full).await?),
         }
     }

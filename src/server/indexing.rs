@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::shutdown::notify;
 use super::state::{Current, Live};
-use crate::api::{ApiError, Freshness};
+use crate::api::{ApiError, Freshness, SettingsState};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::events::{EventLog, now_rfc3339};
@@ -137,16 +137,6 @@ fn differing(a: &Config, b: &Config) -> Vec<String> {
         .filter(|(k, v)| a.get(k.as_str()) != Some(*v))
         .map(|(k, _)| k.clone())
         .collect()
-}
-
-/// What /status says of the settings file.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SettingsState {
-    /// Why the file's current contents are not in force (the last good ones are).
-    pub error: Option<String>,
-    /// Keys changed in the file that take effect at the next start.
-    pub restart_needed: Vec<String>,
-    pub last_reload: Option<String>,
 }
 
 /// A cap on index jobs running at once across the projects of one process (the

@@ -27,7 +27,7 @@ use super::http::{Answer, GET, GET_OR_POST, dispatch_site, not_allowed};
 use super::indexing::{Gate, IndexService, Reload};
 use super::routes;
 use super::state::{Server, Site};
-use crate::api::{ApiError, Freshness, blocking};
+use crate::api::{self, ApiError, Freshness, blocking};
 use crate::config::{Config, Environment, Mode};
 use crate::daemon::{self, Home, RegisterError, Registration};
 use crate::discovery::runtime::{RuntimeFile, RuntimeState};
@@ -423,7 +423,7 @@ pub async fn dispatch(
 ) -> Result<Answer, ApiError> {
     match (path, method) {
         ("/status", &Method::GET | &Method::HEAD) => {
-            let mut v = server.status();
+            let mut v = api::to_value(server.status())?;
             let p = projects.clone();
             v["projects"] = blocking(move || p.status()).await?;
             return Ok(v.into());

@@ -112,12 +112,15 @@ pub async fn query(
     api::search(site, &req).await.map(Answer::Query)
 }
 
-/// `GET /status`: the resident, and the index's freshness.
+/// `GET /status`: the resident, the index's freshness and the settings file's state.
 pub async fn status(server: &Server, site: &Site) -> Result<Value, ApiError> {
-    let mut v = server.status();
-    v["index"] = freshness(site).await?;
-    v["settings"] = serde_json::to_value(site.index.state().settings).unwrap_or_default();
-    Ok(v)
+    let index = site.index.clone();
+    let (index, settings) = blocking(move || (index.freshness(), index.state().settings)).await?;
+    api::to_value(api::Status {
+        who: server.status(),
+        index,
+        settings: Some(settings),
+    })
 }
 
 /// The index part of /status.

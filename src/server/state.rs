@@ -1,20 +1,21 @@
 //! What every request handler can see: the resident's identity and its activity.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use std::sync::Arc;
 
 use super::indexing::{Gate, IndexHandle, IndexService, Reload, Settings};
 use super::projects::Projects;
 use crate::api::{ApiError, Freshness};
-use crate::config::Config;
-use crate::discovery::runtime::RuntimeState;
+use crate::config::{Config, Mode};
+use crate::discovery::runtime::{Activation, ListenerInfo, RuntimeState};
 use crate::engine::Engine;
 use crate::events::EventLog;
 use crate::ingest::sync::Indexer;
@@ -155,31 +156,57 @@ impl Server {
         body.clone()
     }
 
-    pub fn status(&self) -> Value {
+    /// Who answers `/status`: this resident (or shared daemon).
+    pub fn status(&self) -> ServerStatus<'_> {
         let r = &self.runtime;
-        json!({
-            "status": "ok",
-            "mode": r.mode,
-            "instance_id": r.instance_id,
-            "version": r.version,
-            "project_root": r.project_root,
-            "project_id": r.project_id,
-            "pid": r.pid,
-            "started_at": r.started_at,
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "activation": r.activation,
-            "listeners": r.listeners,
-            "idle_timeout_seconds": self.idle_timeout.map_or(0, |d| d.as_secs()),
-            "requests": {
-                "in_flight": self.activity.in_flight(),
-                "served": self.activity.served(),
+        ServerStatus {
+            status: "ok",
+            mode: r.mode,
+            instance_id: &r.instance_id,
+            version: &r.version,
+            project_root: &r.project_root,
+            project_id: &r.project_id,
+            pid: r.pid,
+            started_at: &r.started_at,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            activation: r.activation,
+            listeners: &r.listeners,
+            idle_timeout_seconds: self.idle_timeout.map_or(0, |d| d.as_secs()),
+            requests: Requests {
+                in_flight: self.activity.in_flight(),
+                served: self.activity.served(),
             },
-        })
+        }
     }
 
     pub fn project_root(&self) -> &PathBuf {
         &self.runtime.project_root
     }
+}
+
+/// A running resident or shared daemon, as `/status` shows it.
+#[derive(Debug, Serialize)]
+pub struct ServerStatus<'a> {
+    pub status: &'static str,
+    pub mode: Mode,
+    pub instance_id: &'a str,
+    pub version: &'a str,
+    pub project_root: &'a Path,
+    pub project_id: &'a str,
+    pub pid: u32,
+    pub started_at: &'a str,
+    pub uptime_seconds: u64,
+    pub activation: Activation,
+    pub listeners: &'a [ListenerInfo],
+    /// 0: it never exits for being idle.
+    pub idle_timeout_seconds: u64,
+    pub requests: Requests,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Requests {
+    pub in_flight: usize,
+    pub served: u64,
 }
 
 /// Requests in flight and the time of the last one, for the idle timeout.
