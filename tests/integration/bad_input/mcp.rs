@@ -43,6 +43,18 @@ impl Bridge {
         Bridge { pid, stdin, lines }
     }
 
+    /// After whatever came before, a search (request `id`) is still answered with
+    /// hits, and the end of input then ends the bridge cleanly.
+    fn still_serves_then_ends(&mut self, t: &mut TestEnv, id: u64) {
+        let v = self.ask(&call(id, json!({"query": "quorum"})));
+        assert_eq!(v["id"], id, "{v}");
+        assert_eq!(v["result"]["isError"], false, "{v}");
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("docs/"), "{text}");
+        drop(self.stdin.take());
+        assert_eq!(t.wait_child(self.pid, WAIT), Some(0));
+    }
+
     /// Writes `bytes` and a newline.
     fn send(&mut self, bytes: &[u8]) {
         self.send_lines(&[bytes]);
@@ -174,16 +186,7 @@ fn malformed_mcp_lines_over_stdio() {
         "the bridge grew by {grown} KiB on a 20 MB line"
     );
 
-    // And the bridge still serves.
-    let v = bridge.ask(&call(8, json!({"query": "quorum"})));
-    assert_eq!(v["id"], 8, "{v}");
-    assert_eq!(v["result"]["isError"], false, "{v}");
-    let text = v["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains("docs/"), "{text}");
-
-    // End of input ends the bridge cleanly.
-    drop(bridge.stdin.take());
-    assert_eq!(t.wait_child(bridge.pid, WAIT), Some(0));
+    bridge.still_serves_then_ends(&mut t, 8);
     let err = std::fs::read_to_string(t.root().join("mcp.err")).unwrap();
     assert!(!err.contains("panicked"), "{err}");
     assert_intact(&t, &base);
@@ -356,11 +359,7 @@ fn mcp_lines_rmcp_cannot_parse_are_answered_with_their_id() {
     let v = bridge.ask(b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"ping\"}");
     assert_eq!((&v["id"], &v["result"]), (&json!(12), &json!({})), "{v}");
 
-    // And the bridge still serves, from the same resident.
-    let v = bridge.ask(&call(16, json!({"query": "quorum"})));
-    assert_eq!(v["result"]["isError"], false, "{v}");
-    drop(bridge.stdin.take());
-    assert_eq!(t.wait_child(bridge.pid, WAIT), Some(0));
+    bridge.still_serves_then_ends(&mut t, 16);
     r.stop(&mut t);
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
@@ -392,11 +391,7 @@ fn mcp_tool_arguments_too_long_for_a_uri() {
     let text = tool_error(&v, 15);
     assert!(text.contains("takes no arguments"), "{text}");
 
-    // And the bridge still serves, from the same resident.
-    let v = bridge.ask(&call(16, json!({"query": "quorum"})));
-    assert_eq!(v["result"]["isError"], false, "{v}");
-    drop(bridge.stdin.take());
-    assert_eq!(t.wait_child(bridge.pid, WAIT), Some(0));
+    bridge.still_serves_then_ends(&mut t, 16);
     r.stop(&mut t);
     assert_intact(&t, &base);
     assert_no_panic_logged(&t);
