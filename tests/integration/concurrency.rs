@@ -40,13 +40,7 @@ pub fn assert_exact(t: &TestEnv, expected: &BTreeMap<String, String>, gone: &[St
     for (path, marker) in expected {
         let out = t.run(&["query", "--json", marker]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let paths: Vec<&str> = v["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["path"].as_str().unwrap())
-            .collect();
-        assert_eq!(paths, [path.as_str()], "marker {marker}");
+        assert_eq!(hit_paths(&v), [path.as_str()], "marker {marker}");
     }
     for marker in gone {
         let out = t.run(&["query", "--json", marker]);

@@ -95,12 +95,7 @@ fn links_to_the_state_dir_are_never_indexed_or_served() {
         assert_eq!(v["hits"], serde_json::json!([]), "{word}: {v}");
     }
     let v = t.json(&["query", "--json", "neighbourword"]);
-    let mut found: Vec<&str> = v["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["path"].as_str().unwrap())
-        .collect();
+    let mut found = hit_paths(&v);
     found.sort();
     assert_eq!(found, ["docs/guide.md", "guide-link.md", "manual/guide.md"]);
 
@@ -194,12 +189,7 @@ fn the_shared_daemons_home_is_never_indexed() {
 fn found(addr: &str, auth: &str, q: &str) -> Vec<String> {
     let r = get(addr, &format!("/query?q={q}&limit=50&wait=0"), &[auth]);
     assert_eq!(r.status, 200, "{r:?}");
-    r.json()["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["path"].as_str().unwrap().to_owned())
-        .collect()
+    hit_paths(&r.json())
 }
 
 #[test]

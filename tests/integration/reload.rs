@@ -35,12 +35,7 @@ impl Running {
     fn paths(&self, q: &str) -> Vec<String> {
         let r = self.get(&format!("/query?q={q}&limit=50"));
         assert_eq!(r.status, 200, "{r:?}");
-        let mut paths: Vec<String> = r.json()["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["path"].as_str().unwrap().to_owned())
-            .collect();
+        let mut paths = hit_paths(&r.json());
         paths.sort();
         paths.dedup();
         paths

@@ -28,15 +28,6 @@ pub fn with_fixtures() -> TestEnv {
     t
 }
 
-fn paths(v: &Value) -> Vec<String> {
-    v["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["path"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Each of `paths` is a 404 `not_found` from `/documents`.
 fn documents_not_found(addr: &str, auth: &str, paths: &[&str]) {
     for path in paths {
@@ -126,7 +117,7 @@ fn cjk_words_inside_sentences_are_found() {
     .unwrap();
     t.ok(&["index"]);
     let v = query(&t, "トレース");
-    assert_eq!(paths(&v), ["docs/ja.md", "docs/partial.md"], "{v:#}");
+    assert_eq!(hit_paths(&v), ["docs/ja.md", "docs/partial.md"], "{v:#}");
     let hit = &v["hits"][0];
     let snippet: Vec<char> = hit["snippet"].as_str().unwrap().chars().collect();
     let marked: Vec<String> = hit["highlights"]
@@ -139,12 +130,12 @@ fn cjk_words_inside_sentences_are_found() {
         })
         .collect();
     assert_eq!(marked, ["トレース"]);
-    assert_eq!(paths(&query(&t, "系统输出")), ["docs/zh.md"]);
-    assert_eq!(paths(&query(&t, "\"分散トレース\"")), ["docs/ja.md"]);
+    assert_eq!(hit_paths(&query(&t, "系统输出")), ["docs/zh.md"]);
+    assert_eq!(hit_paths(&query(&t, "\"分散トレース\"")), ["docs/ja.md"]);
     // A single character, alone or ending a phrase; a Latin word against CJK.
-    assert_eq!(paths(&query(&t, "訓")), ["docs/partial.md"]);
-    assert_eq!(paths(&query(&t, "\"JSONで\"")), ["docs/json.md"]);
-    assert_eq!(paths(&query(&t, "opentelemetry")), ["docs/json.md"]);
+    assert_eq!(hit_paths(&query(&t, "訓")), ["docs/partial.md"]);
+    assert_eq!(hit_paths(&query(&t, "\"JSONで\"")), ["docs/json.md"]);
+    assert_eq!(hit_paths(&query(&t, "opentelemetry")), ["docs/json.md"]);
 }
 
 #[test]
@@ -152,17 +143,20 @@ fn formats_and_stemming() {
     let t = with_fixtures();
     t.ok(&["index"]);
     assert_eq!(
-        paths(&query(&t, "bearer token"))[0],
+        hit_paths(&query(&t, "bearer token"))[0],
         "docs/api/reference.rst"
     );
     assert_eq!(
-        paths(&query(&t, "snapshots hourly"))[0],
+        hit_paths(&query(&t, "snapshots hourly"))[0],
         "docs/api/manual.adoc"
     );
-    assert_eq!(paths(&query(&t, "quorum"))[0], "docs/notes.txt");
+    assert_eq!(hit_paths(&query(&t, "quorum"))[0], "docs/notes.txt");
     // Stemming: "throttling" finds "throttled", "evicting" finds "evicts".
-    assert_eq!(paths(&query(&t, "throttling"))[0], "docs/api/reference.rst");
-    assert_eq!(paths(&query(&t, "evicting"))[0], "docs/guide/tuning.md");
+    assert_eq!(
+        hit_paths(&query(&t, "throttling"))[0],
+        "docs/api/reference.rst"
+    );
+    assert_eq!(hit_paths(&query(&t, "evicting"))[0], "docs/guide/tuning.md");
 }
 
 #[test]
@@ -180,43 +174,46 @@ fn identifiers_phrases_exclusions_prefixes() {
         "restore_snapshot",
     ] {
         let v = query(&t, q);
-        assert!(!paths(&v).is_empty(), "no hit for {q}");
+        assert!(!hit_paths(&v).is_empty(), "no hit for {q}");
     }
     assert_eq!(
-        paths(&query(&t, "widgetd::migrate"))[0],
+        hit_paths(&query(&t, "widgetd::migrate"))[0],
         "docs/guide/install.md"
     );
     assert_eq!(
-        paths(&query(&t, "restore_snapshot"))[0],
+        hit_paths(&query(&t, "restore_snapshot"))[0],
         "docs/api/manual.adoc"
     );
 
     // A phrase must appear as such.
     assert_eq!(
-        paths(&query(&t, "\"idle sockets warm\"")),
+        hit_paths(&query(&t, "\"idle sockets warm\"")),
         ["docs/guide/tuning.md"]
     );
-    assert!(paths(&query(&t, "\"sockets idle warm\"")).is_empty());
+    assert!(hit_paths(&query(&t, "\"sockets idle warm\"")).is_empty());
 
     // Exclusion and path prefix.
-    let both = paths(&query(&t, "idle sockets"));
+    let both = hit_paths(&query(&t, "idle sockets"));
     assert!(
         both.contains(&"docs/guide/install.md".into())
             && both.contains(&"docs/guide/tuning.md".into())
     );
-    let v = paths(&query(&t, "idle sockets -pool"));
+    let v = hit_paths(&query(&t, "idle sockets -pool"));
     assert!(
         !v.is_empty() && v.iter().all(|p| p != "docs/guide/tuning.md") || v.is_empty(),
         "{v:?}"
     );
-    let v = paths(&query(&t, "token path:docs/api"));
+    let v = hit_paths(&query(&t, "token path:docs/api"));
     assert!(v.iter().all(|p| p.starts_with("docs/api")), "{v:?}");
     let out = t.run(&["query", "--json", "--path-prefix", "docs/guide", "token"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(paths(&v).iter().all(|p| p.starts_with("docs/guide")), "{v}");
+    assert!(
+        hit_paths(&v).iter().all(|p| p.starts_with("docs/guide")),
+        "{v}"
+    );
 
     // Plain words are ranked, not ANDed: one unknown word does not empty the results.
-    assert!(!paths(&query(&t, "backups nonexistentword")).is_empty());
+    assert!(!hit_paths(&query(&t, "backups nonexistentword")).is_empty());
 }
 
 #[test]
@@ -292,10 +289,10 @@ fn incremental_updates() {
         "{v}"
     );
     assert_eq!(v["files"], 5);
-    assert_eq!(paths(&query(&t, "zanzibar")), ["docs/notes.txt"]);
-    assert!(paths(&query(&t, "quorum")).is_empty());
-    assert_eq!(paths(&query(&t, "evicts"))[0], "docs/guide/perf.md");
-    assert!(paths(&query(&t, "snapshots")).is_empty());
+    assert_eq!(hit_paths(&query(&t, "zanzibar")), ["docs/notes.txt"]);
+    assert!(hit_paths(&query(&t, "quorum")).is_empty());
+    assert_eq!(hit_paths(&query(&t, "evicts"))[0], "docs/guide/perf.md");
+    assert!(hit_paths(&query(&t, "snapshots")).is_empty());
     // A touched but unchanged file is not rewritten.
     let content = std::fs::read(docs.join("new.md")).unwrap();
     std::thread::sleep(Duration::from_millis(20));
@@ -404,10 +401,13 @@ fn what_is_not_indexed() {
         "rustword",
         "outsideword",
     ] {
-        assert!(paths(&query(&t, w)).is_empty(), "{w} should not be indexed");
+        assert!(
+            hit_paths(&query(&t, w)).is_empty(),
+            "{w} should not be indexed"
+        );
     }
-    assert_eq!(paths(&query(&t, "latinword")), ["latin1.md"]);
-    assert!(paths(&query(&t, "quorum")).contains(&"inside-link.txt".to_string()));
+    assert_eq!(hit_paths(&query(&t, "latinword")), ["latin1.md"]);
+    assert!(hit_paths(&query(&t, "quorum")).contains(&"inside-link.txt".to_string()));
     // Nothing from the state dir, ever.
     assert!(v["files"].as_u64().unwrap() < 10, "{v}");
 }
@@ -430,7 +430,7 @@ fn resident_serves_queries_documents_and_follows_edits() {
         assert_eq!(r.status, 200, "{r:?}");
         r.json()
     };
-    let found = |words: &str, path: &str| paths(&q(words)).iter().any(|p| p == path);
+    let found = |words: &str, path: &str| hit_paths(&q(words)).iter().any(|p| p == path);
     wait_for(Duration::from_secs(10), "initial index", || {
         found("quorum", "docs/notes.txt").then_some(())
     });
@@ -487,10 +487,10 @@ fn resident_serves_queries_documents_and_follows_edits() {
     wait_for(Duration::from_secs(10), "marker", || {
         found("markerkoala", "docs/after.md").then_some(())
     });
-    assert!(paths(&q("ignoredkoala")).is_empty() && paths(&q("hiddenkoala")).is_empty());
+    assert!(hit_paths(&q("ignoredkoala")).is_empty() && hit_paths(&q("hiddenkoala")).is_empty());
     std::fs::remove_file(docs.join("renamed.md")).unwrap();
     wait_for(Duration::from_secs(10), "deleted file", || {
-        paths(&q("platypus")).is_empty().then_some(())
+        hit_paths(&q("platypus")).is_empty().then_some(())
     });
 
     // Documents: whole, a range, and never outside the root.
@@ -588,7 +588,7 @@ fn ranking_sanity_on_the_rust_book() {
         ("unsafe raw pointers", "ch20-01-unsafe-rust.md"),
     ];
     for (q, want) in cases {
-        let hits = paths(&query(&t, q));
+        let hits = hit_paths(&query(&t, q));
         let top: Vec<&str> = hits
             .iter()
             .take(3)
@@ -639,7 +639,7 @@ fn ready_before_the_first_index_finishes() {
     assert!(seen.contains("READY=1"), "{seen}");
     wait_for(Duration::from_secs(60), "the first index", || {
         let v = get(&addr, "/query?q=marker1499", &[&auth]).json();
-        (v["index"]["indexing"] == false && paths(&v) == ["docs/d1499.md"]).then_some(())
+        (v["index"]["indexing"] == false && hit_paths(&v) == ["docs/d1499.md"]).then_some(())
     });
 }
 
@@ -675,14 +675,14 @@ fn headings_outrank_bodies_and_one_file_cannot_flood() {
     }
     t.ok(&["index"]);
     let v = query(&t, "retention");
-    assert_eq!(paths(&v)[0], "docs/a.md", "{v}");
+    assert_eq!(hit_paths(&v)[0], "docs/a.md", "{v}");
     assert_eq!(
         v["hits"][0]["headings"],
         serde_json::json!(["Retention"]),
         "{v}"
     );
     let v = query(&t, "widget");
-    let p = paths(&v);
+    let p = hit_paths(&v);
     assert_eq!(p.len(), 8, "{p:?}");
     assert_eq!(
         p.iter().filter(|x| *x == "docs/many.md").count(),
@@ -694,7 +694,7 @@ fn headings_outrank_bodies_and_one_file_cannot_flood() {
     let mut t = t;
     t.set("DOC_SERVE_MAX_HITS_PER_FILE", "10");
     assert_eq!(
-        paths(&query(&t, "widget"))
+        hit_paths(&query(&t, "widget"))
             .iter()
             .filter(|x| *x == "docs/many.md")
             .count(),
@@ -722,11 +722,11 @@ fn a_file_with_most_of_the_best_sections_leaves_room_for_others() {
     t.set("DOC_SERVE_MAX_HITS_PER_FILE", "1");
     t.ok(&["index"]);
     let v = query(&t, "gizmo");
-    assert_eq!(paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
+    assert_eq!(hit_paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
     assert_eq!(v["total_matches"], 81, "{v}");
     // The same through tantivy's scorers (a phrase).
     let v = query(&t, "\"gizmo\"");
-    assert_eq!(paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
+    assert_eq!(hit_paths(&v), ["docs/big.md", "docs/small.md"], "{v}");
     assert_eq!(v["total_matches"], 81, "{v}");
 }
 
@@ -744,7 +744,7 @@ fn a_saved_file_does_not_wait_out_the_debounce() {
     let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
     let found = |word: &str| {
         let v = get(&addr, &format!("/query?q={word}"), &[&auth]).json();
-        paths(&v).len() == 1 && v["index"]["indexing"] == false
+        hit_paths(&v).len() == 1 && v["index"]["indexing"] == false
     };
     wait_for(Duration::from_secs(15), "the first index", || {
         found("first").then_some(())
@@ -792,7 +792,7 @@ fn a_root_inside_a_repository_honours_its_ignore_files() {
     let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());
     let found = |word: &str| {
         let r = get(&addr, &format!("/query?q={word}"), &[&auth]);
-        paths(&r.json())
+        hit_paths(&r.json())
     };
     wait_for(Duration::from_secs(10), "watching", || {
         let r = get(&addr, "/status", &[&auth]).json();
@@ -843,8 +843,8 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     std::fs::write(p.join("late.md"), "# Late\n\nlatewombat\n").unwrap();
     let v = t.json(&["index", "--json"]);
     assert_eq!(v["summary"]["added"], 7, "{v}");
-    assert_eq!(paths(&query(&t, "dottedkoala")), [".dotted.md"]);
-    assert!(paths(&query(&t, "draftkoala")).is_empty());
+    assert_eq!(hit_paths(&query(&t, "dottedkoala")), [".dotted.md"]);
+    assert!(hit_paths(&query(&t, "draftkoala")).is_empty());
 
     t.spawn_serve(&[]);
     let rt = t.wait_runtime(Duration::from_secs(15));
@@ -853,7 +853,7 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     let found = |word: &str| {
         let r = get(&addr, &format!("/query?q={word}"), &[&auth]);
         assert_eq!(r.status, 200, "{r:?}");
-        paths(&r.json())
+        hit_paths(&r.json())
     };
     wait_for(Duration::from_secs(10), "watching", || {
         let r = get(&addr, "/status", &[&auth]).json();
@@ -907,7 +907,7 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
 
     // Ignored after it was indexed: the next reconciliation removes it.
     assert_eq!(
-        paths(&query(&t, "latewombat")),
+        hit_paths(&query(&t, "latewombat")),
         ["late.md"],
         "indexed before it is ignored"
     );
@@ -918,7 +918,7 @@ fn walk_watcher_and_documents_agree_on_what_is_a_source() {
     .unwrap();
     let v = t.json(&["index", "--json"]);
     assert_eq!(v["summary"]["removed"], 1, "{v}");
-    assert!(paths(&query(&t, "latewombat")).is_empty());
+    assert!(hit_paths(&query(&t, "latewombat")).is_empty());
 }
 
 /// Line numbers, headings and names as `/documents` and the hits both see them:
@@ -1024,5 +1024,5 @@ fn a_resident_removes_superseded_indexes() {
     t.wait_runtime(Duration::from_secs(15));
     assert!(!stale.exists(), "a week-old index of another schema stays");
     assert!(recent.exists() && other.exists());
-    assert_eq!(paths(&query(&t, "quorum")), ["docs/notes.txt"]);
+    assert_eq!(hit_paths(&query(&t, "quorum")), ["docs/notes.txt"]);
 }

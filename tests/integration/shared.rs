@@ -75,12 +75,7 @@ impl Daemon {
     fn hit_paths(&self, id: &str, q: &str) -> Vec<String> {
         let r = self.query(id, q);
         assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["path"].as_str().unwrap().to_owned())
-            .collect()
+        hit_paths(&r.json())
     }
 
     fn projects(&self) -> Vec<Value> {

@@ -376,3 +376,13 @@ pub fn hold_index_lock(t: &TestEnv) -> nix::fcntl::Flock<std::fs::File> {
         .map_err(|(_, e)| e)
         .unwrap()
 }
+
+/// The paths of an answer's hits, in its order.
+pub fn hit_paths(v: &Value) -> Vec<String> {
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap().to_owned())
+        .collect()
+}
