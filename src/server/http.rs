@@ -48,6 +48,15 @@ impl From<Value> for Answer {
     }
 }
 
+impl Answer {
+    /// A typed reply, written out once (not through a [`Value`]).
+    pub fn json(reply: &impl serde::Serialize) -> Result<Answer, ApiError> {
+        serde_json::to_vec(reply)
+            .map(|bytes| Answer::Json(bytes.into()))
+            .map_err(ApiError::internal)
+    }
+}
+
 /// The hyper service function.
 pub async fn handle(
     req: Request<Incoming>,
@@ -179,9 +188,7 @@ pub async fn dispatch(
     }
     match &server.sites {
         Sites::One(site) => match (path, method) {
-            ("/status", &Method::GET | &Method::HEAD) => {
-                routes::status(server, site).await.map(Answer::from)
-            }
+            ("/status", &Method::GET | &Method::HEAD) => routes::status(server, site).await,
             ("/status", _) => Err(not_allowed(method, path, GET)),
             _ => dispatch_site(site, method, path, qs, body).await,
         },
@@ -199,7 +206,7 @@ pub async fn dispatch_site(
 ) -> Result<Answer, ApiError> {
     if let Some(doc) = path.strip_prefix("/documents/") {
         return match *method {
-            Method::GET | Method::HEAD => routes::document(site, doc, qs).await.map(Answer::from),
+            Method::GET | Method::HEAD => routes::document(site, doc, qs).await,
             _ => Err(not_allowed(method, path, GET)),
         };
     }
@@ -207,7 +214,7 @@ pub async fn dispatch_site(
         ("/query", &Method::GET | &Method::HEAD | &Method::POST) => {
             routes::query(site, method, qs, body).await
         }
-        ("/index", &Method::POST) => routes::reindex(site, body).await.map(Answer::from),
+        ("/index", &Method::POST) => routes::reindex(site, body).await,
         ("/query", _) => Err(not_allowed(method, path, GET_OR_POST)),
         ("/index", _) => Err(not_allowed(method, path, POST)),
         _ => Err(ApiError::new(

@@ -40,7 +40,7 @@ impl Backend for Local {
         match op {
             Op::Search(req) => api::to_value(api::search(site, &req).await?),
             Op::Read(want) => api::to_value(api::read(site, want).await?),
-            Op::Status => super::routes::status(&server, site).await,
+            Op::Status => api::to_value(super::routes::status_reply(&server, site).await?),
             Op::Reindex { full } => api::to_value(api::reindex(site, full).await?),
         }
     }

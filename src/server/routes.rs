@@ -6,7 +6,7 @@ use hyper::body::Bytes;
 use serde_json::Value;
 
 use super::http::Answer;
-use super::state::{Server, Site};
+use super::state::{Server, ServerStatus, Site};
 use crate::api::{self, ApiError, Search, at_least_one, blocking, quoted};
 use crate::ingest::read::{Scope, Want};
 
@@ -112,11 +112,20 @@ pub async fn query(
     api::search(site, &req).await.map(Answer::Query)
 }
 
-/// `GET /status`: the resident, the index's freshness and the settings file's state.
-pub async fn status(server: &Server, site: &Site) -> Result<Value, ApiError> {
+/// `GET /status`.
+pub async fn status(server: &Server, site: &Site) -> Result<Answer, ApiError> {
+    Answer::json(&status_reply(server, site).await?)
+}
+
+/// What `/status` and `index_status` answer: the resident, the index's freshness and
+/// the settings file's state.
+pub async fn status_reply<'s>(
+    server: &'s Server,
+    site: &Site,
+) -> Result<api::Status<ServerStatus<'s>>, ApiError> {
     let index = site.index.clone();
     let (index, settings) = blocking(move || (index.freshness(), index.state().settings)).await?;
-    api::to_value(api::Status {
+    Ok(api::Status {
         who: server.status(),
         index,
         settings: Some(settings),
@@ -138,20 +147,19 @@ struct IndexBody {
 }
 
 /// `POST /index`: bring the index in line with the files now.
-pub async fn reindex(site: &Site, body: &Bytes) -> Result<Value, ApiError> {
+pub async fn reindex(site: &Site, body: &Bytes) -> Result<Answer, ApiError> {
     let b: IndexBody = if body.iter().all(u8::is_ascii_whitespace) {
         IndexBody::default()
     } else {
         object_body(body, "{\"full\": bool}")?
     };
-    let reply = api::reindex(site, b.full).await?;
-    api::to_value(reply)
+    Answer::json(&api::reindex(site, b.full).await?)
 }
 
 /// `GET /documents/{path}[?start=N&end=M | ?heading=TEXT | ?section=ID][&max_tokens=N]`:
 /// a source file, a range of its lines, the section under a heading or the section of
 /// an id, as [`crate::ingest::read::read`] reads them.
-pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<Value, ApiError> {
+pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<Answer, ApiError> {
     let rel = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
@@ -185,5 +193,5 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<V
         scope,
         max_tokens: at_least_one("max_tokens", number(&p, "max_tokens")?)?,
     };
-    api::to_value(api::read(site, want).await?)
+    Answer::json(&api::read(site, want).await?)
 }
