@@ -363,29 +363,26 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
             Some(other) => Err(format!("{k} must be a string, not {}", shown(other))),
         }
     };
-    let number = |k: &str| -> Result<Option<usize>, String> {
+    // A whole number, at least `least`.
+    let counted = |k: &str, least: u64| -> Result<Option<usize>, String> {
         match args.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v
                 .as_u64()
-                .filter(|n| *n >= 1)
+                .filter(|n| *n >= least)
                 .and_then(|n| usize::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| {
-                    format!("{k} must be a whole number of at least 1, not {}", shown(v))
+                .ok_or_else(|| match least {
+                    0 => format!("{k} must be a whole number, not {}", shown(v)),
+                    _ => format!(
+                        "{k} must be a whole number of at least {least}, not {}",
+                        shown(v)
+                    ),
                 }),
         }
     };
-    let whole = |k: &str| -> Result<Option<usize>, String> {
-        match args.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| format!("{k} must be a whole number, not {}", shown(v))),
-        }
-    };
+    let number = |k: &str| counted(k, 1);
+    let whole = |k: &str| counted(k, 0);
     Ok(match name {
         "search_docs" => Op::Search(Search {
             q: text("query", true)?.unwrap_or_default(),
