@@ -34,6 +34,7 @@ pub(crate) mod client;
 pub mod config;
 pub(crate) mod daemon;
 pub mod discovery;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod events;

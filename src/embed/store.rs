@@ -1,0 +1,467 @@
+//! The vectors of a project's sections, beside its index: `vectors-<model>.bin` in the
+//! data dir, one file per model (another model's vectors are never read as this
+//! one's), keyed by the section's content so that a section embedded once is never
+//! embedded again while its text stays the same.
+//!
+//! The file is a 16-byte header (`DSVEC`, version, dimensions) and then records of a
+//! 16-byte key, an `f32` scale, one signed byte per dimension (the vector divided by the
+//! scale: `max |x| / 127`) and a checksum. Records are only appended, by a writer
+//! holding `.vectors.lock` (the index's flock discipline), and read by anyone at any
+//! time: a reader stops at the first incomplete or damaged record, and the next writer
+//! cuts such a tail off (a process killed mid-write) before it appends. Compaction
+//! writes the live records to a new file and renames it over the old one; readers see
+//! the new inode and read it again.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A section's content key (see [`key_of`]).
+pub type Key = [u8; 16];
+
+const MAGIC: &[u8; 6] = b"DSVEC\x01";
+const HEADER: usize = 16;
+
+/// The key of the text a section is embedded from.
+pub fn key_of(text: &str) -> Key {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut key = [0; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// The text a section is embedded from: its title, heading trail and body.
+pub fn section_text(title: &str, headings: &[String], body: &str) -> String {
+    let mut text = String::with_capacity(title.len() + body.len() + 64);
+    text.push_str(title);
+    for h in headings.iter().filter(|h| h.as_str() != title) {
+        text.push_str(if text.is_empty() { "" } else { " > " });
+        text.push_str(h);
+    }
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(body);
+    text
+}
+
+/// FNV-1a: a record's checksum, stable across builds.
+fn checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {what} {}: {cause}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        cause: io::Error,
+    },
+    #[error("the vector store is busy: another writer held {} for {timeout:?}", path.display())]
+    Busy { path: PathBuf, timeout: Duration },
+}
+
+pub struct Store {
+    path: PathBuf,
+    lock: PathBuf,
+    dim: usize,
+    rows: HashMap<Key, u32>,
+    keys: Vec<Key>,
+    scales: Vec<f32>,
+    data: Vec<i8>,
+    /// The file (device, inode) read, and how far.
+    file_id: Option<(u64, u64)>,
+    read_to: u64,
+}
+
+impl Store {
+    /// The store of the model `fingerprint` in `data_dir`, as far as it is written
+    /// (nothing is created until [`Store::append`]).
+    pub fn open(data_dir: &Path, fingerprint: &str, dim: usize) -> Store {
+        let mut store = Store {
+            path: data_dir.join(format!("vectors-{fingerprint}.bin")),
+            lock: data_dir.join(".vectors.lock"),
+            dim,
+            rows: HashMap::new(),
+            keys: Vec::new(),
+            scales: Vec::new(),
+            data: Vec::new(),
+            file_id: None,
+            read_to: 0,
+        };
+        if let Err(e) = store.refresh() {
+            tracing::warn!("{e}; its vectors are made again");
+        }
+        store
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn record_len(&self) -> usize {
+        16 + 4 + self.dim + 4
+    }
+
+    /// Vectors held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.rows.contains_key(key)
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.keys.clear();
+        self.scales.clear();
+        self.data.clear();
+        self.file_id = None;
+        self.read_to = 0;
+    }
+
+    /// Reads what others appended since the last read (the whole file again when it
+    /// was replaced). Cheap when nothing changed: one `stat`.
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |what, cause| StoreError::Io {
+            what,
+            path: path.clone(),
+            cause,
+        };
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.clear();
+                return Ok(());
+            }
+            Err(e) => return Err(err("read", e)),
+        };
+        let id = Some((meta.dev(), meta.ino()));
+        if id != self.file_id || meta.len() < self.read_to {
+            self.clear();
+        }
+        if meta.len() == self.read_to {
+            return Ok(());
+        }
+        let mut file = File::open(&self.path).map_err(|e| err("read", e))?;
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(self.read_to))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| err("read", e))?;
+        let mut at = 0;
+        if self.read_to == 0 {
+            if bytes.len() < HEADER {
+                return Ok(());
+            }
+            if !self.header_fits(&bytes[..HEADER]) {
+                return Err(err(
+                    "use",
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "not a vector store of this model's dimensions",
+                    ),
+                ));
+            }
+            at = HEADER;
+        }
+        self.file_id = id;
+        let n = self.record_len();
+        while let Some(record) = bytes.get(at..at + n) {
+            if !self.take(record) {
+                break;
+            }
+            at += n;
+        }
+        self.read_to += at as u64;
+        Ok(())
+    }
+
+    fn header(&self) -> [u8; HEADER] {
+        let mut h = [0; HEADER];
+        h[..6].copy_from_slice(MAGIC);
+        h[8..12].copy_from_slice(&(self.dim as u32).to_le_bytes());
+        h
+    }
+
+    fn header_fits(&self, bytes: &[u8]) -> bool {
+        bytes == self.header()
+    }
+
+    /// Takes in one record; false when it is damaged.
+    fn take(&mut self, record: &[u8]) -> bool {
+        let (body, sum) = record.split_at(record.len() - 4);
+        if checksum(body).to_le_bytes() != sum {
+            return false;
+        }
+        let mut key = [0; 16];
+        key.copy_from_slice(&body[..16]);
+        let scale = f32::from_le_bytes([body[16], body[17], body[18], body[19]]);
+        if self.rows.contains_key(&key) || !scale.is_finite() {
+            return true;
+        }
+        self.rows.insert(key, self.keys.len() as u32);
+        self.keys.push(key);
+        self.scales.push(scale);
+        self.data.extend(body[20..].iter().map(|&b| b as i8));
+        true
+    }
+
+    fn encode(&self, key: &Key, vector: &[f32], out: &mut Vec<u8>) {
+        let start = out.len();
+        let max = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = if max > 0.0 && max.is_finite() {
+            max / 127.0
+        } else {
+            1.0
+        };
+        out.extend_from_slice(key);
+        out.extend_from_slice(&scale.to_le_bytes());
+        out.extend(
+            vector
+                .iter()
+                .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8 as u8),
+        );
+        let sum = checksum(&out[start..]);
+        out.extend_from_slice(&sum.to_le_bytes());
+    }
+
+    fn locked(&self, timeout: Duration) -> Result<crate::flock::FileLock, StoreError> {
+        match crate::flock::lock_fair_within(&self.lock, timeout) {
+            Ok(Some(l)) => Ok(l),
+            Ok(None) => Err(StoreError::Busy {
+                path: self.lock.clone(),
+                timeout,
+            }),
+            Err(cause) => Err(StoreError::Io {
+                what: "lock",
+                path: self.lock.clone(),
+                cause,
+            }),
+        }
+    }
+
+    /// Appends `vectors` (of this store's dimensions) under the store's lock, after
+    /// reading what others appended and cutting off a damaged tail.
+    pub fn append(
+        &mut self,
+        vectors: &[(Key, Vec<f32>)],
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let _lock = self.locked(timeout)?;
+        self.refresh()?;
+        let path = self.path.clone();
+        let err = |what, cause| StoreError::Io {
+            what,
+            path: path.clone(),
+            cause,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(|e| err("open", e))?;
+        let meta = file.metadata().map_err(|e| err("open", e))?;
+        if self.read_to == 0 || self.file_id != Some((meta.dev(), meta.ino())) {
+            // New, empty, or of no use (another layout, a damaged header): begun again.
+            file.set_len(0).map_err(|e| err("write", e))?;
+            file.write_all(&self.header())
+                .map_err(|e| err("write", e))?;
+            self.clear();
+            self.file_id = Some((meta.dev(), meta.ino()));
+            self.read_to = HEADER as u64;
+        } else if meta.len() > self.read_to {
+            // A writer died mid-record: what it left is cut off.
+            file.set_len(self.read_to).map_err(|e| err("write", e))?;
+        }
+        let mut bytes = Vec::with_capacity(vectors.len() * self.record_len());
+        for (key, v) in vectors.iter().filter(|(_, v)| v.len() == self.dim) {
+            self.encode(key, v, &mut bytes);
+        }
+        file.seek(SeekFrom::Start(self.read_to))
+            .and_then(|_| file.write_all(&bytes))
+            .and_then(|_| file.sync_data())
+            .map_err(|e| {
+                // Whatever part went in is cut off by the next writer.
+                err("write", e)
+            })?;
+        let n = self.record_len();
+        for record in bytes.chunks_exact(n) {
+            self.take(record);
+        }
+        self.read_to += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Rewrites the store with only the `live` keys' vectors, when the others are more
+    /// than a quarter of it (sections edited or deleted). Returns whether it did.
+    pub fn compact(&mut self, live: &HashSet<Key>, timeout: Duration) -> Result<bool, StoreError> {
+        let dead = self.keys.iter().filter(|k| !live.contains(*k)).count();
+        if dead == 0 || dead * 4 < self.keys.len() {
+            return Ok(false);
+        }
+        let _lock = self.locked(timeout)?;
+        self.refresh()?;
+        let n = self.record_len();
+        let mut bytes = self.header().to_vec();
+        for (row, key) in self.keys.iter().enumerate() {
+            if !live.contains(key) {
+                continue;
+            }
+            let start = bytes.len();
+            bytes.extend_from_slice(key);
+            bytes.extend_from_slice(&self.scales[row].to_le_bytes());
+            bytes.extend(
+                self.data[row * self.dim..(row + 1) * self.dim]
+                    .iter()
+                    .map(|&b| b as u8),
+            );
+            let sum = checksum(&bytes[start..]);
+            bytes.extend_from_slice(&sum.to_le_bytes());
+            debug_assert_eq!(bytes.len() - start, n);
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::fsutil::write_atomic(&dir.join(&name), &bytes, 0o600).map_err(|e| {
+            StoreError::Io {
+                what: "compact",
+                path: self.path.clone(),
+                cause: io::Error::other(e.to_string()),
+            }
+        })?;
+        self.clear();
+        self.refresh()?;
+        Ok(true)
+    }
+
+    /// The `n` stored vectors nearest `query` (a unit vector), by cosine, best first;
+    /// each held key once. Exact: every vector is compared.
+    pub fn nearest(&self, query: &[f32], n: usize) -> Vec<(Key, f32)> {
+        if query.len() != self.dim || n == 0 || self.keys.is_empty() {
+            return Vec::new();
+        }
+        let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let qscale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let q: Vec<i16> = query
+            .iter()
+            .map(|x| (x / qscale).round().clamp(-127.0, 127.0) as i16)
+            .collect();
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(n + 1);
+        let mut floor = f32::NEG_INFINITY;
+        for (row, v) in self.data.chunks_exact(self.dim).enumerate() {
+            let dot: i32 = dot_i8(&q, v);
+            let score = dot as f32 * qscale * self.scales[row];
+            if best.len() == n && score <= floor {
+                continue;
+            }
+            let at = best.partition_point(|&(s, _)| s >= score);
+            best.insert(at, (score, row as u32));
+            best.truncate(n);
+            if best.len() == n {
+                floor = best[n - 1].0;
+            }
+        }
+        best.into_iter()
+            .map(|(s, row)| (self.keys[row as usize], s))
+            .collect()
+    }
+}
+
+/// Dot product of a query (bytes widened) and a stored vector; written so that the
+/// compiler vectorises it.
+fn dot_i8(q: &[i16], v: &[i8]) -> i32 {
+    let mut acc = [0i32; 16];
+    let chunks = q.len() / 16 * 16;
+    for (qc, vc) in q[..chunks]
+        .chunks_exact(16)
+        .zip(v[..chunks].chunks_exact(16))
+    {
+        for i in 0..16 {
+            acc[i] += i32::from(qc[i]) * i32::from(vc[i]);
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for (a, b) in q[chunks..].iter().zip(&v[chunks..]) {
+        sum += i32::from(*a) * i32::from(*b);
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(seed: u32, dim: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dim)
+            .map(|i| (((i as u32 + 1) * (seed + 7)) % 13) as f32 - 6.0)
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+
+    #[test]
+    fn appended_vectors_are_found_by_a_second_reader_and_survive_a_torn_tail() {
+        let t = tempfile::tempdir().unwrap();
+        let mut a = Store::open(t.path(), "m", 8);
+        let vs: Vec<(Key, Vec<f32>)> = (0..5)
+            .map(|i| (key_of(&i.to_string()), unit(i, 8)))
+            .collect();
+        a.append(&vs, Duration::from_secs(1)).unwrap();
+        let mut b = Store::open(t.path(), "m", 8);
+        assert_eq!(b.len(), 5);
+        let top = b.nearest(&unit(3, 8), 1);
+        assert_eq!(top[0].0, key_of("3"));
+        assert!((top[0].1 - 1.0).abs() < 0.02, "{}", top[0].1);
+        // A writer killed mid-record leaves half a record.
+        let mut f = OpenOptions::new().append(true).open(a.path()).unwrap();
+        f.write_all(&[1, 2, 3]).unwrap();
+        b.refresh().unwrap();
+        assert_eq!(b.len(), 5);
+        b.append(&[(key_of("x"), unit(9, 8))], Duration::from_secs(1))
+            .unwrap();
+        let c = Store::open(t.path(), "m", 8);
+        assert_eq!(c.len(), 6, "the torn tail was cut, the new record read");
+        // Another model's dimensions never read this file's vectors.
+        let d = Store::open(t.path(), "m", 16);
+        assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn compaction_keeps_only_live_vectors() {
+        let t = tempfile::tempdir().unwrap();
+        let mut a = Store::open(t.path(), "m", 8);
+        let vs: Vec<(Key, Vec<f32>)> = (0..8)
+            .map(|i| (key_of(&i.to_string()), unit(i, 8)))
+            .collect();
+        a.append(&vs, Duration::from_secs(1)).unwrap();
+        let mut reader = Store::open(t.path(), "m", 8);
+        let live: HashSet<Key> = vs[..2].iter().map(|(k, _)| *k).collect();
+        assert!(a.compact(&live, Duration::from_secs(1)).unwrap());
+        assert_eq!(a.len(), 2);
+        reader.refresh().unwrap();
+        assert_eq!(reader.len(), 2, "a reader sees the rewritten file");
+    }
+}
