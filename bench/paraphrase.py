@@ -38,8 +38,11 @@ def load_questions(path):
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                d = json.loads(line)
-                if not d.get("q") or not d.get("files"):
+                try:
+                    d = json.loads(line)
+                except ValueError as e:
+                    sys.exit(f"{path}:{n}: not JSON: {e}")
+                if not isinstance(d, dict) or not d.get("q") or not isinstance(d.get("files"), list) or not d["files"]:
                     sys.exit(f"{path}:{n}: each line needs \"q\" and a non-empty \"files\"")
                 qs.append(d)
     return qs
@@ -150,7 +153,7 @@ def run_set(args, qfile, modes):
     os.makedirs(home), os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
     project = os.path.join(tmp, "project")
     # Hit paths are relative to the project root, so the corpus root is the project root.
-    shutil.copytree(src, project, symlinks=False)
+    shutil.copytree(src, project, symlinks=False, ignore_dangling_symlinks=True)
     ds = [args.doc_serve, "--path", project]
     res = None
     try:
@@ -219,6 +222,8 @@ def main():
     args = ap.parse_args()
     args.corpus = os.path.abspath(args.corpus)
     args.doc_serve = os.path.abspath(args.doc_serve)
+    if not os.access(args.doc_serve, os.X_OK):
+        sys.exit(f"no doc-serve binary at {args.doc_serve}: run `cargo build --release` or pass --doc-serve")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in args.modes if m not in MODES]
     if unknown:
@@ -250,7 +255,7 @@ def main():
                       if "unavailable" in v})
     for n in notes:
         print(f"\n{n}")
-    if not args.model:
+    if not args.model and args.modes != ["lexical"]:
         print("\nsemantic and hybrid: not measured yet (no embedding model given).")
 
 
