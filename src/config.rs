@@ -114,8 +114,12 @@ pub struct Config {
     /// Shared daemon: time without requests after which a project is closed.
     #[serde(rename = "project_idle_seconds", serialize_with = "secs")]
     pub project_idle: Duration,
-    /// Kept for compatibility with other doc-serve versions; the BM25 engine uses none.
+    /// The sentence-embedding model for search by meaning: a directory holding
+    /// config.json, tokenizer.json and model.safetensors (relative to the project
+    /// root), or the name of a model `doc-serve model fetch` installed; `None` is off.
     pub embedding_model: Option<String>,
+    /// Threads the model embeds sections on, in the background.
+    pub embedding_threads: usize,
     /// Messages about the configuration that are not errors (unknown keys).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -158,11 +162,20 @@ impl Default for Config {
             max_open_projects: 64,
             project_idle: Duration::from_secs(1800),
             embedding_model: None,
+            embedding_threads: default_embedding_threads(),
             warnings: Vec::new(),
             origins: std::collections::HashMap::new(),
         }
     }
 }
+
+/// Half the machine's cores, at least one: embedding runs in the background and
+/// leaves the rest to searches and indexing.
+fn default_embedding_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+const MAX_EMBEDDING_THREADS: usize = 256;
 
 /// The shared daemon's TCP port unless configured otherwise (see the README, "State directory").
 pub const SHARED_PORT: u16 = 45123;
@@ -307,6 +320,7 @@ impl Config {
             "max_open_projects" => self.max_open_projects = parse(raw)?,
             "project_idle_seconds" => self.project_idle = wait(raw, Duration::from_secs)?,
             "embedding_model" => self.embedding_model = parse(raw)?,
+            "embedding_threads" => self.embedding_threads = parse(raw)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -476,10 +490,28 @@ impl Config {
             ("max_hits_per_file", self.max_hits_per_file == 0),
             ("max_concurrent_indexing", self.max_concurrent_indexing == 0),
             ("max_open_projects", self.max_open_projects == 0),
+            ("embedding_threads", self.embedding_threads == 0),
         ] {
             if zero {
                 return bad(name, "must be above 0".into());
             }
+        }
+        if self.embedding_threads > MAX_EMBEDDING_THREADS {
+            return bad(
+                "embedding_threads",
+                format!("must be at most {MAX_EMBEDDING_THREADS}"),
+            );
+        }
+        if self
+            .embedding_model
+            .as_deref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
+            return bad(
+                "embedding_model",
+                "must name a model directory or a known model (null turns search by meaning off)"
+                    .into(),
+            );
         }
         // The most a tokio semaphore holds (more panics).
         let most = tokio::sync::Semaphore::MAX_PERMITS;

@@ -3,6 +3,7 @@
 use doc_serve::error::exit;
 
 fn main() {
+    doc_serve::embed::init_process();
     let code = match doc_serve::cli::run() {
         Ok(code) => code,
         Err(err) => {

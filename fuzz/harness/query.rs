@@ -48,6 +48,8 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
         path_prefix: prefix.map(str::to_owned),
         max_per_file: 1 + data.len() % 4,
         max_tokens: None,
+        mode: Default::default(),
+        explain: data.len() % 2 == 0,
     };
     check_search(fixture, &req);
 }

@@ -10,6 +10,7 @@
 
 mod error;
 mod standalone;
+pub mod vectors;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +21,11 @@ pub use error::{ApiError, quoted};
 pub use standalone::Standalone;
 
 use crate::engine::Engine;
-use crate::engine::search::{Request, Response};
+use crate::engine::search::{Mode, Request, Response};
 use crate::ingest::read::{self, Part, Want};
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
+use vectors::{Vectors, no_model};
 
 /// How long a search waits for the start-up reconciliation by default (see
 /// [`Site::should_wait`]), and at most (`wait`).
@@ -51,6 +53,10 @@ pub trait Site: Send + Sync + 'static {
     fn wait_started(&self, _bound: Duration) -> impl Future<Output = ()> + Send {
         async {}
     }
+    /// Search by meaning, when the project has an embedding model.
+    fn vectors(&self) -> Option<Arc<Vectors>> {
+        None
+    }
     /// Brings the index in line with the files now (all of them again when `full`).
     fn reindex(&self, full: bool) -> impl Future<Output = Result<Summary, ApiError>> + Send;
 }
@@ -69,6 +75,11 @@ pub struct Search {
     pub wait: Option<u64>,
     /// The most the answer may take, in estimated tokens (see [`crate::tokens`]).
     pub max_tokens: Option<usize>,
+    /// Lexical, semantic or hybrid; by default hybrid once every section is embedded,
+    /// lexical until then.
+    pub mode: Option<Mode>,
+    /// Each hit says where it ranked by words and by meaning.
+    pub explain: Option<bool>,
 }
 
 /// The answer to a [`Search`]: the hits, and the index's freshness beside them.
@@ -98,6 +109,9 @@ pub struct Freshness {
     pub watcher: String,
     pub last_commit: Option<String>,
     pub last_error: Option<String>,
+    /// Search by meaning: the model, and how many sections are embedded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<vectors::Embedding>,
 }
 
 impl Freshness {
@@ -149,7 +163,20 @@ pub struct ReindexReply {
 /// part of the answer: the search waits for it, within `wait` seconds. Past that, the
 /// answer is what is committed, and its footer says `"indexing": true`.
 pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiError> {
+    let vectors = site.vectors();
+    let mode = match (req.mode, &vectors) {
+        (Some(Mode::Lexical), _) => Mode::Lexical,
+        (Some(_), None) => return Err(no_model("no embedding_model is set")),
+        (Some(mode), Some(v)) => match v.unavailable() {
+            Some(e) => return Err(e),
+            None => mode,
+        },
+        (None, Some(v)) if v.complete() => Mode::Hybrid,
+        (None, _) => Mode::Lexical,
+    };
     let engine_req = Request {
+        mode,
+        explain: req.explain.unwrap_or(false),
         q: req.q.clone(),
         limit: at_least_one("limit", req.limit)?.unwrap_or(DEFAULT_LIMIT),
         offset: req.offset.unwrap_or(0),
@@ -163,10 +190,27 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
         .unwrap_or(FIRST_INDEX_WAIT)
         .min(MAX_FIRST_INDEX_WAIT);
     let engine = site.engine().clone();
-    let quick = engine.is_quick(&engine_req);
+    // The query's vector, for a search by meaning: a few milliseconds of the model's
+    // time on this thread, or none for a query asked before.
+    let near = match (mode, vectors) {
+        (Mode::Lexical, _) | (_, None) => None,
+        (_, Some(v)) => {
+            let q = req.q.clone();
+            let vector = {
+                let v = v.clone();
+                in_place(move || v.query_vector(&q)).await??
+            };
+            Some((v, vector))
+        }
+    };
+    let quick = near.is_none() && engine.is_quick(&engine_req);
     let run = |req: Request| {
         let engine = engine.clone();
-        move || engine.search(&req)
+        let near = near.clone();
+        move || match near {
+            Some((v, vector)) => engine.search_near(&req, &|n| v.nearest(&vector, n)),
+            None => engine.search(&req),
+        }
     };
     let mut resp = if quick {
         caught(run(engine_req.clone()))?

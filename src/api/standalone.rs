@@ -2,7 +2,10 @@
 //! brought up to date) in this process. The CLI and the MCP bridge use it when no
 //! resident can be reached.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use super::vectors::Vectors;
+use crate::config::Config;
 
 use super::{ApiError, Freshness, Site, blocking};
 use crate::engine::Engine;
@@ -19,6 +22,10 @@ pub struct Standalone {
     max_per_file: usize,
     /// Files done and to do of a reindex running now.
     progress: Arc<Mutex<Option<[usize; 2]>>>,
+    /// The embedding model's setting and threads, when search by meaning is wanted;
+    /// the model and vectors are loaded at the first search that needs them.
+    model: Option<(String, usize)>,
+    vectors: Arc<OnceLock<Arc<Vectors>>>,
 }
 
 impl Standalone {
@@ -29,7 +36,18 @@ impl Standalone {
             sources,
             max_per_file,
             progress: Arc::default(),
+            model: None,
+            vectors: Arc::default(),
         }
+    }
+
+    /// Searches by meaning too, with the model `config` names (if any).
+    pub fn with_model(mut self, config: &Config) -> Standalone {
+        self.model = config
+            .embedding_model
+            .clone()
+            .map(|m| (m, config.embedding_threads));
+        self
     }
 }
 
@@ -51,8 +69,24 @@ impl Site for Standalone {
         Freshness {
             indexing: progress.is_some(),
             progress,
+            embedding: self.vectors.get().map(|v| v.state()),
             ..Freshness::of_engine(&self.indexer.engine, NO_WATCHER)
         }
+    }
+
+    fn vectors(&self) -> Option<Arc<Vectors>> {
+        let (setting, threads) = self.model.as_ref()?;
+        let engine = &self.indexer.engine;
+        let data_dir = engine.dir().parent()?;
+        Some(
+            self.vectors
+                .get_or_init(|| {
+                    let v = Vectors::open(setting, self.sources.root(), data_dir, *threads);
+                    v.count(engine);
+                    Arc::new(v)
+                })
+                .clone(),
+        )
     }
 
     async fn reindex(&self, full: bool) -> Result<Summary, ApiError> {

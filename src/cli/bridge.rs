@@ -146,8 +146,10 @@ impl Bridge {
                             ApiError::unavailable(format!("cannot open the index: {e}"))
                         })?;
                     let max_per_file = self.config.max_hits_per_file;
-                    slot.insert(Standalone::new(Arc::new(opened), max_per_file))
-                        .clone()
+                    slot.insert(
+                        Standalone::new(Arc::new(opened), max_per_file).with_model(&self.config),
+                    )
+                    .clone()
                 }
             }
         };

@@ -141,6 +141,14 @@ pub enum Command {
         /// the first one's snippet cut if even it does not; the answer says so
         #[arg(long, value_name = "N", value_parser = at_least_one)]
         max_tokens: Option<usize>,
+        /// Rank by words (lexical), by meaning (semantic: needs embedding_model), or
+        /// both fused (hybrid). Default: hybrid once every section is embedded,
+        /// lexical until then
+        #[arg(long, value_enum)]
+        mode: Option<SearchMode>,
+        /// Show each hit's rank by words and by meaning
+        #[arg(long)]
+        explain: bool,
         /// Print the answer as JSON, as /query gives it
         #[arg(long)]
         json: bool,
@@ -477,9 +485,13 @@ pub fn run() -> anyhow::Result<i32> {
             path_prefix,
             wait,
             max_tokens,
+            mode,
+            explain,
             json,
         } => {
             let req = crate::api::Search {
+                mode: mode.map(Into::into),
+                explain: explain.then_some(true),
                 q: query.join(" "),
                 limit: Some(limit),
                 offset: Some(offset),
@@ -518,6 +530,25 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// `--mode`'s values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SearchMode {
+    Lexical,
+    Semantic,
+    Hybrid,
+}
+
+impl From<SearchMode> for crate::engine::search::Mode {
+    fn from(m: SearchMode) -> Self {
+        use crate::engine::search::Mode;
+        match m {
+            SearchMode::Lexical => Mode::Lexical,
+            SearchMode::Semantic => Mode::Semantic,
+            SearchMode::Hybrid => Mode::Hybrid,
+        }
+    }
 }
 
 /// A whole number of at least 1, for `--limit`.

@@ -172,6 +172,12 @@ pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
     if let Some(w) = req.wait {
         qs.append_pair("wait", &w.to_string());
     }
+    if let Some(m) = req.mode {
+        qs.append_pair("mode", m.as_str());
+    }
+    if req.explain == Some(true) {
+        qs.append_pair("explain", "true");
+    }
     let path = format!("/query?{}", qs.finish());
     let show_progress = !json && std::io::stderr().is_terminal();
     // Room for the resident's wait for a first index, on top of the search.
@@ -275,7 +281,14 @@ fn standalone_query(ctx: &Context, config: &Config, req: &Search) -> anyhow::Res
         reconcile(&indexer, false, true)?;
     }
     let max_per_file = config.max_hits_per_file;
-    let site = Standalone::new(Arc::new(indexer), max_per_file);
+    let mut site = Standalone::new(Arc::new(indexer), max_per_file);
+    // The model is loaded only when asked for: a plain query stays quick.
+    if req
+        .mode
+        .is_some_and(|m| m != crate::engine::search::Mode::Lexical)
+    {
+        site = site.with_model(config);
+    }
     Ok(client_runtime()?.block_on(api::search(&site, req))?)
 }
 
@@ -300,6 +313,25 @@ fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Re
         )?;
         let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
         writeln!(out, "    {snippet}")?;
+        if let Some(r) = &h.ranks {
+            let rank = |r: Option<usize>| r.map_or("-".to_owned(), |n| format!("#{n}"));
+            writeln!(
+                out,
+                "    rank by words {}, by meaning {}",
+                rank(r.lexical),
+                rank(r.vector)
+            )?;
+        }
+    }
+    if resp.hits.iter().any(|h| h.ranks.is_some()) || resp.mode != Default::default() {
+        let embedded = match &answer.index.embedding {
+            Some(e) => format!(
+                " ({} of {} sections embedded, {})",
+                e.embedded[0], e.embedded[1], e.model
+            ),
+            None => String::new(),
+        };
+        writeln!(out, "mode: {}{embedded}", resp.mode.as_str())?;
     }
     if answer.response.truncated {
         writeln!(out, "(cut to fit --max-tokens: more hits may match)")?;

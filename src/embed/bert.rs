@@ -61,7 +61,9 @@ impl Config {
         if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
             return Some(format!("hidden_act {:?} is not supported", self.hidden_act));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Some(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -69,3 +69,16 @@ pub fn pooling_by_name(dir: &Path) -> Pooling {
         .and_then(|n| find(&n.to_string_lossy()))
         .map_or(Pooling::Mean, |k| k.pooling)
 }
+
+/// Where `doc-serve model fetch` installs models: `$DOC_SERVE_MODEL_DIR`, else
+/// `$XDG_CACHE_HOME/doc-serve/models`, else `~/.cache/doc-serve/models`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let set = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    set("DOC_SERVE_MODEL_DIR")
+        .or_else(|| set("XDG_CACHE_HOME").map(|d| d.join("doc-serve").join("models")))
+        .or_else(|| set("HOME").map(|d| d.join(".cache").join("doc-serve").join("models")))
+}

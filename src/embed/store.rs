@@ -34,11 +34,12 @@ pub fn key_of(text: &str) -> Key {
     key
 }
 
-/// The text a section is embedded from: its title, heading trail and body.
+/// The text a section is embedded from: its title, heading trail (below the title)
+/// and body.
 pub fn section_text(title: &str, headings: &[String], body: &str) -> String {
     let mut text = String::with_capacity(title.len() + body.len() + 64);
     text.push_str(title);
-    for h in headings.iter().filter(|h| h.as_str() != title) {
+    for h in headings {
         text.push_str(if text.is_empty() { "" } else { " > " });
         text.push_str(h);
     }
@@ -72,6 +73,8 @@ pub struct Store {
     path: PathBuf,
     lock: PathBuf,
     dim: usize,
+    /// False for a writer's copy: keys only, no vectors in memory.
+    vectors: bool,
     rows: HashMap<Key, u32>,
     keys: Vec<Key>,
     scales: Vec<f32>,
@@ -85,10 +88,20 @@ impl Store {
     /// The store of the model `fingerprint` in `data_dir`, as far as it is written
     /// (nothing is created until [`Store::append`]).
     pub fn open(data_dir: &Path, fingerprint: &str, dim: usize) -> Store {
+        Store::open_as(data_dir, fingerprint, dim, true)
+    }
+
+    /// As [`Store::open`], keeping only which keys it holds: what a writer needs.
+    pub fn open_keys(data_dir: &Path, fingerprint: &str, dim: usize) -> Store {
+        Store::open_as(data_dir, fingerprint, dim, false)
+    }
+
+    fn open_as(data_dir: &Path, fingerprint: &str, dim: usize, vectors: bool) -> Store {
         let mut store = Store {
             path: data_dir.join(format!("vectors-{fingerprint}.bin")),
             lock: data_dir.join(".vectors.lock"),
             dim,
+            vectors,
             rows: HashMap::new(),
             keys: Vec::new(),
             scales: Vec::new(),
@@ -134,6 +147,14 @@ impl Store {
         self.data.clear();
         self.file_id = None;
         self.read_to = 0;
+    }
+
+    /// Whether the file changed since it was read (one `stat`).
+    pub fn stale(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Some((m.dev(), m.ino())) != self.file_id || m.len() != self.read_to,
+            Err(_) => self.file_id.is_some(),
+        }
     }
 
     /// Reads what others appended since the last read (the whole file again when it
@@ -218,8 +239,10 @@ impl Store {
         }
         self.rows.insert(key, self.keys.len() as u32);
         self.keys.push(key);
-        self.scales.push(scale);
-        self.data.extend(body[20..].iter().map(|&b| b as i8));
+        if self.vectors {
+            self.scales.push(scale);
+            self.data.extend(body[20..].iter().map(|&b| b as i8));
+        }
         true
     }
 
@@ -322,22 +345,20 @@ impl Store {
         let _lock = self.locked(timeout)?;
         self.refresh()?;
         let n = self.record_len();
+        let old = std::fs::read(&self.path).map_err(|cause| StoreError::Io {
+            what: "compact",
+            path: self.path.clone(),
+            cause,
+        })?;
         let mut bytes = self.header().to_vec();
-        for (row, key) in self.keys.iter().enumerate() {
-            if !live.contains(key) {
-                continue;
+        let end = (self.read_to as usize).min(old.len());
+        let mut seen = HashSet::new();
+        for record in old.get(HEADER..end).unwrap_or_default().chunks_exact(n) {
+            let mut key = [0; 16];
+            key.copy_from_slice(&record[..16]);
+            if live.contains(&key) && seen.insert(key) {
+                bytes.extend_from_slice(record);
             }
-            let start = bytes.len();
-            bytes.extend_from_slice(key);
-            bytes.extend_from_slice(&self.scales[row].to_le_bytes());
-            bytes.extend(
-                self.data[row * self.dim..(row + 1) * self.dim]
-                    .iter()
-                    .map(|&b| b as u8),
-            );
-            let sum = checksum(&bytes[start..]);
-            bytes.extend_from_slice(&sum.to_le_bytes());
-            debug_assert_eq!(bytes.len() - start, n);
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let name = self

@@ -8,6 +8,7 @@
 
 pub mod analyzer;
 mod disk;
+mod near;
 mod page;
 pub mod query;
 mod recent;
@@ -74,6 +75,11 @@ impl From<tantivy::TantivyError> for EngineError {
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let context = context.into();
     move |cause| EngineError::Io { context, cause }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Bytes of stored sections kept together in the doc store; a hit's section is read

@@ -87,12 +87,15 @@ mod tests {
             path_prefix: None,
             max_per_file: 3,
             max_tokens: None,
+            mode: Default::default(),
+            explain: false,
         }
     }
 
     fn resp(q: &str) -> Response {
         Response {
             query: q.into(),
+            mode: Default::default(),
             hits: std::sync::Arc::new([]),
             total_matches: 1,
             offset: 0,

@@ -41,6 +41,9 @@ pub struct Fields {
     pub chunking: Field,
     pub size: Field,
     pub mtime_ns: Field,
+    /// Sections only: the key of the text the section is embedded from (see
+    /// [`crate::embed::store::key_of`]), in hex: how a stored vector finds its sections.
+    pub vkey: Field,
 }
 
 fn text(analyzer: &str, stored: bool) -> TextOptions {
@@ -68,6 +71,7 @@ pub fn build() -> (Schema, Fields) {
         chunking: s.add_text_field("chunking", STORED),
         size: s.add_u64_field("size", STORED | INDEXED),
         mtime_ns: s.add_u64_field("mtime_ns", STORED),
+        vkey: s.add_text_field("vkey", STRING),
     };
     (s.build(), fields)
 }

@@ -7,6 +7,7 @@
 //! filter. One file cannot take more than `max_per_file` of the hits, and its pieces
 //! that overlap are one hit (see [`super::page`]); an answer is one page of that list.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +43,45 @@ pub const MAX_LIMIT: usize = 1000;
 /// makes a search read every match it has.
 pub const MAX_DEPTH: usize = 10_000;
 
+/// How a search ranks: by words (BM25), by meaning (the nearest section vectors), or
+/// both fused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Lexical,
+    Semantic,
+    Hybrid,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Lexical => "lexical",
+            Mode::Semantic => "semantic",
+            Mode::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// The candidates of a search by meaning, best first, with each one's ranks.
+type Fused = (
+    Vec<(Score, tantivy::DocAddress)>,
+    HashMap<tantivy::DocAddress, Ranks>,
+);
+
+/// Candidates each side of a hybrid search brings to the fusion, at least.
+const FUSED_CANDIDATES: usize = 100;
+/// Reciprocal rank fusion: a hit scores `weight / (RRF_K + rank)` from each side.
+/// RRF_K 60 is the customary constant (Cormack et al., 2009).
+const RRF_K: f32 = 60.0;
+const LEXICAL_WEIGHT: f32 = 1.0;
+const VECTOR_WEIGHT: f32 = 1.0;
+
+/// The nearest stored vectors to the query, best first, at most as many as asked:
+/// `(key, cosine)`.
+pub type Nearest<'a> = &'a dyn Fn(usize) -> Vec<(crate::embed::store::Key, f32)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub q: String,
@@ -53,6 +93,17 @@ pub struct Request {
     /// The most the hits may take, in estimated tokens (see [`crate::tokens`]): the best
     /// hits that fit, or the first alone with its snippet cut.
     pub max_tokens: Option<usize>,
+    pub mode: Mode,
+    /// Each hit says its rank on each side (see [`Ranks`]).
+    pub explain: bool,
+}
+
+/// Where a hit ranked on each side of a search (1 is first); `None` when that side
+/// did not bring it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ranks {
+    pub lexical: Option<usize>,
+    pub vector: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,11 +121,17 @@ pub struct Hit {
     pub snippet: String,
     /// `[start, end)` character offsets of the matched words in `snippet`.
     pub highlights: Vec<[usize; 2]>,
+    /// With `explain`: the hit's rank by words and by meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<Ranks>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Response {
     pub query: String,
+    /// How the hits were ranked.
+    #[serde(default)]
+    pub mode: Mode,
     /// Shared: an answer kept for a repeated request is not copied hit by hit.
     pub hits: Arc<[Hit]>,
     /// Sections matching the query before the per-file cap, merging and the limit.
@@ -100,7 +157,7 @@ struct Weights {
 /// A section's stored fields as a hit takes them: each value read once, into a value
 /// the hit can own (a `TantivyDocument` copies every string into itself, and a hit
 /// would copy them again).
-struct StoredSection(Vec<(Field, Stored)>);
+pub(super) struct StoredSection(Vec<(Field, Stored)>);
 
 enum Stored {
     Text(String),
@@ -117,12 +174,12 @@ impl StoredSection {
     }
 
     /// The first text of `field` (empty if none).
-    fn take(&mut self, field: Field) -> String {
+    pub(super) fn take(&mut self, field: Field) -> String {
         self.texts(field).next().unwrap_or_default()
     }
 
     /// Every text of `field`.
-    fn take_all(&mut self, field: Field) -> Vec<String> {
+    pub(super) fn take_all(&mut self, field: Field) -> Vec<String> {
         self.texts(field).collect()
     }
 
@@ -233,7 +290,7 @@ impl Engine {
             answer.took_ms = started.elapsed().as_secs_f64() * 1000.0;
             return Ok(answer);
         }
-        let answer = self.search_in(&searcher, req, started)?;
+        let answer = self.search_in(&searcher, req, started, None)?;
         // Big answers are not worth their memory: the kept ones stay small.
         if answer.hits.len() <= KEEP_HITS {
             self.recent.keep(generation, req, &answer);
@@ -241,11 +298,64 @@ impl Engine {
         Ok(answer)
     }
 
+    /// The answer to a semantic or hybrid `req`, whose vector side `nearest` gives;
+    /// never kept for a repeated request (vectors arrive between commits).
+    pub fn search_near(&self, req: &Request, nearest: Nearest) -> Result<Response> {
+        let started = Instant::now();
+        let searcher = self.searcher();
+        self.search_in(&searcher, req, started, Some(nearest))
+    }
+
+    /// The fused candidates of a semantic or hybrid search, best first, and each one's
+    /// ranks.
+    fn fused(
+        &self,
+        searcher: &tantivy::Searcher,
+        req: &Request,
+        parsed: &Parsed,
+        want: usize,
+        nearest: Nearest,
+    ) -> Result<Fused> {
+        let n = want.max(FUSED_CANDIDATES);
+        let vector = self.sections_of(searcher, &nearest(n))?;
+        let mut ranks: HashMap<tantivy::DocAddress, Ranks> = HashMap::new();
+        if req.mode == Mode::Semantic {
+            for (i, (_, addr)) in vector.iter().enumerate() {
+                ranks.entry(*addr).or_default().vector.get_or_insert(i + 1);
+            }
+            return Ok((vector, ranks));
+        }
+        let lexical = if parsed.has_positive_terms() {
+            self.top(searcher, parsed, n, true)?
+                .map(|(top, _)| top)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut scores: HashMap<tantivy::DocAddress, Score> = HashMap::new();
+        for (i, (_, addr)) in lexical.iter().enumerate() {
+            *scores.entry(*addr).or_default() += LEXICAL_WEIGHT / (RRF_K + (i + 1) as f32);
+            ranks.entry(*addr).or_default().lexical.get_or_insert(i + 1);
+        }
+        for (i, (_, addr)) in vector.iter().enumerate() {
+            let r = ranks.entry(*addr).or_default();
+            if r.vector.is_none() {
+                r.vector = Some(i + 1);
+                *scores.entry(*addr).or_default() += VECTOR_WEIGHT / (RRF_K + (i + 1) as f32);
+            }
+        }
+        let mut fused: Vec<(Score, tantivy::DocAddress)> =
+            scores.into_iter().map(|(a, s)| (s, a)).collect();
+        fused.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        Ok((fused, ranks))
+    }
+
     fn search_in(
         &self,
         searcher: &tantivy::Searcher,
         req: &Request,
         started: Instant,
+        nearest: Option<Nearest>,
     ) -> Result<Response> {
         if req.q.len() > MAX_QUERY_BYTES {
             return Err(EngineError::BadQuery(format!(
@@ -272,7 +382,12 @@ impl Engine {
                 .path_prefixes
                 .push(p.trim_start_matches("./").to_owned());
         }
-        if !parsed.has_positive_terms() {
+        let nearest = nearest.filter(|_| req.mode != Mode::Lexical);
+        let words_needed = match nearest {
+            None => parsed.has_positive_terms(),
+            Some(_) => !req.q.trim().is_empty(),
+        };
+        if !words_needed {
             return Err(EngineError::BadQuery(
                 "the query has no words to search for".into(),
             ));
@@ -293,8 +408,14 @@ impl Engine {
         }
         let mut snippets = Snippets::new(stems);
         let mut truncated = false;
+        let mode = if nearest.is_some() {
+            req.mode
+        } else {
+            Mode::Lexical
+        };
         let answer = |hits: Vec<Hit>, total_matches, next_offset, truncated| Response {
             query: req.q.clone(),
+            mode,
             hits: hits.into(),
             total_matches,
             offset: req.offset,
@@ -319,8 +440,17 @@ impl Engine {
         let mut kept = Kept::new(req.max_per_file);
         let mut hits: Vec<Hit> = Vec::new();
         let mut done = 0;
+        let fused = match nearest {
+            Some(nearest) => Some(self.fused(searcher, req, &parsed, want, nearest)?),
+            None => None,
+        };
+        let prefixes = &parsed.path_prefixes;
         loop {
-            let Some((top, total)) = self.top(searcher, &parsed, want, true)? else {
+            let top = match &fused {
+                Some((top, _)) => Some((top.clone(), top.len())),
+                None => self.top(searcher, &parsed, want, true)?,
+            };
+            let Some((top, total)) = top else {
                 // Only punctuation: nothing can match, and that is an answer, not an
                 // error.
                 return Ok(answer(Vec::new(), 0, None, false));
@@ -329,6 +459,13 @@ impl Engine {
             for &(score, addr) in &top[done.min(top.len())..] {
                 let mut doc: StoredSection = searcher.doc(addr)?;
                 let path = doc.take(f.path);
+                // Vectors know nothing of paths: their hits are filtered here.
+                if fused.is_some()
+                    && !prefixes.is_empty()
+                    && !prefixes.iter().any(|p| path.starts_with(p.as_str()))
+                {
+                    continue;
+                }
                 let (start, end) = (doc.number(f.line_start), doc.number(f.line_end));
                 let n = match kept.offer(&path, start, end) {
                     Verdict::Hit(n) => n,
@@ -358,6 +495,13 @@ impl Engine {
                     snippet,
                     highlights,
                     path,
+                    ranks: req.explain.then(|| match &fused {
+                        Some((_, ranks)) => ranks.get(&addr).copied().unwrap_or_default(),
+                        None => Ranks {
+                            lexical: Some(n + 1),
+                            vector: None,
+                        },
+                    }),
                 });
                 let first = hits.len() == 1;
                 if let (Some(budget), Some(hit)) = (budget, hits.last_mut()) {
@@ -831,6 +975,8 @@ mod tests {
             path_prefix: None,
             max_per_file: 3,
             max_tokens: None,
+            mode: Default::default(),
+            explain: false,
         };
         let eight = "a b c d e f g h";
         assert!(engine.is_quick(&req("error handling -tokio path:docs/")));
@@ -881,6 +1027,8 @@ mod tests {
                 path_prefix: Some(prefix.into()),
                 max_per_file: 3,
                 max_tokens: None,
+                mode: Default::default(),
+                explain: false,
             };
             let mut paths: Vec<String> = engine
                 .search(&req)
@@ -921,6 +1069,8 @@ mod tests {
             path_prefix: None,
             max_per_file,
             max_tokens: None,
+            mode: Default::default(),
+            explain: false,
         }
     }
 

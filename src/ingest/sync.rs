@@ -437,6 +437,8 @@ mod tests {
                 path_prefix: None,
                 max_per_file: 3,
                 max_tokens: None,
+                mode: Default::default(),
+                explain: false,
             };
             a.engine.search(&req).unwrap().hits.len()
         };

@@ -92,7 +92,17 @@ fn freshness_schema() -> Value {
             "pending_changes": {"type": "boolean"},
             "watcher": {"type": "string"},
             "last_commit": {"type": ["string", "null"]},
-            "last_error": {"type": ["string", "null"]}
+            "last_error": {"type": ["string", "null"]},
+            "embedding": {
+                "type": "object",
+                "description": "Search by meaning: the model, and [sections embedded, sections there are]",
+                "properties": {
+                    "model": {"type": "string"},
+                    "embedded": {"type": "array", "items": {"type": "integer"}},
+                    "embedding": {"type": "boolean"},
+                    "error": {"type": ["string", "null"]}
+                }
+            }
         },
         "required": ["files", "chunks", "indexing", "pending_changes", "last_commit"]
     })
@@ -104,6 +114,7 @@ fn search_output() -> Value {
         "type": "object",
         "properties": {
             "query": {"type": "string"},
+            "mode": {"type": "string", "enum": ["lexical", "semantic", "hybrid"], "description": "How the hits were ranked"},
             "hits": {"type": "array", "items": {
                 "type": "object",
                 "properties": {
@@ -115,7 +126,11 @@ fn search_output() -> Value {
                     "line_end": {"type": "integer", "minimum": 1},
                     "score": {"type": "number"},
                     "snippet": {"type": "string"},
-                    "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}, "description": "[start, end) character offsets of matched words in snippet"}
+                    "highlights": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}, "description": "[start, end) character offsets of matched words in snippet"},
+                    "ranks": {"type": "object", "description": "With explain: the hit's rank by words and by meaning (null: not found that way)", "properties": {
+                        "lexical": {"type": ["integer", "null"]},
+                        "vector": {"type": ["integer", "null"]}
+                    }}
                 },
                 "required": ["id", "path", "title", "headings", "line_start", "line_end", "score", "snippet", "highlights"]
             }},
@@ -231,7 +246,9 @@ fn build_tools() -> Vec<Tool> {
              snippet. Plain words are ranked (sections containing all of them first); \
              \"quoted phrases\" must appear; -word excludes; path:docs/api limits to a \
              directory. Use specific terms, identifiers (snake_case, CamelCase, --flags) \
-             work whole or by their parts. Follow up with read_doc to read a section.",
+             work whole or by their parts. With an embedding model, questions in your own \
+             words find sections by meaning too (mode hybrid, the default once the docs \
+             are embedded). Follow up with read_doc to read a section.",
             schema(json!({
                 "type": "object",
                 "properties": {
@@ -239,7 +256,9 @@ fn build_tools() -> Vec<Tool> {
                     "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8, "description": "Most sections to return"},
                     "offset": {"type": "integer", "minimum": 0, "default": 0, "description": "Sections to skip: the next page starts at the next_offset of the last answer"},
                     "path_prefix": {"type": "string", "description": "Only files under this path, relative to the project root, e.g. 'docs/guide/'"},
-                    "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TOKENS, "default": DEFAULT_MAX_TOKENS, "description": "Fit the answer in about this many tokens: the best hits that fit; truncated says some were left out"}
+                    "max_tokens": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TOKENS, "default": DEFAULT_MAX_TOKENS, "description": "Fit the answer in about this many tokens: the best hits that fit; truncated says some were left out"},
+                    "mode": {"type": "string", "enum": ["lexical", "semantic", "hybrid"], "description": "Rank by words, by meaning, or both fused; default hybrid once every section is embedded, else lexical"},
+                    "explain": {"type": "boolean", "default": false, "description": "Each hit says its rank by words and by meaning"}
                 },
                 "required": ["query"],
                 "additionalProperties": false
@@ -321,7 +340,15 @@ const MAX_READ_ARG_BYTES: usize = 4096;
 /// A tool call's arguments as an operation; `Err` is a message for the model.
 pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
     let allowed: &[&str] = match name {
-        "search_docs" => &["query", "limit", "offset", "path_prefix", "max_tokens"],
+        "search_docs" => &[
+            "query",
+            "limit",
+            "offset",
+            "path_prefix",
+            "max_tokens",
+            "mode",
+            "explain",
+        ],
         "read_doc" => &[
             "id",
             "path",
@@ -394,6 +421,20 @@ pub fn parse_call(name: &str, args: &JsonObject) -> Result<Op, String> {
                     .unwrap_or(DEFAULT_MAX_TOKENS)
                     .min(MAX_MAX_TOKENS),
             ),
+            mode: match args.get("mode") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(serde_json::from_value(v.clone()).map_err(|_| {
+                    format!(
+                        "mode must be \"lexical\", \"semantic\" or \"hybrid\", not {}",
+                        shown(v)
+                    )
+                })?),
+            },
+            explain: match args.get("explain") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(v) => return Err(format!("explain must be true or false, not {}", shown(v))),
+            },
             ..Search::default()
         }),
         "read_doc" => {

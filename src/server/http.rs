@@ -37,7 +37,7 @@ type Reply = Response<BoxBody<Bytes, Infallible>>;
 /// written straight out without building a value).
 pub enum Answer {
     Value(Value),
-    Query(crate::api::SearchReply),
+    Query(Box<crate::api::SearchReply>),
     /// JSON, already written.
     Json(Bytes),
 }

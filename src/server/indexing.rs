@@ -305,6 +305,7 @@ impl IndexHandle {
             watcher: s.watcher,
             last_commit: s.last_commit,
             last_error: s.last_error,
+            embedding: None,
         }
     }
 

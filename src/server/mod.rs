@@ -6,6 +6,7 @@
 //! `drain_timeout_seconds`. The caller then removes the PID file and releases the lock.
 //! Per-connection errors are logged, never bubbled to the accept loop.
 
+pub mod embedder;
 pub mod gate;
 pub mod http;
 pub mod indexing;

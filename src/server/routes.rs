@@ -82,7 +82,16 @@ pub fn object_body<T: serde::de::DeserializeOwned>(
 }
 
 /// The parameters of `/query` (GET) and the fields of its body (POST).
-const QUERY_PARAMS: &[&str] = &["q", "limit", "offset", "path_prefix", "wait", "max_tokens"];
+const QUERY_PARAMS: &[&str] = &[
+    "q",
+    "limit",
+    "offset",
+    "path_prefix",
+    "wait",
+    "max_tokens",
+    "mode",
+    "explain",
+];
 
 /// `/query`: a search, from the query string (GET) or a JSON body (POST).
 pub async fn query(
@@ -94,7 +103,7 @@ pub async fn query(
     let req = if method == Method::POST {
         object_body(
             body,
-            "{\"q\": ..., \"limit\"?, \"offset\"?, \"path_prefix\"?, \"wait\"?, \"max_tokens\"?}",
+            "{\"q\": ..., \"limit\"?, \"offset\"?, \"path_prefix\"?, \"wait\"?, \"max_tokens\"?, \"mode\"?, \"explain\"?}",
         )?
     } else {
         let p = params(qs, QUERY_PARAMS)?;
@@ -107,9 +116,38 @@ pub async fn query(
             path_prefix: param(&p, "path_prefix").map(String::from),
             wait: number(&p, "wait")?,
             max_tokens: number(&p, "max_tokens")?,
+            mode: param(&p, "mode").map(search_mode).transpose()?,
+            explain: param(&p, "explain").map(flag).transpose()?,
         }
     };
-    api::search(site, &req).await.map(Answer::Query)
+    api::search(site, &req)
+        .await
+        .map(|r| Answer::Query(Box::new(r)))
+}
+
+/// `mode=`: lexical, semantic or hybrid.
+fn search_mode(v: &str) -> Result<crate::engine::search::Mode, ApiError> {
+    serde_json::from_value(serde_json::Value::String(v.to_owned())).map_err(|_| {
+        bad(
+            "bad_parameter",
+            format!(
+                "mode must be lexical, semantic or hybrid, not {}",
+                quoted(v)
+            ),
+        )
+    })
+}
+
+/// A yes/no parameter: `true`/`1` or `false`/`0`.
+fn flag(v: &str) -> Result<bool, ApiError> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(bad(
+            "bad_parameter",
+            format!("explain must be true or false, not {}", quoted(v)),
+        )),
+    }
 }
 
 /// `GET /status`.
@@ -124,7 +162,9 @@ pub async fn status_reply<'s>(
     site: &Site,
 ) -> Result<api::Status<ServerStatus<'s>>, ApiError> {
     let index = site.index.clone();
-    let (index, settings) = blocking(move || (index.freshness(), index.state().settings)).await?;
+    let (mut index, settings) =
+        blocking(move || (index.freshness(), index.state().settings)).await?;
+    index.embedding = site.vectors.as_ref().map(|v| v.state());
     Ok(api::Status {
         who: server.status(),
         index,
@@ -135,7 +175,8 @@ pub async fn status_reply<'s>(
 /// The index part of /status.
 pub async fn freshness(site: &Site) -> Result<Value, ApiError> {
     let index = site.index.clone();
-    let fresh = blocking(move || index.freshness()).await?;
+    let mut fresh = blocking(move || index.freshness()).await?;
+    fresh.embedding = site.vectors.as_ref().map(|v| v.state());
     serde_json::to_value(fresh).map_err(ApiError::internal)
 }
 

@@ -49,6 +49,10 @@ pub enum Sites {
 /// One project's index and sources, as the routes use them.
 pub struct Site {
     pub index: IndexHandle,
+    /// Search by meaning, with a model set (`embedding_model`).
+    pub vectors: Option<Arc<crate::api::vectors::Vectors>>,
+    /// The background embedder; stops when the site is dropped.
+    _embedder: Option<super::embedder::Embedder>,
     /// What the settings in force make the project's sources and answers: replaced
     /// when the settings change (see [`Reload`]).
     pub live: Arc<Current<Live>>,
@@ -98,6 +102,27 @@ impl Site {
         reload: Option<Reload>,
     ) -> (Site, IndexService) {
         let live = Arc::new(Current::new(Live::of(&indexer.sources, config)));
+        let vectors = config.embedding_model.as_deref().map(|setting| {
+            let data_dir = indexer
+                .engine
+                .dir()
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            Arc::new(crate::api::vectors::Vectors::open(
+                setting,
+                indexer.sources.root(),
+                data_dir,
+                config.embedding_threads,
+            ))
+        });
+        let embedder = vectors.as_ref().and_then(|v| {
+            super::embedder::Embedder::start(
+                indexer.engine.clone(),
+                v.clone(),
+                config.lock_timeout,
+                gate.is_none(),
+            )
+        });
         let settings = Settings {
             debounce: config.debounce,
             reconcile_every: config.reconcile_interval,
@@ -106,7 +131,15 @@ impl Site {
             reload: reload.map(|r| (r, config.clone(), live.clone())),
         };
         let (service, index) = IndexService::start(indexer, settings, events);
-        (Site { index, live }, service)
+        (
+            Site {
+                index,
+                live,
+                vectors,
+                _embedder: embedder,
+            },
+            service,
+        )
     }
 }
 
@@ -124,7 +157,13 @@ impl crate::api::Site for Site {
     }
 
     fn freshness(&self) -> Freshness {
-        self.index.freshness()
+        let mut f = self.index.freshness();
+        f.embedding = self.vectors.as_ref().map(|v| v.state());
+        f
+    }
+
+    fn vectors(&self) -> Option<Arc<crate::api::vectors::Vectors>> {
+        self.vectors.clone()
     }
 
     fn should_wait(&self, found_nothing: bool) -> bool {

@@ -1,0 +1,184 @@
+//! A project's search by meaning: its embedding model (shared by every project of the
+//! process that names it) and its stored section vectors, as searches read them, and
+//! how far embedding has come.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::embed::store::{Key, Store};
+use crate::embed::{Model, known};
+use crate::engine::Engine;
+
+/// Query vectors kept for repeated searches.
+const RECENT_QUERIES: usize = 256;
+
+/// What the freshness footer says of embedding.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    /// The model's name (its directory's).
+    pub model: String,
+    /// Sections embedded and sections there are (distinct texts).
+    pub embedded: [usize; 2],
+    /// Embedding is under way.
+    pub embedding: bool,
+    /// Why the model cannot be used, or the last embedding failure.
+    pub error: Option<String>,
+}
+
+pub struct Vectors {
+    model: Result<Arc<Model>, String>,
+    /// What `embedding_model` says.
+    setting: String,
+    store: Option<RwLock<Store>>,
+    state: Mutex<Embedding>,
+    recent: Mutex<VecDeque<(String, Arc<Vec<f32>>)>>,
+}
+
+impl Vectors {
+    /// The model `setting` names (a directory relative to `root`, or a known model)
+    /// and its vectors in `data_dir`. A model that cannot be loaded is reported, not
+    /// fatal: searches by words go on.
+    pub fn open(setting: &str, root: &Path, data_dir: &Path, threads: usize) -> Vectors {
+        let cache = known::cache_dir().unwrap_or_default();
+        let resolved = known::resolve(setting, &cache);
+        let dir = if resolved.is_relative() {
+            root.join(resolved)
+        } else {
+            resolved
+        };
+        let model = Model::shared(&dir.to_string_lossy(), &cache, threads).map_err(|e| {
+            let message = e.to_string();
+            tracing::warn!("{message}; search by meaning is off, search by words goes on");
+            message
+        });
+        let store = model
+            .as_ref()
+            .ok()
+            .map(|m| RwLock::new(Store::open(data_dir, m.fingerprint(), m.dim())));
+        let state = Embedding {
+            model: model
+                .as_ref()
+                .map_or_else(|_| setting.to_owned(), |m| m.name().to_owned()),
+            error: model.as_ref().err().cloned(),
+            ..Embedding::default()
+        };
+        Vectors {
+            model,
+            setting: setting.to_owned(),
+            store,
+            state: Mutex::new(state),
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        self.model.as_ref().ok()
+    }
+
+    pub fn state(&self) -> Embedding {
+        lock(&self.state).clone()
+    }
+
+    /// Updates the progress (the embedder's).
+    pub fn set_progress(&self, done: usize, total: usize, embedding: bool, error: Option<String>) {
+        let mut s = lock(&self.state);
+        s.embedded = [done, total];
+        s.embedding = embedding;
+        if self.model.is_ok() {
+            s.error = error;
+        }
+    }
+
+    /// Every section of the index has its vector.
+    pub fn complete(&self) -> bool {
+        let s = lock(&self.state);
+        self.model.is_ok() && !s.embedding && s.embedded[0] == s.embedded[1] && s.embedded[1] > 0
+    }
+
+    /// Counts what is embedded of `engine`'s sections (with no embedder running).
+    pub fn count(&self, engine: &Engine) {
+        let Some(store) = &self.store else { return };
+        let searcher = engine.searcher();
+        let Ok(keys) = engine.vector_keys(&searcher) else {
+            return;
+        };
+        let mut store = write(store);
+        let _ = store.refresh();
+        let done = keys.keys().filter(|k| store.contains(k)).count();
+        drop(store);
+        self.set_progress(done, keys.len(), false, None);
+    }
+
+    /// Why a search by meaning cannot run here, as an error reply.
+    pub fn unavailable(&self) -> Option<ApiError> {
+        match &self.model {
+            Ok(_) => None,
+            Err(e) => Some(no_model(&format!(
+                "the embedding model {:?} cannot be used: {e}",
+                self.setting
+            ))),
+        }
+    }
+
+    /// The vector of a query, from the recent ones when it was asked before.
+    pub fn query_vector(&self, q: &str) -> Result<Arc<Vec<f32>>, ApiError> {
+        let model = self
+            .model
+            .as_ref()
+            .map_err(|e| no_model(&format!("the embedding model cannot be used: {e}")))?;
+        if let Some((_, v)) = lock(&self.recent).iter().find(|(k, _)| k == q) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(model.embed_query(q).map_err(ApiError::internal)?);
+        let mut recent = lock(&self.recent);
+        if recent.len() >= RECENT_QUERIES {
+            recent.pop_front();
+        }
+        recent.push_back((q.to_owned(), v.clone()));
+        Ok(v)
+    }
+
+    /// The `n` stored vectors nearest `query`, with what others appended read first.
+    pub fn nearest(&self, query: &[f32], n: usize) -> Vec<(Key, f32)> {
+        let Some(store) = &self.store else {
+            return Vec::new();
+        };
+        if read(store).stale() {
+            let _ = write(store).refresh();
+        }
+        read(store).nearest(query, n)
+    }
+
+    /// The search-side store (the embedder reads what it has with it).
+    pub fn store(&self) -> Option<&RwLock<Store>> {
+        self.store.as_ref()
+    }
+}
+
+/// The 400 a search by meaning gets without a usable model.
+pub fn no_model(why: &str) -> ApiError {
+    ApiError::bad(
+        "no_model",
+        format!(
+            "{why}. Search by meaning needs an embedding model: run `doc-serve model fetch \
+             all-MiniLM-L6-v2`, set \"embedding_model\": \"all-MiniLM-L6-v2\" in the \
+             project's config.json and restart the resident; or search with mode=lexical"
+        ),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
