@@ -49,7 +49,7 @@ pub fn check(fixture: &Fixture, data: &[u8]) {
         max_per_file: 1 + data.len() % 4,
         max_tokens: None,
         mode: Default::default(),
-        explain: data.len() % 2 == 0,
+        explain: data.len().is_multiple_of(2),
     };
     check_search(fixture, &req);
 }
