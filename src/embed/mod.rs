@@ -133,6 +133,7 @@ impl Model {
         let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
             .map_err(|e| bad(format!("tokenizer.json cannot be read as a tokenizer: {e}")))?;
         let max_tokens = sentence_max_tokens(dir)
+            .or_else(|| known::max_tokens_by_name(dir))
             .unwrap_or(512)
             .min(config.max_position_embeddings)
             .max(2);
