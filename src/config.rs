@@ -532,7 +532,12 @@ impl Config {
 }
 
 /// `DOC_SERVE_*` variables that are not config keys.
-pub const NON_CONFIG_VARS: &[&str] = &["DOC_SERVE_PROJECT", "DOC_SERVE_LOG"];
+pub const NON_CONFIG_VARS: &[&str] = &[
+    "DOC_SERVE_PROJECT",
+    "DOC_SERVE_LOG",
+    "DOC_SERVE_MODEL_DIR",
+    "DOC_SERVE_HF_ENDPOINT",
+];
 
 /// The part of the process environment doc-serve reads, captured once.
 #[derive(Debug, Clone, Default)]

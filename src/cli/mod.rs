@@ -10,6 +10,7 @@ mod init;
 mod inspect;
 mod install;
 mod lifecycle;
+mod model;
 mod output;
 mod reach;
 mod remote;
@@ -229,6 +230,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Embedding models: download a known one, list them, embed text (needs no project)
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Print a shell completion script to stdout (needs no project)
     ///
     /// Packages install the bash, zsh and fish scripts. By hand, for bash:
@@ -441,6 +445,9 @@ pub fn run() -> anyhow::Result<i32> {
         },
         serving,
     );
+    if let Command::Model(cmd) = &cli.command {
+        return model::run(cmd, &env, cli.path.as_deref());
+    }
     let ctx = match &cli.command {
         Command::Serve(ServeArgs {
             instance: Some(slug),
@@ -511,7 +518,9 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Doctor { json } => doctor::run(&ctx, json),
         Command::Install { supervisor, args } => install::install(&ctx, supervisor, &args),
         Command::Uninstall { supervisor, args } => install::uninstall(&ctx, supervisor, &args),
-        Command::Completions { .. } | Command::Man => unreachable!("answered before Context"),
+        Command::Completions { .. } | Command::Man | Command::Model(_) => {
+            unreachable!("answered before Context")
+        }
     }
 }
 

@@ -27,3 +27,27 @@ pub fn emit<T: Serialize>(
         _ => Ok(()),
     }
 }
+
+/// Writes each item as one line of compact JSON. `Ok(false)` when the reader has gone
+/// (a closed pipe): the caller stops.
+pub fn json_lines<T: Serialize>(items: &[T]) -> anyhow::Result<bool> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let result = items
+        .iter()
+        .try_for_each(|item| {
+            serde_json::to_writer(&mut out, item).map_err(io::Error::from)?;
+            writeln!(out)
+        })
+        .and_then(|()| out.flush());
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(true),
+    }
+}
+
+/// A line for people on stderr, beside data on stdout (a summary).
+pub fn note(line: &str) {
+    let _ = writeln!(io::stderr(), "{line}");
+}

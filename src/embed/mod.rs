@@ -9,6 +9,7 @@
 //! first token) and scaled to unit length, so a dot product is their cosine.
 
 pub mod bert;
+pub mod fetch;
 pub mod known;
 pub mod store;
 

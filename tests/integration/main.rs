@@ -14,6 +14,7 @@ mod lifecycle;
 mod load;
 mod logging;
 mod mcp;
+mod model;
 mod own_files;
 mod packaging;
 mod paging;
