@@ -22,7 +22,7 @@ Usage: bench/paraphrase.py [--doc-serve BIN] [--corpus DIR] [--modes M,M] [--mod
                            [--json] [-v] [QUESTIONS.jsonl ...]
 Prints a Markdown table (or JSON) on stdout; progress on stderr.
 """
-import argparse, glob, http.client, json, os, shutil, subprocess, sys, tempfile, time, urllib.parse
+import argparse, statistics, glob, http.client, json, os, shutil, subprocess, sys, tempfile, time, urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -87,13 +87,16 @@ class Resident:
         while True:
             status, st = self.get("/status")
             index = st.get("index") or {} if status == 200 else {}
-            emb = index.get("embedded")
+            embedding = index.get("embedding") or {}
+            if embedding.get("error"):
+                sys.exit(f"the embedding model cannot be used: {embedding['error']}")
+            emb = embedding.get("embedded")
             if not (isinstance(emb, list) and len(emb) == 2):
                 log("/status has no index.embedded: not waiting for embeddings")
                 return None
             done, total = emb
             now = time.monotonic()
-            if done >= total and not index.get("indexing"):
+            if done >= total and not index.get("indexing") and not embedding.get("embedding"):
                 log(f"embedded {done}/{total} sections in {now - t0:.0f} s")
                 return emb
             if now - t0 > timeout:
@@ -108,9 +111,12 @@ class Resident:
 def run_mode(res, questions, mode, verbose):
     """{"hit_at_1", "mrr_at_10", "ranks", ...} or {"unavailable": why}."""
     asked, note = mode, None
-    hits1, rrs, ranks = [], [], []
+    hits1, rrs, ranks, walls, tooks = [], [], [], [], []
     for i, item in enumerate(questions):
+        t0 = time.perf_counter()
         status, reply = res.query(item["q"], asked)
+        walls.append((time.perf_counter() - t0) * 1000)
+        tooks.append(reply.get("took_ms", 0) if isinstance(reply, dict) else 0)
         if status == 400 and i == 0 and mode == "lexical" and "mode" in reply.get("message", ""):
             # No modes in this binary: the search it has is the lexical one.
             asked, note = None, "this binary takes no mode parameter; its only search is lexical"
@@ -128,7 +134,15 @@ def run_mode(res, questions, mode, verbose):
         ranks.append(round(1 / rr) if rr else None)
         if verbose:
             log(f"  {mode} rank {ranks[-1] or '-'}: {item['q']}  -> {ranked[0] if ranked else 'no hit'}")
-    out = {"hit_at_1": sum(hits1) / len(hits1), "mrr_at_10": sum(rrs) / len(rrs), "ranks": ranks}
+    # Each question again: its vector is now one of the recent ones.
+    again = []
+    for item in questions:
+        t0 = time.perf_counter()
+        res.query(item["q"], asked)
+        again.append((time.perf_counter() - t0) * 1000)
+    p50 = lambda xs: statistics.median(xs) if xs else None
+    out = {"hit_at_1": sum(hits1) / len(hits1), "mrr_at_10": sum(rrs) / len(rrs), "ranks": ranks,
+           "first_ms_p50": p50(walls), "took_ms_p50": p50(tooks), "again_ms_p50": p50(again)}
     if note:
         out["note"] = note
     return out
@@ -255,6 +269,16 @@ def main():
                       if "unavailable" in v})
     for n in notes:
         print(f"\n{n}")
+    print("\nLatency over HTTP, p50 ms (first asking: the query's vector is made; again: it is kept):\n")
+    print("| set | " + " | ".join(f"{m} first | {m} again" for m in MODES) + " |")
+    print("|---|" + "---|---|" * len(MODES))
+    for name, r in results.items():
+        row = []
+        for m in MODES:
+            v = r.get("modes", {}).get(m) or {}
+            row += [f"{v['first_ms_p50']:.1f}" if v.get("first_ms_p50") else "-",
+                    f"{v['again_ms_p50']:.1f}" if v.get("again_ms_p50") else "-"]
+        print(f"| {name} | " + " | ".join(row) + " |")
     if not args.model and args.modes != ["lexical"]:
         print("\nsemantic and hybrid: not measured yet (no embedding model given).")
 

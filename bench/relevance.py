@@ -7,7 +7,14 @@ a resident, runs every train query over HTTP with limit 10, maps hit paths back 
 and computes nDCG@10 with trec_eval's rules (gain = qrel score, log2 discount, ideal from
 the qrels, averaged over every query in the qrels file).
 
-Usage: bench/relevance.py [--doc-serve BIN] [--data DIR] [--json]
+With --model DIR (an embedding model directory, e.g. target/models/all-MiniLM-L6-v2,
+which tests/embed/setup installs) the resident embeds the abstracts first and every
+mode in --modes is measured; --fusion also scores reciprocal rank fusion with other
+constants offline, from each query's lexical and semantic top 100 (how the engine's
+constants were chosen).
+
+Usage: bench/relevance.py [--doc-serve BIN] [--data DIR] [--model DIR] [--modes M,M]
+                          [--fusion] [--json]
 Prints a Markdown table row set (or JSON) on stdout; progress on stderr.
 """
 import argparse, http.client, json, math, os, shutil, subprocess, sys, tempfile, time, urllib.parse
@@ -32,6 +39,9 @@ def main():
     ap.add_argument("--doc-serve", default=os.path.join(ROOT, "target/release/doc-serve"))
     ap.add_argument("--data", default=os.path.join(ROOT, "../shared/eval/scifact"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--model", help="embedding model directory: measure semantic and hybrid too")
+    ap.add_argument("--modes", default="lexical,semantic,hybrid")
+    ap.add_argument("--fusion", action="store_true", help="also try other fusion constants offline")
     args = ap.parse_args()
     data = os.path.abspath(args.data)
     if not os.path.isdir(data):
@@ -62,6 +72,16 @@ def main():
             with open(os.path.join(docs, f"{d['_id']}.md"), "w") as out:
                 out.write(f"# {d['title']}\n\n{d['text']}\n")
     ds = [args.doc_serve, "--path", project]
+    modes = args.modes.split(",") if args.model else ["lexical"]
+    if args.model:
+        subprocess.run(ds + ["init"], env=env, check=True, stdout=subprocess.DEVNULL)
+        cfg_path = os.path.join(project, ".claude/doc-serve/config.json")
+        cfg = json.load(open(cfg_path))
+        cfg["embedding_model"] = os.path.abspath(args.model)
+        cfg["embedding_threads"] = os.cpu_count() or 1
+        json.dump(cfg, open(cfg_path, "w"))
+    results = {}
+    lists = {}
     try:
         t0 = time.monotonic()
         subprocess.run(ds + ["index"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -70,21 +90,65 @@ def main():
         rt = json.load(open(os.path.join(project, ".claude/doc-serve/runtime.json")))
         conn = http.client.HTTPConnection("127.0.0.1", rt["port"])
         headers = {"Authorization": f"Bearer {rt['token']}"}
-        scores = []
-        for qid, rel in qrels.items():
-            q = urllib.parse.quote(queries[qid])
-            conn.request("GET", f"/query?q={q}&limit=10", headers=headers)
-            resp = json.loads(conn.getresponse().read())
-            ranked = [h["path"].rsplit("/", 1)[-1][:-3] for h in resp.get("hits", [])]
-            scores.append(ndcg_at_10(ranked, rel))
-        ndcg = sum(scores) / len(scores)
+
+        def get(path):
+            conn.request("GET", path, headers=headers)
+            return json.loads(conn.getresponse().read())
+
+        if args.model:
+            t0 = time.monotonic()
+            while True:
+                e = get("/status")["index"].get("embedding") or {}
+                if e.get("error"):
+                    sys.exit(f"the model cannot be used: {e['error']}")
+                done, total = e.get("embedded", [0, 0])
+                if total and done == total and not e.get("embedding"):
+                    break
+                time.sleep(2)
+            log(f"embedded {total} sections in {time.monotonic() - t0:.0f} s")
+        for mode in modes:
+            scores = []
+            for qid, rel in qrels.items():
+                q = urllib.parse.quote(queries[qid])
+                limit = 100 if args.fusion and mode != "hybrid" else 10
+                resp = get(f"/query?q={q}&limit={limit}&mode={mode}")
+                ranked = [h["path"].rsplit("/", 1)[-1][:-3] for h in resp.get("hits", [])]
+                lists.setdefault(mode, {})[qid] = ranked
+                scores.append(ndcg_at_10(ranked, rel))
+            results[mode] = sum(scores) / len(scores)
+            log(f"{mode}: nDCG@10 {results[mode]:.4f}")
+        ndcg = results["lexical"] if "lexical" in results else next(iter(results.values()))
     finally:
         subprocess.run(ds + ["stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
+    fusion = {}
+    if args.fusion and "lexical" in lists and "semantic" in lists:
+        # Reciprocal rank fusion over documents, as the engine fuses sections.
+        for k in (10, 20, 40, 60, 100):
+            for w in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0):
+                s = []
+                for qid, rel in qrels.items():
+                    score = {}
+                    for side, weight in (("lexical", 1.0), ("semantic", w)):
+                        seen = set()
+                        for rank, doc in enumerate(lists[side][qid], 1):
+                            if doc not in seen:
+                                seen.add(doc)
+                                score[doc] = score.get(doc, 0) + weight / (k + rank)
+                    fused = sorted(score, key=lambda d: -score[d])
+                    s.append(ndcg_at_10(fused, rel))
+                fusion[f"k={k} w_vector={w}"] = sum(s) / len(s)
+        for name, v in sorted(fusion.items(), key=lambda kv: -kv[1])[:8]:
+            log(f"fusion {name}: {v:.4f}")
+    n = len(qrels)
     if args.json:
-        print(json.dumps({"ndcg_at_10": ndcg, "queries": len(scores), "split": "train"}))
+        print(json.dumps({"ndcg_at_10": ndcg, "modes": results, "fusion": fusion,
+                          "queries": n, "split": "train"}))
+    elif args.model:
+        for mode, v in results.items():
+            print(f"| doc-serve (this build), {mode}, {os.path.basename(args.model.rstrip('/'))}, train split, {n} queries | {v:.4f} |")
     else:
-        print(f"| doc-serve (this build), train split, {len(scores)} queries | {ndcg:.4f} |")
+        print(f"| doc-serve (this build), train split, {n} queries | {ndcg:.4f} |")
 
 
 if __name__ == "__main__":
