@@ -7,6 +7,7 @@
 //! tantivy `IndexWriter` only for the length of a batch.
 
 pub mod analyzer;
+mod bm25;
 mod disk;
 mod near;
 mod page;

@@ -15,16 +15,17 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    BooleanQuery, BooleanWeight, BoostQuery, ConstScoreQuery, EnableScoring, Occur, PhraseQuery,
-    Query, RangeQuery, ScoreCombiner, Scorer, TermQuery, Weight,
+    BooleanQuery, BooleanWeight, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query,
+    RangeQuery, ScoreCombiner, Scorer, Weight,
 };
+use tantivy::schema::Field;
 use tantivy::schema::document::{
     DeserializeError, DocumentDeserialize, DocumentDeserializer, ValueDeserialize,
     ValueDeserializer, ValueVisitor,
 };
-use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Score, Term};
 
+use super::bm25::{PhraseQuery, TermQuery};
 use super::page::{Kept, Verdict};
 use super::query::{self, Parsed};
 use super::snippet::Snippets;
@@ -633,7 +634,7 @@ impl Engine {
             .word_terms(word)?
             .into_iter()
             .map(|(term, boost)| {
-                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                let q = TermQuery(term);
                 (
                     Occur::Should,
                     Box::new(BoostQuery::new(Box::new(q), boost)) as Box<dyn Query>,
@@ -662,17 +663,18 @@ impl Engine {
             }
             let q: Box<dyn Query> = match by_pos.len() {
                 0 => continue,
-                1 => Box::new(TermQuery::new(
-                    Term::from_field_text(w.field, &by_pos[0].1),
-                    IndexRecordOption::WithFreqs,
-                )),
+                1 => Box::new(TermQuery(Term::from_field_text(w.field, &by_pos[0].1))),
                 _ => {
                     let base = by_pos[0].0;
                     let terms = by_pos
                         .iter()
                         .map(|(p, t)| (p - base, Term::from_field_text(w.field, t)))
                         .collect();
-                    Box::new(PhraseQuery::new_with_offset(terms))
+                    // Two terms or more, of one field.
+                    match PhraseQuery::new(terms) {
+                        Some(q) => Box::new(q),
+                        None => continue,
+                    }
                 }
             };
             clauses.push((Occur::Should, Box::new(BoostQuery::new(q, w.boost))));
@@ -897,7 +899,8 @@ mod tests {
         Engine::open(dir, write).unwrap()
     }
 
-    /// Term-at-a-time scoring ranks exactly as tantivy's scorers do, over several
+    /// Term-at-a-time scoring ranks exactly as the scorers do (tantivy's boolean
+    /// queries over [`super::bm25`]'s term scorers), over several
     /// segments with deleted sections, with exclusions and path prefixes.
     #[test]
     fn scoring_by_terms_matches_the_scorers() {

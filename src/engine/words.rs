@@ -1,11 +1,12 @@
 //! Plain-word queries, scored a term at a time.
 //!
 //! The ranking is [`super::search`]'s: a section scores the sum of its words' BM25
-//! scores over the fields, doubled when it holds every word. Instead of a union of
+//! scores ([`super::bm25`]) over the fields, doubled when it holds every word. Instead of a union of
 //! scorers advanced document by document, each term's postings are read block by block
 //! into a per-segment table of scores and matched words. Every match is still scored,
 //! so the top hits and the total are exact, at a fraction of the cost per posting.
-//! Queries with phrases go through tantivy's scorers.
+//! Queries with phrases go through scorers: tantivy's boolean queries over
+//! [`super::bm25`]'s terms and phrases.
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -13,12 +14,14 @@ use std::sync::Arc;
 
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::postings::{BlockSegmentPostings, TermInfo};
-use tantivy::query::{Bm25Weight, Weight};
+use tantivy::query::Weight;
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, InvertedIndexReader, Score, Searcher, SegmentReader, Term};
 
+use super::bm25::Bm25;
+
 /// Most words a query scored here may have: one bit each in [`Cell`], which stays at
-/// 8 bytes a document. Longer queries go through tantivy's scorers.
+/// 8 bytes a document. Longer queries go through the scorers.
 pub(super) const MAX_WORDS: usize = 32;
 
 /// A word's terms: every token of it in every field, with the field's boost.
@@ -63,23 +66,23 @@ pub(super) fn top(
         found.push(here);
     }
     let num_docs: u64 = segments.iter().map(|s| u64::from(s.max_doc())).sum();
-    let mut avg_norm: Vec<(Field, Score)> = Vec::new();
+    // Tokens of each field over the index, for its average length.
+    let mut tokens_of: Vec<(Field, u64)> = Vec::new();
     let mut weights = Vec::with_capacity(doc_freq.len());
     for ((term, boost), df) in words.iter().flatten().zip(&doc_freq) {
         let field = term.field();
-        let avg = match avg_norm.iter().find(|(f, _)| *f == field) {
-            Some((_, avg)) => *avg,
+        let tokens = match tokens_of.iter().find(|(f, _)| *f == field) {
+            Some((_, tokens)) => *tokens,
             None => {
                 let mut tokens = 0;
                 for segment in segments {
                     tokens += segment.inverted_index(field)?.total_num_tokens();
                 }
-                let avg = tokens as Score / num_docs.max(1) as Score;
-                avg_norm.push((field, avg));
-                avg
+                tokens_of.push((field, tokens));
+                tokens
             }
         };
-        weights.push(Bm25Weight::for_one_term_without_explain(*df, num_docs, avg).boost_by(*boost));
+        weights.push(Bm25::term(*df, num_docs, tokens).boost_by(*boost));
     }
     // The word of each term, as a bit.
     let bits: Vec<u32> = words
@@ -224,7 +227,7 @@ impl Table {
         segment: &SegmentReader,
         field: Field,
         mut block: BlockSegmentPostings,
-        weight: &Bm25Weight,
+        weight: &Bm25,
         bit: u32,
     ) -> tantivy::Result<()> {
         // The field's norm ids as bytes, one a document: indexing a slice is cheaper

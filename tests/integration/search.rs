@@ -730,6 +730,57 @@ fn a_file_with_most_of_the_best_sections_leaves_room_for_others() {
     assert_eq!(v["total_matches"], 81, "{v}");
 }
 
+/// BM25 scores the same whichever way a query goes: a few plain words are scored a term
+/// at a time, more than 32 through the scorers. Words that no section holds add nothing
+/// to either, so the two queries below must give the same hits with the same scores,
+/// over sections whose lengths and word counts differ (k1 and b both matter).
+#[test]
+fn plain_words_score_alike_by_terms_and_through_the_scorers() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for i in 0..12 {
+        let filler = "other words here. ".repeat(i * 3);
+        let text = format!(
+            "# Page {i}\n\n{}{filler}{}\n",
+            "quartz ".repeat(1 + i % 4),
+            "basalt ".repeat(i % 3)
+        );
+        std::fs::write(docs.join(format!("p{i}.md")), text).unwrap();
+    }
+    t.ok(&["index"]);
+    let absent: Vec<String> = (0..38).map(|i| format!("nohit{i}x")).collect();
+    let few = format!("quartz basalt {}", absent[..6].join(" "));
+    let many = format!("quartz basalt {}", absent.join(" "));
+    // Every section holds `quartz`: all of them come back, so no tie is cut.
+    let hits = |q: &str| -> Vec<(String, f64)> {
+        let v = t.json(&["query", "--json", "--limit", "20", "--", q]);
+        let mut hits: Vec<(String, f64)> = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["path"].as_str().unwrap().to_owned(),
+                    h["score"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        hits.sort_by(|x, y| x.0.cmp(&y.0));
+        hits
+    };
+    let (a, b) = (hits(&few), hits(&many));
+    assert_eq!(a.len(), 12, "{a:?}");
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for ((pa, sa), (pb, sb)) in a.iter().zip(&b) {
+        assert_eq!(pa, pb);
+        assert!(
+            (sa - sb).abs() <= 1e-4 * sa.abs().max(1.0),
+            "{a:?} vs {b:?}"
+        );
+    }
+}
+
 #[test]
 fn a_saved_file_does_not_wait_out_the_debounce() {
     let mut t = TestEnv::new();
