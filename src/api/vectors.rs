@@ -35,6 +35,9 @@ pub struct Vectors {
     setting: String,
     store: Option<RwLock<Store>>,
     state: Mutex<Embedding>,
+    /// Every section was embedded once: searches stay hybrid by default while later
+    /// edits are embedded.
+    was_complete: std::sync::atomic::AtomicBool,
     recent: Mutex<VecDeque<(String, Arc<Vec<f32>>)>>,
 }
 
@@ -71,6 +74,7 @@ impl Vectors {
             setting: setting.to_owned(),
             store,
             state: Mutex::new(state),
+            was_complete: Default::default(),
             recent: Mutex::new(VecDeque::new()),
         }
     }
@@ -93,10 +97,20 @@ impl Vectors {
         }
     }
 
-    /// Every section of the index has its vector.
+    /// Every section of the index had its vector, now or once since the start (what is
+    /// embedded after an edit catches up in seconds).
     pub fn complete(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.was_complete.load(Ordering::Relaxed) {
+            return true;
+        }
         let s = lock(&self.state);
-        self.model.is_ok() && !s.embedding && s.embedded[0] == s.embedded[1] && s.embedded[1] > 0
+        let complete =
+            self.model.is_ok() && !s.embedding && s.embedded[0] == s.embedded[1] && s.embedded[1] > 0;
+        if complete {
+            self.was_complete.store(true, Ordering::Relaxed);
+        }
+        complete
     }
 
     /// Counts what is embedded of `engine`'s sections (with no embedder running).

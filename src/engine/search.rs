@@ -73,6 +73,8 @@ type Fused = (
 
 /// Candidates each side of a hybrid search brings to the fusion, at least.
 const FUSED_CANDIDATES: usize = 100;
+/// Vector candidates read for a search with a path filter.
+const FILTERED_CANDIDATES: usize = 2000;
 /// Reciprocal rank fusion: a hit scores `weight / (RRF_K + rank)` from each side.
 /// RRF_K 60 is the customary constant (Cormack et al., 2009).
 const RRF_K: f32 = 60.0;
@@ -318,7 +320,13 @@ impl Engine {
         nearest: Nearest,
     ) -> Result<Fused> {
         let n = want.max(FUSED_CANDIDATES);
-        let vector = self.sections_of(searcher, &nearest(n))?;
+        // Vectors know nothing of paths: with a path filter, more of them are read, so
+        // that enough are left once it is applied.
+        let near = match parsed.path_prefixes.is_empty() {
+            true => nearest(n),
+            false => nearest(n.max(FILTERED_CANDIDATES)),
+        };
+        let vector = self.sections_of(searcher, &near)?;
         let mut ranks: HashMap<tantivy::DocAddress, Ranks> = HashMap::new();
         if req.mode == Mode::Semantic {
             for (i, (_, addr)) in vector.iter().enumerate() {
