@@ -61,6 +61,7 @@ class Resident:
 
     def __init__(self, ds, env, project):
         self.ds, self.env, self.project = ds, env, project
+        self.embed_seconds = None
         subprocess.run(ds + ["start"], env=env, check=True, stdout=subprocess.DEVNULL)
         rt = json.load(open(os.path.join(project, ".claude/doc-serve/runtime.json")))
         self.conn = http.client.HTTPConnection("127.0.0.1", rt["port"], timeout=120)
@@ -98,6 +99,7 @@ class Resident:
             now = time.monotonic()
             if done >= total and not index.get("indexing") and not embedding.get("embedding"):
                 log(f"embedded {done}/{total} sections in {now - t0:.0f} s")
+                self.embed_seconds = now - t0
                 return emb
             if now - t0 > timeout:
                 log(f"gave up waiting for embeddings after {timeout} s at {done}/{total}")
@@ -186,6 +188,14 @@ def run_set(args, qfile, modes):
         out = {"questions": len(questions), "modes": {}}
         if embedded is not None:
             out["embedded"] = embedded
+            out["embed_seconds"] = res.embed_seconds
+            # What the vectors cost: the store's size, and the resident's memory.
+            data = os.path.join(project, ".claude/doc-serve/data")
+            out["store_bytes"] = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
+                                     if f.startswith("vectors-"))
+            rt = json.load(open(os.path.join(project, ".claude/doc-serve/runtime.json")))
+            with open(f"/proc/{rt['pid']}/status") as f:
+                out["resident_rss_kib"] = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
         for mode in MODES:
             if mode not in args.modes:
                 continue
@@ -279,6 +289,15 @@ def main():
             row += [f"{v['first_ms_p50']:.1f}" if v.get("first_ms_p50") else "-",
                     f"{v['again_ms_p50']:.1f}" if v.get("again_ms_p50") else "-"]
         print(f"| {name} | " + " | ".join(row) + " |")
+    costs = [(n, r) for n, r in results.items() if r.get("store_bytes")]
+    if costs:
+        print("\nWhat the vectors cost:\n")
+        print("| set | sections embedded | embedding took | vector store | per 10k sections | resident RSS after |")
+        print("|---|---|---|---|---|---|")
+        for name, r in costs:
+            n = r["embedded"][1]
+            print(f"| {name} | {n} | {r['embed_seconds']:.0f} s | {r['store_bytes'] / 1e6:.2f} MB | "
+                  f"{r['store_bytes'] / n * 1e4 / 1e6:.2f} MB | {r['resident_rss_kib'] / 1024:.0f} MiB |")
     if not args.model and args.modes != ["lexical"]:
         print("\nsemantic and hybrid: not measured yet (no embedding model given).")
 
