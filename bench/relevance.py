@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--model", help="embedding model directory: measure semantic and hybrid too")
     ap.add_argument("--modes", default="lexical,semantic,hybrid")
     ap.add_argument("--fusion", action="store_true", help="also try other fusion constants offline")
+    ap.add_argument("--project", help="keep the scratch project here, and reuse it (and its vectors) when it exists")
     args = ap.parse_args()
     data = os.path.abspath(args.data)
     if not os.path.isdir(data):
@@ -59,13 +60,15 @@ def main():
             q = json.loads(line)
             queries[q["_id"]] = q["text"]
 
-    tmp = tempfile.mkdtemp(prefix="ds-scifact-")
+    # --project keeps the scratch project (and its vectors) for the next run.
+    tmp = args.project or tempfile.mkdtemp(prefix="ds-scifact-")
+    reuse = bool(args.project) and os.path.isdir(os.path.join(tmp, "project"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOC_SERVE_")}
     env.update(HOME=os.path.join(tmp, "home"), XDG_RUNTIME_DIR=os.path.join(tmp, "run"))
-    os.makedirs(env["HOME"]), os.makedirs(env["XDG_RUNTIME_DIR"])
+    os.makedirs(env["HOME"], exist_ok=True), os.makedirs(env["XDG_RUNTIME_DIR"], exist_ok=True)
     project = os.path.join(tmp, "project")
     docs = os.path.join(project, "docs")
-    os.makedirs(docs)
+    os.makedirs(docs, exist_ok=True)
     with open(os.path.join(data, "corpus.jsonl")) as f:
         for line in f:
             d = json.loads(line)
@@ -73,7 +76,7 @@ def main():
                 out.write(f"# {d['title']}\n\n{d['text']}\n")
     ds = [args.doc_serve, "--path", project]
     modes = args.modes.split(",") if args.model else ["lexical"]
-    if args.model:
+    if args.model and not reuse:
         subprocess.run(ds + ["init"], env=env, check=True, stdout=subprocess.DEVNULL)
         cfg_path = os.path.join(project, ".claude/doc-serve/config.json")
         cfg = json.load(open(cfg_path))
@@ -120,7 +123,8 @@ def main():
         ndcg = results["lexical"] if "lexical" in results else next(iter(results.values()))
     finally:
         subprocess.run(ds + ["stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not args.project:
+            shutil.rmtree(tmp, ignore_errors=True)
     fusion = {}
     if args.fusion and "lexical" in lists and "semantic" in lists:
         # Reciprocal rank fusion over documents, as the engine fuses sections.
