@@ -50,6 +50,32 @@ pub fn section_text(title: &str, headings: &[String], body: &str) -> String {
     text
 }
 
+/// Opens the store's file (creating it 0600 for `write`): a regular file only, never
+/// through a symlink (writing would truncate whatever it leads to) and without
+/// blocking (a FIFO put there).
+fn open_regular(path: &Path, write: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(write)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other(
+                "it is a symbolic link; the store must be a regular file: remove it",
+            ),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "not a regular file; the store must be one: remove it",
+        ));
+    }
+    Ok(file)
+}
+
 /// FNV-1a: a record's checksum, stable across builds.
 fn checksum(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
@@ -67,6 +93,10 @@ pub enum StoreError {
     },
     #[error("the vector store is busy: another writer held {} for {timeout:?}", path.display())]
     Busy { path: PathBuf, timeout: Duration },
+    /// Not a store of this model's dimensions (a damaged header): the next writer
+    /// begins it again.
+    #[error("{} is not a vector store of this model's dimensions", path.display())]
+    Unusable { path: PathBuf },
 }
 
 pub struct Store {
@@ -109,8 +139,12 @@ impl Store {
             file_id: None,
             read_to: 0,
         };
-        if let Err(e) = store.refresh() {
-            tracing::warn!("{e}; its vectors are made again");
+        match store.refresh() {
+            Err(e @ StoreError::Unusable { .. }) => {
+                tracing::warn!("{e}; its vectors are made again");
+            }
+            Err(e) => tracing::warn!("{e}"),
+            Ok(()) => {}
         }
         store
     }
@@ -181,37 +215,47 @@ impl Store {
         if meta.len() == self.read_to {
             return Ok(());
         }
-        let mut file = File::open(&self.path).map_err(|e| err("read", e))?;
-        let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(self.read_to))
-            .and_then(|_| file.read_to_end(&mut bytes))
-            .map_err(|e| err("read", e))?;
+        let mut file = open_regular(&self.path, false).map_err(|e| err("read", e))?;
         let mut at = 0;
         if self.read_to == 0 {
-            if bytes.len() < HEADER {
-                return Ok(());
+            // The header first: a file that is not a store is not read whole.
+            let mut header = [0; HEADER];
+            match file.read_exact(&mut header) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(err("read", e)),
+                Ok(()) => {}
             }
-            if !self.header_fits(&bytes[..HEADER]) {
-                return Err(err(
-                    "use",
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "not a vector store of this model's dimensions",
-                    ),
-                ));
+            if !self.header_fits(&header) {
+                return Err(StoreError::Unusable { path });
             }
             at = HEADER;
         }
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(self.read_to + at as u64))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| err("read", e))?;
         self.file_id = id;
         let n = self.record_len();
-        while let Some(record) = bytes.get(at..at + n) {
+        let mut read = 0;
+        while let Some(record) = bytes.get(read..read + n) {
             if !self.take(record) {
                 break;
             }
-            at += n;
+            read += n;
         }
-        self.read_to += at as u64;
+        self.read_to += (at + read) as u64;
         Ok(())
+    }
+
+    /// Cuts off what follows the last whole record (a writer killed mid-record,
+    /// garbage appended), under the store's lock; true when there was something. Until
+    /// then every look at the store finds it changed.
+    pub fn cut_damaged_tail(&mut self, timeout: Duration) -> Result<bool, StoreError> {
+        if !self.stale() {
+            return Ok(false);
+        }
+        self.append(&[], timeout)?;
+        Ok(true)
     }
 
     fn header(&self) -> [u8; HEADER] {
@@ -281,28 +325,26 @@ impl Store {
     }
 
     /// Appends `vectors` (of this store's dimensions) under the store's lock, after
-    /// reading what others appended and cutting off a damaged tail.
+    /// reading what others appended and cutting off a damaged tail; a key already
+    /// stored is not stored again.
     pub fn append(
         &mut self,
         vectors: &[(Key, Vec<f32>)],
         timeout: Duration,
     ) -> Result<(), StoreError> {
         let _lock = self.locked(timeout)?;
-        self.refresh()?;
+        match self.refresh() {
+            // Begun again below.
+            Err(StoreError::Unusable { .. }) => self.clear(),
+            other => other?,
+        }
         let path = self.path.clone();
         let err = |what, cause| StoreError::Io {
             what,
             path: path.clone(),
             cause,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&self.path)
-            .map_err(|e| err("open", e))?;
+        let mut file = open_regular(&self.path, true).map_err(|e| err("open", e))?;
         let meta = file.metadata().map_err(|e| err("open", e))?;
         if self.read_to == 0 || self.file_id != Some((meta.dev(), meta.ino())) {
             // New, empty, or of no use (another layout, a damaged header): begun again.
@@ -316,8 +358,14 @@ impl Store {
             // A writer died mid-record: what it left is cut off.
             file.set_len(self.read_to).map_err(|e| err("write", e))?;
         }
+        // Keys another writer stored meanwhile (read above, under the lock) are not
+        // stored twice: two embedders of one data dir (a resident serving again in
+        // place while its old embedder finishes a batch) embed the same sections.
         let mut bytes = Vec::with_capacity(vectors.len() * self.record_len());
-        for (key, v) in vectors.iter().filter(|(_, v)| v.len() == self.dim) {
+        let mut fresh = HashSet::new();
+        for (key, v) in vectors.iter().filter(|(key, v)| {
+            v.len() == self.dim && !self.rows.contains_key(key) && fresh.insert(*key)
+        }) {
             self.encode(key, v, &mut bytes);
         }
         file.seek(SeekFrom::Start(self.read_to))
@@ -465,9 +513,52 @@ mod tests {
             .unwrap();
         let c = Store::open(t.path(), "m", 8);
         assert_eq!(c.len(), 6, "the torn tail was cut, the new record read");
+        // Two writers that embedded the same sections store them once.
+        let before = std::fs::metadata(a.path()).unwrap().len();
+        a.append(
+            &[(key_of("x"), unit(9, 8)), (key_of("y"), unit(2, 8))],
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let record = (16 + 4 + 8 + 4) as u64;
+        assert_eq!(std::fs::metadata(a.path()).unwrap().len(), before + record);
         // Another model's dimensions never read this file's vectors.
         let d = Store::open(t.path(), "m", 16);
         assert_eq!(d.len(), 0);
+        // Garbage after the last record is cut off, even with nothing to append.
+        let len = std::fs::metadata(a.path()).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(a.path()).unwrap();
+        f.write_all(&[0xA5; 100]).unwrap();
+        let mut e = Store::open_keys(t.path(), "m", 8);
+        assert!(e.stale());
+        assert!(e.cut_damaged_tail(Duration::from_secs(1)).unwrap());
+        assert!(!e.stale());
+        assert_eq!(std::fs::metadata(a.path()).unwrap().len(), len);
+    }
+
+    #[test]
+    fn a_damaged_header_or_a_link_is_never_read_as_vectors() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("vectors-m.bin");
+        // A damaged header: unusable, and begun again by the next writer.
+        std::fs::write(&path, [0xA5; 4000]).unwrap();
+        let mut a = Store::open(t.path(), "m", 8);
+        assert!(matches!(a.refresh(), Err(StoreError::Unusable { .. })));
+        a.append(&[(key_of("x"), unit(1, 8))], Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(Store::open(t.path(), "m", 8).len(), 1);
+        // A link: neither read nor written through.
+        let target = t.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let mut b = Store::open(t.path(), "m", 8);
+        assert_eq!(b.len(), 0);
+        let e = b
+            .append(&[(key_of("y"), unit(2, 8))], Duration::from_secs(1))
+            .unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     }
 
     #[test]

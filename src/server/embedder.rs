@@ -13,7 +13,7 @@ use sd_notify::NotifyState;
 
 use super::shutdown::notify;
 use crate::api::vectors::Vectors;
-use crate::embed::store::Store;
+use crate::embed::store::{Store, StoreError};
 use crate::engine::Engine;
 
 /// Sections embedded and stored at a time.
@@ -82,7 +82,8 @@ impl Embedder {
     }
 }
 
-/// Embeds every live section without a vector.
+/// Embeds every live section without a vector. Returns early when a new commit
+/// arrives: sections it removed are not embedded, those it added are next.
 fn catch_up(
     engine: &Engine,
     vectors: &Vectors,
@@ -95,8 +96,18 @@ fn catch_up(
         return Ok(());
     };
     let searcher = engine.searcher();
+    let generation = searcher.generation().generation_id();
     let keys = engine.vector_keys(&searcher).map_err(|e| e.to_string())?;
-    store.refresh().map_err(|e| e.to_string())?;
+    match store.refresh() {
+        // Begun again below.
+        Ok(()) | Err(StoreError::Unusable { .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    // A damaged tail or header would make the store look changed at every poll, and
+    // this run again and again.
+    store
+        .cut_damaged_tail(lock_timeout)
+        .map_err(|e| e.to_string())?;
     let mut missing: Vec<_> = keys
         .iter()
         .filter(|(k, _)| !store.contains(k))
@@ -110,7 +121,8 @@ fn catch_up(
     let started = Instant::now();
     let mut reported = Instant::now();
     for batch in missing.chunks(BATCH) {
-        if stop.load(Ordering::Relaxed) {
+        let newer = engine.searcher().generation().generation_id() != generation;
+        if stop.load(Ordering::Relaxed) || newer {
             return Ok(());
         }
         let addrs: Vec<_> = batch.iter().map(|(_, a)| *a).collect();
