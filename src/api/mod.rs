@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{ApiError, quoted};
 pub use standalone::Standalone;
 
-use crate::engine::Engine;
 use crate::engine::search::{Mode, Request, Response};
+use crate::engine::{Engine, near};
 use crate::ingest::read::{self, Part, Want};
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
@@ -191,14 +191,17 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
         .min(MAX_FIRST_INDEX_WAIT);
     let engine = site.engine().clone();
     // The query's vector, for a search by meaning: a few milliseconds of the model's
-    // time on this thread, or none for a query asked before.
+    // time on this thread, or none for a query asked before. A query that means nothing
+    // (only punctuation and operators) has none, and nothing is near it.
     let near = match (mode, vectors) {
         (Mode::Lexical, _) | (_, None) => None,
         (_, Some(v)) => {
-            let q = req.q.clone();
-            let vector = {
-                let v = v.clone();
-                in_place(move || v.query_vector(&q)).await??
+            let vector = match near::meaning_of(&req.q)? {
+                Some(text) => {
+                    let v = v.clone();
+                    Some(in_place(move || v.query_vector(&text)).await??)
+                }
+                None => None,
             };
             Some((v, vector))
         }
@@ -208,7 +211,10 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
         let engine = engine.clone();
         let near = near.clone();
         move || match near {
-            Some((v, vector)) => engine.search_near(&req, &|n| v.nearest(&vector, n)),
+            Some((v, vector)) => engine.search_near(&req, &|n, keep| match &vector {
+                Some(vector) => v.nearest(vector, n, keep),
+                None => Vec::new(),
+            }),
             None => engine.search(&req),
         }
     };

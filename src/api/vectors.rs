@@ -2,7 +2,7 @@
 //! process that names it) and its stored section vectors, as searches read them, and
 //! how far embedding has come.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -156,15 +156,16 @@ impl Vectors {
         Ok(v)
     }
 
-    /// The `n` stored vectors nearest `query`, with what others appended read first.
-    pub fn nearest(&self, query: &[f32], n: usize) -> Vec<(Key, f32)> {
+    /// The `n` stored vectors nearest `query` (of the keys in `keep`, when given), with
+    /// what others appended read first.
+    pub fn nearest(&self, query: &[f32], n: usize, keep: Option<&HashSet<Key>>) -> Vec<(Key, f32)> {
         let Some(store) = &self.store else {
             return Vec::new();
         };
         if read(store).stale() {
             let _ = write(store).refresh();
         }
-        read(store).nearest(query, n)
+        read(store).nearest(query, n, keep)
     }
 
     /// The search-side store (the embedder reads what it has with it).

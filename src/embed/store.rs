@@ -12,7 +12,7 @@
 //! writes the live records to a new file and renames it over the old one; readers see
 //! the new inode and read it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -426,9 +426,11 @@ impl Store {
         Ok(true)
     }
 
-    /// The `n` stored vectors nearest `query` (a unit vector), by cosine, best first;
-    /// each held key once. Exact: every vector is compared.
-    pub fn nearest(&self, query: &[f32], n: usize) -> Vec<(Key, f32)> {
+    /// The `n` stored vectors nearest `query` (a unit vector), by cosine, best first
+    /// (equal scores in the order they were stored, so that a longer list starts with
+    /// a shorter one); each held key once, only those in `keep` when it is given.
+    /// Exact: every vector is compared.
+    pub fn nearest(&self, query: &[f32], n: usize, keep: Option<&HashSet<Key>>) -> Vec<(Key, f32)> {
         if query.len() != self.dim || n == 0 || self.keys.is_empty() {
             return Vec::new();
         }
@@ -438,26 +440,55 @@ impl Store {
             .iter()
             .map(|x| (x / qscale).round().clamp(-127.0, 127.0) as i16)
             .collect();
-        let mut best: Vec<(f32, u32)> = Vec::with_capacity(n + 1);
-        let mut floor = f32::NEG_INFINITY;
+        // The best so far, worst on top: a heap, so that a long list (a deep page, every
+        // vector) costs n log n, not n².
+        let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(n.min(self.keys.len()) + 1);
         for (row, v) in self.data.chunks_exact(self.dim).enumerate() {
-            let dot: i32 = dot_i8(&q, v);
-            let score = dot as f32 * qscale * self.scales[row];
-            if best.len() == n && score <= floor {
+            if keep.is_some_and(|k| !k.contains(&self.keys[row])) {
                 continue;
             }
-            let at = best.partition_point(|&(s, _)| s >= score);
-            best.insert(at, (score, row as u32));
-            best.truncate(n);
+            let dot: i32 = dot_i8(&q, v);
+            let candidate = Ranked(dot as f32 * qscale * self.scales[row], row as u32);
             if best.len() == n {
-                floor = best[n - 1].0;
+                match best.peek() {
+                    Some(worst) if candidate < *worst => {
+                        best.pop();
+                    }
+                    _ => continue,
+                }
             }
+            best.push(candidate);
         }
-        best.into_iter()
-            .map(|(s, row)| (self.keys[row as usize], s))
+        best.into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(s, row)| (self.keys[row as usize], s))
             .collect()
     }
 }
+
+/// A vector's score and row, ordered best first: a higher score, then an earlier row.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(f32, u32);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Ranked) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
 
 /// Dot product of a query (bytes widened) and a stored vector; written so that the
 /// compiler vectorises it.
@@ -501,7 +532,7 @@ mod tests {
         a.append(&vs, Duration::from_secs(1)).unwrap();
         let mut b = Store::open(t.path(), "m", 8);
         assert_eq!(b.len(), 5);
-        let top = b.nearest(&unit(3, 8), 1);
+        let top = b.nearest(&unit(3, 8), 1, None);
         assert_eq!(top[0].0, key_of("3"));
         assert!((top[0].1 - 1.0).abs() < 0.02, "{}", top[0].1);
         // A writer killed mid-record leaves half a record.
@@ -559,6 +590,32 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn a_longer_list_starts_with_a_shorter_one() {
+        let t = tempfile::tempdir().unwrap();
+        let mut a = Store::open(t.path(), "m", 8);
+        // Seeds 13 apart give equal vectors: ties, broken by the order stored.
+        let vs: Vec<(Key, Vec<f32>)> = (0..40)
+            .map(|i| (key_of(&i.to_string()), unit(i, 8)))
+            .collect();
+        a.append(&vs, Duration::from_secs(1)).unwrap();
+        let q = unit(3, 8);
+        let all = a.nearest(&q, usize::MAX, None);
+        assert_eq!(all.len(), 40);
+        assert!(all.windows(2).all(|w| w[0].1 >= w[1].1));
+        for n in [1, 3, 4, 17, 39] {
+            assert_eq!(a.nearest(&q, n, None), all[..n], "{n}");
+        }
+        let keep: HashSet<Key> = vs.iter().step_by(3).map(|(k, _)| *k).collect();
+        let kept: Vec<_> = all
+            .iter()
+            .filter(|(k, _)| keep.contains(k))
+            .copied()
+            .collect();
+        assert_eq!(a.nearest(&q, 100, Some(&keep)), kept);
+        assert_eq!(a.nearest(&q, 2, Some(&keep)), kept[..2]);
     }
 
     #[test]

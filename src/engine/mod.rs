@@ -9,7 +9,7 @@
 pub mod analyzer;
 mod bm25;
 mod disk;
-mod near;
+pub mod near;
 mod page;
 pub mod query;
 mod recent;

@@ -66,15 +66,18 @@ impl Mode {
 }
 
 /// The candidates of a search by meaning, best first, with each one's ranks.
-type Fused = (
-    Vec<(Score, tantivy::DocAddress)>,
-    HashMap<tantivy::DocAddress, Ranks>,
-);
+struct Fused {
+    top: Vec<(Score, tantivy::DocAddress)>,
+    ranks: HashMap<tantivy::DocAddress, Ranks>,
+    /// A larger `want` would bring more.
+    more: bool,
+    /// Sections found: by words, and those only the vectors brought (semantic: the
+    /// candidates read).
+    matches: usize,
+}
 
 /// Candidates each side of a hybrid search brings to the fusion, at least.
 const FUSED_CANDIDATES: usize = 100;
-/// Vector candidates read for a search with a path filter.
-const FILTERED_CANDIDATES: usize = 2000;
 /// Reciprocal rank fusion: a hit scores `weight / (RRF_K + rank)` from each side.
 /// Chosen on SciFact's train split (bench/relevance.py --fusion, all-MiniLM-L6-v2):
 /// k 10 with equal weights gave nDCG@10 0.7210, the customary k 60 0.7121 (lexical
@@ -83,9 +86,13 @@ const RRF_K: f32 = 10.0;
 const LEXICAL_WEIGHT: f32 = 1.0;
 const VECTOR_WEIGHT: f32 = 1.0;
 
-/// The nearest stored vectors to the query, best first, at most as many as asked:
-/// `(key, cosine)`.
-pub type Nearest<'a> = &'a dyn Fn(usize) -> Vec<(crate::embed::store::Key, f32)>;
+/// The nearest stored vectors to the query, best first, at most as many as asked, of
+/// the given keys only when there are: `(key, cosine)`. A longer list starts with a
+/// shorter one.
+pub type Nearest<'a> = &'a dyn Fn(
+    usize,
+    Option<&std::collections::HashSet<crate::embed::store::Key>>,
+) -> Vec<(crate::embed::store::Key, f32)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -312,7 +319,10 @@ impl Engine {
     }
 
     /// The fused candidates of a semantic or hybrid search, best first, and each one's
-    /// ranks.
+    /// ranks. The query's filters hold on both sides (see [`Engine::allowed`]). Hybrid
+    /// fuses the best [`FUSED_CANDIDATES`] of each side and goes on with the rest of the
+    /// lexical list in its order: the list does not depend on `want`, so every page of
+    /// an answer reads the same one (a deeper page only reads more of it).
     fn fused(
         &self,
         searcher: &tantivy::Searcher,
@@ -322,35 +332,35 @@ impl Engine {
         nearest: Nearest,
     ) -> Result<Fused> {
         let n = want.max(FUSED_CANDIDATES);
-        // Vectors know nothing of paths: with a path filter, more of them are read, so
-        // that enough are left once it is applied.
-        let near = match parsed.path_prefixes.is_empty() {
-            true => nearest(n),
-            false => nearest(n.max(FILTERED_CANDIDATES)),
-        };
-        let vector = self.sections_of(searcher, &near)?;
+        let allowed = self.allowed(searcher, parsed)?;
+        let keep = allowed.as_ref().map(|a| &a.keys);
         let mut ranks: HashMap<tantivy::DocAddress, Ranks> = HashMap::new();
         if req.mode == Mode::Semantic {
+            let near = nearest(n, keep);
+            let vector = self.sections_of(searcher, &near, allowed.as_ref())?;
             for (i, (_, addr)) in vector.iter().enumerate() {
                 ranks.entry(*addr).or_default().vector.get_or_insert(i + 1);
             }
-            return Ok((vector, ranks));
+            return Ok(Fused {
+                matches: vector.len(),
+                top: vector,
+                ranks,
+                more: near.len() == n,
+            });
         }
-        let lexical = if parsed.has_positive_terms() {
-            self.top(searcher, parsed, n, true)?
-                .map(|(top, _)| top)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let near = nearest(FUSED_CANDIDATES, keep);
+        let vector = self.sections_of(searcher, &near, allowed.as_ref())?;
+        let (lexical, matched) = self.top(searcher, parsed, n, true)?.unwrap_or_default();
         let mut scores: HashMap<tantivy::DocAddress, Score> = HashMap::new();
-        for (i, (_, addr)) in lexical.iter().enumerate() {
+        let mut by_meaning_only = 0;
+        for (i, (_, addr)) in lexical.iter().take(FUSED_CANDIDATES).enumerate() {
             *scores.entry(*addr).or_default() += LEXICAL_WEIGHT / (RRF_K + (i + 1) as f32);
             ranks.entry(*addr).or_default().lexical.get_or_insert(i + 1);
         }
         for (i, (_, addr)) in vector.iter().enumerate() {
             let r = ranks.entry(*addr).or_default();
             if r.vector.is_none() {
+                by_meaning_only += usize::from(r.lexical.is_none());
                 r.vector = Some(i + 1);
                 *scores.entry(*addr).or_default() += VECTOR_WEIGHT / (RRF_K + (i + 1) as f32);
             }
@@ -358,7 +368,22 @@ impl Engine {
         let mut fused: Vec<(Score, tantivy::DocAddress)> =
             scores.into_iter().map(|(a, s)| (s, a)).collect();
         fused.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        Ok((fused, ranks))
+        // Past the fused candidates, the lexical list in its order, scored below them.
+        let mut floor = fused.last().map_or(Score::INFINITY, |&(s, _)| s);
+        for (i, &(_, addr)) in lexical.iter().enumerate().skip(FUSED_CANDIDATES) {
+            if ranks.contains_key(&addr) {
+                continue;
+            }
+            floor = floor.min(LEXICAL_WEIGHT / (RRF_K + (i + 1) as f32));
+            ranks.entry(addr).or_default().lexical = Some(i + 1);
+            fused.push((floor, addr));
+        }
+        Ok(Fused {
+            top: fused,
+            ranks,
+            more: lexical.len() < matched,
+            matches: matched + by_meaning_only,
+        })
     }
 
     fn search_in(
@@ -394,11 +419,7 @@ impl Engine {
                 .push(p.trim_start_matches("./").to_owned());
         }
         let nearest = nearest.filter(|_| req.mode != Mode::Lexical);
-        let words_needed = match nearest {
-            None => parsed.has_positive_terms(),
-            Some(_) => !req.q.trim().is_empty(),
-        };
-        if !words_needed {
+        if !parsed.has_positive_terms() {
             return Err(EngineError::BadQuery(
                 "the query has no words to search for".into(),
             ));
@@ -451,14 +472,17 @@ impl Engine {
         let mut kept = Kept::new(req.max_per_file);
         let mut hits: Vec<Hit> = Vec::new();
         let mut done = 0;
-        let fused = match nearest {
-            Some(nearest) => Some(self.fused(searcher, req, &parsed, want, nearest)?),
-            None => None,
-        };
-        let prefixes = &parsed.path_prefixes;
+        let mut fused = None;
+        let mut matches = None;
         loop {
-            let top = match &fused {
-                Some((top, _)) => Some((top.clone(), top.len())),
+            let top = match nearest {
+                // "More" is one past the candidates: not the last run.
+                Some(nearest) => {
+                    let f = self.fused(searcher, req, &parsed, want, nearest)?;
+                    let total = f.top.len() + usize::from(f.more);
+                    (fused, matches) = (Some(f.ranks), Some(f.matches));
+                    Some((f.top, total))
+                }
                 None => self.top(searcher, &parsed, want, true)?,
             };
             let Some((top, total)) = top else {
@@ -470,13 +494,6 @@ impl Engine {
             for &(score, addr) in &top[done.min(top.len())..] {
                 let mut doc: StoredSection = searcher.doc(addr)?;
                 let path = doc.take(f.path);
-                // Vectors know nothing of paths: their hits are filtered here.
-                if fused.is_some()
-                    && !prefixes.is_empty()
-                    && !prefixes.iter().any(|p| path.starts_with(p.as_str()))
-                {
-                    continue;
-                }
                 let (start, end) = (doc.number(f.line_start), doc.number(f.line_end));
                 let n = match kept.offer(&path, start, end) {
                     Verdict::Hit(n) => n,
@@ -493,7 +510,7 @@ impl Engine {
                     continue;
                 }
                 if n == depth {
-                    return Ok(answer(hits, total, Some(n), truncated));
+                    return Ok(answer(hits, matches.unwrap_or(total), Some(n), truncated));
                 }
                 let (snippet, highlights) = snippets.of(&doc.take(f.body));
                 hits.push(Hit {
@@ -507,7 +524,7 @@ impl Engine {
                     highlights,
                     path,
                     ranks: req.explain.then(|| match &fused {
-                        Some((_, ranks)) => ranks.get(&addr).copied().unwrap_or_default(),
+                        Some(ranks) => ranks.get(&addr).copied().unwrap_or_default(),
                         None => Ranks {
                             lexical: Some(n + 1),
                             vector: None,
@@ -521,7 +538,7 @@ impl Engine {
                         truncated = true;
                         if !first {
                             hits.pop();
-                            return Ok(answer(hits, total, Some(n), truncated));
+                            return Ok(answer(hits, matches.unwrap_or(total), Some(n), truncated));
                         }
                         // Not even the first fits: it stays, cut, and the page ends
                         // after it.
@@ -532,10 +549,14 @@ impl Engine {
                 }
             }
             if last {
-                return Ok(answer(hits, total, None, truncated));
+                return Ok(answer(hits, matches.unwrap_or(total), None, truncated));
             }
             done = top.len();
-            want = total;
+            // A search by meaning reads four times as far (its list has no count).
+            want = match nearest {
+                Some(_) => want.saturating_mul(4),
+                None => total,
+            };
         }
     }
 
@@ -655,7 +676,7 @@ impl Engine {
     }
 
     /// A phrase in any of the stemmed fields.
-    fn phrase_query(&self, phrase: &str) -> Result<Option<Box<dyn Query>>> {
+    pub(super) fn phrase_query(&self, phrase: &str) -> Result<Option<Box<dyn Query>>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for w in self
             .weights()
@@ -739,7 +760,7 @@ impl Engine {
     }
 
     /// Sections holding any of the excluded words or phrases.
-    fn excluded_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
+    pub(super) fn excluded_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for ex in &p.excluded {
             if let Some(q) = self.phrase_query(ex)? {
@@ -750,7 +771,7 @@ impl Engine {
     }
 
     /// Sections under any of the path prefixes.
-    fn prefix_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
+    pub(super) fn prefix_query(&self, p: &Parsed) -> Result<Option<Box<dyn Query>>> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for prefix in &p.path_prefixes {
             // The paths from `prefix` up to `prefix` and a 0xFF byte, which no UTF-8
