@@ -53,10 +53,20 @@ impl Vectors {
         } else {
             resolved
         };
-        let model = Model::shared(&dir.to_string_lossy(), &cache, threads).map_err(|e| {
-            let message = e.to_string();
+        let model = match known::find(setting).filter(|_| !dir.exists()) {
+            // A known model not fetched yet: the one thing to do is fetch it.
+            Some(k) => Err(format!(
+                "{} is not installed (no {}): run `doc-serve model fetch {}`",
+                k.name,
+                dir.display(),
+                k.name
+            )),
+            None => {
+                Model::shared(&dir.to_string_lossy(), &cache, threads).map_err(|e| e.to_string())
+            }
+        }
+        .inspect_err(|message| {
             tracing::warn!("{message}; search by meaning is off, search by words goes on");
-            message
         });
         let store = model
             .as_ref()
