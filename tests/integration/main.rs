@@ -22,6 +22,7 @@ mod project;
 mod reload;
 mod search;
 mod sections;
+mod semantic;
 mod shared;
 mod stale;
 mod supervisor;

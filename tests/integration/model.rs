@@ -27,7 +27,7 @@ const FILES: [&str; 5] = [
 ];
 
 /// The test model's directory, or `None` (a skip) outside CI.
-fn test_model() -> Option<PathBuf> {
+pub fn test_model() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target/models")
         .join(MODEL);
