@@ -218,12 +218,34 @@ pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
              ask again in a moment"
         );
     }
+    warn_if_partly_embedded(&answer);
     output::emit(json, &answer, |out| print_hits(out, &answer))?;
     Ok(if answer.response.hits.is_empty() {
         exit::NOTHING
     } else {
         exit::OK
     })
+}
+
+/// A search by meaning over sections not all embedded says so, and why: only a
+/// resident embeds them (a standalone answer reads what one stored).
+fn warn_if_partly_embedded(answer: &SearchReply) {
+    let Some(e) = &answer.index.embedding else {
+        return;
+    };
+    let [done, total] = e.embedded;
+    if answer.response.mode == crate::engine::search::Mode::Lexical || done >= total {
+        return;
+    }
+    let why = match &e.error {
+        Some(error) => format!("embedding failed: {error}"),
+        None if e.embedding => "embedding is under way; ask again in a moment".to_owned(),
+        None => "a resident embeds them in the background (`doc-serve start`)".to_owned(),
+    };
+    tracing::warn!(
+        "{done} of {total} sections are embedded, so these results by meaning are \
+         incomplete: {why}"
+    );
 }
 
 /// Runs `query`; when it has not answered within half a second (the resident is

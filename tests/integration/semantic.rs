@@ -818,6 +818,15 @@ fn another_model_has_its_own_vectors() {
     let v = r.query(&[("q", PARAPHRASE), ("mode", "semantic")]);
     assert_eq!(v["index"]["embedding"]["model"], "all-MiniLM-L6-v2");
     r.stop(&mut t);
+    // Standalone, the new model has nothing embedded yet, and the CLI says why.
+    let out = t.run(&["query", "--mode", "semantic", "--", PARAPHRASE]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("0 of {total} sections are embedded"))
+            && err.contains("doc-serve start"),
+        "{err}"
+    );
 
     let r = Resident::start(&mut t);
     assert_eq!(r.embedded(), total);
