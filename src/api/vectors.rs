@@ -115,8 +115,10 @@ impl Vectors {
             return true;
         }
         let s = lock(&self.state);
-        let complete =
-            self.model.is_ok() && !s.embedding && s.embedded[0] == s.embedded[1] && s.embedded[1] > 0;
+        let complete = self.model.is_ok()
+            && !s.embedding
+            && s.embedded[0] == s.embedded[1]
+            && s.embedded[1] > 0;
         if complete {
             self.was_complete.store(true, Ordering::Relaxed);
         }
