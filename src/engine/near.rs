@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{AllQuery, BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocAddress, DocSet, Searcher, TERMINATED, Term};
+use tantivy::{DocAddress, DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term};
 
 use super::query::{self, Parsed};
 use super::search::{MAX_QUERY_BYTES, StoredSection};
@@ -72,33 +72,48 @@ impl Engine {
     pub fn vector_keys(&self, searcher: &Searcher) -> Result<HashMap<Key, DocAddress>> {
         let mut out = HashMap::new();
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
-            let index = segment.inverted_index(self.fields.vkey)?;
-            let alive = segment.alive_bitset();
-            let mut terms = index
-                .terms()
-                .stream()
-                .map_err(super::io("cannot read the index"))?;
-            while terms.advance() {
-                let Some(key) = key_of_hex(terms.key()) else {
-                    continue;
-                };
-                if out.contains_key(&key) {
-                    continue;
-                }
-                let mut postings = index
-                    .read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)
-                    .map_err(super::io("cannot read the index"))?;
-                let mut doc = postings.doc();
-                while doc != TERMINATED {
-                    if alive.is_none_or(|a| a.is_alive(doc)) {
-                        out.insert(key, DocAddress::new(ord as u32, doc));
-                        break;
-                    }
-                    doc = postings.advance();
-                }
-            }
+            self.live_keys(
+                segment,
+                |_| true,
+                |key, doc| {
+                    out.entry(key).or_insert(DocAddress::new(ord as u32, doc));
+                },
+            )?;
         }
         Ok(out)
+    }
+
+    /// Each key held by a live section of `segment` that `through` lets pass, with the
+    /// first such section.
+    fn live_keys(
+        &self,
+        segment: &SegmentReader,
+        through: impl Fn(DocId) -> bool,
+        mut found: impl FnMut(Key, DocId),
+    ) -> Result<()> {
+        let index = segment.inverted_index(self.fields.vkey)?;
+        let alive = segment.alive_bitset();
+        let mut terms = index
+            .terms()
+            .stream()
+            .map_err(super::io("cannot read the index"))?;
+        while terms.advance() {
+            let Some(key) = key_of_hex(terms.key()) else {
+                continue;
+            };
+            let mut postings = index
+                .read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)
+                .map_err(super::io("cannot read the index"))?;
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if through(doc) && alive.is_none_or(|a| a.is_alive(doc)) {
+                    found(key, doc);
+                    break;
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(())
     }
 
     /// The text each section is embedded from (see [`section_text`]).
@@ -180,29 +195,10 @@ impl Engine {
                 }
                 doc = scorer.advance();
             }
-            let index = segment.inverted_index(self.fields.vkey)?;
-            let alive = segment.alive_bitset();
-            let mut terms = index
-                .terms()
-                .stream()
-                .map_err(super::io("cannot read the index"))?;
-            while terms.advance() {
-                let Some(key) = key_of_hex(terms.key()) else {
-                    continue;
-                };
-                let mut postings = index
-                    .read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)
-                    .map_err(super::io("cannot read the index"))?;
-                let mut doc = postings.doc();
-                while doc != TERMINATED {
-                    let through = docs.get(doc as usize).is_some_and(|&ok| ok);
-                    if through && alive.is_none_or(|a| a.is_alive(doc)) {
-                        allowed.keys.insert(key);
-                        break;
-                    }
-                    doc = postings.advance();
-                }
-            }
+            let through = |doc: DocId| docs.get(doc as usize).is_some_and(|&ok| ok);
+            self.live_keys(segment, through, |key, _| {
+                allowed.keys.insert(key);
+            })?;
             allowed.docs.push(docs);
         }
         Ok(Some(allowed))
