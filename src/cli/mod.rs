@@ -560,6 +560,17 @@ impl From<SearchMode> for crate::engine::search::Mode {
     }
 }
 
+/// A progress bar on stderr drawn with `template` (indicatif's), filling with `=>`.
+fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// A whole number of at least 1, for `--limit`.
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {

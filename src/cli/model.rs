@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::{Context, at_least_one, output};
@@ -90,15 +89,9 @@ fn fetch(env: &Environment, name: &str, force: bool, json: bool) -> anyhow::Resu
     let cache = cache_dir()?;
     let endpoint = Endpoint::from_setting(env.get(ENDPOINT_VAR))?;
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b
+        super::progress_bar(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
     });
     let fetched = fetch::fetch(model, &cache, &endpoint, force, &mut |p| match p {
         Progress::Waiting => tracing::warn!(

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 
 use std::sync::Arc;
@@ -28,13 +28,9 @@ fn progress_bar(enabled: bool) -> Option<ProgressBar> {
     if !enabled || !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} indexing {pos}/{len} files [{bar:30}] {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    Some(bar)
+    Some(super::progress_bar(
+        "{spinner} indexing {pos}/{len} files [{bar:30}] {eta}",
+    ))
 }
 
 fn reconcile(indexer: &Indexer, full: bool, show_progress: bool) -> anyhow::Result<Summary> {
@@ -265,15 +261,9 @@ async fn with_progress<T>(remote: &reach::Remote, query: impl Future<Output = T>
             }
             () = tokio::time::sleep(Duration::from_millis(pause)) => {
                 let bar = bar.get_or_insert_with(|| {
-                    let b = ProgressBar::new(0);
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} waiting for the first index: {pos}/{len} files [{bar:30}] {eta}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    b
+                    super::progress_bar(
+                        "{spinner} waiting for the first index: {pos}/{len} files [{bar:30}] {eta}",
+                    )
                 });
                 let now = remote
                     .call(Method::GET, "/status", None, Duration::from_secs(2))
