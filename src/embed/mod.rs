@@ -322,22 +322,13 @@ fn pooling_of(dir: &Path) -> Option<Pooling> {
 /// glibc hands every large allocation back to the kernel when it is freed: a
 /// transformer's tensors then cost a mmap, page faults and a munmap each, and embedding
 /// ran at a third of its speed with most of the time in the kernel. Big blocks come
-/// from the heap instead (trimmed by [`release_memory`] once a job is done).
+/// from the heap instead (the resident trims it once a job is done).
 fn enable_large_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; it takes the allocator's lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
-/// Gives the heap's free memory back to the kernel (after a batch of embedding work).
-pub fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; it takes the allocator's lock.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -67,7 +67,7 @@ impl Embedder {
                                 std::thread::sleep(Duration::from_secs(5));
                             }
                         }
-                        crate::embed::release_memory();
+                        super::indexing::release_freed_memory();
                     }
                     std::thread::sleep(POLL);
                 }

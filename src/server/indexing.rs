@@ -717,10 +717,10 @@ impl Worker {
     }
 }
 
-/// Gives the memory an indexing job freed back to the OS: glibc keeps freed pages in
-/// its arenas otherwise, and a long-lived process (the shared daemon above all) would
-/// hold on to every job's peak.
-fn release_freed_memory() {
+/// Gives the memory a job freed (an indexing batch, a round of embedding) back to the
+/// OS: glibc keeps freed pages in its arenas otherwise, and a long-lived process (the
+/// shared daemon above all) would hold on to every job's peak.
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the OS.
     unsafe {
