@@ -1,15 +1,20 @@
-//! A BERT encoder (the architecture of Hugging Face's `BertModel`) on candle's
-//! tensors: embeddings, then `num_hidden_layers` of self-attention and feed-forward,
-//! each followed by a residual layer norm. Only what sentence encoders use: no pooler,
-//! no dropout (inference), absolute positions.
+//! A BERT encoder (the architecture of Hugging Face's `BertModel`): the checkpoint read
+//! through candle, the embeddings on candle's tensors, then `num_hidden_layers` of
+//! self-attention and feed-forward (`layer.rs`), each followed by a residual
+//! layer norm. Only what sentence encoders use: no pooler, no dropout (inference),
+//! absolute positions.
 //!
 //! Written here rather than taken from candle-transformers, which compiles about a
-//! hundred models to offer this one; and so that attention applies the padding mask
-//! once per batch and uses candle's fused last-dimension softmax.
+//! hundred models to offer this one; and so that the layers run on buffers of their
+//! own, with fused element-wise steps and every step on the model's threads (through
+//! candle's tensors they ran at two thirds of ONNX Runtime's speed on one thread, and
+//! under half on two: bench/embed.py).
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
+
+use super::layer::{Activation, Dense, Layer, LayerNorm, Scratch};
 
 /// What `config.json` says of the model (Hugging Face's `BertConfig`); other keys are
 /// ignored.
@@ -61,6 +66,9 @@ impl Config {
         if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
             return Some(format!("hidden_act {:?} is not supported", self.hidden_act));
         }
+        if self.hidden_size == 0 || self.intermediate_size == 0 {
+            return Some("hidden_size and intermediate_size must be positive".into());
+        }
         if self.num_attention_heads == 0
             || !self.hidden_size.is_multiple_of(self.num_attention_heads)
         {
@@ -73,114 +81,84 @@ impl Config {
     }
 }
 
-/// A layer norm under either of the names checkpoints use (`weight`/`bias`, or the
-/// older `gamma`/`beta`).
-fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
-    let (w, b) = match vb.get(size, "weight") {
-        Ok(w) => (w, vb.get(size, "bias")?),
-        Err(_) => (vb.get(size, "gamma")?, vb.get(size, "beta")?),
-    };
-    Ok(LayerNorm::new(w, b, eps))
-}
-
-struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    output: Linear,
-    norm: LayerNorm,
-    heads: usize,
-    head_dim: usize,
-}
-
-impl Attention {
-    fn load(vb: VarBuilder, c: &Config) -> Result<Attention> {
-        let h = c.hidden_size;
-        let s = vb.pp("self");
-        Ok(Attention {
-            query: candle_nn::linear(h, h, s.pp("query"))?,
-            key: candle_nn::linear(h, h, s.pp("key"))?,
-            value: candle_nn::linear(h, h, s.pp("value"))?,
-            output: candle_nn::linear(h, h, vb.pp("output").pp("dense"))?,
-            norm: layer_norm(h, c.layer_norm_eps, vb.pp("output").pp("LayerNorm"))?,
-            heads: c.num_attention_heads,
-            head_dim: h / c.num_attention_heads,
-        })
-    }
-
-    /// `x` is (batch, seq, hidden); `bias` (batch, 1, 1, seq) is 0 on tokens and a
-    /// large negative number on padding.
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let (b, seq, hidden) = x.dims3()?;
-        let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, seq, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, seq, hidden))?;
-        self.norm.forward(&(self.output.forward(&context)? + x)?)
+/// A layer norm's parameters under either of the names checkpoints use
+/// (`weight`/`bias`, or the older `gamma`/`beta`).
+fn norm_tensors(size: usize, vb: &VarBuilder) -> Result<(Tensor, Tensor)> {
+    match vb.get(size, "weight") {
+        Ok(w) => Ok((w, vb.get(size, "bias")?)),
+        Err(_) => Ok((vb.get(size, "gamma")?, vb.get(size, "beta")?)),
     }
 }
 
-struct Layer {
-    attention: Attention,
-    intermediate: Linear,
-    output: Linear,
-    norm: LayerNorm,
-    act: String,
+fn candle_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<candle_nn::LayerNorm> {
+    let (w, b) = norm_tensors(size, &vb)?;
+    Ok(candle_nn::LayerNorm::new(w, b, eps))
 }
 
-impl Layer {
-    fn load(vb: VarBuilder, c: &Config) -> Result<Layer> {
-        Ok(Layer {
-            attention: Attention::load(vb.pp("attention"), c)?,
-            intermediate: candle_nn::linear(
-                c.hidden_size,
-                c.intermediate_size,
-                vb.pp("intermediate").pp("dense"),
-            )?,
-            output: candle_nn::linear(
-                c.intermediate_size,
-                c.hidden_size,
-                vb.pp("output").pp("dense"),
-            )?,
-            norm: layer_norm(
-                c.hidden_size,
-                c.layer_norm_eps,
-                vb.pp("output").pp("LayerNorm"),
-            )?,
-            act: c.hidden_act.clone(),
-        })
-    }
+fn norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    let (w, b) = norm_tensors(size, &vb)?;
+    Ok(LayerNorm {
+        gamma: w.to_vec1()?,
+        beta: b.to_vec1()?,
+        eps: eps as f32,
+    })
+}
 
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let x = self.attention.forward(x, bias)?;
-        let h = self.intermediate.forward(&x)?;
+fn dense(input: usize, output: usize, vb: VarBuilder) -> Result<Dense> {
+    Ok(Dense {
+        weight: vb
+            .get((output, input), "weight")?
+            .flatten_all()?
+            .to_vec1()?,
+        bias: vb.get(output, "bias")?.to_vec1()?,
+        input,
+        output,
+    })
+}
+
+/// Query, key and value as one dense layer (input → 3 × output).
+fn stacked(parts: [Dense; 3]) -> Dense {
+    let [q, k, v] = parts;
+    Dense {
+        input: q.input,
+        output: q.output * 3,
+        weight: [q.weight, k.weight, v.weight].concat(),
+        bias: [q.bias, k.bias, v.bias].concat(),
+    }
+}
+
+fn layer(vb: VarBuilder, c: &Config) -> Result<Layer> {
+    let (h, eps) = (c.hidden_size, c.layer_norm_eps);
+    let a = vb.pp("attention");
+    let s = a.pp("self");
+    Ok(Layer {
+        qkv: stacked([
+            dense(h, h, s.pp("query"))?,
+            dense(h, h, s.pp("key"))?,
+            dense(h, h, s.pp("value"))?,
+        ]),
+        attention_output: dense(h, h, a.pp("output").pp("dense"))?,
+        attention_norm: norm(h, eps, a.pp("output").pp("LayerNorm"))?,
+        intermediate: dense(h, c.intermediate_size, vb.pp("intermediate").pp("dense"))?,
+        output: dense(c.intermediate_size, h, vb.pp("output").pp("dense"))?,
+        output_norm: norm(h, eps, vb.pp("output").pp("LayerNorm"))?,
         // Hugging Face's "gelu" is the exact (erf) form; "gelu_new" the tanh one.
-        let h = match self.act.as_str() {
-            "gelu_new" => h.gelu()?,
-            "relu" => h.relu()?,
-            _ => h.gelu_erf()?,
-        };
-        self.norm.forward(&(self.output.forward(&h)? + x)?)
-    }
+        activation: match c.hidden_act.as_str() {
+            "gelu_new" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            _ => Activation::Gelu,
+        },
+        heads: c.num_attention_heads,
+    })
 }
 
 pub struct Bert {
     words: Embedding,
     positions: Embedding,
     types: Embedding,
-    norm: LayerNorm,
+    norm: candle_nn::LayerNorm,
     layers: Vec<Layer>,
+    intermediate_size: usize,
 }
 
 impl Bert {
@@ -195,7 +173,7 @@ impl Bert {
         let e = vb.pp("embeddings");
         let h = c.hidden_size;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp("encoder").pp("layer").pp(i), c))
+            .map(|i| layer(vb.pp("encoder").pp("layer").pp(i), c))
             .collect::<Result<_>>()?;
         Ok(Bert {
             words: candle_nn::embedding(c.vocab_size, h, e.pp("word_embeddings"))?,
@@ -205,8 +183,9 @@ impl Bert {
                 e.pp("position_embeddings"),
             )?,
             types: candle_nn::embedding(c.type_vocab_size, h, e.pp("token_type_embeddings"))?,
-            norm: layer_norm(h, c.layer_norm_eps, e.pp("LayerNorm"))?,
+            norm: candle_norm(h, c.layer_norm_eps, e.pp("LayerNorm"))?,
             layers,
+            intermediate_size: c.intermediate_size,
         })
     }
 
@@ -220,14 +199,19 @@ impl Bert {
             .forward(ids)?
             .broadcast_add(&self.positions.forward(&positions)?)?
             .add(&self.types.forward(types)?)?;
-        let mut x = self.norm.forward(&x)?;
+        let x = self.norm.forward(&x)?;
+        let hidden = x.dim(2)?;
         // Padding gets a large negative score before the softmax, so no token attends
         // to it.
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, seq))?;
+        let mask: Vec<f32> = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?
+            .flatten_all()?
+            .to_vec1()?;
+        let mut x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let mut scratch = Scratch::new(b * seq, hidden, self.intermediate_size);
         for layer in &self.layers {
-            x = layer.forward(&x, &bias)?;
+            layer.forward(&mut x, &mask, b, &mut scratch);
         }
-        Ok(x)
+        Tensor::from_vec(x, (b, seq, hidden), ids.device())
     }
 }
 

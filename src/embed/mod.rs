@@ -10,7 +10,9 @@
 
 pub mod bert;
 pub mod fetch;
+mod kernels;
 pub mod known;
+mod layer;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -334,8 +336,9 @@ fn enable_large_heap() {
 
 /// Makes candle run its element-wise operations on the calling thread (set before any
 /// thread starts, from `main`): its own pool would otherwise take every core for them,
-/// whatever `embedding_threads` says. Matrix products run on the rayon pool of the
-/// caller: the model's, `embedding_threads` wide, for background work.
+/// whatever `embedding_threads` says. The encoder's layers (`layer.rs`) run their
+/// matrix products and element-wise steps on the rayon pool of the caller: the
+/// model's, `embedding_threads` wide, for background work.
 pub fn init_process() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: called from `main` before any other thread exists.
