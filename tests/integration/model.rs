@@ -449,6 +449,73 @@ fn model_embed_without_a_model_names_the_path() {
     );
 }
 
+/// The encoder through the binary: sentence-transformers' figures, the same vectors on
+/// one thread and on two, and alone or in a batch padded to a longer text's length (the
+/// padding mask, the per-head attention tasks and the fused steps of src/embed/layer.rs).
+#[test]
+fn model_embed_gives_the_same_vectors_on_any_thread_count_alone_or_padded() {
+    let Some(model) = test_model() else { return };
+    let t = TestEnv::new();
+    let long =
+        "Restart policies control whether a container is restarted when it exits. ".repeat(12);
+    let texts = [
+        "The cat sits outside",
+        "A man is playing guitar",
+        "Why does my service keep coming back after I kill it?",
+        "Restart policies control whether a container is restarted when it exits.",
+        long.trim(),
+    ];
+    let model = model.to_str().unwrap();
+    let embed = |threads: &str, lines: &[&str]| -> Vec<Vec<f64>> {
+        let mut child = t
+            .cmd(&["model", "embed", "--model", model, "--threads", threads])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Dropped at the end of the statement: stdin closes and the command ends.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(lines.join("\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let vectors: Vec<Vec<f64>> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(vectors.len(), lines.len());
+        vectors
+    };
+    let cos = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let off = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    let one = embed("1", &texts);
+    assert!(
+        one.iter()
+            .all(|v| v.len() == 384 && (cos(v, v) - 1.0).abs() < 1e-5)
+    );
+    assert!((cos(&one[0], &one[1]) - 0.036330).abs() < 1e-4);
+    assert!((cos(&one[2], &one[3]) - 0.307649).abs() < 1e-4);
+    let two = embed("2", &texts);
+    for i in 0..texts.len() {
+        assert!(off(&one[i], &two[i]) < 1e-5, "text {i}: 1 thread vs 2");
+    }
+    // In the batch these were padded to the long text's length; alone they are not.
+    for i in [0, 3] {
+        let alone = embed("2", &texts[i..=i]);
+        assert!(off(&one[i], &alone[0]) < 1e-5, "text {i}: alone vs padded");
+    }
+}
+
 #[test]
 fn model_list_shows_other_model_directories_and_the_project_setting() {
     let mut t = TestEnv::new();
