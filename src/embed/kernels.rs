@@ -32,8 +32,9 @@ fn par_rows(x: &mut [f32], n: usize) -> rayon::slice::ChunksMut<'_, f32> {
     x.par_chunks_mut(n.max(1))
 }
 
-/// Runs `f` compiled for AVX2 and FMA where the CPU has them: `f` must be
-/// `#[inline(always)]` so that its loops are vectorised for those.
+/// Defines each `fn` so that its body runs compiled for AVX2 and FMA where the CPU has
+/// them (checked at run time), and as baseline code elsewhere: the body is inlined into
+/// both, so that its loops are vectorised for each.
 macro_rules! multiversion {
     ($(fn $name:ident($($arg:ident: $ty:ty),*) $body:block)*) => {$(
         fn $name($($arg: $ty),*) {
