@@ -10,9 +10,7 @@
 
 pub mod bert;
 pub mod fetch;
-mod kernels;
 pub mod known;
-mod layer;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -336,7 +334,7 @@ fn enable_large_heap() {
 
 /// Makes candle run its element-wise operations on the calling thread (set before any
 /// thread starts, from `main`): its own pool would otherwise take every core for them,
-/// whatever `embedding_threads` says. The encoder's layers (`layer.rs`) run their
+/// whatever `embedding_threads` says. The encoder's layers (crates/encoder) run their
 /// matrix products and element-wise steps on the rayon pool of the caller: the
 /// model's, `embedding_threads` wide, for background work.
 pub fn init_process() {

@@ -4,7 +4,7 @@
 //! model's, `embedding_threads` wide).
 //!
 //! candle computes GELU with a scalar `erf` and softmax with a scalar `exp`, on one
-//! thread (see `init_process`): a third of the encoder's time went there. Here `erf`
+//! thread (doc-serve sets `CANDLE_NUM_THREADS=1`): a third of the encoder's time went there. Here `erf`
 //! and `exp` are polynomials a compiler vectorises (on AVX2 when the CPU has it,
 //! chosen at run time), accurate to a few units in the last place of an `f32`, far
 //! below what changes a unit vector in its fourth decimal.

@@ -14,7 +14,7 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::kernels::{self, Norm};
+use crate::kernels::{self, Norm};
 
 /// A dense layer: `weight` (output × input, row-major, as checkpoints store it).
 pub struct Dense {
