@@ -167,10 +167,14 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
     let mode = match (req.mode, &vectors) {
         (Some(Mode::Lexical), _) => Mode::Lexical,
         (Some(_), None) => return Err(no_model("no embedding_model is set")),
-        (Some(mode), Some(v)) => match v.unavailable() {
-            Some(e) => return Err(e),
-            None => mode,
-        },
+        (Some(mode), Some(v)) => {
+            // The first use loads the model: off the runtime's worker.
+            let v = v.clone();
+            match in_place(move || v.unavailable()).await? {
+                Some(e) => return Err(e),
+                None => mode,
+            }
+        }
         (None, Some(v)) if v.complete() => Mode::Hybrid,
         (None, _) => Mode::Lexical,
     };

@@ -3,8 +3,8 @@
 //! how far embedding has come.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +30,11 @@ pub struct Embedding {
 }
 
 pub struct Vectors {
-    model: Result<Arc<Model>, String>,
     /// What `embedding_model` says.
     setting: String,
-    store: Option<RwLock<Store>>,
+    /// Where the model and the vectors are, until the first use loads them.
+    source: Source,
+    loaded: OnceLock<Loaded>,
     state: Mutex<Embedding>,
     /// Every section was embedded once: searches stay hybrid by default while later
     /// edits are embedded.
@@ -41,9 +42,24 @@ pub struct Vectors {
     recent: Mutex<VecDeque<(String, Arc<Vec<f32>>)>>,
 }
 
+struct Source {
+    dir: PathBuf,
+    cache: PathBuf,
+    data_dir: PathBuf,
+    threads: usize,
+}
+
+/// The model, or why it cannot be used, and its vectors.
+struct Loaded {
+    model: Result<Arc<Model>, String>,
+    store: Option<RwLock<Store>>,
+}
+
 impl Vectors {
     /// The model `setting` names (a directory relative to `root`, or a known model)
-    /// and its vectors in `data_dir`. A model that cannot be loaded is reported, not
+    /// and its vectors in `data_dir`. Nothing is read yet: the model is loaded by its
+    /// first use (the embedder's thread, or a search by meaning), so a resident answers
+    /// before its model is in memory. A model that cannot be loaded is reported, not
     /// fatal: searches by words go on.
     pub fn open(setting: &str, root: &Path, data_dir: &Path, threads: usize) -> Vectors {
         let cache = known::cache_dir().unwrap_or_default();
@@ -53,44 +69,78 @@ impl Vectors {
         } else {
             resolved
         };
-        let model = match known::find(setting).filter(|_| !dir.exists()) {
-            // A known model not fetched yet: the one thing to do is fetch it.
-            Some(k) => Err(format!(
-                "{} is not installed (no {}): run `doc-serve model fetch {}`",
-                k.name,
-                dir.display(),
-                k.name
-            )),
-            None => {
-                Model::shared(&dir.to_string_lossy(), &cache, threads).map_err(|e| e.to_string())
-            }
-        }
-        .inspect_err(|message| {
-            tracing::warn!("{message}; search by meaning is off, search by words goes on");
-        });
-        let store = model
-            .as_ref()
-            .ok()
-            .map(|m| RwLock::new(Store::open(data_dir, m.fingerprint(), m.dim())));
         let state = Embedding {
-            model: model
-                .as_ref()
-                .map_or_else(|_| setting.to_owned(), |m| m.name().to_owned()),
-            error: model.as_ref().err().cloned(),
+            model: dir
+                .file_name()
+                .map_or_else(|| setting.to_owned(), |n| n.to_string_lossy().into_owned()),
+            // Loading the model comes first.
+            embedding: true,
             ..Embedding::default()
         };
         Vectors {
-            model,
             setting: setting.to_owned(),
-            store,
+            source: Source {
+                dir,
+                cache,
+                data_dir: data_dir.to_path_buf(),
+                threads,
+            },
+            loaded: OnceLock::new(),
             state: Mutex::new(state),
             was_complete: Default::default(),
             recent: Mutex::new(VecDeque::new()),
         }
     }
 
+    /// The model and its store, loaded by the first caller (the others wait for it).
+    fn loaded(&self) -> &Loaded {
+        self.loaded.get_or_init(|| {
+            let Source {
+                dir,
+                cache,
+                data_dir,
+                threads,
+            } = &self.source;
+            let model = match known::find(&self.setting).filter(|_| !dir.exists()) {
+                // A known model not fetched yet: the one thing to do is fetch it.
+                Some(k) => Err(format!(
+                    "{} is not installed (no {}): run `doc-serve model fetch {}`",
+                    k.name,
+                    dir.display(),
+                    k.name
+                )),
+                None => Model::shared(&dir.to_string_lossy(), cache, *threads)
+                    .map_err(|e| e.to_string()),
+            }
+            .inspect_err(|message| {
+                tracing::warn!("{message}; search by meaning is off, search by words goes on");
+            });
+            let store = model
+                .as_ref()
+                .ok()
+                .map(|m| RwLock::new(Store::open(data_dir, m.fingerprint(), m.dim())));
+            let mut state = lock(&self.state);
+            match &model {
+                Ok(m) => state.model = m.name().to_owned(),
+                Err(e) => {
+                    state.model = self.setting.clone();
+                    state.embedding = false;
+                    state.error = Some(e.clone());
+                }
+            }
+            drop(state);
+            Loaded { model, store }
+        })
+    }
+
+    /// The model, loading it on first use; None when it cannot be used.
     pub fn model(&self) -> Option<&Arc<Model>> {
-        self.model.as_ref().ok()
+        self.loaded().model.as_ref().ok()
+    }
+
+    /// The model was loaded and can be used (without waiting for a load under way).
+    fn usable(&self) -> bool {
+        self.loaded.get().is_some_and(|l| l.model.is_ok())
     }
 
     pub fn state(&self) -> Embedding {
@@ -102,7 +152,7 @@ impl Vectors {
         let mut s = lock(&self.state);
         s.embedded = [done, total];
         s.embedding = embedding;
-        if self.model.is_ok() {
+        if self.usable() {
             s.error = error;
         }
     }
@@ -115,10 +165,8 @@ impl Vectors {
             return true;
         }
         let s = lock(&self.state);
-        let complete = self.model.is_ok()
-            && !s.embedding
-            && s.embedded[0] == s.embedded[1]
-            && s.embedded[1] > 0;
+        let complete =
+            self.usable() && !s.embedding && s.embedded[0] == s.embedded[1] && s.embedded[1] > 0;
         if complete {
             self.was_complete.store(true, Ordering::Relaxed);
         }
@@ -127,7 +175,9 @@ impl Vectors {
 
     /// Counts what is embedded of `engine`'s sections (with no embedder running).
     pub fn count(&self, engine: &Engine) {
-        let Some(store) = &self.store else { return };
+        let Some(store) = &self.loaded().store else {
+            return;
+        };
         let searcher = engine.searcher();
         let Ok(keys) = engine.vector_keys(&searcher) else {
             return;
@@ -141,7 +191,7 @@ impl Vectors {
 
     /// Why a search by meaning cannot run here, as an error reply.
     pub fn unavailable(&self) -> Option<ApiError> {
-        match &self.model {
+        match &self.loaded().model {
             Ok(_) => None,
             Err(e) => Some(no_model(&format!(
                 "the embedding model {:?} cannot be used: {e}",
@@ -153,6 +203,7 @@ impl Vectors {
     /// The vector of a query, from the recent ones when it was asked before.
     pub fn query_vector(&self, q: &str) -> Result<Arc<Vec<f32>>, ApiError> {
         let model = self
+            .loaded()
             .model
             .as_ref()
             .map_err(|e| no_model(&format!("the embedding model cannot be used: {e}")))?;
@@ -171,7 +222,7 @@ impl Vectors {
     /// The `n` stored vectors nearest `query` (of the keys in `keep`, when given), with
     /// what others appended read first.
     pub fn nearest(&self, query: &[f32], n: usize, keep: Option<&HashSet<Key>>) -> Vec<(Key, f32)> {
-        let Some(store) = &self.store else {
+        let Some(store) = &self.loaded().store else {
             return Vec::new();
         };
         if read(store).stale() {
@@ -182,7 +233,7 @@ impl Vectors {
 
     /// The search-side store (the embedder reads what it has with it).
     pub fn store(&self) -> Option<&RwLock<Store>> {
-        self.store.as_ref()
+        self.loaded().store.as_ref()
     }
 }
 

@@ -39,13 +39,16 @@ impl Embedder {
         lock_timeout: Duration,
         status: bool,
     ) -> Option<Embedder> {
-        let model = vectors.model()?.clone();
         let data_dir = engine.dir().parent()?.to_path_buf();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let spawned = std::thread::Builder::new()
             .name("embedder".into())
             .spawn(move || {
+                // Loaded here, not before the resident answers.
+                let Some(model) = vectors.model().cloned() else {
+                    return;
+                };
                 let mut store = Store::open_keys(&data_dir, model.fingerprint(), model.dim());
                 let mut seen = None;
                 while !stopped.load(Ordering::Relaxed) {

@@ -624,6 +624,42 @@ fn bad_model_files_are_named_and_words_still_search() {
     );
 }
 
+/// The model is loaded by the embedder, after the resident answers: here its
+/// sentence_bert_config.json is a FIFO, so loading waits until the test writes it.
+/// Meanwhile searches by words answer and /status says embedding is under way; then
+/// every section is embedded and a search by meaning finds the paraphrase.
+#[test]
+fn a_resident_answers_while_its_model_loads() {
+    let Some(model) = test_model() else { return };
+    let mut t = TestEnv::new();
+    write_docs(&t);
+    let dir = t.root().join("models/slow");
+    model_copy(&model, &dir, &[("sentence_bert_config.json", None)]);
+    let fifo = dir.join("sentence_bert_config.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    configure(&t, &json!({ "embedding_model": dir }));
+    let r = Resident::start(&mut t);
+    let v = wait_for(WAIT, "the first index", || {
+        let v = r.query(&[("q", "bake bread")]);
+        (!ids(&v).is_empty()).then_some(v)
+    });
+    assert_eq!(v["mode"], "lexical", "{v}");
+    let e = &r.status()["index"]["embedding"];
+    assert_eq!(e["embedding"], true, "{e}");
+    assert_eq!(e["embedded"], json!([0, 0]), "{e}");
+    assert_eq!(e["error"], Value::Null, "{e}");
+    // Opens once the loader has it open for reading.
+    std::fs::write(
+        &fifo,
+        std::fs::read(model.join("sentence_bert_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.embedded(), FIXTURE_SECTIONS);
+    let v = r.query(&[("q", PARAPHRASE), ("mode", "semantic")]);
+    assert_eq!(ids(&v)[0], ANSWER, "{v}");
+    r.stop(&mut t);
+}
+
 /// The resident of `t`, whose model cannot be used, says why (naming `path`) in
 /// /status and to a search by meaning, searches by words, and exits cleanly; a
 /// standalone search by meaning gives the same reason.
