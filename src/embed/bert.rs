@@ -105,26 +105,31 @@ fn norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
 }
 
 fn dense(input: usize, output: usize, vb: VarBuilder) -> Result<Dense> {
-    Ok(Dense {
-        weight: vb
-            .get((output, input), "weight")?
-            .flatten_all()?
-            .to_vec1()?,
-        bias: vb.get(output, "bias")?.to_vec1()?,
-        input,
-        output,
-    })
+    dense_of(&[vb], input, output)
 }
 
-/// Query, key and value as one dense layer (input → 3 × output).
-fn stacked(parts: [Dense; 3]) -> Dense {
-    let [q, k, v] = parts;
-    Dense {
-        input: q.input,
-        output: q.output * 3,
-        weight: [q.weight, k.weight, v.weight].concat(),
-        bias: [q.bias, k.bias, v.bias].concat(),
-    }
+/// One dense layer made of the checkpoint's `parts` side by side, each input → output
+/// (query, key and value as one: input → 3 × output). The weight is kept transposed, as
+/// [`Dense`] takes it.
+fn dense_of(parts: &[VarBuilder], input: usize, output: usize) -> Result<Dense> {
+    let weights = parts
+        .iter()
+        .map(|vb| vb.get((output, input), "weight"))
+        .collect::<Result<Vec<_>>>()?;
+    let biases = parts
+        .iter()
+        .map(|vb| vb.get(output, "bias"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Dense {
+        weight: Tensor::cat(&weights, 0)?
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1()?,
+        bias: Tensor::cat(&biases, 0)?.to_vec1()?,
+        input,
+        output: output * parts.len(),
+    })
 }
 
 fn layer(vb: VarBuilder, c: &Config) -> Result<Layer> {
@@ -132,11 +137,7 @@ fn layer(vb: VarBuilder, c: &Config) -> Result<Layer> {
     let a = vb.pp("attention");
     let s = a.pp("self");
     Ok(Layer {
-        qkv: stacked([
-            dense(h, h, s.pp("query"))?,
-            dense(h, h, s.pp("key"))?,
-            dense(h, h, s.pp("value"))?,
-        ]),
+        qkv: dense_of(&[s.pp("query"), s.pp("key"), s.pp("value")], h, h)?,
         attention_output: dense(h, h, a.pp("output").pp("dense"))?,
         attention_norm: norm(h, eps, a.pp("output").pp("LayerNorm"))?,
         intermediate: dense(h, c.intermediate_size, vb.pp("intermediate").pp("dense"))?,

@@ -16,7 +16,10 @@ use rayon::prelude::*;
 
 use crate::kernels::{self, Norm};
 
-/// A dense layer: `weight` (output × input, row-major, as checkpoints store it).
+/// A dense layer: `weight` is input × output, row-major: the transpose of what
+/// checkpoints store, so that `gemm` reads it in place as a column-major matrix. Given
+/// as checkpoints have it, gemm copied (packed) every weight matrix at every call: ~40
+/// MB for one short query, 12.5 of its 14 ms (rows 8: 1.9 ms transposed).
 pub struct Dense {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
@@ -35,22 +38,23 @@ impl Dense {
                 && self.weight.len() == self.input * self.output,
             "dense layer shapes"
         );
-        // SAFETY: out, x and weight hold rows × output, rows × input and output × input
-        // floats (asserted above) and every stride below stays inside them: weightᵀ's
-        // element (i, j) is weight[j × input + i].
+        // SAFETY: out, x and weight hold rows × output, rows × input and input × output
+        // floats (asserted above) and every stride below stays inside them. gemm computes
+        // outᵀ (output × rows) = weightᵀ · xᵀ: element (o, r) of outᵀ is out[r × output +
+        // o], (o, i) of weightᵀ is weight[i × output + o], (i, r) of xᵀ is x[r × input + i].
         unsafe {
             gemm(
-                rows,
                 self.output,
+                rows,
                 self.input,
                 out.as_mut_ptr(),
-                1,
                 self.output as isize,
-                false,
-                x.as_ptr(),
                 1,
-                self.input as isize,
+                false,
                 self.weight.as_ptr(),
+                self.output as isize,
+                1,
+                x.as_ptr(),
                 self.input as isize,
                 1,
                 0.0,
