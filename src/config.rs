@@ -120,6 +120,9 @@ pub struct Config {
     pub embedding_model: Option<String>,
     /// Threads the model embeds sections on, in the background.
     pub embedding_threads: usize,
+    /// Vectors from which search by meaning reads an approximate index (HNSW) rather
+    /// than comparing every vector.
+    pub ann_min_sections: usize,
     /// Messages about the configuration that are not errors (unknown keys).
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -163,6 +166,7 @@ impl Default for Config {
             project_idle: Duration::from_secs(1800),
             embedding_model: None,
             embedding_threads: default_embedding_threads(),
+            ann_min_sections: 100_000,
             warnings: Vec::new(),
             origins: std::collections::HashMap::new(),
         }
@@ -321,6 +325,7 @@ impl Config {
             "project_idle_seconds" => self.project_idle = wait(raw, Duration::from_secs)?,
             "embedding_model" => self.embedding_model = parse(raw)?,
             "embedding_threads" => self.embedding_threads = parse(raw)?,
+            "ann_min_sections" => self.ann_min_sections = parse(raw)?,
             _ => return Ok(false),
         }
         Ok(true)

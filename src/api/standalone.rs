@@ -81,7 +81,9 @@ impl Site for Standalone {
         Some(
             self.vectors
                 .get_or_init(|| {
-                    let v = Vectors::open(setting, self.sources.root(), data_dir, *threads);
+                    // A one-off search compares every vector: no index is built here.
+                    let v =
+                        Vectors::open(setting, self.sources.root(), data_dir, *threads, usize::MAX);
                     v.count(engine);
                     Arc::new(v)
                 })

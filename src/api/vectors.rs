@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+use crate::embed::ann::{Ann, Snapshot};
 use crate::embed::store::{Key, Store};
 use crate::embed::{Model, known};
 use crate::engine::Engine;
@@ -27,6 +28,10 @@ pub struct Embedding {
     pub embedding: bool,
     /// Why the model cannot be used, or the last embedding failure.
     pub error: Option<String>,
+    /// Vectors in the approximate index searches read (see `ann_min_sections`);
+    /// absent while every vector is compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approximate: Option<usize>,
 }
 
 pub struct Vectors {
@@ -40,6 +45,9 @@ pub struct Vectors {
     /// edits are embedded.
     was_complete: std::sync::atomic::AtomicBool,
     recent: Mutex<VecDeque<(String, Arc<Vec<f32>>)>>,
+    /// The approximate index, once the project has `ann_min_sections` vectors.
+    ann: RwLock<Option<Arc<Ann>>>,
+    ann_min: usize,
 }
 
 struct Source {
@@ -61,7 +69,13 @@ impl Vectors {
     /// first use (the embedder's thread, or a search by meaning), so a resident answers
     /// before its model is in memory. A model that cannot be loaded is reported, not
     /// fatal: searches by words go on.
-    pub fn open(setting: &str, root: &Path, data_dir: &Path, threads: usize) -> Vectors {
+    pub fn open(
+        setting: &str,
+        root: &Path,
+        data_dir: &Path,
+        threads: usize,
+        ann_min: usize,
+    ) -> Vectors {
         let cache = known::cache_dir().unwrap_or_default();
         let resolved = known::resolve(setting, &cache);
         let dir = if resolved.is_relative() {
@@ -89,6 +103,8 @@ impl Vectors {
             state: Mutex::new(state),
             was_complete: Default::default(),
             recent: Mutex::new(VecDeque::new()),
+            ann: RwLock::new(None),
+            ann_min,
         }
     }
 
@@ -228,7 +244,45 @@ impl Vectors {
         if read(store).stale() {
             let _ = write(store).refresh();
         }
-        read(store).nearest(query, n, keep)
+        let store = read(store);
+        let ann = read(&self.ann).clone();
+        ann.and_then(|ann| ann.nearest(&store, query, n, keep))
+            .unwrap_or_else(|| store.nearest(query, n, keep))
+    }
+
+    /// Builds the approximate index when the project has `ann_min_sections` vectors
+    /// and the index is missing or behind (see [`Ann::due`]); on the model's threads,
+    /// from a copy of the vectors, so searches go on meanwhile. The embedder's thread
+    /// calls it once every section is embedded.
+    pub fn index_if_due(&self) {
+        let Some(store) = &self.loaded().store else {
+            return;
+        };
+        if read(store).stale() {
+            let _ = write(store).refresh();
+        }
+        let snapshot = {
+            let store = read(store);
+            let current = read(&self.ann).clone();
+            let due = current.as_ref().is_none_or(|ann| ann.due(&store));
+            if store.len() < self.ann_min.max(1) || !due {
+                return;
+            }
+            Snapshot::of(&store)
+        };
+        let started = std::time::Instant::now();
+        let build = || snapshot.build();
+        let ann = match self.model() {
+            Some(model) => model.install(build),
+            None => build(),
+        };
+        tracing::info!(
+            "search by meaning: an approximate index of {} vectors built in {:.1} s",
+            ann.len(),
+            started.elapsed().as_secs_f64()
+        );
+        lock(&self.state).approximate = Some(ann.len());
+        *write(&self.ann) = Some(Arc::new(ann));
     }
 
     /// The search-side store (the embedder reads what it has with it).

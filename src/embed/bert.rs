@@ -1,6 +1,6 @@
 //! A BERT encoder (the architecture of Hugging Face's `BertModel`): the checkpoint read
 //! through candle, the embeddings on candle's tensors, then `num_hidden_layers` of
-//! self-attention and feed-forward (crates/encoder), each followed by a residual
+//! self-attention and feed-forward (crates/kernels), each followed by a residual
 //! layer norm. Only what sentence encoders use: no pooler, no dropout (inference),
 //! absolute positions.
 //!
@@ -14,7 +14,7 @@ use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::Deserialize;
 
-use doc_serve_encoder::{Activation, Dense, Layer, LayerNorm, Scratch};
+use doc_serve_kernels::{Activation, Dense, Layer, LayerNorm, Scratch};
 
 /// What `config.json` says of the model (Hugging Face's `BertConfig`); other keys are
 /// ignored.

@@ -8,6 +8,7 @@
 //! are pooled as the model's `1_Pooling/config.json` says (mean over tokens, or the
 //! first token) and scaled to unit length, so a dot product is their cosine.
 
+pub mod ann;
 pub mod bert;
 pub mod fetch;
 pub mod known;
@@ -222,6 +223,12 @@ impl Model {
         self.pool.install(|| self.embed_here(texts))
     }
 
+    /// Runs `work` on the model's threads (`embedding_threads` of them): background
+    /// work that should not take every core, such as building the approximate index.
+    pub fn install<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        self.pool.install(work)
+    }
+
     /// The unit vector of one short text (a query), on the calling thread and rayon's
     /// global pool: it never waits behind a background batch.
     pub fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
@@ -334,7 +341,7 @@ fn enable_large_heap() {
 
 /// Makes candle run its element-wise operations on the calling thread (set before any
 /// thread starts, from `main`): its own pool would otherwise take every core for them,
-/// whatever `embedding_threads` says. The encoder's layers (crates/encoder) run their
+/// whatever `embedding_threads` says. The encoder's layers (crates/kernels) run their
 /// matrix products and element-wise steps on the rayon pool of the caller: the
 /// model's, `embedding_threads` wide, for background work.
 pub fn init_process() {

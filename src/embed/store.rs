@@ -112,6 +112,9 @@ pub struct Store {
     /// The file (device, inode) read, and how far.
     file_id: Option<(u64, u64)>,
     read_to: u64,
+    /// Counts the times the store was read again from the start (a new file, a
+    /// compaction): rows of one epoch are rows of the next only if it is the same.
+    epoch: u64,
 }
 
 impl Store {
@@ -138,6 +141,7 @@ impl Store {
             data: Vec::new(),
             file_id: None,
             read_to: 0,
+            epoch: 0,
         };
         match store.refresh() {
             Err(e @ StoreError::Unusable { .. }) => {
@@ -181,6 +185,23 @@ impl Store {
         self.data.clear();
         self.file_id = None;
         self.read_to = 0;
+        self.epoch += 1;
+    }
+
+    /// See the `epoch` field.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Every vector held (key, scale, bytes), in the order stored; none for a
+    /// keys-only copy.
+    pub fn rows(&self) -> impl Iterator<Item = (Key, f32, &[i8])> {
+        let dim = self.dim.max(1);
+        self.keys
+            .iter()
+            .zip(&self.scales)
+            .zip(self.data.chunks_exact(dim))
+            .map(|((k, s), v)| (*k, *s, v))
     }
 
     /// Whether the file changed since it was read (one `stat`).
@@ -431,19 +452,27 @@ impl Store {
     /// a shorter one); each held key once, only those in `keep` when it is given.
     /// Exact: every vector is compared.
     pub fn nearest(&self, query: &[f32], n: usize, keep: Option<&HashSet<Key>>) -> Vec<(Key, f32)> {
-        if query.len() != self.dim || n == 0 || self.keys.is_empty() {
+        self.nearest_from(0, query, n, keep)
+    }
+
+    /// As [`Store::nearest`], over the vectors from row `first` on (those stored after
+    /// the first `first`).
+    pub fn nearest_from(
+        &self,
+        first: usize,
+        query: &[f32],
+        n: usize,
+        keep: Option<&HashSet<Key>>,
+    ) -> Vec<(Key, f32)> {
+        if query.len() != self.dim || n == 0 || self.keys.len() <= first {
             return Vec::new();
         }
-        let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let qscale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let q: Vec<i16> = query
-            .iter()
-            .map(|x| (x / qscale).round().clamp(-127.0, 127.0) as i16)
-            .collect();
+        let (q, qscale) = doc_serve_kernels::ann::quantize(query);
+        let q: Vec<i16> = q.into_iter().map(i16::from).collect();
         // The best so far, worst on top: a heap, so that a long list (a deep page, every
         // vector) costs n log n, not n².
         let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(n.min(self.keys.len()) + 1);
-        for (row, v) in self.data.chunks_exact(self.dim).enumerate() {
+        for (row, v) in self.data.chunks_exact(self.dim).enumerate().skip(first) {
             if keep.is_some_and(|k| !k.contains(&self.keys[row])) {
                 continue;
             }

@@ -62,7 +62,12 @@ impl Embedder {
                             lock_timeout,
                             status,
                         ) {
-                            Ok(()) => seen = Some(generation),
+                            Ok(()) => {
+                                seen = Some(generation);
+                                if !vectors.state().embedding {
+                                    vectors.index_if_due();
+                                }
+                            }
                             Err(e) => {
                                 tracing::warn!("embedding: {e}");
                                 let [done, total] = vectors.state().embedded;

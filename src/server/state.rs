@@ -113,6 +113,7 @@ impl Site {
                 indexer.sources.root(),
                 data_dir,
                 config.embedding_threads,
+                config.ann_min_sections,
             ))
         });
         let embedder = vectors.as_ref().and_then(|v| {

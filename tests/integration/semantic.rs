@@ -918,6 +918,97 @@ fn a_giant_section_is_embedded_from_its_start() {
     r.stop(&mut t);
 }
 
+/// Past `ann_min_sections` vectors a resident's searches by meaning read an
+/// approximate index (HNSW), built in the background once every section is embedded:
+/// they answer as the exact search (a standalone search compares every vector), with
+/// and without a path filter. A section embedded since is searched exactly until the
+/// index is built again; a compaction has it built again.
+#[test]
+fn an_approximate_index_answers_as_the_exact_search() {
+    let Some(model) = test_model() else { return };
+    let mut t = TestEnv::new();
+    write_docs(&t);
+    write_bulk(&t, 8, 25);
+    configure(
+        &t,
+        &json!({ "embedding_model": model, "ann_min_sections": 1 }),
+    );
+    let r = Resident::start(&mut t);
+    let total = r.embedded();
+    let indexed = |r: &Resident| r.status()["index"]["embedding"]["approximate"].as_u64();
+    let approximate = wait_for(WAIT, "the approximate index", || indexed(&r));
+    assert_eq!(approximate, total);
+    let queries = [
+        PARAPHRASE,
+        "sourdough starter with rye flour",
+        "how long should tea leaves steep",
+        "when to cut back rose bushes",
+    ];
+    let semantic = |q: &str, extra: &[(&str, &str)]| {
+        let mut params = vec![("q", q), ("mode", "semantic"), ("limit", "10")];
+        params.extend_from_slice(extra);
+        ids(&r.query(&params))
+    };
+    let found: Vec<Vec<String>> = queries.iter().map(|q| semantic(q, &[])).collect();
+    assert_eq!(found[0][0], ANSWER, "{found:?}");
+    let filtered = semantic("bread", &[("path_prefix", "docs/kitchen.md")]);
+    assert_eq!(filtered.len(), 3, "{filtered:?}");
+    assert!(
+        filtered.iter().all(|id| id.starts_with("docs/kitchen.md")),
+        "{filtered:?}"
+    );
+    r.stop(&mut t);
+    for (q, approximate) in queries.iter().zip(&found) {
+        let v = t.json(&["query", "--json", "--mode", "semantic", "--limit", "10", q]);
+        assert_eq!(&ids(&v), approximate, "{q}");
+    }
+    let v = t.json(&[
+        "query",
+        "--json",
+        "--mode",
+        "semantic",
+        "--path-prefix",
+        "docs/kitchen.md",
+        "bread",
+    ]);
+    assert_eq!(ids(&v), filtered);
+
+    let r = Resident::start(&mut t);
+    assert_eq!(r.embedded(), total);
+    wait_for(WAIT, "the index built again", || {
+        (indexed(&r) == Some(total)).then_some(())
+    });
+    std::fs::write(
+        t.project.join("docs/brewing.md"),
+        "# Brewing\n\n## Coffee\n\nGrind the beans coarsely, let them sit in hot water for \
+         four minutes, then press the plunger down slowly.\n",
+    )
+    .unwrap();
+    assert_eq!(r.embedded(), total + 2);
+    let v = r.query(&[
+        ("q", "making coffee in a french press"),
+        ("mode", "semantic"),
+    ]);
+    assert_eq!(ids(&v)[0], "docs/brewing.md#coffee", "{v:#}");
+    assert_eq!(indexed(&r), Some(total), "two new vectors are not a tenth");
+
+    for f in 0..8 {
+        std::fs::remove_file(t.project.join(format!("docs/bulk{f}.md"))).unwrap();
+    }
+    let live = wait_for(
+        WAIT,
+        "the store compacted and its index built again",
+        || {
+            let live = r.embedded();
+            (live < total && indexed(&r) == Some(live)).then_some(live)
+        },
+    );
+    assert_eq!(size(&store(&t)), HEADER + live * RECORD);
+    let v = r.query(&[("q", PARAPHRASE), ("mode", "semantic")]);
+    assert_eq!(ids(&v)[0], ANSWER, "{v:#}");
+    r.stop(&mut t);
+}
+
 /// An edit embeds the sections it changed and no other; deleted files' vectors are
 /// dropped once they are a quarter of the store; a data dir deleted under the resident
 /// is built again, vectors included.
