@@ -554,6 +554,8 @@ pub struct Environment {
     pub config_home: Option<PathBuf>,
     /// `XDG_RUNTIME_DIR` (systemd's `%t` in user units): where instance sockets live.
     pub runtime_dir: Option<PathBuf>,
+    /// NO_COLOR, TERM and what tells a terminal that shows hyperlinks.
+    pub terminal: crate::terminal::TermEnv,
 }
 
 impl Environment {
@@ -585,6 +587,7 @@ impl Environment {
             home,
             config_home,
             runtime_dir: dir("XDG_RUNTIME_DIR"),
+            terminal: crate::terminal::TermEnv::capture(),
         })
     }
 

@@ -26,6 +26,7 @@
 //! - [`mcp`]: the MCP tools over [`api`], served at /mcp by a resident and over stdio by the
 //!   bridge (`doc-serve mcp`).
 //! - [`client`]: a minimal HTTP/1.1 client for talking to a resident.
+//! - [`terminal`]: colour and OSC 8 hyperlinks, from `--color`, `--hyperlink`, NO_COLOR and TERM.
 //! - [`cli`]: the commands; only `cli::output` prints.
 
 pub(crate) mod api;
@@ -47,6 +48,7 @@ pub(crate) mod process;
 pub mod project;
 pub mod server;
 pub mod supervisor;
+pub mod terminal;
 #[cfg(test)]
 mod testing;
 pub mod tokens;

@@ -3,6 +3,9 @@
 //! JOURNAL_STREAM alone proves nothing: a child of a journald-logged service inherits
 //! it while its stderr points elsewhere (a terminal, a file). systemd.exec(5) says to
 //! compare the variable's `device:inode` with stderr's fstat, which is what we do.
+//!
+//! Whether stderr lines are coloured is the caller's decision (`--color`, NO_COLOR and
+//! TERM, see [`crate::terminal`]), not this module's.
 
 use std::os::fd::AsFd;
 
@@ -17,8 +20,9 @@ pub enum Sink {
 }
 
 /// Installs the global subscriber. `filter` is a tracing filter (`DOC_SERVE_LOG`), with
-/// `default` used when it is absent or invalid; `timestamps` prefixes stderr lines.
-pub fn init(filter: Option<&str>, default: &str, timestamps: bool) -> Sink {
+/// `default` used when it is absent or invalid; `timestamps` prefixes stderr lines and
+/// `colour` colours them.
+pub fn init(filter: Option<&str>, default: &str, timestamps: bool, colour: bool) -> Sink {
     let filter = filter
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
@@ -38,7 +42,7 @@ pub fn init(filter: Option<&str>, default: &str, timestamps: bool) -> Sink {
     }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_target(false);
     let _ = if timestamps {
         tracing_subscriber::registry()

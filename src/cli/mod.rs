@@ -6,10 +6,12 @@
 mod bridge;
 mod docs;
 mod doctor;
+mod hits;
 mod init;
 mod inspect;
 mod install;
 mod lifecycle;
+mod markup;
 mod model;
 mod output;
 mod reach;
@@ -17,6 +19,7 @@ mod remote;
 mod search;
 mod serve;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -24,6 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, Environment, Flags, Mode};
 use crate::project::{Project, RootReason};
+use crate::terminal::When;
 
 const ABOUT: &str =
     "Fast local search over a project's documentation, for people and AI assistants";
@@ -43,10 +47,11 @@ Examples:
   doc-serve stop               stop the resident
   doc-serve doctor             check the set-up; each problem comes with its fix
 
-Exit codes: 0 ok, 1 nothing found (query: no hit; status: not running; doctor: a check
-failed), 2 error.
+Exit codes: 0 ok, 1 nothing found (query: no hit, said on stderr; status: not running;
+doctor: a check failed), 2 error.
 Environment: DOC_SERVE_PROJECT (project root), DOC_SERVE_LOG (log filter, e.g. debug),
-and DOC_SERVE_<KEY> for any config.json key (e.g. DOC_SERVE_PORT=8080).";
+DOC_SERVE_<KEY> for any config.json key (e.g. DOC_SERVE_PORT=8080), NO_COLOR (no colour
+with --color auto).";
 
 #[derive(Debug, Parser)]
 #[command(name = "doc-serve", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -54,6 +59,11 @@ pub struct Cli {
     /// Project root; default: found from the current directory (see `doc-serve where`)
     #[arg(long, global = true, value_name = "DIR")]
     pub path: Option<PathBuf>,
+
+    /// Colour hits and log lines: `auto` on a terminal unless NO_COLOR is set or TERM
+    /// is dumb; `always` and `never` win over NO_COLOR
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = When::Auto)]
+    pub color: When,
 
     #[command(subcommand)]
     pub command: Command,
@@ -150,6 +160,10 @@ pub enum Command {
         /// Show each hit's rank by words and by meaning
         #[arg(long)]
         explain: bool,
+        /// Link each hit's path:line to its file (OSC 8): `auto` when colour is on and
+        /// the terminal is one known to show links; never without colour
+        #[arg(long, value_enum, value_name = "WHEN", default_value_t = When::Auto)]
+        hyperlink: When,
         /// Print the answer as JSON, as /query gives it
         #[arg(long)]
         json: bool,
@@ -444,6 +458,8 @@ pub fn run() -> anyhow::Result<i32> {
             "warn,tantivy=warn"
         },
         serving,
+        env.terminal
+            .colour(cli.color, std::io::stderr().is_terminal()),
     );
     if let Command::Model(cmd) = &cli.command {
         return model::run(cmd, &env, cli.path.as_deref());
@@ -494,8 +510,10 @@ pub fn run() -> anyhow::Result<i32> {
             max_tokens,
             mode,
             explain,
+            hyperlink,
             json,
         } => {
+            let look = hits::Look::new(&ctx.env.terminal, cli.color, hyperlink);
             let req = crate::api::Search {
                 mode: mode.map(Into::into),
                 explain: explain.then_some(true),
@@ -506,7 +524,7 @@ pub fn run() -> anyhow::Result<i32> {
                 wait,
                 max_tokens,
             };
-            search::query(&ctx, &req, json)
+            search::query(&ctx, &req, json, &look)
         }
         Command::Read {
             target,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::{Method, StatusCode};
 
 use super::reach::{self, CallError};
-use super::{Context, client_runtime, output};
+use super::{Context, client_runtime, hits, output};
 use crate::api::{self, FIRST_INDEX_WAIT, MAX_FIRST_INDEX_WAIT, Search, SearchReply, Standalone};
 use crate::config::{Config, Flags};
 use crate::engine::EngineError;
@@ -149,7 +149,7 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
+pub fn query(ctx: &Context, req: &Search, json: bool, look: &hits::Look) -> anyhow::Result<i32> {
     let config = ctx.config(&Flags::default())?;
     ctx.project.create_state_dir()?;
     let mut qs = form_urlencoded::Serializer::new(String::new());
@@ -215,7 +215,17 @@ pub fn query(ctx: &Context, req: &Search, json: bool) -> anyhow::Result<i32> {
         );
     }
     warn_if_partly_embedded(&answer);
-    output::emit(json, &answer, |out| print_hits(out, &answer))?;
+    if json {
+        output::emit(json, &answer, |_| Ok(()))?;
+    } else if answer.response.hits.is_empty() {
+        hits::print_none(&answer);
+    } else {
+        let root = &ctx.project.root;
+        let lines = hits::match_lines(root, &answer.response.hits, config.max_file_bytes);
+        output::emit(false, &(), |out| {
+            hits::print(out, &answer, look, root, &lines)
+        })?;
+    }
     Ok(if answer.response.hits.is_empty() {
         exit::NOTHING
     } else {
@@ -302,56 +312,6 @@ fn standalone_query(ctx: &Context, config: &Config, req: &Search) -> anyhow::Res
         site = site.with_model(config);
     }
     Ok(client_runtime()?.block_on(api::search(&site, req))?)
-}
-
-/// Hits as text: path, line range, heading trail and score, then the snippet.
-fn print_hits(out: &mut dyn std::io::Write, answer: &SearchReply) -> std::io::Result<()> {
-    let resp = &answer.response;
-    if resp.hits.is_empty() && resp.offset > 0 {
-        writeln!(out, "no results for {:?} past {}", resp.query, resp.offset)?;
-    } else if resp.hits.is_empty() {
-        writeln!(out, "no results for {:?}", resp.query)?;
-    }
-    for h in resp.hits.iter() {
-        let trail = if h.headings.is_empty() {
-            h.title.clone()
-        } else {
-            h.headings.join(" > ")
-        };
-        writeln!(
-            out,
-            "{}:{}-{}  {}  ({:.2})  {}",
-            h.path, h.line_start, h.line_end, trail, h.score, h.id
-        )?;
-        let snippet: String = h.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
-        writeln!(out, "    {snippet}")?;
-        if let Some(r) = &h.ranks {
-            let rank = |r: Option<usize>| r.map_or("-".to_owned(), |n| format!("#{n}"));
-            writeln!(
-                out,
-                "    rank by words {}, by meaning {}",
-                rank(r.lexical),
-                rank(r.vector)
-            )?;
-        }
-    }
-    if resp.hits.iter().any(|h| h.ranks.is_some()) || resp.mode != Default::default() {
-        let embedded = match &answer.index.embedding {
-            Some(e) => format!(
-                " ({} of {} sections embedded, {})",
-                e.embedded[0], e.embedded[1], e.model
-            ),
-            None => String::new(),
-        };
-        writeln!(out, "mode: {}{embedded}", resp.mode.as_str())?;
-    }
-    if answer.response.truncated {
-        writeln!(out, "(cut to fit --max-tokens: more hits may match)")?;
-    }
-    if let Some(next) = resp.next_offset {
-        writeln!(out, "more: --offset {next}")?;
-    }
-    Ok(())
 }
 
 /// `doc-serve read TARGET`: a section by its id, a file, a range of its lines or the

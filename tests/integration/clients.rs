@@ -196,8 +196,13 @@ fn past_the_wait_an_answer_says_the_index_is_incomplete() {
     assert_eq!(v["index"]["files"], 0, "{v}");
     assert!(err.contains("the index is still being built"), "{err}");
     let text = t.run(&["query", "--wait", "0", "quuxneedle"]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("no results"));
-    assert!(String::from_utf8_lossy(&text.stderr).contains("still being built"));
+    assert_eq!(text.status.code(), Some(1));
+    assert!(text.stdout.is_empty(), "{text:?}");
+    let err = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        err.contains("no results") && err.contains("still being built"),
+        "{err}"
+    );
 
     let rt = t.runtime();
     let auth = format!("Authorization: Bearer {}", rt["token"].as_str().unwrap());

@@ -26,6 +26,7 @@ mod semantic;
 mod shared;
 mod stale;
 mod supervisor;
+mod terminal;
 mod transports;
 mod users;
 mod util;

@@ -78,8 +78,12 @@ fn query_pages_have_no_overlap_and_no_gap() {
     assert!(text.ends_with("more: --offset 4\n"), "{text}");
     let text = t.ok(&["query", "-n", "2", "--offset", "6", "gizmo"]);
     assert!(!text.contains("more:"), "the last page: {text}");
-    let text = t.expect(&["query", "--offset", "7", "gizmo"], 1);
-    assert!(text.contains("no results for \"gizmo\" past 7"), "{text}");
+    // Past the end: nothing on stdout, the reason on stderr.
+    let out = t.run(&["query", "--offset", "7", "gizmo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no results for \"gizmo\" past 7"), "{err}");
 
     // The resident gives the same pages.
     t.spawn_serve(&[]);
