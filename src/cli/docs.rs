@@ -3,7 +3,8 @@
 //! Both describe the command line itself, so they never resolve a project, read a
 //! config or start logging: `doc-serve completions bash` works anywhere, which is what a
 //! package build needs. The man page is one page, doc-serve(1), with a section per
-//! command, so that it names no per-command pages that nobody ships.
+//! command, so that it names no per-command pages that nobody ships. Its EXAMPLES,
+//! EXIT STATUS and ENVIRONMENT come from the same tables as the end of `--help`.
 
 use std::io;
 
@@ -55,12 +56,19 @@ fn man_page() -> io::Result<Vec<u8>> {
     }
 
     let mut tail = Roff::new();
-    if let Some(after) = cmd.get_after_help() {
-        tail.control("SH", ["NOTES"]).control("nf", []);
-        for line in after.to_string().lines() {
-            tail.text([roman(line)]);
+    tail.control("SH", ["EXAMPLES"]);
+    for (command, what) in EXAMPLES {
+        tail.control("TP", [])
+            .text([bold(*command)])
+            .text([roman(*what)]);
+    }
+    for (heading, rows) in [("EXIT STATUS", EXIT_STATUS), ("ENVIRONMENT", ENVIRONMENT)] {
+        tail.control("SH", [heading]);
+        for e in rows {
+            tail.control("TP", [])
+                .text([bold(e.name)])
+                .text([roman(e.full)]);
         }
-        tail.control("fi", []);
     }
     tail.control("SH", ["FILES"]);
     for (path, what) in FILES {
@@ -73,6 +81,145 @@ fn man_page() -> io::Result<Vec<u8>> {
     man.render_version_section(&mut page)?;
     Ok(once_preamble(&page))
 }
+
+/// The end of `--help`: the examples, then the exit codes and the variables in brief.
+pub fn after_help() -> String {
+    let width = EXAMPLES.iter().map(|(c, _)| c.len()).max().unwrap_or(0) + 2;
+    let mut help = String::from("Examples:\n");
+    for (command, what) in EXAMPLES {
+        help.push_str(&format!("  {command:<width$}{what}\n"));
+    }
+    let codes: Vec<String> = EXIT_STATUS
+        .iter()
+        .map(|e| format!("{} {}", e.name, e.brief))
+        .collect();
+    let vars: Vec<String> = ENVIRONMENT
+        .iter()
+        .filter(|e| !e.brief.is_empty())
+        .map(|e| format!("{} ({})", e.name, e.brief))
+        .collect();
+    help.push_str(&format!(
+        "\nExit status: {}.\nEnvironment: {}. The man page (doc-serve man) has them in full.",
+        codes.join("; "),
+        vars.join(", ")
+    ));
+    help
+}
+
+/// A row of EXIT STATUS or ENVIRONMENT: `brief` for `--help` (empty: left out there),
+/// `full` for the man page.
+struct Entry {
+    name: &'static str,
+    brief: &'static str,
+    full: &'static str,
+}
+
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "doc-serve where",
+        "show the project root and how clients find its server",
+    ),
+    (
+        "doc-serve start",
+        "start this project's resident (or report the running one)",
+    ),
+    (
+        "doc-serve query tokio runtime",
+        "search: each hit starts with path:line:",
+    ),
+    (
+        "doc-serve query --json WORDS | jq",
+        "the answer as /query gives it",
+    ),
+    (
+        "doc-serve status --json",
+        "machine-readable state, including stale files",
+    ),
+    ("doc-serve stop", "stop the resident"),
+    (
+        "doc-serve doctor",
+        "check the set-up; each problem comes with its fix",
+    ),
+];
+
+/// Exit codes, as `crate::error::exit` defines them.
+const EXIT_STATUS: &[Entry] = &[
+    Entry {
+        name: "0",
+        brief: "ok",
+        full: "Success.",
+    },
+    Entry {
+        name: "1",
+        brief: "nothing found (query: no hit, said on stderr; status: not running; \
+                doctor: a check failed)",
+        full: "Nothing found: query found no hit, status found no healthy resident, doctor \
+               found a failed check. A query's \"no results\" goes to stderr and stdout \
+               stays empty, so a pipe reads nothing; with --json the answer (with no hits) \
+               is still printed on stdout.",
+    },
+    Entry {
+        name: "2",
+        brief: "error",
+        full: "An error. The message on stderr says what and where.",
+    },
+];
+
+const ENVIRONMENT: &[Entry] = &[
+    Entry {
+        name: "DOC_SERVE_PROJECT",
+        brief: "project root",
+        full: "The project root, as --path names it (--path wins).",
+    },
+    Entry {
+        name: "DOC_SERVE_LOG",
+        brief: "log filter, e.g. debug",
+        full: "Which log lines stderr shows: a tracing filter such as debug or \
+               info,tantivy=warn. Default: warn (info for serve).",
+    },
+    Entry {
+        name: "DOC_SERVE_<KEY>",
+        brief: "any config.json key, e.g. DOC_SERVE_PORT=8080",
+        full: "Any config.json key, e.g. DOC_SERVE_PORT=8080. It wins over config.json and \
+               loses to a flag.",
+    },
+    Entry {
+        name: "DOC_SERVE_MODEL_DIR",
+        brief: "the model cache",
+        full: "Where embedding models are installed. Default: \
+               $XDG_CACHE_HOME/doc-serve/models, else ~/.cache/doc-serve/models.",
+    },
+    Entry {
+        name: "DOC_SERVE_HF_ENDPOINT",
+        brief: "the model hub",
+        full: "The hub model fetch downloads from. Default: https://huggingface.co.",
+    },
+    Entry {
+        name: "NO_COLOR",
+        brief: "no colour or links with --color auto",
+        full: "Any value but the empty one: no colour and no hyperlinks with --color auto, in \
+               hits and log lines alike. An explicit --color always or never wins over it.",
+    },
+    Entry {
+        name: "TERM",
+        brief: "dumb or unset: no colour with --color auto",
+        full: "Unset or dumb: no colour with --color auto. Whether it, TERM_PROGRAM, \
+               VTE_VERSION or WT_SESSION names a terminal known to show OSC 8 links decides \
+               --hyperlink auto; inside tmux or screen (TMUX, STY set) it never links.",
+    },
+    Entry {
+        name: "HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME, XDG_RUNTIME_DIR",
+        brief: "",
+        full: "Where the instance registry, user units, model cache and instance sockets \
+               live.",
+    },
+    Entry {
+        name: "LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET, JOURNAL_STREAM",
+        brief: "",
+        full: "Set by systemd for serve: inherited sockets, readiness, and logging to the \
+               journal.",
+    },
+];
 
 const FILES: &[(&str, &str)] = &[
     (
@@ -183,8 +330,54 @@ mod tests {
             let heading = format!(".SS \"doc-serve {}\"", sub.get_name());
             assert!(page.contains(&heading), "no {heading} in\n{page}");
         }
-        assert!(!page.contains(".SS \"doc-serve man\""), "man is hidden");
+        assert!(page.contains(".SS \"doc-serve man\""), "man is listed");
         assert!(!page.contains(".SS \"doc-serve help\""));
+        for section in ["EXAMPLES", "\"EXIT STATUS\"", "ENVIRONMENT", "FILES"] {
+            assert_eq!(
+                page.matches(&format!(".SH {section}\n")).count(),
+                1,
+                "{page}"
+            );
+        }
+    }
+
+    #[test]
+    fn exit_status_and_environment_cover_the_codes_and_variables() {
+        let codes: Vec<&str> = EXIT_STATUS.iter().map(|e| e.name).collect();
+        let defined = [exit::OK, exit::NOTHING, exit::ERROR].map(|c| c.to_string());
+        assert_eq!(codes, defined);
+        let help = after_help();
+        for var in crate::config::NON_CONFIG_VARS
+            .iter()
+            .chain(&["NO_COLOR", "TERM"])
+        {
+            let e = ENVIRONMENT.iter().find(|e| e.name == *var);
+            assert!(e.is_some(), "{var} missing");
+            assert!(help.contains(&format!("{var} (")), "{var} not in {help}");
+        }
+        assert!(help.contains("; 1 nothing found (query: no hit"), "{help}");
+    }
+
+    /// Every argument of every command says what it is for (positional values of an
+    /// enum list their values instead).
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let positional_enum = arg.is_positional() && !arg.get_possible_values().is_empty();
+                if arg.get_help().is_none() && !positional_enum {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "doc-serve", &mut missing);
+        assert!(missing.is_empty(), "no help: {missing:?}");
     }
 
     #[test]

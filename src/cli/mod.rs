@@ -39,22 +39,8 @@ answers ranked, sectioned results over a JSON HTTP API, the command line and MCP
 A project's resident server is found through .claude/doc-serve/runtime.json. It runs \
 under systemd or launchd (socket activation), or on its own (`doc-serve start`).";
 
-const AFTER_HELP: &str = "\
-Examples:
-  doc-serve where              show the project root and how clients find its server
-  doc-serve start              start this project's resident (or report the running one)
-  doc-serve status --json      machine-readable state, including stale files
-  doc-serve stop               stop the resident
-  doc-serve doctor             check the set-up; each problem comes with its fix
-
-Exit codes: 0 ok, 1 nothing found (query: no hit, said on stderr; status: not running;
-doctor: a check failed), 2 error.
-Environment: DOC_SERVE_PROJECT (project root), DOC_SERVE_LOG (log filter, e.g. debug),
-DOC_SERVE_<KEY> for any config.json key (e.g. DOC_SERVE_PORT=8080), NO_COLOR (no colour
-with --color auto).";
-
 #[derive(Debug, Parser)]
-#[command(name = "doc-serve", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(name = "doc-serve", version, about = ABOUT, long_about = LONG_ABOUT, after_help = docs::after_help())]
 pub struct Cli {
     /// Project root; default: found from the current directory (see `doc-serve where`)
     #[arg(long, global = true, value_name = "DIR")]
@@ -76,6 +62,8 @@ pub enum Command {
         /// `project`: one resident per project; `shared`: use the per-user shared daemon
         #[arg(long, value_enum, default_value_t = ModeArg::Project)]
         mode: ModeArg,
+        /// Print what was set up as JSON: the project root, state dir and config file,
+        /// whether it was created, the mode
         #[arg(long)]
         json: bool,
     },
@@ -93,6 +81,8 @@ pub enum Command {
         /// The per-user shared daemon (state in ~/.doc-serve), not this project's resident
         #[arg(long)]
         shared: bool,
+        /// Print the resident as JSON: base_url, pid, project_root, whether it was
+        /// already running (existing), how it was started (activation)
         #[arg(long)]
         json: bool,
     },
@@ -104,6 +94,7 @@ pub enum Command {
         /// The per-user shared daemon, not this project's resident
         #[arg(long)]
         shared: bool,
+        /// Print the outcome as JSON: stopped, pid, and the stale files cleaned
         #[arg(long)]
         json: bool,
     },
@@ -115,6 +106,8 @@ pub enum Command {
         /// The per-user shared daemon, not this project's resident
         #[arg(long)]
         shared: bool,
+        /// Print the state as JSON: state, project_root, state_dir, runtime, and why
+        /// each leftover file is stale
         #[arg(long)]
         json: bool,
     },
@@ -123,6 +116,8 @@ pub enum Command {
         /// Re-read and re-index every file, changed or not
         #[arg(long)]
         full: bool,
+        /// Print the summary as JSON: files added, updated, removed, unchanged and
+        /// skipped (with the reason), and the index's files and sections
         #[arg(long)]
         json: bool,
     },
@@ -164,7 +159,8 @@ pub enum Command {
         /// the terminal is one known to show links; never without colour
         #[arg(long, value_enum, value_name = "WHEN", default_value_t = When::Auto)]
         hyperlink: When,
-        /// Print the answer as JSON, as /query gives it
+        /// Print the answer as JSON, as /query gives it, on stdout even when nothing
+        /// matched (exit 1 then too)
         #[arg(long)]
         json: bool,
     },
@@ -208,6 +204,8 @@ pub enum Command {
     Mcp,
     /// Show the project root, why it was chosen, and where clients look for a server
     Where {
+        /// Print it as JSON: project_root with its reason, state_dir, project_id,
+        /// config_file, runtime_file and the addresses a client would try
         #[arg(long)]
         json: bool,
     },
@@ -256,7 +254,8 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the doc-serve(1) man page (roff) to stdout (needs no project)
-    #[command(hide = true)]
+    ///
+    /// Packages install it. By hand: doc-serve man > ~/.local/share/man/man1/doc-serve.1
     Man,
 }
 
@@ -284,6 +283,7 @@ pub struct InstallArgs {
     /// socket that stopped accepting (run after an upgrade)
     #[arg(long, conflicts_with_all = ["name", "tcp_port", "enable"])]
     pub refresh: bool,
+    /// Print what was (or would be) written and run as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -296,6 +296,7 @@ pub struct UninstallArgs {
     /// Print what would be removed and run, and change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print what was (or would be) removed and run as JSON
     #[arg(long)]
     pub json: bool,
 }

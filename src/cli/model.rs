@@ -33,11 +33,15 @@ pub enum ModelCommand {
         /// Download every file again, even those installed and verified
         #[arg(long)]
         force: bool,
+        /// Print the installed model as JSON: its path and each file, downloaded or
+        /// found in place
         #[arg(long)]
         json: bool,
     },
     /// List the known models and the model directories in the cache, installed or not
     List {
+        /// Print them as JSON: the cache dir, the models (name, dimensions, state,
+        /// path) and the project's embedding_model
         #[arg(long)]
         json: bool,
     },

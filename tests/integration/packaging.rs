@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "query",
     "where",
     "completions",
+    "man",
 ];
 
 /// A TestEnv whose project cannot be resolved: any command that needs one fails.
@@ -67,7 +68,14 @@ fn packaging_man_page_is_roff_with_every_command() {
     let env = nowhere();
     let page = stdout_of(&env, &["man"]);
     assert!(page.contains("\n.TH DOC-SERVE 1 "), "{page}");
-    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH COMMANDS"] {
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH COMMANDS",
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+    ] {
         assert!(page.contains(section), "no {section} in\n{page}");
     }
     for command in COMMANDS {

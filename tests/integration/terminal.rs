@@ -296,3 +296,39 @@ fn terminal_escapes_in_documents_never_reach_the_terminal() {
         "{v}"
     );
 }
+
+#[test]
+fn terminal_help_lists_man_and_the_man_page_has_exit_status_and_environment() {
+    let t = TestEnv::new();
+    let help = t.ok(&["--help"]);
+    assert!(
+        help.lines().any(|l| l.trim_start().starts_with("man ")),
+        "{help}"
+    );
+    assert!(
+        help.contains("Exit status: 0 ok; 1 nothing found"),
+        "{help}"
+    );
+    assert!(help.contains("NO_COLOR ("), "{help}");
+    let page = t.ok(&["man"]);
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SS \"doc-serve man\"",
+    ] {
+        assert!(page.contains(section), "no {section} in\n{page}");
+    }
+    let environment = page.split(".SH ENVIRONMENT").nth(1).unwrap();
+    for var in ["NO_COLOR", "TERM", "DOC_SERVE_LOG", "DOC_SERVE_PROJECT"] {
+        assert!(environment.contains(var), "{var} missing: {environment}");
+    }
+    for args in [
+        &["query", "--help"][..],
+        &["status", "--help"],
+        &["model", "list", "--help"],
+    ] {
+        let help = t.ok(args);
+        let json = help.split("--json").nth(1).unwrap_or_default();
+        assert!(json.trim_start().starts_with("Print"), "{args:?}: {help}");
+    }
+}
