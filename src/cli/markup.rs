@@ -3,9 +3,10 @@
 //!
 //! Left out: code fence lines (```` ``` ````, `~~~`), HTML tags and comments, and
 //! mdBook directives (`{{#include file.rs}}`), even where a matched word is inside
-//! them (an include's path often names the topic searched for). Control characters
-//! become U+FFFD, so a document can never send escape sequences to the terminal. Only the human view goes through
-//! here; `--json` gives the snippet exactly as the index holds it.
+//! them (an include's path often names the topic searched for); a snippet that is
+//! nothing but noise is shown as it is. Control characters become U+FFFD, so a
+//! document can never send escape sequences to the terminal. Only the human view goes
+//! through here; `--json` gives the snippet exactly as the index holds it.
 
 /// A run of the shown text, matched or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +25,8 @@ enum Fate {
 }
 
 /// `snippet` with `highlights` (`[start, end)` character offsets) as shown: runs of
-/// text, whitespace collapsed to single spaces, noise left out. Offsets past the end
-/// or reversed are ignored.
+/// text, whitespace collapsed to single spaces, noise left out unless it is all there
+/// is. Offsets past the end or reversed are ignored.
 pub fn readable(snippet: &str, highlights: &[[usize; 2]]) -> Vec<Run> {
     let chars: Vec<char> = snippet.chars().collect();
     let mut matched = vec![false; chars.len()];
@@ -62,7 +63,13 @@ pub fn readable(snippet: &str, highlights: &[[usize; 2]]) -> Vec<Run> {
             None => i += 1,
         }
     }
-    collapse(&chars, &matched, &fate)
+    let runs = collapse(&chars, &matched, &fate);
+    if runs.is_empty() {
+        // Nothing but noise (a section that is one include): better the noise than a
+        // hit that shows nothing of why it matched.
+        return collapse(&chars, &matched, &vec![Fate::Keep; chars.len()]);
+    }
+    runs
 }
 
 /// `text` safe to print: control characters (escapes among them) become U+FFFD and
@@ -316,6 +323,9 @@ mod tests {
         assert_eq!(shown(s, &[at(s, "main")]), "Run it: fn [main]() {} Done");
         let s = "~~~\nplain\n~~~";
         assert_eq!(shown(s, &[]), "plain");
+        // Nothing but noise: shown as it is.
+        let s = "{{#include ../word.rs}}\n";
+        assert_eq!(shown(s, &[at(s, "word")]), "{{#include ../[word].rs}}");
         // Cut by the snippet's end, still left out.
         let s = "words then {{#rustdoc_include ../listings/ch01/src/ma";
         assert_eq!(shown(s, &[]), "words then");

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::{Method, StatusCode};
 
 use super::reach::{self, CallError};
-use super::{Context, client_runtime, hits, output};
+use super::{Context, client_runtime, hits, markup, output};
 use crate::api::{self, FIRST_INDEX_WAIT, MAX_FIRST_INDEX_WAIT, Search, SearchReply, Standalone};
 use crate::config::{Config, Flags};
 use crate::engine::EngineError;
@@ -142,7 +142,9 @@ pub fn index(ctx: &Context, full: bool, json: bool) -> anyhow::Result<i32> {
             summary.skipped.len()
         )?;
         for s in &summary.skipped {
-            writeln!(out, "  skipped {}: {}", s.path, s.reason)?;
+            // A file's name may hold escape sequences, as its text may.
+            let (path, reason) = (markup::printable(&s.path), markup::printable(&s.reason));
+            writeln!(out, "  skipped {path}: {reason}")?;
         }
         writeln!(out, "index: {files} files, {chunks} sections")
     })?;

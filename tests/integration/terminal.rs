@@ -286,6 +286,11 @@ fn terminal_escapes_in_documents_never_reach_the_terminal() {
         !out.contains("\x1b]8") && !out.contains("\x1b[2J") && !out.contains('\x07'),
         "{out:?}"
     );
+    // Nor does a file's name, where `index` lists it as skipped (a NUL byte: binary).
+    std::fs::write(t.project.join("docs/\x1b[2Jbin.md"), b"x\0y").unwrap();
+    let out = t.ok(&["index"]);
+    assert!(out.contains("skipped docs/\u{FFFD}[2Jbin.md"), "{out:?}");
+    assert!(!out.contains(ESC), "{out:?}");
     // --json keeps the text exact (JSON escapes it).
     let v = t.json(&["query", "--json", "zapword"]);
     assert!(
