@@ -408,6 +408,7 @@ impl Slot {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RegisterBody {
     root: std::path::PathBuf,
 }

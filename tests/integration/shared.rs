@@ -556,3 +556,32 @@ fn a_project_opened_by_its_first_query_answers_from_its_whole_index() {
     }
     t.ok(&["stop", "--shared"]);
 }
+
+/// A field `POST /projects` does not know is 400 `bad_body`, as one of `/query` or
+/// `/index` is, and registers nothing: `{"root": ..., "roots": [...]}` was taken as
+/// `{"root": ...}`.
+#[test]
+fn registering_refuses_a_field_it_does_not_know() {
+    let mut t = TestEnv::new();
+    write_shared_config(&t, json!({ "port": 0 }));
+    let (_, addr, token) = start_daemon(&mut t);
+    let d = Daemon::new(addr, &token);
+    let root = make_project(&t, "typo", 1);
+    let body = json!({ "root": root, "roots": [root] }).to_string();
+    let req = format!(
+        "POST /projects HTTP/1.1\r\nHost: {}\r\n{}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        d.addr,
+        d.auth,
+        body.len()
+    );
+    let r = raw(&d.addr, req.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["code"], "bad_body");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("roots"),
+        "{}",
+        r.body
+    );
+    assert!(d.projects().is_empty());
+}
