@@ -1,4 +1,5 @@
-//! Request handling: the security gate ([`gate`]), then the routes.
+//! Request handling: the security gate ([`gate`]), then the route its path names
+//! ([`super::router`]: 404 and 405 there), then its answer.
 //!
 //! The gate, in order: a Host that is not a local authority gets 403, and so does an
 //! Origin that is present but not local (a web page in a browser must not reach us
@@ -20,9 +21,10 @@ use serde_json::{Value, json};
 use super::gate;
 use super::mcp_http::Checked;
 use super::projects;
+use super::router::{self, Found, Op};
 use super::routes;
 use super::state::{Server, Site, Sites};
-use crate::api::{ApiError, quoted};
+use crate::api::ApiError;
 
 /// How a request reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +66,11 @@ pub async fn handle(
     transport: Transport,
 ) -> Result<Reply, Infallible> {
     let _busy = server.activity.begin();
-    if req.uri().path() == "/mcp" && matches!(server.sites, Sites::One(_)) {
-        return Ok(match gate::check(&req, &server, transport) {
-            Ok(()) => mcp(req, &server).await,
-            Err(e) => error_reply(e),
-        });
-    }
     Ok(match route(req, &server, transport).await {
-        Ok(Answer::Value(body)) => json_reply(StatusCode::OK, &body),
-        Ok(Answer::Json(bytes)) => bytes_reply(StatusCode::OK, bytes),
-        Ok(Answer::Query(reply)) => {
+        Ok(Routed::Mcp(reply)) => reply,
+        Ok(Routed::Answer(Answer::Value(body))) => json_reply(StatusCode::OK, &body),
+        Ok(Routed::Answer(Answer::Json(bytes))) => bytes_reply(StatusCode::OK, bytes),
+        Ok(Routed::Answer(Answer::Query(reply))) => {
             // Room for ten hits, so the buffer is not grown and copied several times.
             let mut bytes = Vec::with_capacity(8 << 10);
             match serde_json::to_writer(&mut bytes, &reply) {
@@ -83,6 +80,12 @@ pub async fn handle(
         }
         Err(e) => error_reply(e),
     })
+}
+
+/// What a request that passed the gate got: a route's answer, or `/mcp`'s reply.
+enum Routed {
+    Answer(Answer),
+    Mcp(Reply),
 }
 
 fn error_reply(e: ApiError) -> Reply {
@@ -160,86 +163,53 @@ async fn json_error(reply: Reply) -> Reply {
     out
 }
 
+/// The gate, then the route ([`router`]), then its answer.
 async fn route(
     req: Request<Incoming>,
-    server: &Server,
+    server: &Arc<Server>,
     transport: Transport,
-) -> Result<Answer, ApiError> {
+) -> Result<Routed, ApiError> {
     gate::check(&req, server, transport)?;
     let path = req.uri().path().to_owned();
+    let found = router::find(server.kind(), req.method(), &path);
+    if found.as_ref().is_ok_and(|f| f.route.op == Op::Mcp) {
+        return Ok(Routed::Mcp(mcp(req, server).await));
+    }
     let method = req.method().clone();
     let qs = req.uri().query().map(String::from);
+    // The body first, within its limits (413, 408), as for a route that exists.
     let body = read_body(req, server).await?;
-    dispatch(server, &method, &path, qs.as_deref(), &body).await
-}
-
-/// The routes, for a request that passed the gate.
-pub async fn dispatch(
-    server: &Server,
-    method: &Method,
-    path: &str,
-    qs: Option<&str>,
-    body: &Bytes,
-) -> Result<Answer, ApiError> {
-    match (path, method) {
-        ("/health", &Method::GET | &Method::HEAD) => return Ok(Answer::Json(server.health())),
-        ("/health", _) => return Err(not_allowed(method, path, GET)),
-        _ => {}
-    }
-    match &server.sites {
-        Sites::One(site) => match (path, method) {
-            ("/status", &Method::GET | &Method::HEAD) => routes::status(server, site).await,
-            ("/status", _) => Err(not_allowed(method, path, GET)),
-            _ => dispatch_site(site, method, path, qs, body).await,
-        },
-        Sites::Many(projects) => projects::dispatch(server, projects, method, path, qs, body).await,
-    }
-}
-
-/// A project's own routes: `/query`, `/documents/{path}`, `/index`.
-pub async fn dispatch_site(
-    site: &Site,
-    method: &Method,
-    path: &str,
-    qs: Option<&str>,
-    body: &Bytes,
-) -> Result<Answer, ApiError> {
-    if let Some(doc) = path.strip_prefix("/documents/") {
-        return match *method {
-            Method::GET | Method::HEAD => routes::document(site, doc, qs).await,
-            _ => Err(not_allowed(method, path, GET)),
-        };
-    }
-    match (path, method) {
-        ("/query", &Method::GET | &Method::HEAD | &Method::POST) => {
-            routes::query(site, method, qs, body).await
+    let found = found?;
+    let qs = qs.as_deref();
+    let answer = match (found.route.op, &server.sites) {
+        (Op::Health, _) => Ok(Answer::Json(server.health())),
+        (Op::OpenApi, _) => Ok(Answer::Json(super::openapi::document(server.kind()))),
+        (Op::Status, Sites::One(site)) => routes::status(server, site).await,
+        (_, Sites::One(site)) => project_route(site, &found, &method, qs, &body).await,
+        (_, Sites::Many(projects)) => {
+            projects::dispatch(server, projects, &found, &method, qs, &body).await
         }
-        ("/index", &Method::POST) => routes::reindex(site, body).await,
-        ("/query", _) => Err(not_allowed(method, path, GET_OR_POST)),
-        ("/index", _) => Err(not_allowed(method, path, POST)),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route {}", quoted(path)),
-        )),
-    }
+    };
+    answer.map(Routed::Answer)
 }
 
-/// What a route takes, as a 405's `Allow` header says it (HEAD wherever GET).
-pub const GET: &str = "GET, HEAD";
-pub const POST: &str = "POST";
-pub const GET_OR_POST: &str = "GET, HEAD, POST";
-
-/// A 405 for `method` on `path`, which takes `allow` (one of [`GET`], [`POST`],
-/// [`GET_OR_POST`]).
-pub fn not_allowed(method: &Method, path: &str, allow: &'static str) -> ApiError {
-    ApiError {
-        allow: Some(allow),
-        ..ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on {path}; it takes {allow}"),
-        )
+/// A project's own routes, the resident's and each project's on the shared daemon
+/// (under `/projects/{id}/`): `query`, `documents/{path}`, `index`.
+pub async fn project_route(
+    site: &Site,
+    found: &Found<'_>,
+    method: &Method,
+    qs: Option<&str>,
+    body: &Bytes,
+) -> Result<Answer, ApiError> {
+    match found.route.op {
+        Op::Query => routes::query(site, method, qs, body).await,
+        Op::Index => routes::reindex(site, body).await,
+        Op::Document => routes::document(site, found.doc, qs).await,
+        // The table sends these elsewhere (`/mcp` is answered before the body is read).
+        Op::Health | Op::OpenApi | Op::Status | Op::Mcp | Op::Projects | Op::ProjectStatus => Err(
+            ApiError::internal(format!("{} is not a project's route", found.route.path)),
+        ),
     }
 }
 

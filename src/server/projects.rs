@@ -23,8 +23,9 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{Answer, GET, GET_OR_POST, dispatch_site, not_allowed};
+use super::http::{Answer, project_route};
 use super::indexing::{Gate, IndexService, Reload};
+use super::router::{Found, Op};
 use super::routes;
 use super::state::{Server, Site};
 use crate::api::{self, ApiError, Freshness, blocking};
@@ -413,28 +414,24 @@ struct RegisterBody {
     root: std::path::PathBuf,
 }
 
-/// The daemon's routes (after `/health`): `/status`, `/projects`, `/projects/{id}/...`.
+/// The daemon's routes but `/health` and `/openapi.json`: `/status`, `/projects`, and
+/// each project's under `/projects/{id}/`.
 pub async fn dispatch(
     server: &Server,
     projects: &Arc<Projects>,
+    found: &Found<'_>,
     method: &Method,
-    path: &str,
     qs: Option<&str>,
     body: &Bytes,
 ) -> Result<Answer, ApiError> {
-    match (path, method) {
-        ("/status", &Method::GET | &Method::HEAD) => {
+    match found.route.op {
+        Op::Status => {
             let mut v = api::to_value(server.status())?;
             let p = projects.clone();
             v["projects"] = blocking(move || p.status()).await?;
             return Ok(v.into());
         }
-        ("/status", _) => return Err(not_allowed(method, path, GET)),
-        ("/projects", &Method::GET | &Method::HEAD) => {
-            let p = projects.clone();
-            return blocking(move || p.list()).await.map(Answer::from);
-        }
-        ("/projects", &Method::POST) => {
+        Op::Projects if method == Method::POST => {
             let b: RegisterBody =
                 super::routes::object_body(body, "{\"root\": \"/path/to/project\"}")?;
             let p = projects.clone();
@@ -442,23 +439,13 @@ pub async fn dispatch(
                 .await?
                 .map(Answer::from);
         }
-        ("/projects", _) => return Err(not_allowed(method, path, GET_OR_POST)),
+        Op::Projects => {
+            let p = projects.clone();
+            return blocking(move || p.list()).await.map(Answer::from);
+        }
         _ => {}
     }
-    let Some((id, rest)) = path
-        .strip_prefix("/projects/")
-        .map(|r| r.split_once('/').map_or((r, ""), |(id, rest)| (id, rest)))
-    else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "no route {path}: this is the shared daemon; a project's routes are under \
-                 /projects/{{id}}/ (query, documents/PATH, index, status), and GET /projects \
-                 lists the projects"
-            ),
-        ));
-    };
+    let id = found.id.unwrap_or_default();
     let site = match projects.open_site(id) {
         Some(site) => site,
         None => {
@@ -466,16 +453,12 @@ pub async fn dispatch(
             blocking(move || p.site(&owned)).await??
         }
     };
-    let rest = format!("/{rest}");
-    match (rest.as_str(), method) {
-        ("/status", &Method::GET | &Method::HEAD) => {
-            let p = projects.clone();
-            let slot = projects.slot(id)?;
-            let mut v = blocking(move || p.describe(&slot)).await?;
-            v["index"] = routes::freshness(&site).await?;
-            Ok(v.into())
-        }
-        ("/status", _) => Err(not_allowed(method, path, GET)),
-        _ => dispatch_site(&site, method, &rest, qs, body).await,
+    if found.route.op == Op::ProjectStatus {
+        let p = projects.clone();
+        let slot = projects.slot(id)?;
+        let mut v = blocking(move || p.describe(&slot)).await?;
+        v["index"] = routes::freshness(&site).await?;
+        return Ok(v.into());
     }
+    project_route(&site, found, method, qs, body).await
 }

@@ -82,7 +82,7 @@ pub fn object_body<T: serde::de::DeserializeOwned>(
 }
 
 /// The parameters of `/query` (GET) and the fields of its body (POST).
-const QUERY_PARAMS: &[&str] = &[
+pub const QUERY_PARAMS: &[&str] = &[
     "q",
     "limit",
     "offset",
@@ -197,6 +197,9 @@ pub async fn reindex(site: &Site, body: &Bytes) -> Result<Answer, ApiError> {
     Answer::json(&api::reindex(site, b.full).await?)
 }
 
+/// The parameters of `/documents/{path}`.
+pub const DOCUMENT_PARAMS: &[&str] = &["start", "end", "heading", "section", "max_tokens"];
+
 /// `GET /documents/{path}[?start=N&end=M | ?heading=TEXT | ?section=ID][&max_tokens=N]`:
 /// a source file, a range of its lines, the section under a heading or the section of
 /// an id, as [`crate::ingest::read::read`] reads them.
@@ -204,7 +207,7 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<A
     let rel = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
-    let p = params(qs, &["start", "end", "heading", "section", "max_tokens"])?;
+    let p = params(qs, DOCUMENT_PARAMS)?;
     // Lines count from 1, as in the hits; MCP's read_doc takes the same.
     let (start, end) = (
         at_least_one("start", number(&p, "start")?)?,

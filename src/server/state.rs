@@ -196,6 +196,14 @@ impl Server {
         body.clone()
     }
 
+    /// Which routes this server has ([`super::router`]).
+    pub fn kind(&self) -> super::router::Kind {
+        match self.sites {
+            Sites::One(_) => super::router::Kind::Resident,
+            Sites::Many(_) => super::router::Kind::Shared,
+        }
+    }
+
     /// Who answers `/status`: this resident (or shared daemon).
     pub fn status(&self) -> ServerStatus<'_> {
         let r = &self.runtime;

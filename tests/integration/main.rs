@@ -15,6 +15,7 @@ mod load;
 mod logging;
 mod mcp;
 mod model;
+mod openapi;
 mod own_files;
 mod packaging;
 mod paging;

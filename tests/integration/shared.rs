@@ -17,14 +17,14 @@ fn home_dir(t: &TestEnv) -> PathBuf {
     t.root().join("home/.doc-serve")
 }
 
-fn write_shared_config(t: &TestEnv, config: Value) {
+pub fn write_shared_config(t: &TestEnv, config: Value) {
     let dir = home_dir(t);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("shared_config.json"), config.to_string()).unwrap();
 }
 
 /// Starts `serve --shared` and waits for its runtime.json; (pid, addr, token).
-fn start_daemon(t: &mut TestEnv) -> (u32, String, String) {
+pub fn start_daemon(t: &mut TestEnv) -> (u32, String, String) {
     let file = home_dir(t).join("runtime.json");
     let _ = std::fs::remove_file(&file);
     let pid = t.spawn_serve(&["--shared"]);
