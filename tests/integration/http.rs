@@ -448,6 +448,18 @@ fn the_gate_refuses_what_it_cannot_read_one_way() {
         );
         assert!(message.contains("eeee…"), "{message}");
     }
+    // And a path refused for its method (405: it was echoed whole) or as no route.
+    let path = format!("/documents/{}", "e".repeat(20_000));
+    for (line, status) in [
+        (format!("DELETE {path}"), 405),
+        (format!("GET /x{path}"), 404),
+    ] {
+        let r = send(&addr, &line, &[&host, &auth]);
+        assert_eq!(r.status, status, "{r:?}");
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.len() < 500, "{} bytes", message.len());
+        assert!(message.contains("eeee…"), "{message}");
+    }
 }
 
 /// `POST /index` and `POST /query` take a JSON object, not an array: serde would read
