@@ -231,7 +231,10 @@ fn embedding() -> Value {
             ("embedding", boolean()),
             ("error", nullable("string")),
         ],
-        &[],
+        &[(
+            "approximate",
+            json!({ "type": "integer", "minimum": 0, "description": "vectors in the approximate index searches by meaning read (absent while every vector is compared)" }),
+        )],
     )
 }
 
