@@ -293,18 +293,10 @@ fn model_fetch_installs_verified_files_once() {
     assert!(installed_intact(&t, &model));
 
     // The installed model embeds (found by name in the cache).
-    let mut cmd = t.cmd(&["model", "embed", "--threads", "1"]);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all("Restart policies\n\nなぜ\n".as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = t.run_with_input(
+        &["model", "embed", "--threads", "1"],
+        "Restart policies\n\nなぜ\n".as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let lines: Vec<Vec<f64>> = String::from_utf8(out.stdout.clone())
         .unwrap()
@@ -467,21 +459,10 @@ fn model_embed_gives_the_same_vectors_on_any_thread_count_alone_or_padded() {
     ];
     let model = model.to_str().unwrap();
     let embed = |threads: &str, lines: &[&str]| -> Vec<Vec<f64>> {
-        let mut child = t
-            .cmd(&["model", "embed", "--model", model, "--threads", threads])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Dropped at the end of the statement: stdin closes and the command ends.
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(lines.join("\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = t.run_with_input(
+            &["model", "embed", "--model", model, "--threads", threads],
+            lines.join("\n").as_bytes(),
+        );
         assert!(out.status.success(), "{}", stderr_of(&out));
         let vectors: Vec<Vec<f64>> = String::from_utf8(out.stdout)
             .unwrap()

@@ -89,6 +89,22 @@ impl TestEnv {
         self.cmd(args).output().unwrap()
     }
 
+    /// Runs with `input` on stdin (closed after it), to the end.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Dropped at the end of the statement: stdin closes and the command ends.
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs and asserts the exit code, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         self.expect(args, 0)
