@@ -19,6 +19,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use doc_serve_kernels::ann::{dot, quantize};
+
 /// A section's content key (see [`key_of`]).
 pub type Key = [u8; 16];
 
@@ -313,19 +315,10 @@ impl Store {
 
     fn encode(&self, key: &Key, vector: &[f32], out: &mut Vec<u8>) {
         let start = out.len();
-        let max = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let scale = if max > 0.0 && max.is_finite() {
-            max / 127.0
-        } else {
-            1.0
-        };
+        let (bytes, scale) = quantize(vector);
         out.extend_from_slice(key);
         out.extend_from_slice(&scale.to_le_bytes());
-        out.extend(
-            vector
-                .iter()
-                .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8 as u8),
-        );
+        out.extend(bytes.iter().map(|b| *b as u8));
         let sum = checksum(&out[start..]);
         out.extend_from_slice(&sum.to_le_bytes());
     }
@@ -467,8 +460,7 @@ impl Store {
         if query.len() != self.dim || n == 0 || self.keys.len() <= first {
             return Vec::new();
         }
-        let (q, qscale) = doc_serve_kernels::ann::quantize(query);
-        let q: Vec<i16> = q.into_iter().map(i16::from).collect();
+        let (q, qscale) = quantize(query);
         // The best so far, worst on top: a heap, so that a long list (a deep page, every
         // vector) costs n log n, not n².
         let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(n.min(self.keys.len()) + 1);
@@ -476,7 +468,7 @@ impl Store {
             if keep.is_some_and(|k| !k.contains(&self.keys[row])) {
                 continue;
             }
-            let dot: i32 = dot_i8(&q, v);
+            let dot: i32 = dot(&q, v);
             let candidate = Ranked(dot as f32 * qscale * self.scales[row], row as u32);
             if best.len() == n {
                 match best.peek() {
@@ -518,26 +510,6 @@ impl PartialEq for Ranked {
 }
 
 impl Eq for Ranked {}
-
-/// Dot product of a query (bytes widened) and a stored vector; written so that the
-/// compiler vectorises it.
-fn dot_i8(q: &[i16], v: &[i8]) -> i32 {
-    let mut acc = [0i32; 16];
-    let chunks = q.len() / 16 * 16;
-    for (qc, vc) in q[..chunks]
-        .chunks_exact(16)
-        .zip(v[..chunks].chunks_exact(16))
-    {
-        for i in 0..16 {
-            acc[i] += i32::from(qc[i]) * i32::from(vc[i]);
-        }
-    }
-    let mut sum: i32 = acc.iter().sum();
-    for (a, b) in q[chunks..].iter().zip(&v[chunks..]) {
-        sum += i32::from(*a) * i32::from(*b);
-    }
-    sum
-}
 
 #[cfg(test)]
 mod tests {

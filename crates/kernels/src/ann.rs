@@ -17,8 +17,9 @@ impl instant_distance::Point for Point {
     }
 }
 
-/// Written so that the compiler vectorises it.
-fn dot(a: &[i8], b: &[i8]) -> i32 {
+/// The dot product of two vectors of bytes, written so that the compiler vectorises
+/// it (the exact search scans every stored vector with it).
+pub fn dot(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = [0i32; 16];
     let chunks = a.len().min(b.len()) / 16 * 16;
     for (x, y) in a[..chunks]
@@ -81,7 +82,11 @@ impl Graph {
 /// keeps vectors.
 pub fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
     let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let scale = if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        1.0
+    };
     let bytes = v
         .iter()
         .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
