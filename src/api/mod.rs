@@ -168,9 +168,15 @@ pub async fn search<S: Site>(site: &S, req: &Search) -> Result<SearchReply, ApiE
         (Some(Mode::Lexical), _) => Mode::Lexical,
         (Some(_), None) => return Err(no_model("no embedding_model is set")),
         (Some(mode), Some(v)) => {
-            // The first use loads the model: off the runtime's worker.
-            let v = v.clone();
-            match in_place(move || v.unavailable()).await? {
+            // The first use loads the model: off the runtime's worker (once loaded, no
+            // hand-off).
+            let unavailable = if v.is_loaded() {
+                v.unavailable()
+            } else {
+                let v = v.clone();
+                in_place(move || v.unavailable()).await?
+            };
+            match unavailable {
                 Some(e) => return Err(e),
                 None => mode,
             }

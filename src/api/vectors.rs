@@ -154,6 +154,11 @@ impl Vectors {
         self.loaded().model.as_ref().ok()
     }
 
+    /// The model was loaded, or found unusable (without waiting for a load under way).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
     /// The model was loaded and can be used (without waiting for a load under way).
     fn usable(&self) -> bool {
         self.loaded.get().is_some_and(|l| l.model.is_ok())
