@@ -104,6 +104,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// How long a one-time login code from `doc-serve open` stays good.
+    #[serde(rename = "login_code_seconds", serialize_with = "secs")]
+    pub login_code: Duration,
+    /// How long a browser session lasts.
+    #[serde(rename = "session_seconds", serialize_with = "secs")]
+    pub session: Duration,
     /// Size at which logs/events.jsonl is rotated, in bytes.
     pub event_log_max_bytes: u64,
     /// Shared daemon: indexing jobs (one project each) running at once.
@@ -160,6 +166,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             max_connections: 256,
             max_body_bytes: 1 << 20,
+            login_code: Duration::from_secs(60),
+            session: Duration::from_secs(12 * 3600),
             event_log_max_bytes: 1 << 20,
             max_concurrent_indexing: 2,
             max_open_projects: 64,
@@ -319,6 +327,8 @@ impl Config {
             "request_timeout_seconds" => self.request_timeout = wait(raw, Duration::from_secs)?,
             "max_connections" => self.max_connections = parse(raw)?,
             "max_body_bytes" => self.max_body_bytes = parse(raw)?,
+            "login_code_seconds" => self.login_code = wait(raw, Duration::from_secs)?,
+            "session_seconds" => self.session = wait(raw, Duration::from_secs)?,
             "event_log_max_bytes" => self.event_log_max_bytes = parse(raw)?,
             "max_concurrent_indexing" => self.max_concurrent_indexing = parse(raw)?,
             "max_open_projects" => self.max_open_projects = parse(raw)?,
@@ -491,6 +501,8 @@ impl Config {
             ("request_timeout_seconds", self.request_timeout.is_zero()),
             ("max_connections", self.max_connections == 0),
             ("max_body_bytes", self.max_body_bytes == 0),
+            ("login_code_seconds", self.login_code.is_zero()),
+            ("session_seconds", self.session.is_zero()),
             ("max_file_bytes", self.max_file_bytes == 0),
             ("max_hits_per_file", self.max_hits_per_file == 0),
             ("max_concurrent_indexing", self.max_concurrent_indexing == 0),
@@ -719,6 +731,8 @@ mod tests {
             "drain_timeout_seconds",
             "request_timeout_seconds",
             "project_idle_seconds",
+            "login_code_seconds",
+            "session_seconds",
         ] {
             let var = format!("DOC_SERVE_{}", key.to_ascii_uppercase());
             let e = load(None, &[(&var, &too_long)]).unwrap_err().to_string();

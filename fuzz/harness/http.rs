@@ -76,6 +76,12 @@ impl Fixture {
             listeners: Vec::new(),
         };
         let server = Arc::new(Server {
+            login: doc_serve::server::login::Login::new(
+                project.state_dir.join("session.key"),
+                project.id(),
+                config.login_code,
+                config.session,
+            ),
             token: TOKEN.into(),
             bind_host: config.bind_host.clone(),
             max_body_bytes: config.max_body_bytes,

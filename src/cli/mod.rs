@@ -13,6 +13,7 @@ mod install;
 mod lifecycle;
 mod markup;
 mod model;
+mod open;
 mod output;
 mod reach;
 mod remote;
@@ -202,6 +203,23 @@ pub enum Command {
     /// again at the next tool call. With no resident to be had, answers from the index
     /// on disk. Example: claude mcp add doc-serve -- doc-serve mcp
     Mcp,
+    /// Open the search page in a browser, signed in
+    ///
+    /// Asks the project's resident (started if none runs) for a one-time login code,
+    /// good once for 60 s (`login_code_seconds`), and opens the page with it; the
+    /// browser then holds a read-only session for 12 h (`session_seconds`). The code
+    /// never appears on a command line. Without a display, over SSH, or with --print,
+    /// the URL is printed instead (over SSH: ssh -L PORT:127.0.0.1:PORT, then open it
+    /// locally). A resident on a Unix socket only gets no page: `install systemd
+    /// --tcp-port PORT` adds a TCP listener. Example: doc-serve open
+    Open {
+        /// Print the URL rather than opening a browser
+        #[arg(long)]
+        print: bool,
+        /// Print it as JSON: url, expires_in (seconds), opened
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the project root, why it was chosen, and where clients look for a server
     Where {
         /// Print it as JSON: project_root with its reason, state_dir, project_id,
@@ -487,6 +505,7 @@ pub fn run() -> anyhow::Result<i32> {
             | Command::Query { .. }
             | Command::Read { .. }
             | Command::Mcp
+            | Command::Open { .. }
     );
     if indexes && let Some(why) = ctx.project.too_broad(ctx.env.home.as_deref()) {
         anyhow::bail!(why);
@@ -500,6 +519,7 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Stop { force, json, .. } => lifecycle::stop(&ctx, force, json),
         Command::Status { json, .. } => inspect::status(&ctx, json),
         Command::Where { json } => inspect::where_(&ctx, json),
+        Command::Open { print, json } => open::run(&ctx, print, json),
         Command::Mcp => bridge::run(ctx),
         Command::Index { full, json } => search::index(&ctx, full, json),
         Command::Query {

@@ -28,19 +28,40 @@ use hyper::header::{self, HeaderName};
 use hyper::{Request, StatusCode, Version};
 
 use super::http::Transport;
+use super::login::SESSION_PREFIX;
+use super::router::{self, Auth};
 use super::state::Server;
 use crate::api::{ApiError, quoted};
 
-/// Host, Origin, and over TCP the token (every route but /health).
+/// Host, Origin, and over TCP what the route needs ([`Auth`]): nothing, the token, or
+/// the token or a browser session.
 pub fn check<B>(req: &Request<B>, server: &Server, transport: Transport) -> Result<(), ApiError> {
     let bind = server.bind_host.parse::<IpAddr>().ok();
     check_host(req, bind)?;
     check_origin(req, bind)?;
     let token = single(req, &header::AUTHORIZATION, "Authorization")?;
-    if req.uri().path() != "/health" && transport == Transport::Tcp {
-        check_token(token, &server.token)?;
+    if transport == Transport::Unix {
+        return Ok(());
     }
-    Ok(())
+    match router::auth_of(server.kind(), req.method(), req.uri().path()) {
+        Auth::Public => Ok(()),
+        auth => check_token(token, server, auth == Auth::Session, || host_port(req)),
+    }
+}
+
+/// The port of the request's Host (or its target's authority), `""` without one: a
+/// browser session is good only on the port it was made for.
+pub fn host_port<B>(req: &Request<B>) -> String {
+    let authority = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') && !host.is_empty() => port.to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// True when `authority` (`host[:port]`) names this machine, spelled as the module doc
@@ -206,14 +227,27 @@ fn check_origin<B>(req: &Request<B>, bind: Option<IpAddr>) -> Result<(), ApiErro
     ))
 }
 
-/// The bearer token of the (single) Authorization header, `value`.
-fn check_token(value: Option<&header::HeaderValue>, token: &str) -> Result<(), ApiError> {
+/// The bearer token of the (single) Authorization header, `value`: the instance
+/// token, or where `session` allows, a browser session made for `port`.
+fn check_token(
+    value: Option<&header::HeaderValue>,
+    server: &Server,
+    session: bool,
+    port: impl FnOnce() -> String,
+) -> Result<(), ApiError> {
     let given = value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(t) if t.starts_with(SESSION_PREFIX) && session => server.login.verify(t, &port()),
+        Some(t) if t.starts_with(SESSION_PREFIX) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_not_allowed",
+            "a browser session only reads (search, documents, status); this route needs the \
+             instance token from runtime.json",
+        )),
+        Some(t) if constant_time_eq(t.as_bytes(), server.token.as_bytes()) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_token",
@@ -222,12 +256,13 @@ fn check_token(value: Option<&header::HeaderValue>, token: &str) -> Result<(), A
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing_token",
-            "this route needs Authorization: Bearer <token>, the token being in runtime.json",
+            "this route needs Authorization: Bearer <token>, the token being in runtime.json \
+             (or, in a browser, a session: run `doc-serve open`)",
         )),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::gate;
 use super::mcp_http::Checked;
+use super::page;
 use super::projects;
 use super::router::{self, Found, Op};
 use super::routes;
@@ -42,6 +43,8 @@ pub enum Answer {
     Query(Box<crate::api::SearchReply>),
     /// JSON, already written.
     Json(Bytes),
+    /// A file of the search page, or 304 when the client has this version.
+    Asset(&'static super::page::Asset, bool),
 }
 
 impl From<Value> for Answer {
@@ -70,6 +73,7 @@ pub async fn handle(
         Ok(Routed::Mcp(reply)) => reply,
         Ok(Routed::Answer(Answer::Value(body))) => json_reply(StatusCode::OK, &body),
         Ok(Routed::Answer(Answer::Json(bytes))) => bytes_reply(StatusCode::OK, bytes),
+        Ok(Routed::Answer(Answer::Asset(asset, fresh))) => asset_reply(asset, fresh),
         Ok(Routed::Answer(Answer::Query(reply))) => {
             // Room for ten hits, so the buffer is not grown and copied several times.
             let mut bytes = Vec::with_capacity(8 << 10);
@@ -177,12 +181,30 @@ async fn route(
     }
     let method = req.method().clone();
     let qs = req.uri().query().map(String::from);
+    let port = gate::host_port(&req);
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     // The body first, within its limits (413, 408), as for a route that exists.
     let body = read_body(req, server).await?;
     let found = found?;
     let qs = qs.as_deref();
     let answer = match (found.route.op, &server.sites) {
         (Op::Health, _) => Ok(Answer::Json(server.health())),
+        (Op::Page, _) => Ok(page_answer(&page::INDEX, if_none_match.as_deref())),
+        (Op::Asset, _) => page::file(found.doc)
+            .map(|a| page_answer(a, if_none_match.as_deref()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no file {} in the page", crate::api::quoted(found.doc)),
+                )
+            }),
+        (Op::Login, _) => routes::login(server, &body, &port),
+        (Op::LoginCode, _) => routes::login_code(server),
         (Op::OpenApi, _) => Ok(Answer::Json(super::openapi::document(server.kind()))),
         (Op::Status, Sites::One(site)) => routes::status(server, site).await,
         (_, Sites::One(site)) => project_route(site, &found, &method, qs, &body).await,
@@ -207,10 +229,51 @@ pub async fn project_route(
         Op::Index => routes::reindex(site, body).await,
         Op::Document => routes::document(site, found.doc, qs).await,
         // The table sends these elsewhere (`/mcp` is answered before the body is read).
-        Op::Health | Op::OpenApi | Op::Status | Op::Mcp | Op::Projects | Op::ProjectStatus => Err(
-            ApiError::internal(format!("{} is not a project's route", found.route.path)),
-        ),
+        Op::Health
+        | Op::OpenApi
+        | Op::Status
+        | Op::Mcp
+        | Op::Projects
+        | Op::ProjectStatus
+        | Op::Page
+        | Op::Asset
+        | Op::Login
+        | Op::LoginCode => Err(ApiError::internal(format!(
+            "{} is not a project's route",
+            found.route.path
+        ))),
     }
+}
+
+fn page_answer(asset: &'static page::Asset, if_none_match: Option<&str>) -> Answer {
+    Answer::Asset(asset, asset.matches(if_none_match))
+}
+
+/// A file of the page with its headers ([`page::HEADERS`]); `fresh`: 304, no body.
+fn asset_reply(asset: &'static page::Asset, fresh: bool) -> Reply {
+    let (status, body) = if fresh {
+        (StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        (StatusCode::OK, Bytes::from_static(asset.bytes))
+    };
+    let mut reply = Response::new(Full::new(body).boxed());
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    if let Ok(etag) = HeaderValue::from_str(asset.etag()) {
+        headers.insert(header::ETAG, etag);
+    }
+    for (name, value) in page::HEADERS {
+        headers.insert(*name, HeaderValue::from_static(value));
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    reply
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Reply {
@@ -228,6 +291,10 @@ fn bytes_reply(status: StatusCode, bytes: impl Into<Bytes>) -> Reply {
     reply
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    reply.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     reply
 }
 

@@ -11,8 +11,10 @@ pub mod gate;
 pub mod http;
 pub mod indexing;
 pub mod listener;
+pub mod login;
 pub mod mcp_http;
 pub mod openapi;
+pub mod page;
 pub mod projects;
 pub mod router;
 pub mod routes;
@@ -95,7 +97,18 @@ pub async fn run(setup: Setup, signals: &mut shutdown::Signals) -> Result<Ended>
         }
         Serves::Shared(projects) => (Sites::Many(Arc::new(*projects)), None),
     };
+    let login = login::Login::new(
+        project.state_dir.join("session.key"),
+        if project.is_shared_daemon() {
+            "shared".into()
+        } else {
+            project.id()
+        },
+        config.login_code,
+        config.session,
+    );
     let server = Arc::new(Server {
+        login,
         token: runtime.token.clone(),
         bind_host: config.bind_host.clone(),
         max_body_bytes: config.max_body_bytes,

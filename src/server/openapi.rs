@@ -23,7 +23,7 @@ use hyper::StatusCode;
 use hyper::body::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::router::{Kind, Op};
+use super::router::{Auth, Kind};
 use schemas::{object, of};
 
 /// The document of a server of `kind`, as JSON.
@@ -82,6 +82,12 @@ pub fn describe(kind: Kind) -> Value {
                     "description": "`token` of runtime.json (`.claude/doc-serve/runtime.json` \
                         in the project, `~/.doc-serve/runtime.json` for the shared daemon)",
                 },
+                "session": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "dss1",
+                    "description": "a browser session from POST /login",
+                },
             },
         },
         "security": [{ "token": [] }],
@@ -118,6 +124,20 @@ impl Operation {
         }
     }
 
+    /// A file of the page, of one of `types`; 304 when the client has this version.
+    fn file(summary: &'static str, description: &'static str, types: &[&str]) -> Operation {
+        let content: Map<String, Value> = types
+            .iter()
+            .map(|t| ((*t).to_owned(), json!({ "schema": { "type": "string" } })))
+            .collect();
+        let mut op = Operation::new(summary, description, "");
+        op.ok = json!({ "description": "OK", "content": content });
+        op.also(
+            304,
+            json!({ "description": "Not Modified: If-None-Match named this version" }),
+        )
+    }
+
     /// `status` may also answer `schema` (a response object when `status` has no error
     /// codes, else a schema of the body).
     fn also(mut self, status: u16, schema: Value) -> Self {
@@ -140,8 +160,8 @@ impl Operation {
         self
     }
 
-    /// The operation as OpenAPI writes it; `public`: no token needed.
-    fn write(&self, id: String, public: bool, head: bool) -> Value {
+    /// The operation as OpenAPI writes it, needing `auth`.
+    fn write(&self, id: String, auth: Auth, head: bool) -> Value {
         let mut codes: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
         let mut gate: Vec<(u16, &[&str])> = vec![
             (400, &["bad_request"]),
@@ -149,8 +169,15 @@ impl Operation {
             (408, &["body_timeout"]),
             (413, &["body_too_large"]),
         ];
-        if !public {
-            gate.push((401, &["missing_token", "bad_token"]));
+        match auth {
+            Auth::Public => {}
+            Auth::Session | Auth::SessionReads => {
+                gate.push((401, &["missing_token", "bad_token", "session_expired"]))
+            }
+            Auth::Token => {
+                gate.push((401, &["missing_token", "bad_token"]));
+                gate.push((403, &["session_not_allowed"]));
+            }
         }
         for (status, list) in gate.iter().chain(&self.errors) {
             codes.entry(*status).or_default().extend_from_slice(list);
@@ -178,8 +205,12 @@ impl Operation {
             "parameters": self.params,
             "responses": responses,
         });
-        if public {
-            op["security"] = json!([]);
+        match auth {
+            Auth::Public => op["security"] = json!([]),
+            Auth::Session | Auth::SessionReads => {
+                op["security"] = json!([{ "token": [] }, { "session": [] }])
+            }
+            Auth::Token => {}
         }
         if let Some((required, schema)) = &self.body {
             op["requestBody"] = json!({
@@ -232,10 +263,13 @@ fn paths(kind: Kind) -> Value {
         let mut item = Map::new();
         for (method, op) in operations::of_route(route, shared) {
             let name = operation_id(method, route.path);
-            let public = route.op == Op::Health;
-            item.insert(method.into(), op.write(name, public, false));
+            let auth = match route.auth {
+                Auth::SessionReads if method != "get" => Auth::Token,
+                auth => auth,
+            };
+            item.insert(method.into(), op.write(name, auth, false));
             if method == "get" {
-                let head = op.write(operation_id("head", route.path), public, true);
+                let head = op.write(operation_id("head", route.path), auth, true);
                 item.insert("head".into(), head);
             }
         }
@@ -256,6 +290,9 @@ fn operation_id(method: &str, path: &str) -> String {
     }
     if path.ends_with("/documents/") {
         id.push_str("_by_section");
+    }
+    if path == "/" {
+        id.push_str("_page");
     }
     id
 }

@@ -21,6 +21,28 @@ pub enum Op {
     Mcp,
     Projects,
     ProjectStatus,
+    /// The search page, `/`, and its files under `/ui/`.
+    Page,
+    Asset,
+    /// A one-time code (`doc-serve open`), and its exchange for a browser session.
+    LoginCode,
+    Login,
+}
+
+/// What a request must show to reach a route over TCP (over a Unix socket the
+/// socket's file mode is the gate): README, "Search page".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Nothing: `/health`, the page's files (no data in them) and the exchange of a
+    /// one-time code for a session. Host and Origin are checked as everywhere.
+    Public,
+    /// The instance token, or a browser session: the routes that read.
+    Session,
+    /// As [`Auth::Session`] for GET and HEAD, the token for the other methods.
+    SessionReads,
+    /// The instance token only: what changes the index, registers projects, answers
+    /// MCP or mints login codes.
+    Token,
 }
 
 /// A route: its path as OpenAPI writes it (`{id}` is one path segment, `{path}` at the
@@ -31,14 +53,20 @@ pub struct Route {
     pub path: &'static str,
     pub allow: &'static str,
     pub op: Op,
+    pub auth: Auth,
 }
 
 pub const GET: &str = "GET, HEAD";
 pub const POST: &str = "POST";
 pub const GET_OR_POST: &str = "GET, HEAD, POST";
 
-const fn route(path: &'static str, allow: &'static str, op: Op) -> Route {
-    Route { path, allow, op }
+const fn route(path: &'static str, allow: &'static str, op: Op, auth: Auth) -> Route {
+    Route {
+        path,
+        allow,
+        op,
+        auth,
+    }
 }
 
 /// Which table a server routes by.
@@ -61,29 +89,57 @@ impl Kind {
 
 /// A project's resident.
 pub const RESIDENT: &[Route] = &[
-    route("/health", GET, Op::Health),
-    route("/openapi.json", GET, Op::OpenApi),
-    route("/status", GET, Op::Status),
-    route("/query", GET_OR_POST, Op::Query),
-    route("/index", POST, Op::Index),
+    route("/health", GET, Op::Health, Auth::Public),
+    route("/", GET, Op::Page, Auth::Public),
+    route("/ui/{path}", GET, Op::Asset, Auth::Public),
+    route("/login", POST, Op::Login, Auth::Public),
+    route("/login/code", POST, Op::LoginCode, Auth::Token),
+    route("/openapi.json", GET, Op::OpenApi, Auth::Session),
+    route("/status", GET, Op::Status, Auth::Session),
+    route("/query", GET_OR_POST, Op::Query, Auth::Session),
+    route("/index", POST, Op::Index, Auth::Token),
     // The path taken from `section=PATH#ANCHOR`.
-    route("/documents/", GET, Op::Document),
-    route("/documents/{path}", GET, Op::Document),
-    route("/mcp", POST, Op::Mcp),
+    route("/documents/", GET, Op::Document, Auth::Session),
+    route("/documents/{path}", GET, Op::Document, Auth::Session),
+    route("/mcp", POST, Op::Mcp, Auth::Token),
 ];
 
 /// The shared daemon: a project's routes are under `/projects/{id}/` (it has no `/mcp`:
 /// `doc-serve mcp` in the project bridges to it).
 pub const SHARED: &[Route] = &[
-    route("/health", GET, Op::Health),
-    route("/openapi.json", GET, Op::OpenApi),
-    route("/status", GET, Op::Status),
-    route("/projects", GET_OR_POST, Op::Projects),
-    route("/projects/{id}/status", GET, Op::ProjectStatus),
-    route("/projects/{id}/query", GET_OR_POST, Op::Query),
-    route("/projects/{id}/index", POST, Op::Index),
-    route("/projects/{id}/documents/", GET, Op::Document),
-    route("/projects/{id}/documents/{path}", GET, Op::Document),
+    route("/health", GET, Op::Health, Auth::Public),
+    route("/", GET, Op::Page, Auth::Public),
+    route("/ui/{path}", GET, Op::Asset, Auth::Public),
+    route("/login", POST, Op::Login, Auth::Public),
+    route("/login/code", POST, Op::LoginCode, Auth::Token),
+    route("/openapi.json", GET, Op::OpenApi, Auth::Session),
+    route("/status", GET, Op::Status, Auth::Session),
+    route("/projects", GET_OR_POST, Op::Projects, Auth::SessionReads),
+    route(
+        "/projects/{id}/status",
+        GET,
+        Op::ProjectStatus,
+        Auth::Session,
+    ),
+    route(
+        "/projects/{id}/query",
+        GET_OR_POST,
+        Op::Query,
+        Auth::Session,
+    ),
+    route("/projects/{id}/index", POST, Op::Index, Auth::Token),
+    route(
+        "/projects/{id}/documents/",
+        GET,
+        Op::Document,
+        Auth::Session,
+    ),
+    route(
+        "/projects/{id}/documents/{path}",
+        GET,
+        Op::Document,
+        Auth::Session,
+    ),
 ];
 
 /// A request's route, with what its path fills in.
@@ -147,6 +203,17 @@ pub fn find<'a>(kind: Kind, method: &Method, path: &'a str) -> Result<Found<'a>,
     Ok(found)
 }
 
+/// What `method` on `path` needs (see [`Auth`]): a path or method no route takes
+/// needs the token, so a client without one learns nothing of the routes (401 before
+/// 404).
+pub fn auth_of(kind: Kind, method: &Method, path: &str) -> Auth {
+    match find(kind, method, path).map(|f| f.route.auth) {
+        Ok(Auth::SessionReads) if method == Method::GET || method == Method::HEAD => Auth::Session,
+        Ok(Auth::SessionReads) | Err(_) => Auth::Token,
+        Ok(auth) => auth,
+    }
+}
+
 fn no_route(kind: Kind, path: &str) -> ApiError {
     let message = if kind == Kind::Shared {
         format!(
@@ -195,9 +262,11 @@ mod tests {
             get("/documents/a/b.md"),
             Ok((Op::Document, None, "a/b.md".into()))
         );
+        assert_eq!(get("/"), Ok((Op::Page, None, String::new())));
+        assert_eq!(get("/ui/app.js"), Ok((Op::Asset, None, "app.js".into())));
         for nowhere in [
             "",
-            "/",
+            "/ui/",
             "/documents",
             "/query/",
             "/querys",
@@ -241,5 +310,30 @@ mod tests {
             op(Kind::Shared, Method::GET, "/projects/p_1/index"),
             Err(405)
         );
+    }
+
+    #[test]
+    fn what_each_route_needs() {
+        use Auth::*;
+        let auth = |kind, method, path| auth_of(kind, &method, path);
+        let r = Kind::Resident;
+        assert_eq!(auth(r, Method::GET, "/health"), Public);
+        assert_eq!(auth(r, Method::GET, "/"), Public);
+        assert_eq!(auth(r, Method::HEAD, "/ui/app.css"), Public);
+        assert_eq!(auth(r, Method::POST, "/login"), Public);
+        assert_eq!(auth(r, Method::POST, "/login/code"), Token);
+        assert_eq!(auth(r, Method::POST, "/query"), Session);
+        assert_eq!(auth(r, Method::GET, "/documents/a.md"), Session);
+        assert_eq!(auth(r, Method::POST, "/index"), Token);
+        assert_eq!(auth(r, Method::POST, "/mcp"), Token);
+        // Nothing but a route's own methods is public: the rest is 401 before 405.
+        assert_eq!(auth(r, Method::POST, "/"), Token);
+        assert_eq!(auth(r, Method::GET, "/login"), Token);
+        assert_eq!(auth(r, Method::GET, "/nowhere"), Token);
+        let s = Kind::Shared;
+        assert_eq!(auth(s, Method::GET, "/projects"), Session);
+        assert_eq!(auth(s, Method::POST, "/projects"), Token);
+        assert_eq!(auth(s, Method::GET, "/projects/p_1/query"), Session);
+        assert_eq!(auth(s, Method::POST, "/projects/p_1/index"), Token);
     }
 }

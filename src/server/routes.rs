@@ -239,3 +239,59 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<A
     };
     Answer::json(&api::read(site, want).await?)
 }
+
+/// `POST /login`: a one-time code traded for a browser session (README, "Search page").
+pub fn login(server: &Server, body: &Bytes, port: &str) -> Result<Answer, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Login {
+        code: String,
+    }
+    let req: Login = object_body(body, "{\"code\": \"...\"} (from `doc-serve open`)")?;
+    let session = server.login.redeem(&req.code, port)?;
+    Answer::json(&serde_json::json!({
+        "session": session.session,
+        "expires_at": session.expires_at,
+        "expires_in": session.expires_in,
+        "kind": match server.kind() {
+            super::router::Kind::Resident => "resident",
+            super::router::Kind::Shared => "shared",
+        },
+    }))
+}
+
+/// `POST /login/code`: a one-time code for `doc-serve open`, with the URLs of this
+/// server's TCP listeners (a browser reaches nothing else).
+pub fn login_code(server: &Server) -> Result<Answer, ApiError> {
+    let urls: Vec<String> = server
+        .runtime
+        .listeners
+        .iter()
+        .filter(|l| l.kind == "tcp")
+        .filter_map(|l| l.address.parse::<std::net::SocketAddr>().ok())
+        .map(|addr| {
+            let host = match addr.ip() {
+                ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+                ip if ip.is_unspecified() => "[::1]".to_owned(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+            };
+            format!("http://{host}:{}/", addr.port())
+        })
+        .collect();
+    if urls.is_empty() {
+        return Err(ApiError::new(
+            hyper::StatusCode::CONFLICT,
+            "no_tcp_listener",
+            "this server listens only on a Unix socket, which a browser cannot reach; \
+             `doc-serve install systemd --tcp-port PORT` (or `install launchd --tcp-port \
+             PORT`) adds a 127.0.0.1 listener",
+        ));
+    }
+    let code = server.login.new_code()?;
+    Answer::json(&serde_json::json!({
+        "code": code,
+        "expires_in": server.login.code_ttl.as_secs(),
+        "urls": urls,
+    }))
+}

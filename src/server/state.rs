@@ -27,6 +27,8 @@ use crate::ingest::walk::Sources;
 pub struct Server {
     pub runtime: RuntimeState,
     pub token: String,
+    /// One-time codes and browser sessions (`doc-serve open`).
+    pub login: super::login::Login,
     pub bind_host: String,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,

@@ -13,6 +13,7 @@ mod http;
 mod lifecycle;
 mod load;
 mod logging;
+mod login;
 mod mcp;
 mod model;
 mod openapi;

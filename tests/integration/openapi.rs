@@ -80,7 +80,28 @@ impl Api {
                 reply.head
             );
         }
-        let Some(schema) = response["content"]["application/json"].get("schema") else {
+        let content = &response["content"];
+        let Some(schema) = content["application/json"].get("schema") else {
+            // The page's files: one of the described types, with a body unless HEAD.
+            if let Some(types) = content.as_object().filter(|c| !c.is_empty()) {
+                let got = reply
+                    .head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-type: ")
+                            .map(String::from)
+                    })
+                    .unwrap_or_default();
+                let got = got.split(';').next().unwrap_or_default();
+                assert!(types.contains_key(got), "{method} {template}: type {got:?}");
+                assert_eq!(
+                    reply.body.is_empty(),
+                    method == "HEAD",
+                    "{method} {template}"
+                );
+                return;
+            }
             assert_eq!(
                 reply.body, "",
                 "{method} {template}: a body where none is described"
@@ -220,8 +241,14 @@ fn sample(api: &Api, template: &str, method: &str) -> (String, Option<String>, V
     let local = template.strip_prefix("/projects/{id}").unwrap_or(template);
     let mcp_headers = vec!["Accept: application/json, text/event-stream"];
     match (local, method) {
-        ("/health" | "/openapi.json" | "/status" | "/projects", "get" | "head") => {
+        ("/health" | "/openapi.json" | "/status" | "/projects" | "/", "get" | "head") => {
             (path, None, vec![])
+        }
+        ("/ui/{path}", "get" | "head") => ("/ui/app.js".into(), None, vec![]),
+        ("/login/code", "post") => (path, None, vec![]),
+        ("/login", "post") => {
+            let code = api.send("POST", "/login/code", None, &[]).json()["code"].clone();
+            (path, Some(json!({ "code": code }).to_string()), vec![])
         }
         ("/query", "get" | "head") => (
             format!("{path}?q=install&explain=true&limit=3"),

@@ -54,7 +54,59 @@ pub fn of_route(route: &Route, shared: bool) -> Vec<(&'static str, Operation)> {
         Op::Mcp => vec![("post", mcp())],
         Op::Projects => vec![("get", projects()), ("post", register())],
         Op::ProjectStatus => vec![("get", project_status().params(ids).errors(site_errors))],
+        Op::Page => vec![("get", page())],
+        Op::Asset => vec![("get", asset())],
+        Op::Login => vec![("post", login())],
+        Op::LoginCode => vec![("post", login_code())],
     }
+}
+
+fn page() -> Operation {
+    Operation::file(
+        "The search page",
+        "HTML, public (it holds no data): it signs in with the code `doc-serve open` \
+         puts in its URL's fragment (README, \"Search page\").",
+        &["text/html"],
+    )
+}
+
+fn asset() -> Operation {
+    Operation::file(
+        "A file of the search page",
+        "Script, style sheet or icon, public. A name the page does not have is 404.",
+        &["text/javascript", "text/css", "image/svg+xml"],
+    )
+    .params([json!({
+        "name": "path", "in": "path", "required": true,
+        "schema": { "type": "string", "minLength": 1 },
+        "description": "app.js, app.css or icon.svg",
+    })])
+    .errors(&[(404, &["not_found"])])
+}
+
+fn login() -> Operation {
+    Operation::new(
+        "Trade a one-time code for a browser session",
+        "Public. A code is good once, for `login_code_seconds`; the session is a bearer \
+         token for the routes that read, good for `session_seconds` on this port.",
+        "Session",
+    )
+    .body(true, "Login")
+    .errors(&[
+        (400, &["bad_body"]),
+        (401, &["invalid_code", "code_used", "code_expired"]),
+        (500, &["internal"]),
+    ])
+}
+
+fn login_code() -> Operation {
+    Operation::new(
+        "A one-time login code for a browser",
+        "What `doc-serve open` asks for: the instance token, or the Unix socket. 409 when \
+         no TCP listener is there for a browser to reach.",
+        "LoginCode",
+    )
+    .errors(&[(409, &["no_tcp_listener"]), (500, &["internal"])])
 }
 
 fn health() -> Operation {

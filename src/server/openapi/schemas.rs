@@ -110,6 +110,43 @@ pub fn all() -> Value {
     add("JsonRpcMessage", json_rpc_message());
     add("JsonRpcReply", json_rpc_reply());
     add("OpenApi", open_api());
+    add(
+        "Login",
+        object(&[("code", text("from `doc-serve open`"))], &[]),
+    );
+    add(
+        "Session",
+        object(
+            &[
+                ("session", text("the bearer token for the routes that read")),
+                (
+                    "expires_at",
+                    json!({ "type": "integer", "description": "Unix seconds" }),
+                ),
+                ("expires_in", count()),
+                (
+                    "kind",
+                    json!({ "type": "string", "enum": ["resident", "shared"] }),
+                ),
+            ],
+            &[],
+        ),
+    );
+    add(
+        "LoginCode",
+        object(
+            &[
+                ("code", text("good once, for expires_in seconds")),
+                ("expires_in", count()),
+                (
+                    "urls",
+                    json!({ "type": "array", "items": { "type": "string" }, "minItems": 1,
+                            "description": "the page on each TCP listener" }),
+                ),
+            ],
+            &[],
+        ),
+    );
     Value::Object(s)
 }
 
