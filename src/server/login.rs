@@ -81,6 +81,9 @@ impl Login {
 
     /// A new one-time code.
     pub fn new_code(&self) -> Result<String, ApiError> {
+        // The key the session will need: a key that cannot be made fails here, where
+        // `doc-serve open` shows the error, rather than in the browser.
+        self.key()?;
         let code = hex(&random::<16>()?);
         let now = Instant::now();
         let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());

@@ -272,7 +272,7 @@ fn a_session_outlives_a_restart_but_not_a_new_key() {
     assert_eq!(get(&addr, "/status", &[&auth]).status, 200);
     // Deleting the key ends every session (README, "Search page").
     std::fs::remove_file(t.state_file("session.key")).unwrap();
-    restart(&mut t, pid);
+    let pid = restart(&mut t, pid);
     let r = get(&addr, "/status", &[&auth]);
     assert_eq!(
         (r.status, r.json()["code"].clone()),
@@ -280,7 +280,11 @@ fn a_session_outlives_a_restart_but_not_a_new_key() {
     );
     // A damaged key is replaced, not a reason to refuse every login.
     std::fs::write(t.state_file("session.key"), "not a key").unwrap();
+    restart(&mut t, pid);
     let (_, code) = open(&t);
+    let key = std::fs::read_to_string(t.state_file("session.key")).unwrap();
+    assert_eq!(key.len(), 64, "{key:?}");
+    assert_eq!(mode_of(&t.state_file("session.key")), 0o600);
     let fresh = session_of(&addr, &code);
     assert_eq!(
         get(

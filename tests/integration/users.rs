@@ -149,6 +149,7 @@ def http(connect, path, headers=""):
 attempt("read_doc", lambda: len(open(a["doc"]).read()))
 attempt("read_runtime", lambda: len(open(a["runtime"]).read()))
 attempt("list_state", lambda: os.listdir(a["state"]))
+attempt("read_session_key", lambda: len(open(os.path.join(a["state"], "session.key")).read()))
 q = "/query?q=" + a["word"]
 if a["tcp"]:
     host, port = a["tcp"].rsplit(":", 1)
@@ -156,6 +157,8 @@ if a["tcp"]:
     attempt("tcp_health", lambda: http(tcp, "/health"))
     attempt("tcp_query", lambda: http(tcp, q))
     attempt("tcp_query_wrong_token", lambda: http(tcp, q, "Authorization: Bearer " + "0" * 64 + "\r\n"))
+    attempt("tcp_page", lambda: http(tcp, "/"))
+    attempt("tcp_query_forged_session", lambda: http(tcp, q, "Authorization: Bearer dss1.9999999999.00." + "0" * 64 + "\r\n"))
 if a["unix"]:
     def unix():
         s = socket.socket(socket.AF_UNIX)
@@ -201,8 +204,18 @@ pub fn assert_kept_out(user: &Value, owner: &Value) {
         Some("PermissionError")
     );
     assert_eq!(err(user, "list_state").as_deref(), Some("PermissionError"));
+    assert_eq!(
+        err(user, "read_session_key").as_deref(),
+        Some("PermissionError")
+    );
     if user.get("tcp_health").is_some() {
         assert_eq!(user["tcp_health"]["ok"]["status"], 200, "{user}");
+        // The page is public (it holds no data); a made-up session gets nothing.
+        assert_eq!(user["tcp_page"]["ok"]["status"], 200, "{user}");
+        assert_eq!(
+            user["tcp_query_forged_session"]["ok"]["status"], 401,
+            "{user}"
+        );
         assert_eq!(user["tcp_query"]["ok"]["status"], 401, "{user}");
         assert_eq!(user["tcp_query_wrong_token"]["ok"]["status"], 401, "{user}");
     }
@@ -237,12 +250,15 @@ fn another_local_user_cannot_query_the_resident_over_tcp() {
     let rt = t.wait_runtime(Duration::from_secs(15));
     let addr = addr_of(&rt);
     open_up(&t, &docs);
+    // A browser session made: the key that signs it is there to be tried.
+    t.json(&["open", "--print", "--json"]);
     let probe = Probe {
         tcp: Some(&addr),
         unix: None,
         word: "vault",
     };
     let owner = user.probe(&t, &probe, true);
+    assert!(owner["read_session_key"].get("ok").is_some(), "{owner}");
     let other = user.probe(&t, &probe, false);
     eprintln!("owner: {owner}\nother user: {other}");
     assert_kept_out(&other, &owner);
