@@ -369,3 +369,41 @@ fn a_shared_mode_project_opens_on_the_daemon() {
     assert_eq!(r.status, 403, "{r:?}");
     t.ok(&["stop", "--shared"]);
 }
+
+#[test]
+fn open_hands_the_browser_a_private_file_not_the_code() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = TestEnv::new();
+    let (_, addr, _) = serving(&mut t);
+    let seen = t.root().join("browser-args");
+    let browser = t.root().join("browser");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n", seen.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.set("BROWSER", &format!("{}:firefox", browser.display()));
+    let v = t.json(&["open", "--json"]);
+    assert_eq!(v["opened"], true, "{v}");
+    let arg = wait_for(WAIT, "the browser to run", || {
+        std::fs::read_to_string(&seen).ok().filter(|s| !s.is_empty())
+    });
+    let file = std::path::PathBuf::from(arg.trim());
+    assert_eq!(file, t.state_file("open.html"), "{arg}");
+    assert!(!arg.contains("code"), "the code on a command line: {arg}");
+    assert_eq!(mode_of(&file), 0o600);
+    let page = std::fs::read_to_string(&file).unwrap();
+    let url = v["url"].as_str().unwrap();
+    assert!(page.contains(&format!("content=\"0;url={url}\"")), "{page}");
+    let code = url.split("#code=").nth(1).unwrap();
+    assert!(session_of(&addr, code).starts_with("dss1."));
+
+    // Over SSH the browser is elsewhere: the URL is printed (unless BROWSER says
+    // what to run).
+    t.set("BROWSER", "");
+    t.set("DISPLAY", ":0");
+    t.set("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22");
+    let out = t.ok(&["open"]);
+    assert!(out.starts_with(&format!("http://{addr}/#code=")), "{out}");
+}
