@@ -280,12 +280,24 @@ pub fn login_code(server: &Server) -> Result<Answer, ApiError> {
         })
         .collect();
     if urls.is_empty() {
+        let how = match server.kind() {
+            super::router::Kind::Resident => {
+                "`doc-serve install systemd --tcp-port PORT` (or `install launchd \
+                 --tcp-port PORT`) adds a 127.0.0.1 listener"
+            }
+            super::router::Kind::Shared => {
+                "`systemctl --user edit doc-serve.socket` adds one: [Socket] \
+                 ListenStream=127.0.0.1:45123, then `systemctl --user restart \
+                 doc-serve.socket`"
+            }
+        };
         return Err(ApiError::new(
             hyper::StatusCode::CONFLICT,
             "no_tcp_listener",
-            "this server listens only on a Unix socket, which a browser cannot reach; \
-             `doc-serve install systemd --tcp-port PORT` (or `install launchd --tcp-port \
-             PORT`) adds a 127.0.0.1 listener",
+            format!(
+                "this server listens only on a Unix socket, which a browser cannot reach; \
+                 {how}"
+            ),
         ));
     }
     let code = server.login.new_code()?;

@@ -387,7 +387,9 @@ fn open_hands_the_browser_a_private_file_not_the_code() {
     let v = t.json(&["open", "--json"]);
     assert_eq!(v["opened"], true, "{v}");
     let arg = wait_for(WAIT, "the browser to run", || {
-        std::fs::read_to_string(&seen).ok().filter(|s| !s.is_empty())
+        std::fs::read_to_string(&seen)
+            .ok()
+            .filter(|s| !s.is_empty())
     });
     let file = std::path::PathBuf::from(arg.trim());
     assert_eq!(file, t.state_file("open.html"), "{arg}");
