@@ -1,7 +1,8 @@
 //! Reading a source back (`/documents`, `read_doc`; README "HTTP API"): the whole file,
 //! a range of its lines, the section under a heading or the section of an id
 //! (`path#anchor`, as hits carry it), cut to a token budget, with the sections before
-//! and after it so that a reader can widen its view.
+//! and after it so that a reader can widen its view; or rendered for a person to read
+//! (`/render`, [`render`]).
 //!
 //! Owns the rules of what may be read: only what the walk lists (see [`load`]). Lines
 //! are numbered as the chunker numbers them ([`chunk::split_lines`]), and sections are
@@ -19,6 +20,9 @@ use crate::tokens::{BYTES_PER_TOKEN, json_len};
 use outline::{holding, outline, under_heading};
 
 mod outline;
+pub mod render;
+
+pub use render::Rendered;
 
 /// What to read: the file at `path` (relative to the root, as hits show it), which
 /// part of it, and at most how many tokens of text (see [`crate::tokens`]).
@@ -243,6 +247,25 @@ pub fn read(sources: &Sources, want: &Want) -> Result<Part, ReadError> {
             .find(|s| s.line_start > line_end)
             .map(|s| s.to_ref(path)),
     })
+}
+
+/// Renders the document `path` for a person to read (see [`render`]): the whole file,
+/// or, for a large one, the section `section` names (`path#anchor`, or the anchor
+/// alone). What may be read is what [`read`] may read.
+pub fn render(sources: &Sources, path: &str, section: Option<&str>) -> Result<Rendered, ReadError> {
+    let anchor = match section {
+        Some(id) => {
+            let want = Want {
+                path: path.to_owned(),
+                scope: Scope::Section(id.to_owned()),
+                max_tokens: None,
+            };
+            Some(target(&want)?.1.to_owned())
+        }
+        None => None,
+    };
+    let text = load(sources, path)?;
+    render::render(path, &text, anchor.as_deref())
 }
 
 /// The path to read and the anchor asked for (empty unless by section). A whole id
