@@ -22,7 +22,7 @@ pub use standalone::Standalone;
 
 use crate::engine::search::{Mode, Request, Response};
 use crate::engine::{Engine, near};
-use crate::ingest::read::{self, Part, Want};
+use crate::ingest::read::{self, Part, Rendered, Want};
 use crate::ingest::sync::Summary;
 use crate::ingest::walk::Sources;
 use vectors::{Vectors, no_model};
@@ -265,6 +265,17 @@ pub fn at_least_one(name: &str, value: Option<usize>) -> Result<Option<usize>, A
 pub async fn read<S: Site>(site: &S, want: Want) -> Result<Part, ApiError> {
     let sources = site.sources();
     Ok(blocking(move || read::read(&sources, &want)).await??)
+}
+
+/// Renders a document of `site` for a person to read: whole, or for a large one the
+/// section of `section` (see [`crate::ingest::read::render`]).
+pub async fn render<S: Site>(
+    site: &S,
+    path: String,
+    section: Option<String>,
+) -> Result<Rendered, ApiError> {
+    let sources = site.sources();
+    Ok(blocking(move || read::render(&sources, &path, section.as_deref())).await??)
 }
 
 /// Brings `site`'s index in line with the files, and answers what that did.

@@ -216,7 +216,7 @@ async fn route(
 }
 
 /// A project's own routes, the resident's and each project's on the shared daemon
-/// (under `/projects/{id}/`): `query`, `documents/{path}`, `index`.
+/// (under `/projects/{id}/`): `query`, `documents/{path}`, `render/{path}`, `index`.
 pub async fn project_route(
     site: &Site,
     found: &Found<'_>,
@@ -228,6 +228,7 @@ pub async fn project_route(
         Op::Query => routes::query(site, method, qs, body).await,
         Op::Index => routes::reindex(site, body).await,
         Op::Document => routes::document(site, found.doc, qs).await,
+        Op::Render => routes::render(site, found.doc, qs).await,
         // The table sends these elsewhere (`/mcp` is answered before the body is read).
         Op::Health
         | Op::OpenApi

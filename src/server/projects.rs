@@ -11,7 +11,8 @@
 //! project's answer and its entry in /projects; the daemon and the other projects go on.
 //!
 //! Routes: `GET /projects`, `POST /projects {"root": ...}`, and each project's own
-//! routes under `/projects/{id}/` (`query`, `documents/{path}`, `index`, `status`).
+//! routes under `/projects/{id}/` (`query`, `documents/{path}`, `render/{path}`, `index`,
+//! `status`).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -18,6 +18,7 @@ pub enum Op {
     Query,
     Index,
     Document,
+    Render,
     Mcp,
     Projects,
     ProjectStatus,
@@ -101,11 +102,13 @@ pub const RESIDENT: &[Route] = &[
     // The path taken from `section=PATH#ANCHOR`.
     route("/documents/", GET, Op::Document, Auth::Session),
     route("/documents/{path}", GET, Op::Document, Auth::Session),
+    route("/render/{path}", GET, Op::Render, Auth::Session),
     route("/mcp", POST, Op::Mcp, Auth::Token),
 ];
 
 /// The shared daemon: a project's routes are under `/projects/{id}/` (it has no `/mcp`:
 /// `doc-serve mcp` in the project bridges to it).
+#[rustfmt::skip]
 pub const SHARED: &[Route] = &[
     route("/health", GET, Op::Health, Auth::Public),
     route("/", GET, Op::Page, Auth::Public),
@@ -115,31 +118,12 @@ pub const SHARED: &[Route] = &[
     route("/openapi.json", GET, Op::OpenApi, Auth::Session),
     route("/status", GET, Op::Status, Auth::Session),
     route("/projects", GET_OR_POST, Op::Projects, Auth::SessionReads),
-    route(
-        "/projects/{id}/status",
-        GET,
-        Op::ProjectStatus,
-        Auth::Session,
-    ),
-    route(
-        "/projects/{id}/query",
-        GET_OR_POST,
-        Op::Query,
-        Auth::Session,
-    ),
+    route("/projects/{id}/status", GET, Op::ProjectStatus, Auth::Session),
+    route("/projects/{id}/query", GET_OR_POST, Op::Query, Auth::Session),
     route("/projects/{id}/index", POST, Op::Index, Auth::Token),
-    route(
-        "/projects/{id}/documents/",
-        GET,
-        Op::Document,
-        Auth::Session,
-    ),
-    route(
-        "/projects/{id}/documents/{path}",
-        GET,
-        Op::Document,
-        Auth::Session,
-    ),
+    route("/projects/{id}/documents/", GET, Op::Document, Auth::Session),
+    route("/projects/{id}/documents/{path}", GET, Op::Document, Auth::Session),
+    route("/projects/{id}/render/{path}", GET, Op::Render, Auth::Session),
 ];
 
 /// A request's route, with what its path fills in.

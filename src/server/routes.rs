@@ -197,6 +197,23 @@ pub async fn reindex(site: &Site, body: &Bytes) -> Result<Answer, ApiError> {
     Answer::json(&api::reindex(site, b.full).await?)
 }
 
+/// The parameters of `/render/{path}`.
+pub const RENDER_PARAMS: &[&str] = &["section"];
+
+/// `GET /render/{path}[?section=ID]`: a document rendered for a person to read, as
+/// [`crate::ingest::read::render`] renders it.
+pub async fn render(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<Answer, ApiError> {
+    let rel = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let p = params(qs, RENDER_PARAMS)?;
+    let section = match param(&p, "section") {
+        Some("") => return Err(bad("bad_parameter", "section must not be empty")),
+        s => s.map(String::from),
+    };
+    Answer::json(&api::render(site, rel, section).await?)
+}
+
 /// The parameters of `/documents/{path}`.
 pub const DOCUMENT_PARAMS: &[&str] = &["start", "end", "heading", "section", "max_tokens"];
 

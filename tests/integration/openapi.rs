@@ -265,6 +265,11 @@ fn sample(api: &Api, template: &str, method: &str) -> (String, Option<String>, V
             (path, Some(body.to_string()), vec![])
         }
         ("/documents/{path}", "get" | "head") => (format!("{path}?heading=Linux"), None, vec![]),
+        ("/render/{path}", "get" | "head") => (
+            format!("{path}?section=docs%2Fguide%2Finstall.md%23linux"),
+            None,
+            vec![],
+        ),
         ("/documents/", "get" | "head") => (
             format!("{path}?section=docs%2Fguide%2Finstall.md%23configuration-file"),
             None,
@@ -351,6 +356,19 @@ fn errors_fit(api: &Api) {
             "bad_range",
         ),
         get("/documents/", "/documents/?section=", 400, "bad_parameter"),
+        get("/render/{path}", "/render/nope.md", 404, "not_found"),
+        get(
+            "/render/{path}",
+            "/render/{path}?section=nope",
+            404,
+            "no_such_section",
+        ),
+        get(
+            "/render/{path}",
+            "/render/{path}?start=1",
+            400,
+            "bad_parameter",
+        ),
     ] {
         let target = p(target);
         let reply = api.send(method, &target, body, &[]);

@@ -51,6 +51,7 @@ pub fn of_route(route: &Route, shared: bool) -> Vec<(&'static str, Operation)> {
             let by_section = route.path.ends_with('/');
             vec![("get", read(by_section).params(ids).errors(site_errors))]
         }
+        Op::Render => vec![("get", render().params(ids).errors(site_errors))],
         Op::Mcp => vec![("post", mcp())],
         Op::Projects => vec![("get", projects()), ("post", register())],
         Op::ProjectStatus => vec![("get", project_status().params(ids).errors(site_errors))],
@@ -275,6 +276,37 @@ fn read(by_section: bool) -> Operation {
     op.params(params).errors(&[
         (400, &["bad_parameter", "bad_range"]),
         (404, &["not_found", "no_such_heading", "no_such_section"]),
+        (413, &["document_too_large"]),
+        (500, &["internal"]),
+    ])
+}
+
+fn render() -> Operation {
+    Operation::new(
+        "Render a document for a person to read",
+        "Markdown as a tree of a few allowed tags (raw HTML only as the text of `raw` \
+         nodes, links only to http, https, mailto or a project path), other formats as \
+         one `pre` per section, with the file's outline. A file over 1 MiB is rendered \
+         only in the section asked for (the first without one), `truncated` true. A path \
+         the walk does not list is 404 `not_found`.",
+        "Render",
+    )
+    .params([
+        json!({
+            "name": "path", "in": "path", "required": true,
+            "schema": { "type": "string", "minLength": 1 },
+            "description": "a source's path from the project root, as hits give it",
+        }),
+        query_param(
+            "section",
+            json!({ "type": "string", "minLength": 1 }),
+            "a section by its id, path#anchor, or its anchor alone: the part of a large \
+             file to render",
+        ),
+    ])
+    .errors(&[
+        (400, &["bad_parameter"]),
+        (404, &["not_found", "no_such_section"]),
         (413, &["document_too_large"]),
         (500, &["internal"]),
     ])

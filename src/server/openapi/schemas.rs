@@ -87,6 +87,9 @@ pub fn all() -> Value {
     add("Hit", hit());
     add("Document", document());
     add("SectionRef", section_ref());
+    add("Render", render());
+    add("OutlineEntry", outline_entry());
+    add("Node", node());
     add("IndexBody", object(&[], &[("full", boolean())]));
     add(
         "ReindexReply",
@@ -387,6 +390,114 @@ fn document() -> Value {
         ],
         &[],
     )
+}
+
+fn render() -> Value {
+    object(
+        &[
+            ("path", string()),
+            ("format", json!({ "enum": ["markdown", "text"] })),
+            ("total_lines", count()),
+            (
+                "truncated",
+                json!({ "type": "boolean", "description": "only part of the file is rendered" }),
+            ),
+            (
+                "outline",
+                json!({ "type": "array", "items": of("OutlineEntry") }),
+            ),
+            ("blocks", json!({ "type": "array", "items": of("Node") })),
+        ],
+        &[],
+    )
+}
+
+fn outline_entry() -> Value {
+    object(
+        &[
+            ("id", text("path#anchor, as hits carry it")),
+            (
+                "level",
+                json!({ "type": "integer", "minimum": 0, "description": "depth in the heading trail, the title included; 0 before the first heading" }),
+            ),
+            ("title", text("its heading; empty before the first heading")),
+            ("headings", strings()),
+            ("line_start", line()),
+            ("line_end", line()),
+        ],
+        &[],
+    )
+}
+
+/// A node of a rendered document: text, or an element of an allowed tag with its
+/// children and extras (README, "HTTP API").
+fn node() -> Value {
+    let tags = [
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "pre",
+        "code",
+        "ul",
+        "ol",
+        "li",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "em",
+        "strong",
+        "del",
+        "br",
+        "hr",
+        "a",
+        "sup",
+        "task",
+        "raw",
+        "image",
+    ];
+    let element = object(
+        &[("t", json!({ "enum": tags }))],
+        &[
+            (
+                "line",
+                json!({ "type": "integer", "minimum": 1, "description": "the 1-based line a block starts at" }),
+            ),
+            ("c", json!({ "type": "array", "items": of("Node") })),
+            ("id", text("h1-h6: the id of the section it heads")),
+            (
+                "start",
+                json!({ "type": "integer", "minimum": 0, "description": "ol: its first number" }),
+            ),
+            ("align", json!({ "enum": ["left", "center", "right"] })),
+            (
+                "lang",
+                json!({ "type": "string", "pattern": "^[A-Za-z0-9_+-]{1,32}$", "description": "pre: the fence's language" }),
+            ),
+            ("checked", boolean()),
+            (
+                "href",
+                json!({ "type": "string", "pattern": "^([Hh][Tt][Tt][Pp][Ss]?|[Mm][Aa][Ii][Ll][Tt][Oo]):", "description": "a: an http, https or mailto address" }),
+            ),
+            ("doc", text("a: a document's path from the project root")),
+            ("anchor", text("a: a place in that document")),
+            ("alt", text("image: its text")),
+            ("src", text("image: its address, http(s) or relative")),
+        ],
+    );
+    json!({
+        "oneOf": [
+            { "type": "string", "description": "text" },
+            element,
+        ],
+    })
 }
 
 fn summary() -> Value {

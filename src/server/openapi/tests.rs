@@ -125,7 +125,7 @@ fn sorted(names: &[&str]) -> Vec<String> {
 /// The parameters and body fields described are the ones the routes take.
 #[test]
 fn parameters_are_the_routes_own() {
-    use crate::server::routes::{DOCUMENT_PARAMS, QUERY_PARAMS};
+    use crate::server::routes::{DOCUMENT_PARAMS, QUERY_PARAMS, RENDER_PARAMS};
     for kind in [Kind::Resident, Kind::Shared] {
         let doc = describe(kind);
         let at = if kind == Kind::Shared {
@@ -141,6 +141,8 @@ fn parameters_are_the_routes_own() {
                 query_params(&doc, &document, method),
                 sorted(DOCUMENT_PARAMS)
             );
+            let render = format!("{at}/render/{{path}}");
+            assert_eq!(query_params(&doc, &render, method), sorted(RENDER_PARAMS));
             let by_section = format!("{at}/documents/");
             assert_eq!(
                 query_params(&doc, &by_section, method),
