@@ -22,6 +22,7 @@ mod packaging;
 mod paging;
 mod project;
 mod reload;
+mod render;
 mod search;
 mod sections;
 mod semantic;
