@@ -24,6 +24,14 @@ use super::{ReadError, chunk};
 use crate::ingest::chunk::Format;
 pub use tree::{El, Extra, Node};
 
+/// Every tag a rendered node may have (README, "HTTP API").
+#[rustfmt::skip]
+pub const TAGS: &[&str] = &[
+    "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "code", "ul", "ol", "li",
+    "table", "thead", "tbody", "tr", "th", "td", "em", "strong", "del", "br", "hr", "a", "sup",
+    "task", "raw", "image",
+];
+
 /// Files up to this size are rendered whole; a larger one, only the section asked for
 /// (the first without one), itself cut after this many bytes.
 pub const WHOLE_MAX: usize = 1 << 20;

@@ -432,37 +432,7 @@ fn outline_entry() -> Value {
 /// A node of a rendered document: text, or an element of an allowed tag with its
 /// children and extras (README, "HTTP API").
 fn node() -> Value {
-    let tags = [
-        "p",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "pre",
-        "code",
-        "ul",
-        "ol",
-        "li",
-        "table",
-        "thead",
-        "tbody",
-        "tr",
-        "th",
-        "td",
-        "em",
-        "strong",
-        "del",
-        "br",
-        "hr",
-        "a",
-        "sup",
-        "task",
-        "raw",
-        "image",
-    ];
+    let tags = crate::ingest::read::render::TAGS;
     let element = object(
         &[("t", json!({ "enum": tags }))],
         &[
