@@ -39,7 +39,7 @@ let sel = -1;
 let next = null; // next_offset of the shown answer
 let reader = null; // {path, outline, line, index}
 let pollTimer = 0;
-let prefixes = new Set();
+let prefixes = new Set(); // directories seen in hits, for the prefix box
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -477,12 +477,13 @@ async function loadProjects() {
 }
 
 async function useProject(id) {
-  base = "";
   ui.project.value = id;
   base = `/projects/${encodeURIComponent(id)}`;
   setHash({ project: id });
   reader = null;
-  hits = [];
+  showHits(null);
+  prefixes = new Set();
+  ui.prefixes.replaceChildren();
   fresh = null;
   stopPolling();
   try {

@@ -106,8 +106,12 @@ def scenario_search(a, res):
             """(() => { const s = new URLSearchParams(location.hash.slice(1)).get('sec');
               const cur = document.querySelector('#outline li.current');
               const hs = [...document.querySelectorAll('#doc-body h1,#doc-body h2,#doc-body h3,#doc-body h4,#doc-body h5,#doc-body h6')];
+              // The heading of the section; in a text-format doc, the block at the hit's line.
+              const line = Number(new URLSearchParams(location.hash.slice(1)).get('line') || 0);
+              const blocks = [...document.querySelectorAll('#doc-body [data-line]')]
+                .filter(e => Number(e.dataset.line) <= line);
               const h = hs.find(h => h.dataset.section === s) ||
-                        hs.find(h => cur && h.textContent === cur.textContent);
+                        hs.find(h => cur && h.textContent === cur.textContent) || blocks.pop();
               const r = h ? h.getBoundingClientRect() : null;
               return { sec: s, heading: h ? h.textContent : null,
                        top: r ? r.top : null, height: innerHeight,
