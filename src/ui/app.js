@@ -343,10 +343,20 @@ function openHit(i) {
 }
 
 const encodePath = (p) => String(p).split("/").map(encodeURIComponent).join("/");
+// An indexed path has no such segment; the URL parser would resolve one away (even as
+// %2E%2E) and the request would reach another route.
+const badPath = (p) => String(p).split("/").some((s) => /^(\.|%2e){1,2}$/i.test(s));
 
 async function showDoc(path, sec, line) {
   ui.reader.hidden = false;
   document.body.classList.add("reading");
+  if (badPath(path)) {
+    ui.docPath.textContent = path;
+    ui.docBody.replaceChildren(el("p", "error", "not a document path"));
+    ui.outline.replaceChildren();
+    reader = null;
+    return;
+  }
   if (!reader || reader.path !== path) {
     ui.docPath.textContent = path;
     ui.docBody.replaceChildren(el("p", "muted", "loading…"));
@@ -514,7 +524,7 @@ function onKey(e) {
   } else if (reading && !typing && (e.key === "[" || e.key === "]")) {
     e.preventDefault();
     goToSection((reader?.index ?? -1) + (e.key === "]" ? 1 : -1));
-  } else if (!reading && (t === ui.q || !typing)) {
+  } else if (!reading && (t === ui.q || t === document.body || ui.results.contains(t))) {
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
       const d = e.key === "ArrowDown" ? 1 : -1;
