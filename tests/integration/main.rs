@@ -19,6 +19,7 @@ mod model;
 mod openapi;
 mod own_files;
 mod packaging;
+mod page;
 mod paging;
 mod project;
 mod reload;

@@ -335,9 +335,23 @@ pub fn skip_without(tool: &str) -> bool {
     if found {
         return false;
     }
-    assert!(!in_ci(), "{tool} is required in CI");
-    eprintln!("SKIP: {tool} is not installed (apt-get install systemd)");
+    let package = package_of(tool);
+    assert!(
+        !in_ci(),
+        "{tool} is required in CI (apt-get install {package})"
+    );
+    eprintln!("SKIP: {tool} is not installed (apt-get install {package})");
     true
+}
+
+/// The Debian package that installs `tool`, for the skip's hint.
+fn package_of(tool: &str) -> &str {
+    match tool {
+        "systemd-socket-activate" | "systemd-analyze" => "systemd",
+        "unshare" | "nsenter" => "util-linux",
+        "useradd" => "passwd",
+        other => other,
+    }
 }
 
 /// A free TCP port outside the kernel's ephemeral range (32768-60999 on Linux), so
