@@ -56,11 +56,17 @@ pub static INDEX: Asset = Asset::new(
 );
 
 /// The files under `/ui/`.
-pub static FILES: [Asset; 3] = [
+pub static FILES: [Asset; 4] = [
     Asset::new(
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../ui/app.js"),
+    ),
+    // The reader, imported by app.js.
+    Asset::new(
+        "doc.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/doc.js"),
     ),
     Asset::new(
         "app.css",

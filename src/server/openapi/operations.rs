@@ -80,7 +80,7 @@ fn asset() -> Operation {
     .params([json!({
         "name": "path", "in": "path", "required": true,
         "schema": { "type": "string", "minLength": 1 },
-        "description": "app.js, app.css or icon.svg",
+        "description": "app.js, doc.js, app.css or icon.svg",
     })])
     .errors(&[(404, &["not_found"])])
 }
