@@ -320,14 +320,15 @@ function learnPrefixes(list) {
   if (add.length) ui.prefixes.append(...add);
 }
 
-function select(i) {
+/** Marks hit `i` as chosen; `show` scrolls it into view (keys, not a new answer). */
+function select(i, show) {
   const items = ui.results.children;
   if (sel >= 0 && items[sel]) items[sel].removeAttribute("aria-selected");
   sel = i;
   if (i >= 0 && items[i]) {
     items[i].setAttribute("aria-selected", "true");
     ui.q.setAttribute("aria-activedescendant", items[i].id);
-    items[i].scrollIntoView({ block: "nearest" });
+    if (show) items[i].scrollIntoView({ block: "nearest" });
   } else {
     ui.q.removeAttribute("aria-activedescendant");
   }
@@ -528,7 +529,7 @@ function onKey(e) {
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
       const d = e.key === "ArrowDown" ? 1 : -1;
-      if (hits.length) select(Math.max(0, Math.min(hits.length - 1, sel + d)));
+      if (hits.length) select(Math.max(0, Math.min(hits.length - 1, sel + d)), true);
     } else if (e.key === "Enter" && sel >= 0) {
       e.preventDefault();
       openHit(sel);
