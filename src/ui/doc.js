@@ -51,8 +51,9 @@ function build(node, docHref) {
     case "image":
       return image(node);
     case "raw":
+      // Raw HTML from the doc, shown as text: a block when it stands alone (has a line).
       e = document.createElement("code");
-      e.className = "raw";
+      e.className = Number.isInteger(node.line) ? "raw block" : "raw";
       break;
     default:
       if (!TAGS.has(node.t)) return kids(document.createDocumentFragment());
