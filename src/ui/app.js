@@ -96,7 +96,7 @@ function showLogin(why) {
   stopPolling();
   document.body.classList.add("logged-out");
   ui.login.hidden = false;
-  ui.loginWhy.textContent = LOGIN_WHY[why] || "";
+  ui.loginWhy.textContent = Object.hasOwn(LOGIN_WHY, why) ? LOGIN_WHY[why] : "";
 }
 
 // ---- hash state: #q=&prefix=&mode=&project=&doc=&sec= --------------------------
