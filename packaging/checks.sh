@@ -18,11 +18,13 @@ check() {
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
 
-# want_files LISTING: LISTING has "MODE /PATH" lines; checks every file a package must
-# install, with its mode. ZSH_DIR differs between distributions.
+# want_files LISTING ZSH_DIR [EXTRA]: LISTING has "MODE /PATH" lines; checks every file
+# a package must install, with its mode. ZSH_DIR differs between distributions; EXTRA
+# has more "MODE /PATH" lines, the files only this format installs (licences, changelogs).
 want_files() {
-  local listing=$1 zsh_dir=$2 path mode
+  local listing=$1 zsh_dir=$2 extra=${3:-} path mode
   while read -r mode path; do
+    [[ -n $path ]] || continue
     if grep -qxF -- "$mode $path" "$listing"; then
       pass "$path ($mode)"
     else
@@ -39,6 +41,7 @@ want_files() {
 -rw-r--r-- $zsh_dir/_doc-serve
 -rw-r--r-- /usr/share/fish/vendor_completions.d/doc-serve.fish
 -rw-r--r-- /usr/share/doc/doc-serve/README.md
+$extra
 EOF
   check "no system units (these are user units)" \
     bash -c '! grep -q "/lib/systemd/system/" "$1"' _ "$listing"
