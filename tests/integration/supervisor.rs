@@ -538,6 +538,14 @@ fn systemd_socket_starts_the_shared_daemon() {
 
     assert!(m.systemctl(&["stop", "doc-serve.service"]).status.success());
     assert_eq!(m.show("doc-serve.service")["Result"], "success");
+    // RemoveOnStop=yes: a stopped socket leaves no file for a client to connect to.
+    assert!(sock.exists());
+    assert!(m.systemctl(&["stop", "doc-serve.socket"]).status.success());
+    assert!(
+        !sock.exists(),
+        "{} outlived its socket unit",
+        sock.display()
+    );
     drop(m);
     drop(t);
 }
