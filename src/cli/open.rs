@@ -115,11 +115,13 @@ fn why_not_open(print: bool) -> Option<&'static str> {
 }
 
 /// Writes the redirect file and hands it to the browser: `$BROWSER` (its first
-/// entry), else `xdg-open` (`open` on macOS). The child is not waited for (some
-/// handlers return only when the browser exits). Returns what opened it.
+/// entry: a program and its arguments, `%s` standing for the file), else `xdg-open`
+/// (`open` on macOS). The child is not waited for (some handlers return only when
+/// the browser exits), only watched for a moment: one that fails at once sends the
+/// caller to printing the URL. Returns what opened it.
 fn open_browser(state_dir: &Path, url: &str) -> anyhow::Result<String> {
     let file = redirect_file(state_dir, url)?;
-    let program = std::env::var("BROWSER")
+    let entry = std::env::var("BROWSER")
         .ok()
         .and_then(|b| b.split(':').next().map(str::trim).map(String::from))
         .filter(|b| !b.is_empty())
@@ -130,13 +132,29 @@ fn open_browser(state_dir: &Path, url: &str) -> anyhow::Result<String> {
                 "xdg-open".into()
             }
         });
-    Command::new(&program)
-        .arg(&file)
+    let mut words = entry.split_whitespace();
+    let program = words.next().unwrap_or_default().to_owned();
+    let file = file.to_string_lossy();
+    let mut args: Vec<String> = words.map(|w| w.replace("%s", &file)).collect();
+    if !entry.contains("%s") {
+        args.push(file.into_owned());
+    }
+    let mut child = Command::new(&program)
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
+    for _ in 0..10 {
+        match child.try_wait() {
+            Ok(Some(status)) if !status.success() => {
+                anyhow::bail!("{program} exited with {status}")
+            }
+            Ok(Some(_)) => break,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
     Ok(program)
 }
 

@@ -57,7 +57,8 @@ pub struct Sources {
     /// it has one: a file holding it is never a source. Hard links and copies of
     /// runtime.json outlive the file's inode (a resident writes runtime.json again,
     /// with the same token, when it is deleted); the token in them does not.
-    token: Arc<OnceLock<String>>,
+    /// The secrets no source may hold: the token, the browser sessions' key.
+    token: Arc<OnceLock<Vec<String>>>,
 }
 
 /// For a name that is not UTF-8, the name the walk keeps among those in its directory
@@ -426,10 +427,11 @@ impl Sources {
     /// Reads a source: `Ok(None)` when gone, `Err(reason)` when it must be skipped.
     /// What was opened is checked once more, by the file the descriptor holds: a name
     /// turned into a link to doc-serve's own files since it was listed is refused.
-    /// Keeps every file holding `token` out, from now on, in every clone of these
-    /// sources (the walk, the watcher's updates, `/documents`).
-    pub fn guard_token(&self, token: &str) {
-        let _ = self.token.set(token.to_owned());
+    /// Keeps every file holding one of `secrets` (the token, the session key) out,
+    /// from now on, in every clone of these sources (the walk, the watcher's updates,
+    /// `/documents`).
+    pub fn guard_secrets(&self, secrets: &[String]) {
+        let _ = self.token.set(secrets.to_vec());
     }
 
     /// New sources (the settings changed) keep the token these keep out.
@@ -437,11 +439,19 @@ impl Sources {
         self.token = before.token.clone();
     }
 
-    /// Why `bytes` may not be served or indexed, if they hold the live token.
+    /// Why `bytes` may not be served or indexed, if they hold the live token or the
+    /// session key.
     pub fn holds_token(&self, bytes: &[u8]) -> Option<String> {
-        let token = self.token.get()?;
-        memchr::memmem::find(bytes, token.as_bytes())
-            .map(|_| "it holds doc-serve's token (a copy or link of runtime.json)".into())
+        self.token
+            .get()?
+            .iter()
+            .filter(|secret| !secret.is_empty())
+            .any(|secret| memchr::memmem::find(bytes, secret.as_bytes()).is_some())
+            .then(|| {
+                "it holds doc-serve's token or session key (a copy or link of runtime.json \
+                 or session.key)"
+                    .into()
+            })
     }
 
     pub fn read(&self, file: &SourceFile) -> std::result::Result<Option<String>, String> {

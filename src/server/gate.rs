@@ -40,27 +40,12 @@ pub fn check<B>(req: &Request<B>, server: &Server, transport: Transport) -> Resu
     check_host(req, bind)?;
     check_origin(req, bind)?;
     let token = single(req, &header::AUTHORIZATION, "Authorization")?;
-    if transport == Transport::Unix {
+    let Transport::Tcp { port } = transport else {
         return Ok(());
-    }
+    };
     match router::auth_of(server.kind(), req.method(), req.uri().path()) {
         Auth::Public => Ok(()),
-        auth => check_token(token, server, auth == Auth::Session, || host_port(req)),
-    }
-}
-
-/// The port of the request's Host (or its target's authority), `""` without one: a
-/// browser session is good only on the port it was made for.
-pub fn host_port<B>(req: &Request<B>) -> String {
-    let authority = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or_default();
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') && !host.is_empty() => port.to_owned(),
-        _ => String::new(),
+        auth => check_token(token, server, auth == Auth::Session, port),
     }
 }
 
@@ -233,14 +218,14 @@ fn check_token(
     value: Option<&header::HeaderValue>,
     server: &Server,
     session: bool,
-    port: impl FnOnce() -> String,
+    port: u16,
 ) -> Result<(), ApiError> {
     let given = value
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(t) if t.starts_with(SESSION_PREFIX) && session => server.login.verify(t, &port()),
+        Some(t) if t.starts_with(SESSION_PREFIX) && session => server.login.verify(t, port),
         Some(t) if t.starts_with(SESSION_PREFIX) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "session_not_allowed",

@@ -30,7 +30,10 @@ use crate::api::ApiError;
 /// How a request reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    Tcp,
+    /// TCP, on this local port (a browser session is good on one port only).
+    Tcp {
+        port: u16,
+    },
     Unix,
 }
 
@@ -181,7 +184,6 @@ async fn route(
     }
     let method = req.method().clone();
     let qs = req.uri().query().map(String::from);
-    let port = gate::host_port(&req);
     let if_none_match = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -203,7 +205,7 @@ async fn route(
                     format!("no file {} in the page", crate::api::quoted(found.doc)),
                 )
             }),
-        (Op::Login, _) => routes::login(server, &body, &port),
+        (Op::Login, _) => routes::login(server, &body, transport),
         (Op::LoginCode, _) => routes::login_code(server),
         (Op::OpenApi, _) => Ok(Answer::Json(super::openapi::document(server.kind()))),
         (Op::Status, Sites::One(site)) => routes::status(server, site).await,

@@ -20,7 +20,7 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::StatusCode;
@@ -37,7 +37,8 @@ const MAX_CODES: usize = 32;
 pub struct Login {
     /// Where the key is, made at first need.
     key_path: PathBuf,
-    key: OnceLock<[u8; 32]>,
+    /// Loaded (or made) once, under the lock: two requests never make two keys.
+    key: Mutex<Option<[u8; 32]>>,
     /// The project id, or `shared`.
     scope: String,
     pub code_ttl: Duration,
@@ -71,7 +72,7 @@ impl Login {
     ) -> Login {
         Login {
             key_path,
-            key: OnceLock::new(),
+            key: Mutex::new(None),
             scope,
             code_ttl,
             session_ttl,
@@ -101,9 +102,9 @@ impl Login {
         Ok(code)
     }
 
-    /// Trades `code` for a session bound to `port` (the Host header's, `""` without
-    /// one); a code is good once.
-    pub fn redeem(&self, code: &str, port: &str) -> Result<Session, ApiError> {
+    /// Trades `code` for a session bound to `port` (the local port the request came
+    /// in on); a code is good once.
+    pub fn redeem(&self, code: &str, port: u16) -> Result<Session, ApiError> {
         let hash: [u8; 32] = Sha256::digest(code.as_bytes()).into();
         let now = Instant::now();
         {
@@ -112,7 +113,10 @@ impl Login {
             let Some(found) = codes.iter_mut().find(|c| c.hash == hash) else {
                 return Err(refused(
                     "invalid_code",
-                    format!("this login code is not one this server gave out{again}"),
+                    format!(
+                        "this login code is unknown here (never given out, given out \
+                         before a restart, or pushed out by {MAX_CODES} newer ones){again}"
+                    ),
                 ));
             };
             if found.used {
@@ -143,7 +147,7 @@ impl Login {
     }
 
     /// Checks a session token (starting with [`SESSION_PREFIX`]) sent to `port`.
-    pub fn verify(&self, token: &str, port: &str) -> Result<(), ApiError> {
+    pub fn verify(&self, token: &str, port: u16) -> Result<(), ApiError> {
         let bad = || {
             refused(
                 "bad_token",
@@ -158,7 +162,11 @@ impl Login {
         else {
             return Err(bad());
         };
+        // One spelling only: no sign, no leading zeros.
         let expires_at: u64 = expires.parse().map_err(|_| bad())?;
+        if expires_at.to_string() != expires {
+            return Err(bad());
+        }
         let want = hex(&self.mac(port, expires_at, nonce)?);
         if !super::gate::constant_time_eq(mac.as_bytes(), want.as_bytes()) {
             return Err(bad());
@@ -172,25 +180,31 @@ impl Login {
         Ok(())
     }
 
-    fn mac(&self, port: &str, expires_at: u64, nonce: &str) -> Result<[u8; 32], ApiError> {
+    fn mac(&self, port: u16, expires_at: u64, nonce: &str) -> Result<[u8; 32], ApiError> {
         let message = format!(
             "{SESSION_PREFIX}|{}|{port}|{expires_at}|{nonce}",
             self.scope
         );
-        Ok(hmac_sha256(self.key()?, message.as_bytes()))
+        Ok(hmac_sha256(&self.key()?, message.as_bytes()))
     }
 
-    fn key(&self) -> Result<&[u8; 32], ApiError> {
-        if let Some(key) = self.key.get() {
+    /// The key, read or made at first need (not at start: most residents never see a
+    /// browser).
+    pub fn key(&self) -> Result<[u8; 32], ApiError> {
+        let mut key = self.key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = *key {
             return Ok(key);
         }
-        let key = load_or_make_key(&self.key_path).map_err(|e| {
-            ApiError::internal(format!(
+        let made = load_or_make_key(&self.key_path).map_err(|e| {
+            let e = ApiError::internal(format!(
                 "cannot read or create the session key {}: {e}",
                 self.key_path.display()
-            ))
+            ));
+            tracing::error!("{}", e.message);
+            e
         })?;
-        Ok(self.key.get_or_init(|| key))
+        *key = Some(made);
+        Ok(made)
     }
 }
 
@@ -201,35 +215,53 @@ fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
 /// The key in `path` (64 hex digits), or a new one put there. A new key is written
 /// to a file of its own and linked into place, so another process never reads half
 /// of one, and of two made at once both keep the one that got there first. A file
-/// that holds no key (truncated, edited) is replaced: it could verify no session.
+/// that holds no key (truncated, edited) or that others may read is replaced: it
+/// could verify no session, or anyone could make them. Anything but a regular file
+/// (a directory, a FIFO, a link) is refused, never opened.
 fn load_or_make_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     for _ in 0..3 {
-        match read_key(path) {
-            Ok(Some(key)) => return Ok(key),
-            Ok(None) => {
-                tracing::warn!(
-                    "{} holds no session key; writing a new one (browser sessions made \
-                     before end)",
-                    path.display()
-                );
-                std::fs::remove_file(path)?;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_file() => {
+                let kind = match meta.file_type() {
+                    t if t.is_dir() => "a directory",
+                    t if t.is_symlink() => "a symbolic link",
+                    t if t.is_fifo() => "a FIFO",
+                    _ => "not a regular file",
+                };
+                return Err(std::io::Error::other(format!(
+                    "it is {kind}; remove it (every browser session ends) and run \
+                     `doc-serve open` again"
+                )));
             }
+            Ok(meta) => match read_key(path)? {
+                Some(key) if meta.mode() & 0o077 == 0 => return Ok(key),
+                found => {
+                    let why = if found.is_some() {
+                        "may be read by others"
+                    } else {
+                        "holds no session key"
+                    };
+                    tracing::warn!(
+                        "{} {why}; writing a new one (browser sessions made before end)",
+                        path.display()
+                    );
+                    std::fs::remove_file(path)?;
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         let key = random::<32>().map_err(|e| std::io::Error::other(e.message))?;
-        let tmp = path.with_extension(format!("key.{}", std::process::id()));
+        let tmp = path.with_extension(format!(
+            "key.{}.{}",
+            std::process::id(),
+            hex(&random::<4>().map_err(|e| std::io::Error::other(e.message))?)
+        ));
+        let written =
+            write_new(&tmp, hex(&key).as_bytes()).and_then(|()| std::fs::hard_link(&tmp, path));
         let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(hex(&key).as_bytes())?;
-        file.sync_all()?;
-        let linked = std::fs::hard_link(&tmp, path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
+        match written {
             Ok(()) => return Ok(key),
             // Another process put its key there first: read that one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -241,11 +273,29 @@ fn load_or_make_key(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     ))
 }
 
-/// `Ok(None)`: the file is there but holds no key.
+/// A new 0600 file holding `bytes`, on the disk.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// `Ok(None)`: the file is there but holds no key. Opened without following a link
+/// and without blocking (a FIFO put there since it was looked at).
 fn read_key(path: &std::path::Path) -> std::io::Result<Option<[u8; 32]>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
     let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(65)
+    file.take(65)
         .read_to_string(&mut text)
         .or_else(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => Ok(0),
@@ -294,7 +344,7 @@ fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     Ok(bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -347,14 +397,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let login = login(dir.path(), Duration::from_secs(60));
         let code = login.new_code().unwrap();
-        let session = login.redeem(&code, "4242").unwrap().session;
-        assert_eq!(login.redeem(&code, "4242").unwrap_err().code, "code_used");
-        assert_eq!(login.redeem("00", "4242").unwrap_err().code, "invalid_code");
-        login.verify(&session, "4242").unwrap();
-        assert_eq!(
-            login.verify(&session, "4243").unwrap_err().code,
-            "bad_token"
-        );
+        let session = login.redeem(&code, 4242).unwrap().session;
+        assert_eq!(login.redeem(&code, 4242).unwrap_err().code, "code_used");
+        assert_eq!(login.redeem("00", 4242).unwrap_err().code, "invalid_code");
+        login.verify(&session, 4242).unwrap();
+        assert_eq!(login.verify(&session, 4243).unwrap_err().code, "bad_token");
         // One bit of the MAC, of the expiry, a missing or extra part.
         let mut flipped = session.clone().into_bytes();
         let last = flipped.len() - 1;
@@ -362,26 +409,27 @@ mod tests {
         let flipped = String::from_utf8(flipped).unwrap();
         let (head, mac) = session.rsplit_once('.').unwrap();
         let later = session.replacen(SESSION_PREFIX, &format!("{SESSION_PREFIX}9"), 1);
+        let padded = session.replacen(SESSION_PREFIX, &format!("{SESSION_PREFIX}0"), 1);
+        let signed = session.replacen(SESSION_PREFIX, &format!("{SESSION_PREFIX}+"), 1);
         for bad in [
             flipped.as_str(),
             later.as_str(),
+            padded.as_str(),
+            signed.as_str(),
             head,
             &format!("{session}.x"),
             &format!("{SESSION_PREFIX}..{mac}"),
             SESSION_PREFIX,
         ] {
-            assert_eq!(login.verify(bad, "4242").unwrap_err().code, "bad_token");
+            assert_eq!(login.verify(bad, 4242).unwrap_err().code, "bad_token");
         }
         // Another process of the instance reads the same key.
         let other = super::tests::login(dir.path(), Duration::from_secs(60));
-        other.verify(&session, "4242").unwrap();
+        other.verify(&session, 4242).unwrap();
         // A new key ends every session.
         std::fs::write(dir.path().join("session.key"), "short").unwrap();
         let fresh = super::tests::login(dir.path(), Duration::from_secs(60));
-        assert_eq!(
-            fresh.verify(&session, "4242").unwrap_err().code,
-            "bad_token"
-        );
+        assert_eq!(fresh.verify(&session, 4242).unwrap_err().code, "bad_token");
     }
 
     #[test]
@@ -390,13 +438,13 @@ mod tests {
         let login = login(dir.path(), Duration::from_millis(30));
         let code = login.new_code().unwrap();
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(login.redeem(&code, "").unwrap_err().code, "code_expired");
+        assert_eq!(login.redeem(&code, 0).unwrap_err().code, "code_expired");
         let login = super::tests::login(dir.path(), Duration::from_secs(60));
         let first = login.new_code().unwrap();
         let last: Vec<String> = (0..MAX_CODES).map(|_| login.new_code().unwrap()).collect();
-        assert_eq!(login.redeem(&first, "").unwrap_err().code, "invalid_code");
+        assert_eq!(login.redeem(&first, 0).unwrap_err().code, "invalid_code");
         for code in &last {
-            login.redeem(code, "").unwrap();
+            login.redeem(code, 0).unwrap();
         }
     }
 
@@ -410,11 +458,76 @@ mod tests {
             Duration::ZERO,
         );
         let code = login.new_code().unwrap();
-        let session = login.redeem(&code, "1").unwrap().session;
+        let session = login.redeem(&code, 1).unwrap().session;
         assert_eq!(
-            login.verify(&session, "1").unwrap_err().code,
+            login.verify(&session, 1).unwrap_err().code,
             "session_expired"
         );
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_a_private_regular_file_is_never_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.key");
+        // Readable by others: replaced.
+        std::fs::write(&path, "ab".repeat(32)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let key = load_or_make_key(&path).unwrap();
+        assert_ne!(hex(&key), "ab".repeat(32));
+        assert_eq!(mode_of(&path), 0o600);
+        // Refused, not opened: a directory, a FIFO (which would block), links.
+        let other = dir.path().join("elsewhere");
+        std::fs::write(&other, "cd".repeat(32)).unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+        type Make = fn(&std::path::Path, &std::path::Path);
+        let makes: [(&str, Make); 4] = [
+            ("a directory", |p, _| std::fs::create_dir(p).unwrap()),
+            ("a FIFO", |p, _| {
+                nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap()
+            }),
+            ("a symbolic link", |p, o| {
+                std::os::unix::fs::symlink(o, p).unwrap()
+            }),
+            ("a symbolic link", |p, _| {
+                std::os::unix::fs::symlink("/nonexistent", p).unwrap()
+            }),
+        ];
+        for (kind, make) in makes {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir(&path);
+            make(&path, &other);
+            let e = load_or_make_key(&path).unwrap_err().to_string();
+            assert!(e.contains(kind) && e.contains("remove it"), "{kind}: {e}");
+        }
+    }
+
+    #[test]
+    fn requests_at_once_make_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let login = std::sync::Arc::new(login(dir.path(), Duration::from_secs(60)));
+            let keys: Vec<[u8; 32]> = (0..8)
+                .map(|_| {
+                    let login = login.clone();
+                    std::thread::spawn(move || login.key().unwrap())
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert!(keys.iter().all(|k| *k == keys[0]));
+            assert_eq!(
+                load_or_make_key(&dir.path().join("session.key")).unwrap(),
+                keys[0]
+            );
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+    }
+
+    fn mode_of(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
     #[test]

@@ -82,9 +82,27 @@ pub async fn run(setup: Setup, signals: &mut shutdown::Signals) -> Result<Ended>
         anchor,
     } = setup;
     let runtime = runtime_state(&project, &config, &listeners)?;
+    let login = login::Login::new(
+        project.state_dir.join("session.key"),
+        if project.is_shared_daemon() {
+            "shared".into()
+        } else {
+            project.id()
+        },
+        config.login_code,
+        config.session,
+    );
+    // What no source may hold: the token, and where a browser can come (TCP), the
+    // sessions' key, made now so that a copy of it is kept out from the start.
+    let mut secrets = vec![runtime.token.clone()];
+    if listeners.tcp_addr().is_some()
+        && let Ok(key) = login.key()
+    {
+        secrets.push(login::hex(&key));
+    }
     let (sites, index_service) = match serves {
         Serves::Project(indexer, reload) => {
-            indexer.sources.guard_token(&runtime.token);
+            indexer.sources.guard_secrets(&secrets);
             let (site, service) = Site::start(
                 indexer,
                 &config,
@@ -97,16 +115,6 @@ pub async fn run(setup: Setup, signals: &mut shutdown::Signals) -> Result<Ended>
         }
         Serves::Shared(projects) => (Sites::Many(Arc::new(*projects)), None),
     };
-    let login = login::Login::new(
-        project.state_dir.join("session.key"),
-        if project.is_shared_daemon() {
-            "shared".into()
-        } else {
-            project.id()
-        },
-        config.login_code,
-        config.session,
-    );
     let server = Arc::new(Server {
         login,
         token: runtime.token.clone(),
@@ -146,7 +154,7 @@ pub async fn run(setup: Setup, signals: &mut shutdown::Signals) -> Result<Ended>
     let mut housekeeping = None;
     if let Sites::Many(projects) = &server.sites {
         let (p, state) = (projects.clone(), server.runtime.clone());
-        let _ = tokio::task::spawn_blocking(move || p.listening(&state)).await;
+        let _ = tokio::task::spawn_blocking(move || p.listening(&state, secrets)).await;
         housekeeping = Some(tokio::spawn(close_idle_projects(
             projects.clone(),
             config.project_idle,
@@ -385,7 +393,8 @@ fn accept_loop(
             match accepted {
                 Ok(Accepted::Tcp(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    serve_connection(stream, Transport::Tcp, server, conns2, permit);
+                    let port = stream.local_addr().map_or(0, |a| a.port());
+                    serve_connection(stream, Transport::Tcp { port }, server, conns2, permit);
                 }
                 Ok(Accepted::Unix(stream)) => {
                     serve_connection(stream, Transport::Unix, server, conns2, permit);

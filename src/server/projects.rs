@@ -48,6 +48,8 @@ pub struct Projects {
     /// The daemon's runtime state, once it listens: copied into each shared-mode
     /// project's pointer runtime.json.
     runtime: OnceLock<RuntimeState>,
+    /// What no project's sources may hold: the daemon's token and session key.
+    secrets: OnceLock<Vec<String>>,
 }
 
 struct Slot {
@@ -89,12 +91,15 @@ impl Projects {
             slots: Mutex::new(slots),
             problems,
             runtime: OnceLock::new(),
+            secrets: OnceLock::new(),
         }
     }
 
-    /// Records where the daemon listens and points every shared-mode project at it.
-    pub fn listening(&self, runtime: &RuntimeState) {
+    /// Records where the daemon listens and points every shared-mode project at it;
+    /// `secrets` are kept out of every project's sources.
+    pub fn listening(&self, runtime: &RuntimeState, secrets: Vec<String>) {
         let _ = self.runtime.set(runtime.clone());
+        let _ = self.secrets.set(secrets);
         for slot in self.all() {
             self.write_pointer(&slot.reg);
         }
@@ -176,8 +181,8 @@ impl Projects {
             .home
             .project_config(&self.env, &self.config, &project)?;
         let indexer = Indexer::open(&project, &config)?;
-        if let Some(daemon) = self.runtime.get() {
-            indexer.sources.guard_token(&daemon.token);
+        if let Some(secrets) = self.secrets.get() {
+            indexer.sources.guard_secrets(secrets);
         }
         let events = EventLog::new(&config.log_dir, config.event_log_max_bytes);
         if let Err(e) = events.prepare() {

@@ -258,13 +258,23 @@ pub async fn document(site: &Site, raw_path: &str, qs: Option<&str>) -> Result<A
 }
 
 /// `POST /login`: a one-time code traded for a browser session (README, "Search page").
-pub fn login(server: &Server, body: &Bytes, port: &str) -> Result<Answer, ApiError> {
+pub fn login(
+    server: &Server,
+    body: &Bytes,
+    transport: super::http::Transport,
+) -> Result<Answer, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Login {
         code: String,
     }
     let req: Login = object_body(body, "{\"code\": \"...\"} (from `doc-serve open`)")?;
+    // The session is good on the port the browser reached (none over a Unix socket,
+    // which a browser cannot reach).
+    let port = match transport {
+        super::http::Transport::Tcp { port } => port,
+        super::http::Transport::Unix => 0,
+    };
     let session = server.login.redeem(&req.code, port)?;
     Answer::json(&serde_json::json!({
         "session": session.session,
