@@ -18,10 +18,11 @@
 //! - [`logging`]: journald or stderr, chosen by comparing JOURNAL_STREAM with stderr.
 //! - [`engine`]: the tantivy index: schema, analyzers, cross-process writes, search.
 //! - [`ingest`]: walking sources, chunking by section, reading a document or a section
-//!   of it, reconciling, watching.
+//!   of it (or rendering it for the page), reconciling, watching.
 //! - [`tokens`]: token estimates for answer budgets.
 //! - [`daemon`]: the shared daemon's home (`~/.doc-serve`) and its registered projects.
-//! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle.
+//! - [`server`]: listeners (inherited or bound), HTTP routes and security, lifecycle; the
+//!   search page's files (`src/ui/`, built in) and its login codes and sessions.
 //! - [`supervisor`]: the instance registry, systemd units and launchd agents.
 //! - [`mcp`]: the MCP tools over [`api`], served at /mcp by a resident and over stdio by the
 //!   bridge (`doc-serve mcp`).
