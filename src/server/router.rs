@@ -187,14 +187,17 @@ pub fn find<'a>(kind: Kind, method: &Method, path: &'a str) -> Result<Found<'a>,
     Ok(found)
 }
 
-/// What `method` on `path` needs (see [`Auth`]): a path or method no route takes
-/// needs the token, so a client without one learns nothing of the routes (401 before
-/// 404).
+/// What `method` on `path` needs (see [`Auth`]). A path no route takes needs the
+/// token, so a client without one learns nothing of the routes (401 before 404); a
+/// public route is public to every method (a wrong one is 405, as anywhere).
 pub fn auth_of(kind: Kind, method: &Method, path: &str) -> Auth {
-    match find(kind, method, path).map(|f| f.route.auth) {
-        Ok(Auth::SessionReads) if method == Method::GET || method == Method::HEAD => Auth::Session,
-        Ok(Auth::SessionReads) | Err(_) => Auth::Token,
-        Ok(auth) => auth,
+    let Some(route) = kind.routes().iter().find(|r| r.matches(path).is_some()) else {
+        return Auth::Token;
+    };
+    match route.auth {
+        Auth::SessionReads if method == Method::GET || method == Method::HEAD => Auth::Session,
+        Auth::SessionReads => Auth::Token,
+        auth => auth,
     }
 }
 
@@ -310,9 +313,13 @@ mod tests {
         assert_eq!(auth(r, Method::GET, "/documents/a.md"), Session);
         assert_eq!(auth(r, Method::POST, "/index"), Token);
         assert_eq!(auth(r, Method::POST, "/mcp"), Token);
-        // Nothing but a route's own methods is public: the rest is 401 before 405.
-        assert_eq!(auth(r, Method::POST, "/"), Token);
-        assert_eq!(auth(r, Method::GET, "/login"), Token);
+        // A public path is public to every method (405 for a wrong one); a path no
+        // route takes needs the token (401 before 404).
+        assert_eq!(auth(r, Method::POST, "/"), Public);
+        assert_eq!(auth(r, Method::GET, "/login"), Public);
+        assert_eq!(auth(r, Method::POST, "/health"), Public);
+        assert_eq!(auth(r, Method::DELETE, "/query"), Session);
+        assert_eq!(auth(r, Method::GET, "/index"), Token);
         assert_eq!(auth(r, Method::GET, "/nowhere"), Token);
         let s = Kind::Shared;
         assert_eq!(auth(s, Method::GET, "/projects"), Session);

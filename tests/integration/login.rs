@@ -98,7 +98,7 @@ fn the_page_is_public_and_locked_down() {
     let r = post(&addr, "/", &[], "{}");
     assert_eq!(
         (r.status, r.json()["code"].clone()),
-        (401, json!("missing_token"))
+        (405, json!("method_not_allowed"))
     );
     // JSON answers carry nosniff too.
     assert_eq!(
