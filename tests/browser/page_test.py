@@ -211,6 +211,20 @@ def scenario_login(a, res):
         res.page_errors(page)
 
 
+def scenario_redirect(a, res):
+    """The 0600 file `doc-serve open` hands the browser (file://) lands on the page,
+    signed in, with the code gone from the address."""
+    with cdp.Browser() as b:
+        page = b.new_page()
+        RESULT.page = page
+        page.navigate(f"file://{a.file}")
+        page.wait_for("location.protocol === 'http:' && (document.getElementById('fresh')?.textContent.length || 0) > 0")
+        res.check(page.eval("location.href").startswith(a.base + "/"), "it lands on the page")
+        res.check("code=" not in page.eval("location.href"), "the code leaves the address")
+        res.check(page.eval("!!sessionStorage.getItem('doc-serve.session')"), "the session is stored")
+        res.page_errors(page)
+
+
 def scenario_daemon(a, res):
     with cdp.Browser() as b:
         page = b.new_page()
@@ -259,7 +273,7 @@ def scenario_dark(a, res):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("scenario", choices=["search", "xss", "login", "daemon", "dark"])
+    p.add_argument("scenario", choices=["search", "xss", "login", "daemon", "dark", "redirect"])
     p.add_argument("--base", required=True, help="http://127.0.0.1:PORT")
     p.add_argument("--code", help="a fresh login code (login: optional)")
     p.add_argument("--code2", help="a second fresh code (xss: the run without CSP)")
@@ -268,9 +282,10 @@ def main():
     p.add_argument("--pick", help="daemon: the project id to choose")
     p.add_argument("--expect-path", help="daemon: a path the chosen project's hits hold")
     p.add_argument("--query", default="install")
+    p.add_argument("--file", help="redirect: the file `doc-serve open` handed the browser")
     a = p.parse_args()
     a.base = a.base.rstrip("/")
-    if not a.code and a.scenario != "login":
+    if not a.code and a.scenario not in ("login", "redirect"):
         p.error("--code is required")
     res = RESULT
     res.r["scenario"] = a.scenario

@@ -156,6 +156,28 @@ fn the_page_refuses_missing_used_and_expired_codes() {
 }
 
 #[test]
+fn the_file_open_hands_the_browser_lands_signed_in() {
+    if skip_without("chromium") {
+        return;
+    }
+    let mut t = with_fixtures();
+    start(&t, "install");
+    // A "browser" that takes the file and does nothing: the test's Chromium opens it.
+    t.set("BROWSER", "true");
+    t.set("DISPLAY", ":0");
+    let v = t.json(&["open", "--json"]);
+    assert_eq!(v["opened"], true, "{v}");
+    let url = v["url"].as_str().unwrap();
+    let base = url.split_once("/#").unwrap().0;
+    let file = t.state_file("open.html");
+    page_test(
+        &t,
+        "redirect",
+        &["--base", base, "--file", file.to_str().unwrap()],
+    );
+}
+
+#[test]
 fn the_shared_daemon_page_picks_a_project() {
     if skip_without("chromium") {
         return;
