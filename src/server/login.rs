@@ -27,6 +27,7 @@ use hyper::StatusCode;
 use sha2::{Digest, Sha256};
 
 use crate::api::ApiError;
+use crate::engine::hex;
 
 /// Prefix of a session token, and of what its MAC covers.
 pub const SESSION_PREFIX: &str = "dss1.";
@@ -342,10 +343,6 @@ fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("no random bytes: {e}")))?;
     Ok(bytes)
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unix_now() -> u64 {

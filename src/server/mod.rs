@@ -98,7 +98,7 @@ pub async fn run(setup: Setup, signals: &mut shutdown::Signals) -> Result<Ended>
     if listeners.tcp_addr().is_some()
         && let Ok(key) = login.key()
     {
-        secrets.push(login::hex(&key));
+        secrets.push(crate::engine::hex(&key));
     }
     let (sites, index_service) = match serves {
         Serves::Project(indexer, reload) => {

@@ -34,8 +34,11 @@ impl Asset {
     pub fn etag(&self) -> &str {
         self.etag.get_or_init(|| {
             let digest = Sha256::digest(self.bytes);
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            format!("\"{}-{hex}\"", crate::VERSION)
+            format!(
+                "\"{}-{}\"",
+                crate::VERSION,
+                crate::engine::hex(&digest[..8])
+            )
         })
     }
 
