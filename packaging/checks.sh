@@ -101,6 +101,16 @@ verify_units() {
   fi
 }
 
+# source_tarball OUT VERSION REF: the source tarball the PKGBUILD and the formula build
+# from: REF's tree under doc-serve-VERSION/, with target/assets/THIRD-PARTY-LICENSES (run
+# packaging/gen-assets first) at its top. That file follows from Cargo.lock, so it is the
+# same for every build of the tarball. Same commit, same bytes.
+source_tarball() {
+  local out=$1 version=$2 ref=$3
+  git archive --format=tar --prefix="doc-serve-$version/" \
+    --add-file=target/assets/THIRD-PARTY-LICENSES "$ref" | gzip -9n >"$out"
+}
+
 # finish NAME: the summary; exits 1 if a check failed.
 finish() {
   if ((${#failed[@]})); then
