@@ -1,11 +1,13 @@
 //! `doc-serve status` and `doc-serve where`: read-only views of a project.
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::{Context, client_runtime, output};
 use crate::config::Flags;
 use crate::discovery::runtime::{RuntimeFile, RuntimeState};
 use crate::discovery::{self, Resident};
+use crate::engine::{Engine, Space};
 use crate::error::exit;
 use crate::supervisor;
 
@@ -43,8 +45,8 @@ fn say_served_by(out: &mut dyn std::io::Write, served: &Value) -> std::io::Resul
     )
 }
 
-pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
-    ctx.config(&Flags::default())?;
+pub fn status(ctx: &Context, json: bool, space: bool) -> anyhow::Result<i32> {
+    let config = ctx.config(&Flags::default())?;
     let daemon = ctx.daemon_of()?;
     let served = served_by(ctx, daemon.as_ref());
     let project = &daemon.as_ref().unwrap_or(ctx).project;
@@ -79,6 +81,20 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         }
     };
     let instance = supervisor::serving(&ctx.env, project);
+    let space = if space {
+        let data_dir = ctx.project.state_path(&config.data_dir);
+        let engine = Engine::open_existing(&data_dir)
+            .with_context(|| format!("cannot open the index in {}", data_dir.display()))?;
+        let Some(engine) = engine else {
+            anyhow::bail!(
+                "no index of this doc-serve version in {} yet: `doc-serve index` builds it",
+                data_dir.display()
+            );
+        };
+        Some(engine.space().context("cannot measure the index")?)
+    } else {
+        None
+    };
     let report = json!({
         "state": state,
         "project_root": ctx.project.root,
@@ -88,6 +104,7 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
         "why": why,
         "stale": found.stale,
         "instance": instance,
+        "space": space,
     });
     output::emit(json, &report, |out| {
         match &found.resident {
@@ -125,6 +142,9 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
                 "(`doc-serve start` or `doc-serve stop` removes stale files)"
             )?;
         }
+        if let Some(space) = &space {
+            say_space(out, space)?;
+        }
         Ok(())
     })?;
     Ok(if matches!(found.resident, Resident::Running(_)) {
@@ -132,6 +152,55 @@ pub fn status(ctx: &Context, json: bool) -> anyhow::Result<i32> {
     } else {
         exit::NOTHING
     })
+}
+
+/// The index's size, per field and part, as a table.
+fn say_space(out: &mut dyn std::io::Write, space: &Space) -> std::io::Result<()> {
+    let mb = |b: u64| match b {
+        0..1_000 => format!("{b} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        _ => format!("{:.1} MB", b as f64 / 1e6),
+    };
+    writeln!(
+        out,
+        "index: {} on disk, {} segments, {} documents",
+        mb(space.on_disk),
+        space.segments,
+        space.docs
+    )?;
+    writeln!(
+        out,
+        "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}",
+        "field", "indexed", "terms", "postings", "positions", "norms", "fast", "stored (raw)"
+    )?;
+    for f in space
+        .fields
+        .iter()
+        .filter(|f| f.indexed() + f.stored_raw > 0)
+    {
+        writeln!(
+            out,
+            "  {:<15} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}",
+            f.field,
+            mb(f.indexed()),
+            mb(f.terms),
+            mb(f.postings),
+            mb(f.positions),
+            mb(f.norms),
+            mb(f.fast),
+            mb(f.stored_raw)
+        )?;
+    }
+    let raw: u64 = space.fields.iter().map(|f| f.stored_raw).sum();
+    writeln!(
+        out,
+        "  doc store: {} ({} of stored values, {} of offsets); deletes {}; other {}",
+        mb(space.store),
+        mb(raw),
+        mb(space.store_offsets),
+        mb(space.deletes),
+        mb(space.other)
+    )
 }
 
 pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {

@@ -111,6 +111,11 @@ pub enum Command {
         /// each leftover file is stale
         #[arg(long)]
         json: bool,
+        /// Also show where the index's bytes go: per field, its terms, postings,
+        /// positions, norms and fast columns, and its stored values (read from the
+        /// index on disk; a resident need not run)
+        #[arg(long)]
+        space: bool,
     },
     /// Bring the index in line with the files on disk (only changed files are read)
     Index {
@@ -517,7 +522,7 @@ pub fn run() -> anyhow::Result<i32> {
             idle_timeout, json, ..
         } => lifecycle::start(&ctx, idle_timeout, json),
         Command::Stop { force, json, .. } => lifecycle::stop(&ctx, force, json),
-        Command::Status { json, .. } => inspect::status(&ctx, json),
+        Command::Status { json, space, .. } => inspect::status(&ctx, json, space),
         Command::Where { json } => inspect::where_(&ctx, json),
         Command::Open { print, json } => open::run(&ctx, print, json),
         Command::Mcp => bridge::run(ctx),

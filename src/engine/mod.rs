@@ -16,6 +16,9 @@ mod recent;
 pub mod schema;
 pub mod search;
 pub mod snippet;
+mod space;
+
+pub use space::{FieldSpace, Space};
 mod words;
 pub mod writer;
 

@@ -47,6 +47,43 @@ fn query(t: &TestEnv, q: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `status --space` breaks the index down by field; without an index it says how to
+/// make one.
+#[test]
+fn status_space_shows_where_the_bytes_go() {
+    let t = with_fixtures();
+    let out = t.run(&["status", "--space"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`doc-serve index` builds it"), "{err}");
+    t.ok(&["index"]);
+    let v = t.json_code(&["status", "--space", "--json"], 1);
+    let space = &v["space"];
+    let field = |name: &str| {
+        space["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let n = |v: &Value| v.as_u64().unwrap();
+    assert!(n(&field("body")["positions"]) > 0, "{space}");
+    assert!(n(&field("body")["stored_raw"]) > 1000, "{space}");
+    assert_eq!(n(&field("title_exact")["stored_raw"]), 0, "{space}");
+    let files: u64 = std::fs::read_dir(index_dir_in(&t.state_dir().join("data")))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(n(&space["on_disk"]), files, "{space}");
+    let text = t.expect(&["status", "--space"], 1);
+    assert!(
+        text.contains("body") && text.contains("doc store:"),
+        "{text}"
+    );
+}
+
 #[test]
 fn index_then_query() {
     let t = with_fixtures();

@@ -123,6 +123,8 @@ async def main():
             out = {"texts": [text(r) for r in results], "errors": [r.isError for r in results]}
         elif mode == "survive":
             bin_, project = sys.argv[2], sys.argv[3]
+            # The bridge's log (on stderr) shows its recovery if a test fails.
+            os.environ.setdefault("DOC_SERVE_LOG", "doc_serve=debug")
             session, _ = await open_stdio(stack, bin_, project)
             first = await session.call_tool("search_docs", {"query": "installer"})
             runtime = os.path.join(project, ".claude/doc-serve/runtime.json")
@@ -149,5 +151,32 @@ async def main():
     print(json.dumps(out))
 
 
+def watchdog(seconds):
+    """Past `seconds` (the test would hang until nextest's timeout, showing nothing), print
+    where every task waits, and the processes left, then exit 3."""
+    import threading, traceback
+
+    loop = asyncio.get_running_loop()
+
+    def fire():
+        print(f"client.py: no answer after {seconds} s; tasks:", file=sys.stderr)
+        for task in asyncio.all_tasks(loop):
+            print(f"--- {task.get_name()}", file=sys.stderr)
+            for frame in task.get_stack():
+                traceback.print_stack(frame, limit=1, file=sys.stderr)
+        os.system("ps -eo pid,ppid,stat,etime,args >&2")
+        sys.stderr.flush()
+        os._exit(3)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+
+
+async def guarded():
+    watchdog(90)
+    await main()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(guarded())
