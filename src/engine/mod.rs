@@ -86,13 +86,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Bytes of stored sections kept together in the doc store; a hit's section is read
-/// by copying its whole block out. Blocks are not compressed: on the 47.9 MB corpus,
-/// decompressing a hit's LZ4 block was 7% of a two-word query's instructions at 2 KiB
-/// (14% at tantivy's default of 16 KiB) and 5% of a distinct query's time over HTTP,
-/// which is worth more to a search server than the 24 MB it saves (a store of 59 MB
-/// instead of 35). An index keeps the block size and compression it was created with.
-const DOCSTORE_BLOCK_BYTES: usize = 2048;
+/// Bytes of stored sections kept together in the doc store, LZ4-compressed; a hit's
+/// section is read by decompressing its block. On the 47.9 MB corpus the store takes
+/// 61.2 MB uncompressed, 36.1 MB in LZ4 blocks of 2 KiB, 33.5 MB at 4 KiB and 29.4 MB
+/// at 16 KiB; each hit read decompresses one block, and a query's took_ms over the 325
+/// distinct two-word queries moved 1.02x at 4 KiB against no compression (paired
+/// A/B, BENCHMARKS.md "Index size"). An index keeps the block size and compression it
+/// was created with.
+const DOCSTORE_BLOCK_BYTES: usize = 4096;
 
 /// Creates the empty index `data_dir/name`: built in a private temp directory, then
 /// renamed into place. The rename is atomic, so of several processes creating it at
@@ -111,7 +112,7 @@ fn create_in_place(data_dir: &Path, name: &str, schema: &tantivy::schema::Schema
                 schema.clone(),
                 tantivy::IndexSettings {
                     docstore_blocksize: DOCSTORE_BLOCK_BYTES,
-                    docstore_compression: tantivy::store::Compressor::None,
+                    docstore_compression: tantivy::store::Compressor::Lz4,
                     ..Default::default()
                 },
             )

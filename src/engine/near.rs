@@ -54,19 +54,6 @@ impl Allowed {
     }
 }
 
-/// A key's hex form back to its bytes.
-fn key_of_hex(hex: &[u8]) -> Option<Key> {
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut key = [0; 16];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        key[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(key)
-}
-
 impl Engine {
     /// Every key held by a live section of `searcher`, with one section holding it.
     pub fn vector_keys(&self, searcher: &Searcher) -> Result<HashMap<Key, DocAddress>> {
@@ -98,7 +85,7 @@ impl Engine {
             .stream()
             .map_err(super::io("cannot read the index"))?;
         while terms.advance() {
-            let Some(key) = key_of_hex(terms.key()) else {
+            let Ok(key) = Key::try_from(terms.key()) else {
                 continue;
             };
             let mut postings = index
@@ -144,7 +131,7 @@ impl Engine {
     ) -> Result<Vec<(f32, DocAddress)>> {
         let mut out = Vec::with_capacity(near.len());
         for (key, score) in near {
-            let term = Term::from_field_text(self.fields.vkey, &super::hex(key));
+            let term = Term::from_field_bytes(self.fields.vkey, key);
             let q = TermQuery::new(term, IndexRecordOption::Basic);
             let mut docs: Vec<DocAddress> = searcher
                 .search(&q, &DocSetCollector)?

@@ -42,16 +42,28 @@ pub struct Fields {
     pub size: Field,
     pub mtime_ns: Field,
     /// Sections only: the key of the text the section is embedded from (see
-    /// [`crate::embed::store::key_of`]), in hex: how a stored vector finds its sections.
+    /// [`crate::embed::store::key_of`]), its 16 bytes as the term: how a stored vector
+    /// finds its sections.
     pub vkey: Field,
 }
 
-fn text(analyzer: &str, stored: bool) -> TextOptions {
+/// A stemmed field: positions for phrases, and its text stored for hits and snippets.
+fn stemmed() -> TextOptions {
     let indexing = TextFieldIndexing::default()
-        .set_tokenizer(analyzer)
+        .set_tokenizer(analyzer::STEMMED)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-    let opts = TextOptions::default().set_indexing_options(indexing);
-    if stored { opts.set_stored() } else { opts }
+    TextOptions::default()
+        .set_indexing_options(indexing)
+        .set_stored()
+}
+
+/// An exact twin of a stemmed field: scored, never in a phrase (phrases match the
+/// stemmed fields), so without positions, and not stored.
+fn exact() -> TextOptions {
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(analyzer::EXACT)
+        .set_index_option(IndexRecordOption::WithFreqs);
+    TextOptions::default().set_indexing_options(indexing)
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -59,11 +71,11 @@ pub fn build() -> (Schema, Fields) {
     let fields = Fields {
         kind: s.add_text_field("kind", STRING),
         path: s.add_text_field("path", STRING | STORED),
-        title: s.add_text_field("title", text(analyzer::STEMMED, true)),
-        title_exact: s.add_text_field("title_exact", text(analyzer::EXACT, false)),
-        headings: s.add_text_field("headings", text(analyzer::STEMMED, true)),
-        headings_exact: s.add_text_field("headings_exact", text(analyzer::EXACT, false)),
-        body: s.add_text_field("body", text(analyzer::STEMMED, true)),
+        title: s.add_text_field("title", stemmed()),
+        title_exact: s.add_text_field("title_exact", exact()),
+        headings: s.add_text_field("headings", stemmed()),
+        headings_exact: s.add_text_field("headings_exact", exact()),
+        body: s.add_text_field("body", stemmed()),
         line_start: s.add_u64_field("line_start", STORED),
         line_end: s.add_u64_field("line_end", STORED),
         anchor: s.add_text_field("anchor", STORED),
@@ -71,7 +83,7 @@ pub fn build() -> (Schema, Fields) {
         chunking: s.add_text_field("chunking", STORED),
         size: s.add_u64_field("size", STORED | INDEXED),
         mtime_ns: s.add_u64_field("mtime_ns", STORED),
-        vkey: s.add_text_field("vkey", STRING),
+        vkey: s.add_bytes_field("vkey", INDEXED),
     };
     (s.build(), fields)
 }

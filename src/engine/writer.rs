@@ -193,7 +193,7 @@ impl Lease<'_> {
             d.add_u64(f.line_end, chunk.line_end as u64);
             d.add_text(f.anchor, chunk.anchor);
             let text = crate::embed::store::section_text(doc.title, below_title, chunk.text);
-            d.add_text(f.vkey, super::hex(&crate::embed::store::key_of(&text)));
+            d.add_bytes(f.vkey, &crate::embed::store::key_of(&text));
             self.add(d)?;
         }
         Ok(())
