@@ -30,12 +30,7 @@ struct SmallDisk {
 impl SmallDisk {
     /// Mounts it, or `None` (a skip) outside CI without root.
     fn mount(t: &mut TestEnv) -> Option<SmallDisk> {
-        if !nix::unistd::geteuid().is_root() {
-            assert!(!in_ci(), "this test needs root in CI");
-            eprintln!("SKIP: needs root for a private mount namespace with a small tmpfs");
-            return None;
-        }
-        if skip_without("unshare") || skip_without("nsenter") {
+        if skip_without_mount_namespace() || skip_without("nsenter") {
             return None;
         }
         let mnt = t.root().join("small");

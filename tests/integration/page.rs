@@ -91,7 +91,7 @@ fn start(t: &TestEnv, word: &str) {
 
 #[test]
 fn typing_shows_hits_and_enter_opens_the_section() {
-    if skip_without("chromium") {
+    if skip_without("chromium") || skip_without("python3") {
         return;
     }
     let t = with_fixtures();
@@ -102,7 +102,7 @@ fn typing_shows_hits_and_enter_opens_the_section() {
 
 #[test]
 fn payloads_in_docs_stay_inert_with_and_without_the_csp() {
-    if skip_without("chromium") {
+    if skip_without("chromium") || skip_without("python3") {
         return;
     }
     let t = TestEnv::new();
@@ -129,7 +129,7 @@ fn payloads_in_docs_stay_inert_with_and_without_the_csp() {
 
 #[test]
 fn the_page_refuses_missing_used_and_expired_codes() {
-    if skip_without("chromium") {
+    if skip_without("chromium") || skip_without("python3") {
         return;
     }
     let mut t = with_fixtures();
@@ -157,7 +157,7 @@ fn the_page_refuses_missing_used_and_expired_codes() {
 
 #[test]
 fn the_file_open_hands_the_browser_lands_signed_in() {
-    if skip_without("chromium") {
+    if skip_without("chromium") || skip_without("python3") {
         return;
     }
     let mut t = with_fixtures();
@@ -179,7 +179,7 @@ fn the_file_open_hands_the_browser_lands_signed_in() {
 
 #[test]
 fn the_shared_daemon_page_picks_a_project() {
-    if skip_without("chromium") {
+    if skip_without("chromium") || skip_without("python3") {
         return;
     }
     let t = TestEnv::new();
@@ -220,7 +220,7 @@ fn the_shared_daemon_page_picks_a_project() {
 
 #[test]
 fn dark_mode_follows_the_system() {
-    if skip_without("chromium") {
+    if skip_without("chromium") || skip_without("python3") {
         return;
     }
     let t = with_fixtures();

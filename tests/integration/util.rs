@@ -344,6 +344,31 @@ pub fn skip_without(tool: &str) -> bool {
     true
 }
 
+/// Skips (returns true) outside CI when this process cannot make a private mount
+/// namespace (not root, no `unshare`, or a container or chroot that forbids it, where
+/// `unshare -m` fails); fails in CI, which runs as root on a whole machine.
+pub fn skip_without_mount_namespace() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!in_ci(), "this test needs root in CI");
+        eprintln!("SKIP: needs root for a private mount namespace");
+        return true;
+    }
+    if skip_without("unshare") {
+        return true;
+    }
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .output()
+        .unwrap();
+    if probe.status.success() {
+        return false;
+    }
+    let why = String::from_utf8_lossy(&probe.stderr);
+    assert!(!in_ci(), "unshare -m fails in CI: {why}");
+    eprintln!("SKIP: no private mount namespace here (a container or chroot?): {why}");
+    true
+}
+
 /// The Debian package that installs `tool`, for the skip's hint.
 fn package_of(tool: &str) -> &str {
     match tool {

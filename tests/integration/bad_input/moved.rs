@@ -74,6 +74,9 @@ fn one_resident(t: &TestEnv) -> u32 {
 
 #[test]
 fn git_clean_under_a_live_resident() {
+    if skip_without("git") {
+        return;
+    }
     let t = crate::search::with_fixtures();
     std::fs::remove_dir_all(t.project.join(".git")).unwrap();
     git(&t, &["init", "-q"]);
