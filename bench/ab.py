@@ -145,21 +145,7 @@ class Side:
 
     def took(self):
         """took_ms (µs) of each distinct query, second of two passes; and reply sizes."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.resident.port, timeout=60)
-        with open(self.queries) as f:
-            qs = f.read().split()
-        try:
-            for _ in range(2):
-                took, size = [], []
-                for q in qs:
-                    conn.request("GET", f"/query?limit=10&q={q}",
-                                 headers={"Authorization": f"Bearer {self.resident.token}"})
-                    body = conn.getresponse().read()
-                    took.append(json.loads(body)["took_ms"] * 1000)
-                    size.append(len(body))
-        finally:
-            conn.close()
-        return took, size
+        return common.took_ms(self.resident.port, self.resident.token, self.queries)
 
     def close(self):
         if self.worker:

@@ -18,8 +18,8 @@ Usage: bench/scale.py --doc-serve BIN --floor BIN [--corpus DIR] [--scales 1,4,1
 import itertools, json, os, random, shutil, sys, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from common import (section_args, section_corpus, ROOT, Floor, Resident, Sandbox, corpus_files, du, fmt_ms, fmt_us,
-                    logger, med, mib, run_peak, save_json, tantivy_index, timed, wrk)
+from common import (section_args, section_corpus, ROOT, Floor, Resident, Sandbox, corpus_files, distinct_queries, du,
+                    fmt_ms, fmt_us, logger, med, mib, pctl, run_peak, save_json, tantivy_index, timed, took_ms, wrk)
 
 log = logger("scale")
 
@@ -105,12 +105,19 @@ def measure(a, base, scale, plan):
             r["idle_rss_kb"], r["idle_anon_kb"], r["idle_file_kb"] = st["VmRSS"], st["RssAnon"], st["RssFile"]
             floor = Floor(a.floor)
             q_url = res.base_url + "/query?q=" + QUERY.replace(" ", "+") + "&limit=10"
-            wrk(q_url, 1, 1, res.auth), wrk(floor.url, 1, 1)
-            r["ds_p50_us"], r["floor_p50_us"] = [], []
+            queries = sb.path("queries.txt")
+            r["distinct_queries"] = distinct_queries(queries)
+            runs = {"ds": lambda secs: wrk(q_url, 1, secs, res.auth),
+                    "distinct": lambda secs: wrk(res.base_url, 1, secs, res.auth, queries),
+                    "floor": lambda secs: wrk(floor.url, 1, secs)}
+            for run in runs.values():
+                run(1)
+            for side in runs:
+                r[f"{side}_p50_us"] = []
             for i in range(plan["query"]):
-                for side in (("ds", "floor") if i % 2 == 0 else ("floor", "ds")):
-                    w = wrk(q_url, 1, plan["secs"], res.auth) if side == "ds" else wrk(floor.url, 1, plan["secs"])
-                    r[f"{side}_p50_us"].append(w["p50"])
+                for side in (list(runs) if i % 2 == 0 else list(reversed(runs))):
+                    r[f"{side}_p50_us"].append(runs[side](plan["secs"])["p50"])
+            r["took_us"], _ = took_ms(res.port, res.token, queries)
         finally:
             if floor:
                 floor.stop()
@@ -160,25 +167,30 @@ def main():
     print("\nTarget for the time ratio: at most 1.3x tantivy-cli (as in the Search section). "
           "Peak RSS: the process's ru_maxrss (VmHWM) from wait4.\n")
     print("### Queries\n")
-    print("| scale | /query p50, 1 conn | floor p50 | vs floor | `doc-serve query` | `rg -i -l` | vs rg | "
+    print("| scale | /query p50, 1 conn | distinct /query p50 | took_ms p50 (p99) | floor p50 | vs floor | `doc-serve query` | `rg -i -l` | vs rg | "
           "resident VmRSS (anon + file) | rounds (wrk / one-shot) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         dq, fq = med(r["ds_p50_us"]), med(r["floor_p50_us"])
         ds1, rg1 = med(r["ds_shot_s"]), med(r["rg_shot_s"])
-        print(f"| {r['scale']}x | {fmt_us(dq)} | {fmt_us(fq)} | **{paired(r, 'ds_p50_us', 'floor_p50_us'):.1f}x** | {fmt_ms(ds1)} | {fmt_ms(rg1)} | "
+        took = f"{fmt_us(med(r['took_us']))} ({fmt_us(pctl(r['took_us'], 99))})"
+        print(f"| {r['scale']}x | {fmt_us(dq)} | {fmt_us(med(r['distinct_p50_us']))} | {took} | {fmt_us(fq)} | "
+              f"**{paired(r, 'ds_p50_us', 'floor_p50_us'):.1f}x** | {fmt_ms(ds1)} | {fmt_ms(rg1)} | "
               f"**{paired(r, 'ds_shot_s', 'rg_shot_s'):.2f}x** | {mib(r['idle_rss_kb'])} ({mib(r['idle_anon_kb'])} + {mib(r['idle_file_kb'])}) | {r['rounds']['query']} x {r['rounds']['secs']} s / "
               f"{r['rounds']['shots']} |")
     first, last = rows[0], rows[-1]
     grow = lambda k: med(last[k]) / med(first[k])
-    print(f"\n/query: `{QUERY}`, limit 10, keep-alive; target p50 at most 3x the floor (as in the Search "
-          f"section). One-shot: `doc-serve query --json {ONE_SHOT_WORD}` with no resident running (it opens "
+    print(f"\n/query: `{QUERY}`, limit 10, keep-alive, answered from the resident's memo after the first time; "
+          f"target p50 at most 3x the floor (as in the Search section). Distinct: a cycle of the "
+          f"{rows[0]['distinct_queries']} two-word queries of the Search section, each one searched. took_ms: "
+          "the search inside the resident, those queries asked in turn on one connection (second of two passes). One-shot: `doc-serve query --json {ONE_SHOT_WORD}` with no resident running (it opens "
           f"the index in its own process) vs `rg -i -l {ONE_SHOT_WORD}` over the same files (no "
           "numeric target; ripgrep is the reference). Resident VmRSS: after its start-up reconciliation, before the load; RssAnon (heap) + RssFile (mapped files, mostly the index's segments).\n")
     if len(rows) > 1:
         print(f"From {first['scale']}x to {last['scale']}x ({last['mb'] / first['mb']:.1f}x the bytes): doc-serve's "
               f"full index took {grow('ds_index_s'):.1f}x as long (tantivy-cli {grow('tv_index_s'):.1f}x), "
-              f"/query p50 grew {grow('ds_p50_us'):.1f}x, `doc-serve query` {grow('ds_shot_s'):.1f}x and "
+              f"/query p50 grew {grow('ds_p50_us'):.1f}x (distinct {grow('distinct_p50_us'):.1f}x, took_ms "
+              f"{grow('took_us'):.1f}x), `doc-serve query` {grow('ds_shot_s'):.1f}x and "
               f"`rg -i` {grow('rg_shot_s'):.1f}x.\n")
 
 

@@ -13,7 +13,7 @@
 
 Usage: bench/search.py --doc-serve BIN --floor BIN [--corpus DIR] [--quick]
 """
-import http.client, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -143,17 +143,7 @@ def main():
         # distinct queries cost beyond the round trip. Two passes on one keep-alive
         # connection; the second is kept, each of its queries last asked a full cycle
         # (more than the resident's 64 remembered answers) before.
-        conn = http.client.HTTPConnection("127.0.0.1", resident["port"], timeout=60)
-        with open(queries) as f:
-            qs = f.read().split()
-        for _ in range(2):
-            took, reply_bytes = [], []
-            for q in qs:
-                conn.request("GET", f"/query?limit=10&q={q}", headers={"Authorization": f"Bearer {resident['token']}"})
-                body = conn.getresponse().read()
-                took.append(json.loads(body)["took_ms"] * 1000)
-                reply_bytes.append(len(body))
-        conn.close()
+        took, reply_bytes = common.took_ms(resident["port"], resident["token"], queries)
 
         # One-shot commands.
         log(f"one-shot: {shots} runs each, interleaved")

@@ -259,6 +259,27 @@ QUERY_WORDS = ("error handling trait lifetime closure iterator thread async macr
                "config metrics exporter collector span sampling").split()
 
 
+def took_ms(port, token, queries_file):
+    """The search's own time inside a resident: each reply's took_ms (µs) over the queries of
+    `queries_file` (see distinct_queries), asked in turn on one keep-alive connection, twice; the
+    second pass is kept, each of its queries last asked a whole cycle (more than the resident's
+    64 remembered answers) before. Returns (took µs, reply bytes), one each a query."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    with open(queries_file) as f:
+        qs = f.read().split()
+    try:
+        for _ in range(2):
+            took, size = [], []
+            for q in qs:
+                conn.request("GET", f"/query?limit=10&q={q}", headers={"Authorization": f"Bearer {token}"})
+                body = conn.getresponse().read()
+                took.append(json.loads(body)["took_ms"] * 1000)
+                size.append(len(body))
+    finally:
+        conn.close()
+    return took, size
+
+
 def distinct_queries(path):
     """Writes the queries for queries.lua into path; returns their count."""
     qs = [f"{a}+{b}" for i, a in enumerate(QUERY_WORDS) for b in QUERY_WORDS[i + 1:]]

@@ -30,7 +30,7 @@ struct SmallDisk {
 impl SmallDisk {
     /// Mounts it, or `None` (a skip) outside CI without root.
     fn mount(t: &mut TestEnv) -> Option<SmallDisk> {
-        if skip_without_mount_namespace() || skip_without("nsenter") {
+        if skip_without_mount_namespace() {
             return None;
         }
         let mnt = t.root().join("small");

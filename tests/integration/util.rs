@@ -345,19 +345,22 @@ pub fn skip_without(tool: &str) -> bool {
 }
 
 /// Skips (returns true) outside CI when this process cannot make a private mount
-/// namespace (not root, no `unshare`, or a container or chroot that forbids it, where
-/// `unshare -m` fails); fails in CI, which runs as root on a whole machine.
+/// namespace and run doc-serve in it, entered again with `nsenter` (not root, no
+/// `unshare` or `nsenter`, or a container or chroot: `unshare -m` fails there, or
+/// entering the namespace leaves the chroot); fails in CI, which runs as root on a
+/// whole machine.
 pub fn skip_without_mount_namespace() -> bool {
     if !nix::unistd::geteuid().is_root() {
         assert!(!in_ci(), "this test needs root in CI");
         eprintln!("SKIP: needs root for a private mount namespace");
         return true;
     }
-    if skip_without("unshare") {
+    if skip_without("unshare") || skip_without("nsenter") {
         return true;
     }
     let probe = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "true"])
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .args([r#"exec nsenter -t $$ -m -- "$0" --version"#, BIN])
         .output()
         .unwrap();
     if probe.status.success() {
