@@ -183,7 +183,8 @@ def main():
     print(f"\n/query: `{QUERY}`, limit 10, keep-alive, answered from the resident's memo after the first time; "
           f"target p50 at most 3x the floor (as in the Search section). Distinct: a cycle of the "
           f"{rows[0]['distinct_queries']} two-word queries of the Search section, each one searched. took_ms: "
-          "the search inside the resident, those queries asked in turn on one connection (second of two passes). One-shot: `doc-serve query --json {ONE_SHOT_WORD}` with no resident running (it opens "
+          "the search inside the resident, those queries asked in turn on one connection (second of two "
+          f"passes). One-shot: `doc-serve query --json {ONE_SHOT_WORD}` with no resident running (it opens "
           f"the index in its own process) vs `rg -i -l {ONE_SHOT_WORD}` over the same files (no "
           "numeric target; ripgrep is the reference). Resident VmRSS: after its start-up reconciliation, before the load; RssAnon (heap) + RssFile (mapped files, mostly the index's segments).\n")
     if len(rows) > 1:
