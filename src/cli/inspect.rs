@@ -82,6 +82,12 @@ pub fn status(ctx: &Context, json: bool, space: bool) -> anyhow::Result<i32> {
     };
     let instance = supervisor::serving(&ctx.env, project);
     let space = if space {
+        if ctx.project.is_shared_daemon() {
+            anyhow::bail!(
+                "the shared daemon keeps one index per project: run `doc-serve status --space` \
+                 in the project"
+            );
+        }
         let data_dir = ctx.project.state_path(&config.data_dir);
         let engine = Engine::open_existing(&data_dir)
             .with_context(|| format!("cannot open the index in {}", data_dir.display()))?;

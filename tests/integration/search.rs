@@ -82,6 +82,11 @@ fn status_space_shows_where_the_bytes_go() {
         text.contains("body") && text.contains("doc store:"),
         "{text}"
     );
+    // The shared daemon has no index of its own to measure.
+    let out = t.run(&["status", "--space", "--shared"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("in the project"), "{err}");
 }
 
 #[test]
