@@ -1,6 +1,5 @@
 //! `doc-serve status` and `doc-serve where`: read-only views of a project.
 
-use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::{Context, client_runtime, output};
@@ -81,6 +80,8 @@ pub fn status(ctx: &Context, json: bool, space: bool) -> anyhow::Result<i32> {
         }
     };
     let instance = supervisor::serving(&ctx.env, project);
+    // What cannot be measured (no index yet, a damaged one) is said beside the status,
+    // which stays as it is.
     let space = if space {
         if ctx.project.is_shared_daemon() {
             anyhow::bail!(
@@ -89,17 +90,29 @@ pub fn status(ctx: &Context, json: bool, space: bool) -> anyhow::Result<i32> {
             );
         }
         let data_dir = ctx.project.state_path(&config.data_dir);
-        let engine = Engine::open_existing(&data_dir)
-            .with_context(|| format!("cannot open the index in {}", data_dir.display()))?;
-        let Some(engine) = engine else {
-            anyhow::bail!(
+        Some(match Engine::open_existing(&data_dir) {
+            Ok(Some(engine)) => engine.space().map_err(|e| {
+                format!(
+                    "cannot measure the index in {}: {e}",
+                    engine.dir().display()
+                )
+            }),
+            Ok(None) => Err(format!(
                 "no index of this doc-serve version in {} yet: `doc-serve index` builds it",
                 data_dir.display()
-            );
-        };
-        Some(engine.space().context("cannot measure the index")?)
+            )),
+            Err(e) => Err(format!(
+                "cannot open the index in {}: {e}",
+                data_dir.display()
+            )),
+        })
     } else {
         None
+    };
+    let (space, space_error) = match space {
+        Some(Ok(space)) => (Some(space), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
     };
     let report = json!({
         "state": state,
@@ -111,6 +124,7 @@ pub fn status(ctx: &Context, json: bool, space: bool) -> anyhow::Result<i32> {
         "stale": found.stale,
         "instance": instance,
         "space": space,
+        "space_error": space_error,
     });
     output::emit(json, &report, |out| {
         match &found.resident {
@@ -151,6 +165,9 @@ pub fn status(ctx: &Context, json: bool, space: bool) -> anyhow::Result<i32> {
         if let Some(space) = &space {
             say_space(out, space)?;
         }
+        if let Some(why) = &space_error {
+            writeln!(out, "index: {why}")?;
+        }
         Ok(())
     })?;
     Ok(if matches!(found.resident, Resident::Running(_)) {
@@ -169,7 +186,8 @@ fn say_space(out: &mut dyn std::io::Write, space: &Space) -> std::io::Result<()>
     };
     writeln!(
         out,
-        "index: {} on disk, {} segments, {} documents",
+        "index: {}: {} on disk, {} segments, {} documents",
+        space.dir.display(),
         mb(space.on_disk),
         space.segments,
         space.docs
@@ -206,7 +224,17 @@ fn say_space(out: &mut dyn std::io::Write, space: &Space) -> std::io::Result<()>
         mb(space.store_offsets),
         mb(space.deletes),
         mb(space.other)
-    )
+    )?;
+    for other in &space.others {
+        writeln!(
+            out,
+            "also: {}: {} (another doc-serve version's index; a resident removes it once \
+             unused for a week)",
+            other.dir.display(),
+            mb(other.on_disk)
+        )?;
+    }
+    Ok(())
 }
 
 pub fn where_(ctx: &Context, json: bool) -> anyhow::Result<i32> {

@@ -187,14 +187,7 @@ pub fn remove_superseded(data_dir: &Path, current: &str) -> Vec<String> {
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_index = name.strip_prefix("index-v").is_some_and(|rest| {
-            rest.split_once('-').is_some_and(|(v, fp)| {
-                v.bytes().all(|b| b.is_ascii_digit())
-                    && fp.len() == 8
-                    && fp.bytes().all(|b| b.is_ascii_hexdigit())
-            })
-        });
-        if name == current || !is_index {
+        if name == current || !is_index_name(&name) {
             continue;
         }
         let idle = std::fs::metadata(entry.path().join("meta.json"))
@@ -210,6 +203,17 @@ pub fn remove_superseded(data_dir: &Path, current: &str) -> Vec<String> {
         }
     }
     removed
+}
+
+/// Whether `name` is an index directory's: `index-v<N>-<fingerprint>`.
+fn is_index_name(name: &str) -> bool {
+    name.strip_prefix("index-v").is_some_and(|rest| {
+        rest.split_once('-').is_some_and(|(v, fp)| {
+            v.bytes().all(|b| b.is_ascii_digit())
+                && fp.len() == 8
+                && fp.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    })
 }
 
 /// How writes are coordinated between processes.

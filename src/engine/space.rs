@@ -7,7 +7,7 @@
 //! compression of the store's blocks).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tantivy::schema::OwnedValue;
@@ -18,7 +18,9 @@ use super::{Engine, Result, io};
 /// An index's size on disk, broken down.
 #[derive(Debug, Serialize)]
 pub struct Space {
-    /// Every file in the index's directory.
+    /// The index measured: this doc-serve version's, in the data dir.
+    pub dir: PathBuf,
+    /// Every file under the index's directory.
     pub on_disk: u64,
     pub segments: usize,
     /// Documents (sections and file records), deleted ones left out.
@@ -30,8 +32,19 @@ pub struct Space {
     pub store_offsets: u64,
     /// The bits marking deleted documents.
     pub deletes: u64,
-    /// What the parts above leave: meta.json, per-segment footers and the like.
+    /// What the parts above leave: meta.json, per-segment footers, files of a batch
+    /// not committed (removed when the next batch starts) and the like.
     pub other: u64,
+    /// Other indexes beside it in the data dir: another doc-serve version's, which a
+    /// resident removes once no commit has touched it for a week.
+    pub others: Vec<OtherIndex>,
+}
+
+/// An index of another schema in the same data dir.
+#[derive(Debug, Serialize)]
+pub struct OtherIndex {
+    pub dir: PathBuf,
+    pub on_disk: u64,
 }
 
 /// One field's bytes in each part of the index.
@@ -96,8 +109,26 @@ impl Engine {
             }
         }
         let on_disk = dir_bytes(self.dir());
+        let others = match self.dir().parent() {
+            Some(data_dir) => std::fs::read_dir(data_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    super::is_index_name(&name) && e.path() != self.dir()
+                })
+                .map(|e| OtherIndex {
+                    on_disk: dir_bytes(&e.path()),
+                    dir: e.path(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Space {
+            dir: self.dir().to_path_buf(),
             on_disk,
+            others,
             segments: usage.segments().len(),
             docs: searcher.num_docs(),
             fields,
@@ -130,15 +161,17 @@ fn stored_raw(searcher: &Searcher) -> Result<BTreeMap<u32, u64>> {
     Ok(sums)
 }
 
-/// The size of every file directly in `dir` (an index keeps no subdirectories).
+/// The size of every file under `dir` (links not followed).
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
         .sum()
 }
 

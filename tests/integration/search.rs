@@ -47,18 +47,42 @@ fn query(t: &TestEnv, q: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// `status --space` breaks the index down by field; without an index it says how to
-/// make one.
+/// `status --space` breaks the index down by field, names the index and any other
+/// beside it; what it cannot measure (no index yet, a damaged one) is said beside a
+/// status that stays whole.
 #[test]
 fn status_space_shows_where_the_bytes_go() {
     let t = with_fixtures();
-    let out = t.run(&["status", "--space"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("`doc-serve index` builds it"), "{err}");
+    let v = t.json_code(&["status", "--space", "--json"], 1);
+    assert_eq!(v["state"], "stopped", "{v}");
+    assert!(v["space"].is_null(), "{v}");
+    let why = v["space_error"].as_str().unwrap();
+    assert!(why.contains("`doc-serve index` builds it"), "{v}");
+    let text = t.expect(&["status", "--space"], 1);
+    assert!(
+        text.contains("not running") && text.contains("index: no index"),
+        "{text}"
+    );
+
     t.ok(&["index"]);
+    let data = t.state_dir().join("data");
+    let dir = index_dir_in(&data);
+    // Another version's index beside it, with a file in a subdirectory.
+    let other = data.join("index-v1-0123abcd");
+    std::fs::create_dir_all(other.join("sub")).unwrap();
+    std::fs::write(other.join("sub/x"), vec![0; 5000]).unwrap();
+    std::fs::create_dir_all(dir.join("odd")).unwrap();
+    std::fs::write(dir.join("odd/y"), vec![0; 3000]).unwrap();
     let v = t.json_code(&["status", "--space", "--json"], 1);
     let space = &v["space"];
+    assert!(v["space_error"].is_null(), "{v}");
+    assert_eq!(space["dir"], dir.display().to_string(), "{space}");
+    assert_eq!(
+        space["others"][0]["dir"],
+        other.display().to_string(),
+        "{space}"
+    );
+    assert_eq!(space["others"][0]["on_disk"], 5000, "{space}");
     let field = |name: &str| {
         space["fields"]
             .as_array()
@@ -72,16 +96,43 @@ fn status_space_shows_where_the_bytes_go() {
     assert!(n(&field("body")["positions"]) > 0, "{space}");
     assert!(n(&field("body")["stored_raw"]) > 1000, "{space}");
     assert_eq!(n(&field("title_exact")["stored_raw"]), 0, "{space}");
-    let files: u64 = std::fs::read_dir(index_dir_in(&t.state_dir().join("data")))
+    let files: u64 = std::fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
+        .map(|e| e.unwrap().metadata().unwrap())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
         .sum();
-    assert_eq!(n(&space["on_disk"]), files, "{space}");
+    assert_eq!(n(&space["on_disk"]), files + 3000, "{space}");
     let text = t.expect(&["status", "--space"], 1);
     assert!(
-        text.contains("body") && text.contains("doc store:"),
+        text.contains("body") && text.contains("doc store:") && text.contains("index-v1-0123abcd"),
         "{text}"
     );
+
+    // A damaged doc store: the status still says what runs, and why nothing was measured.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "store") {
+            let len = std::fs::metadata(&path).unwrap().len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(len / 2)
+                .unwrap();
+        }
+    }
+    let v = t.json_code(&["status", "--space", "--json"], 1);
+    assert_eq!(v["state"], "stopped", "{v}");
+    assert!(v["space"].is_null(), "{v}");
+    assert!(
+        v["space_error"]
+            .as_str()
+            .unwrap()
+            .contains(&*data.display().to_string()),
+        "{v}"
+    );
+
     // The shared daemon has no index of its own to measure.
     let out = t.run(&["status", "--space", "--shared"]);
     let err = String::from_utf8_lossy(&out.stderr);
