@@ -188,7 +188,7 @@ def main():
     for ext, name in PARTS:
         d, t = ds_parts.get(ext, 0), tv_parts.get(ext, 0)
         p(f"| {name} | {d / 1e6:.1f} MB | {t / 1e6:.1f} MB | {f'{d / t:.2f}x' if t else '-'} |")
-    p(f"| segments | {space['segments']} | {tv_parts['segments']} | |")
+    p(f"| segments | {ds_parts['segments']} | {tv_parts['segments']} | |")
     p("\n| doc-serve field | terms | postings | positions | norms | indexed | stored (raw) |\n|---|---|---|---|---|---|---|")
     for f in space["fields"]:
         indexed = sum(f[k] for k in ("terms", "postings", "positions", "norms", "fast"))

@@ -17,10 +17,10 @@ pub mod schema;
 pub mod search;
 pub mod snippet;
 mod space;
-
-pub use space::{FieldSpace, Space};
 mod words;
 pub mod writer;
+
+pub use space::Space;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// 61.2 MB uncompressed, 36.1 MB in LZ4 blocks of 2 KiB, 33.5 MB at 4 KiB and 29.4 MB
 /// at 16 KiB; each hit read decompresses one block, and a query's took_ms over the 325
 /// distinct two-word queries moved 1.02x at 4 KiB against no compression (paired
-/// A/B, BENCHMARKS.md "Index size"). An index keeps the block size and compression it
+/// A/B of 10 rounds, bench/ab.py). An index keeps the block size and compression it
 /// was created with.
 const DOCSTORE_BLOCK_BYTES: usize = 4096;
 

@@ -6,7 +6,6 @@
 //! document and adding up the bytes of each field's values (as stored, before any
 //! compression of the store's blocks).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -82,17 +81,17 @@ impl Engine {
                 ..FieldSpace::default()
             })
             .collect();
+        let add = |part: &tantivy::space_usage::PerFieldSpaceUsage,
+                   fields: &mut Vec<FieldSpace>,
+                   pick: fn(&mut FieldSpace) -> &mut u64| {
+            for (field, used) in part.fields() {
+                if let Some(row) = fields.get_mut(field.field_id() as usize) {
+                    *pick(row) += used.total().get_bytes();
+                }
+            }
+        };
         let (mut store, mut store_offsets, mut deletes, mut parts) = (0, 0, 0, 0);
         for seg in usage.segments() {
-            let add = |part: &tantivy::space_usage::PerFieldSpaceUsage,
-                       fields: &mut Vec<FieldSpace>,
-                       pick: fn(&mut FieldSpace) -> &mut u64| {
-                for (field, used) in part.fields() {
-                    if let Some(row) = fields.get_mut(field.field_id() as usize) {
-                        *pick(row) += used.total().get_bytes();
-                    }
-                }
-            };
             add(seg.termdict(), &mut fields, |f| &mut f.terms);
             add(seg.postings(), &mut fields, |f| &mut f.postings);
             add(seg.positions(), &mut fields, |f| &mut f.positions);
@@ -103,11 +102,7 @@ impl Engine {
             deletes += seg.deletes().get_bytes();
             parts += seg.total().get_bytes();
         }
-        for (field, bytes) in stored_raw(&searcher)? {
-            if let Some(row) = fields.get_mut(field as usize) {
-                row.stored_raw = bytes;
-            }
-        }
+        add_stored_raw(&searcher, &mut fields)?;
         let on_disk = dir_bytes(self.dir());
         let others = match self.dir().parent() {
             Some(data_dir) => std::fs::read_dir(data_dir)
@@ -115,8 +110,8 @@ impl Engine {
                 .flatten()
                 .flatten()
                 .filter(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    super::is_index_name(&name) && e.path() != self.dir()
+                    e.file_name().to_str().is_some_and(super::is_index_name)
+                        && e.path() != self.dir()
                 })
                 .map(|e| OtherIndex {
                     on_disk: dir_bytes(&e.path()),
@@ -140,9 +135,8 @@ impl Engine {
     }
 }
 
-/// The bytes of each field's stored values, summed over every live document.
-fn stored_raw(searcher: &Searcher) -> Result<BTreeMap<u32, u64>> {
-    let mut sums = BTreeMap::new();
+/// Adds the bytes of each field's stored values, over every live document, to its row.
+fn add_stored_raw(searcher: &Searcher, fields: &mut [FieldSpace]) -> Result<()> {
     for reader in searcher.segment_readers() {
         let store = reader
             .get_store_reader(1)
@@ -154,11 +148,13 @@ fn stored_raw(searcher: &Searcher) -> Result<BTreeMap<u32, u64>> {
                     OwnedValue::Bytes(b) => b.len() as u64,
                     _ => 8,
                 };
-                *sums.entry(field.field_id()).or_default() += bytes;
+                if let Some(row) = fields.get_mut(field.field_id() as usize) {
+                    row.stored_raw += bytes;
+                }
             }
         }
     }
-    Ok(sums)
+    Ok(())
 }
 
 /// The size of every file under `dir` (links not followed).
