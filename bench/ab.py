@@ -16,12 +16,17 @@ to back, the order flipping every round:
   with bench/clients.py's worker (one session per binary), beside its in-process
   keep-alive GET /query (not reported), and with bare JSON-RPC lines on another
   `doc-serve mcp` (no SDK), which tells the bridge and resident from the client.
+- with --index-rounds N: `index --full` from no index, on --index-scale K copies of the
+  corpus (bench/scale.py's copies, built once in a temp dir), each binary in a project of
+  its own (hard links to those files), N rounds with the order flipping: wall time and
+  peak RSS (ru_maxrss from wait4).
 Reported: per metric, the median over rounds of the per-round figures, their min-max, and
 new/old both as a ratio of those medians and as the median (min-max) of the per-round
 ratios, and in how many rounds B's figure was the larger.
 
 Usage: bench/ab.py --a OLD_BIN --b NEW_BIN [--a-label old] [--b-label new] [--rounds 12]
-                   [--secs 4] [--mcp-calls 100] [--corpus DIR] [--out FILE] [--json FILE]
+                   [--secs 4] [--mcp-calls 100] [--index-rounds 0] [--index-scale 1]
+                   [--corpus DIR] [--out FILE] [--json FILE]
 """
 import argparse, http.client, json, os, shutil, subprocess, sys, time
 
@@ -31,6 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "lib"))
 sys.path.insert(0, HERE)
 import common  # noqa: E402
 import clients  # noqa: E402
+import scale  # noqa: E402
 
 log = common.logger("ab")
 REPEATED = "ownership+borrowing+references"
@@ -97,6 +103,31 @@ class RawMcp:
         except (OSError, subprocess.TimeoutExpired):
             pass
         common.stop_pid(self.p)
+
+
+def index_rounds(sides, corpus, copies, rounds, per):
+    """`index --full` from no index on `copies` copies of the corpus, each side in its own
+    project, the order flipping every round: seconds and peak RSS (kB) into per. Returns the
+    number of files and MB indexed."""
+    box = common.Sandbox("ds-bench-ab-index-")
+    try:
+        base = box.path("corpus")
+        files, mb = scale.build_corpus(corpus, base, copies, os.devnull)
+        os.sync()  # no write-back of the fresh copies during the timed runs
+        projects = {s.label: box.path(f"project-{i}") for i, s in enumerate(sides)}
+        for proj in projects.values():
+            link_corpus(base, proj)
+        log(f"{rounds} rounds of index --full on {files} files, {mb:.0f} MB")
+        for r in range(rounds):
+            for s in (sides if r % 2 == 0 else sides[::-1]):
+                proj = projects[s.label]
+                shutil.rmtree(os.path.join(proj, ".claude/doc-serve/data"), ignore_errors=True)
+                t, peak = common.run_peak([s.bin, "--path", proj, "index", "--full"], env=s.box.env)
+                per[s.label]["index_s"].append(t)
+                per[s.label]["index_peak"].append(peak)
+        return files, mb
+    finally:
+        box.close()
 
 
 class Side:
@@ -170,6 +201,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--secs", type=int, default=4, help="seconds per wrk run")
     ap.add_argument("--mcp-calls", type=int, default=100, help="MCP calls per binary per round")
+    ap.add_argument("--index-rounds", type=int, default=0, help="rounds of index --full per binary")
+    ap.add_argument("--index-scale", type=int, default=1, help="copies of the corpus to index (bench/scale.py's)")
     ap.add_argument("--out", help="also write the Markdown here")
     ap.add_argument("--json", help="write every per-round figure here")
     a = ap.parse_args()
@@ -198,7 +231,7 @@ def main():
         for s in sides:  # warm-up, not kept
             s.wrk_repeated(1), s.wrk_distinct(1), s.took()
         metrics = ["rep_p50", "rep_p99", "rep_rps", "dist_p50", "dist_p99", "dist_rps",
-                   "took_p50", "took_p99", "raw_p50", "raw_p90", "mcp_p50", "mcp_p90"]
+                   "took_p50", "took_p99", "raw_p50", "raw_p90", "mcp_p50", "mcp_p90", "index_s", "index_peak"]
         per = {s.label: {m: [] for m in metrics} for s in sides}
         size = {s.label: [] for s in sides}
         log(f"{a.rounds} rounds: wrk c1 repeated + distinct ({a.secs} s each), took_ms over {n_queries} "
@@ -230,6 +263,9 @@ def main():
             load.append(os.getloadavg()[0])
             log(f"round {r + 1}/{a.rounds}: distinct p50 {A.label} {per[A.label]['dist_p50'][-1]:.0f} µs, "
                 f"{B.label} {per[B.label]['dist_p50'][-1]:.0f} µs; load {load[-1]:.2f}")
+        if a.index_rounds:
+            index_files, index_mb = index_rounds(sides, corpus, a.index_scale, a.index_rounds, per)
+            load.append(os.getloadavg()[0])
     finally:
         for s in sides:
             s.close()
@@ -242,7 +278,12 @@ def main():
                        "load": load}, f, indent=1)
 
     med = common.med
-    fmt = lambda m, v: f"{v:.0f}" if m.endswith("rps") else common.fmt_us(v)
+    def fmt(m, v):
+        if m == "index_s":
+            return f"{v:.2f} s"
+        if m == "index_peak":
+            return common.mib(v)
+        return f"{v:.0f}" if m.endswith("rps") else common.fmt_us(v)
     rows = [("GET /query c1, one repeated query (memo): p50", "rep_p50"), ("… p99", "rep_p99"),
             ("… requests/s", "rep_rps"),
             (f"GET /query c1, {n_queries} distinct queries: p50", "dist_p50"), ("… p99", "dist_p99"),
@@ -251,6 +292,8 @@ def main():
             ("MCP search_docs via `doc-serve mcp`, bare JSON-RPC client: p50", "raw_p50"), ("… p90", "raw_p90")]
     if not no_mcp:
         rows += [("MCP search_docs via `doc-serve mcp`, MCP Python SDK client: p50", "mcp_p50"), ("… p90", "mcp_p90")]
+    if a.index_rounds:
+        rows += [(f"index --full, {a.index_scale}x the corpus: time", "index_s"), ("… peak RSS", "index_peak")]
     la, lb = A.label, B.label
     out = []
     p = out.append
@@ -282,6 +325,10 @@ def main():
           f"search, not reported: they pay for the SDK's work on the calls beside them); text content {la} {A.mcp_chars} chars, {lb} {B.mcp_chars} chars.")
     else:
         p(f"MCP skipped: {no_mcp}.")
+    if a.index_rounds:
+        p(f"Full index: `index --full` from no index on {a.index_scale} copies of the corpus (bench/scale.py's: "
+          f"{index_files} files, {index_mb:.0f} MB), each binary in a project of its own, {a.index_rounds} rounds; "
+          "peak RSS is ru_maxrss from wait4.")
     p(f"Load average (1 min) during the run: {min(load):.2f}-{max(load):.2f} on {os.cpu_count()} CPUs; "
       f"wall {wall / 60:.1f} min.\n")
     text = "\n".join(out)
