@@ -19,9 +19,10 @@ fn main() {
 /// glibc's threshold for that otherwise rises each time such a block is freed (up to
 /// 32 MiB), and from then on those blocks come from the heap, which keeps their pages:
 /// over a full index, the writer's memory, freed at the end of every batch, piled up
-/// (767 MB of docs: 587 MiB of heap at the end, peak RSS 955 MiB; with this, 202 MiB
-/// of heap and 482 MiB, in no more time; BENCHMARKS.md, Scale). A threshold set in
-/// the environment (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`) is left as it is.
+/// (767 MB of docs: the heap grew to 587 MiB and the peak RSS to 955 MiB; with this,
+/// 202 MiB and about 480 MiB, in about the same time; BENCHMARKS.md, Scale). A
+/// threshold set in the environment (`MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`) is
+/// left as it is.
 fn map_large_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
