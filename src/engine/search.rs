@@ -861,7 +861,7 @@ mod tests {
     use crate::config::CoordinationMode;
     use crate::engine::{FileRecord, WriteOptions};
     use crate::ingest::chunk::{self, ChunkOptions, Format};
-    use tantivy::DocAddress;
+    use tantivy::{DocAddress, DocId};
 
     /// Pseudo-random Markdown over a small vocabulary, so that words share sections
     /// in every combination, with identifiers and headings among them.
@@ -930,15 +930,11 @@ mod tests {
         Engine::open(dir, write).unwrap()
     }
 
-    /// Term-at-a-time scoring ranks exactly as the scorers do (tantivy's boolean
-    /// queries over [`super::bm25`]'s term scorers), over several
-    /// segments with deleted sections, with exclusions and path prefixes.
-    #[test]
-    fn scoring_by_terms_matches_the_scorers() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = open(dir.path());
+    /// An engine of four segments, one a batch, each batch rewriting some files of the
+    /// ones before: some sections are deleted.
+    fn segmented(dir: &std::path::Path) -> Engine {
+        let engine = open(dir);
         let (opts, record) = (OPTS, FileRecord::default());
-        // One segment a batch; each batch rewrites some files of the ones before.
         for batch in 0..4 {
             let mut lease = engine.small_lease().unwrap();
             for (path, text) in corpus(120 - 20 * batch as usize, batch + 1) {
@@ -956,24 +952,38 @@ mod tests {
                 .iter()
                 .any(|s| s.num_deleted_docs() > 0)
         );
-        for q in [
-            "error",
-            "error handling",
-            "borrowing lifetime closure",
-            "snake_case tokio",
-            "CamelCase foo::bar --flag",
-            "the a",
-            "runtime -spawn",
-            "iterator trait path:docs/a",
-            "async -\"error handling\" path:docs/b/",
-            "zanzibar error",
-            "トレース error",
-            "トレース",
-            "分散トレース -トレーニング",
-            "zanzibar",
-            // As many words as a query scored by terms may have.
-            &["error handling tokio borrow"; 8].join(" "),
-        ] {
+        engine
+    }
+
+    /// Queries of every kind term-at-a-time scoring takes, and a few it does not.
+    const MIXED_QUERIES: &[&str] = &[
+        "error",
+        "error handling",
+        "borrowing lifetime closure",
+        "snake_case tokio",
+        "CamelCase foo::bar --flag",
+        "the a",
+        "runtime -spawn",
+        "iterator trait path:docs/a",
+        "async -\"error handling\" path:docs/b/",
+        "zanzibar error",
+        "トレース error",
+        "トレース",
+        "分散トレース -トレーニング",
+        "zanzibar",
+    ];
+
+    /// Term-at-a-time scoring ranks exactly as the scorers do (tantivy's boolean
+    /// queries over [`super::bm25`]'s term scorers), over several
+    /// segments with deleted sections, with exclusions and path prefixes.
+    #[test]
+    fn scoring_by_terms_matches_the_scorers() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = segmented(dir.path());
+        let searcher = engine.searcher();
+        // As many words as a query scored by terms may have.
+        let longest = ["error handling tokio borrow"; 8].join(" ");
+        for q in MIXED_QUERIES.iter().copied().chain([longest.as_str()]) {
             let parsed = query::parse(q);
             let by_terms = engine.top(&searcher, &parsed, 60, true).unwrap();
             let scorers = engine.top(&searcher, &parsed, 60, false).unwrap();
@@ -993,6 +1003,36 @@ mod tests {
                 if !close(*score, last) {
                     let other = b_scores.get(addr);
                     assert!(other.is_some_and(|o| close(*o, *score)), "{q}: {addr:?}");
+                }
+            }
+        }
+    }
+
+    /// Scored a window of documents at a time, a search answers as when each segment
+    /// is scored whole, to the bit: scores, order and total, windows of any size.
+    #[test]
+    fn scoring_in_windows_answers_as_scoring_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = segmented(dir.path());
+        let searcher = engine.searcher();
+        let biggest = searcher.segment_readers().iter().map(|s| s.max_doc()).max();
+        assert!(biggest > Some(64), "{biggest:?}");
+        let top = |q: &str, want, window| {
+            words::TEST_WINDOW.with(|w| w.set(window));
+            let parsed = query::parse(q);
+            let (hits, total) = engine.top(&searcher, &parsed, want, true).unwrap().unwrap();
+            let hits: Vec<_> = hits.iter().map(|(s, a)| (s.to_bits(), *a)).collect();
+            (hits, total)
+        };
+        for q in MIXED_QUERIES {
+            for want in [1, 11, 60] {
+                let whole = top(q, want, DocId::MAX);
+                for window in [1, 7, 64] {
+                    assert_eq!(
+                        top(q, want, window),
+                        whole,
+                        "{q}, want {want}, window {window}"
+                    );
                 }
             }
         }

@@ -874,6 +874,91 @@ fn plain_words_score_alike_by_terms_and_through_the_scorers() {
     }
 }
 
+/// A segment of more sections than one window of term-at-a-time scoring (16,384) is
+/// scored a window at a time; the hits, their scores and the total are those of the
+/// same words through the scorers (past 32 words), which score a segment whole.
+#[test]
+fn a_big_segment_scores_as_through_the_scorers() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    // 160 files of 500 sections, one batch: at most 4 indexing threads, so a segment
+    // of 20,000 sections or more. A long section holds one word or the other; 30
+    // short ones, one a file, spread over the segments, hold both, each with its own
+    // count of one word and length: those are the best 30.
+    let (files, sections) = (160, 500);
+    let mut expected = 0;
+    for f in 0..files {
+        let mut text = String::new();
+        for s in 0..sections {
+            let i = f * sections + s;
+            let body = if i % 2_663 == 0 && i / 2_663 < 30 {
+                let quartz = "quartz ".repeat(1 + i / 2_663);
+                format!("{}{quartz}basalt", "filler ".repeat(i % 7))
+            } else {
+                let filler = "filler ".repeat(20 + i % 7);
+                match (i % 3, i % 5) {
+                    (0, _) => format!("{filler}quartz"),
+                    (_, 0) => format!("{filler}basalt"),
+                    _ => filler,
+                }
+            };
+            expected += usize::from(body.contains("quartz") || body.contains("basalt"));
+            text.push_str(&format!("## S{i}\n\n{body}\n\n"));
+        }
+        std::fs::write(docs.join(format!("f{f}.md")), text).unwrap();
+    }
+    t.ok(&["index"]);
+    let space = t.json_code(&["status", "--space", "--json"], 1);
+    let (docs, segments) = (&space["space"]["docs"], &space["space"]["segments"]);
+    assert!(
+        docs.as_u64().unwrap() / segments.as_u64().unwrap() > 16_384,
+        "{docs} documents in {segments} segments"
+    );
+    // Words no section holds: no section holds every word (which would score
+    // double), and 40 words go through the scorers.
+    let absent: Vec<String> = (0..38).map(|i| format!("nohit{i}x")).collect();
+    let search = |q: &str| -> (Value, Vec<(String, f64)>) {
+        let v = t.json(&["query", "--json", "--limit", "30", "--", q]);
+        let hits = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["id"].as_str().unwrap().to_owned(),
+                    h["score"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        (v, hits)
+    };
+    let (by_terms, a) = search(&format!("quartz basalt {}", absent[..6].join(" ")));
+    let (scorers, b) = search(&format!("quartz basalt {}", absent.join(" ")));
+    assert_eq!(by_terms["total_matches"], expected, "{by_terms}");
+    assert_eq!(scorers["total_matches"], expected, "{scorers}");
+    let mut best: Vec<String> = (0..30)
+        .map(|j| {
+            let i = j * 2_663;
+            format!("docs/f{}.md#s{i}", i / sections)
+        })
+        .collect();
+    best.sort();
+    let ids = |hits: &[(String, f64)]| hits.iter().map(|h| h.0.clone()).collect::<Vec<_>>();
+    let mut found = ids(&a);
+    found.sort();
+    assert_eq!(found, best, "{a:?}");
+    // No two score alike, so the order is the ranking's, not a tie's.
+    assert!(a.windows(2).all(|w| w[0].1 > w[1].1), "{a:?}");
+    assert_eq!(ids(&a), ids(&b), "{a:?} vs {b:?}");
+    for ((_, sa), (_, sb)) in a.iter().zip(&b) {
+        assert!(
+            (sa - sb).abs() <= 1e-4 * sa.abs().max(1.0),
+            "{a:?} vs {b:?}"
+        );
+    }
+}
+
 #[test]
 fn a_saved_file_does_not_wait_out_the_debounce() {
     let mut t = TestEnv::new();
