@@ -887,7 +887,7 @@ fn a_big_segment_scores_as_through_the_scorers() {
     // short ones, one a file, spread over the segments, hold both, each with its own
     // count of one word and length: those are the best 30.
     let (files, sections) = (160, 500);
-    let mut expected = 0;
+    let (mut expected, mut expected_under_f1) = (0, 0);
     for f in 0..files {
         let mut text = String::new();
         for s in 0..sections {
@@ -903,7 +903,11 @@ fn a_big_segment_scores_as_through_the_scorers() {
                     _ => filler,
                 }
             };
-            expected += usize::from(body.contains("quartz") || body.contains("basalt"));
+            let matches = usize::from(body.contains("quartz") || body.contains("basalt"));
+            expected += matches;
+            if f.to_string().starts_with('1') {
+                expected_under_f1 += matches;
+            }
             text.push_str(&format!("## S{i}\n\n{body}\n\n"));
         }
         std::fs::write(docs.join(format!("f{f}.md")), text).unwrap();
@@ -933,8 +937,10 @@ fn a_big_segment_scores_as_through_the_scorers() {
             .collect();
         (v, hits)
     };
-    let (by_terms, a) = search(&format!("quartz basalt {}", absent[..6].join(" ")));
-    let (scorers, b) = search(&format!("quartz basalt {}", absent.join(" ")));
+    let few = format!("quartz basalt {}", absent[..6].join(" "));
+    let many = format!("quartz basalt {}", absent.join(" "));
+    let (by_terms, a) = search(&few);
+    let (scorers, b) = search(&many);
     assert_eq!(by_terms["total_matches"], expected, "{by_terms}");
     assert_eq!(scorers["total_matches"], expected, "{scorers}");
     let mut best: Vec<String> = (0..30)
@@ -957,6 +963,11 @@ fn a_big_segment_scores_as_through_the_scorers() {
             "{a:?} vs {b:?}"
         );
     }
+    // A path prefix counts alike, window by window: docs/f1, docs/f10 to docs/f19,
+    // docs/f100 to docs/f159.
+    let under = |q: String| search(&format!("{q} path:docs/f1")).0["total_matches"].clone();
+    assert_eq!(under(few), expected_under_f1);
+    assert_eq!(under(many), expected_under_f1);
 }
 
 #[test]
