@@ -955,7 +955,7 @@ mod tests {
         engine
     }
 
-    /// Queries of every kind term-at-a-time scoring takes, and a few it does not.
+    /// Plain words with identifiers, CJK, exclusions and path prefixes.
     const MIXED_QUERIES: &[&str] = &[
         "error",
         "error handling",
