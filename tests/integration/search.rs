@@ -47,6 +47,20 @@ fn query(t: &TestEnv, q: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The highlighted words of `hit`'s snippet.
+fn highlighted(hit: &Value) -> Vec<String> {
+    let snippet: Vec<char> = hit["snippet"].as_str().unwrap().chars().collect();
+    hit["highlights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let [a, b] = [0, 1].map(|i| h[i].as_u64().unwrap() as usize);
+            snippet[a..b].iter().collect()
+        })
+        .collect()
+}
+
 /// `status --space` breaks the index down by field, names the index and any other
 /// beside it; what it cannot measure (no index yet, a damaged one) is said beside a
 /// status that stays whole.
@@ -211,24 +225,34 @@ fn cjk_words_inside_sentences_are_found() {
     t.ok(&["index"]);
     let v = query(&t, "トレース");
     assert_eq!(hit_paths(&v), ["docs/ja.md", "docs/partial.md"], "{v:#}");
-    let hit = &v["hits"][0];
-    let snippet: Vec<char> = hit["snippet"].as_str().unwrap().chars().collect();
-    let marked: Vec<String> = hit["highlights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            let [a, b] = [0, 1].map(|i| h[i].as_u64().unwrap() as usize);
-            snippet[a..b].iter().collect()
-        })
-        .collect();
-    assert_eq!(marked, ["トレース"]);
+    assert_eq!(highlighted(&v["hits"][0]), ["トレース"]);
     assert_eq!(hit_paths(&query(&t, "系统输出")), ["docs/zh.md"]);
     assert_eq!(hit_paths(&query(&t, "\"分散トレース\"")), ["docs/ja.md"]);
     // A single character, alone or ending a phrase; a Latin word against CJK.
     assert_eq!(hit_paths(&query(&t, "訓")), ["docs/partial.md"]);
     assert_eq!(hit_paths(&query(&t, "\"JSONで\"")), ["docs/json.md"]);
     assert_eq!(hit_paths(&query(&t, "opentelemetry")), ["docs/json.md"]);
+}
+
+/// A short word the stemmer changes (`cry` to `cri`, `dying` to `die`) is highlighted
+/// in the snippet as its other forms are, even deep in a long section.
+#[test]
+fn short_stemmed_words_are_highlighted() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let filler: Vec<String> = (0..150).map(|i| format!("filler{i}")).collect();
+    let text = format!(
+        "# Long\n\n{} the baby will cry tonight {}\n\n## Dying\n\nthe process is dying\n",
+        filler.join(" "),
+        filler.join(" ")
+    );
+    std::fs::write(docs.join("long.md"), text).unwrap();
+    t.ok(&["index"]);
+    for word in ["cry", "dying"] {
+        let v = query(&t, word);
+        assert_eq!(highlighted(&v["hits"][0]), [word], "{v:#}");
+    }
 }
 
 #[test]
