@@ -564,8 +564,8 @@ mod tests {
         );
     }
 
-    /// Short words the stemmer changes more of than they keep are highlighted in
-    /// every form, the word itself included.
+    /// Short words that do not start like their own stem (`cry` → `cri`, `dying` →
+    /// `die`) are highlighted in every form, the word itself included.
     #[test]
     fn short_words_are_highlighted_in_every_form() {
         for (word, body, expected) in [

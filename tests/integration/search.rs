@@ -61,6 +61,34 @@ fn highlighted(hit: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Each hit of `v` as its `key` field (`path`, `id`) with its score.
+fn scored(v: &Value, key: &str) -> Vec<(String, f64)> {
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h[key].as_str().unwrap().to_owned(),
+                h["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `a` and `b` name the same hits in the same order with the same scores, to the
+/// precision the two scoring paths keep.
+fn assert_same_scores(a: &[(String, f64)], b: &[(String, f64)]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for ((ka, sa), (kb, sb)) in a.iter().zip(b) {
+        assert_eq!(ka, kb, "{a:?} vs {b:?}");
+        assert!(
+            (sa - sb).abs() <= 1e-4 * sa.abs().max(1.0),
+            "{a:?} vs {b:?}"
+        );
+    }
+}
+
 /// `status --space` breaks the index down by field, names the index and any other
 /// beside it; what it cannot measure (no index yet, a damaged one) is said beside a
 /// status that stays whole.
@@ -870,32 +898,17 @@ fn plain_words_score_alike_by_terms_and_through_the_scorers() {
     let few = format!("quartz basalt {}", absent[..6].join(" "));
     let many = format!("quartz basalt {}", absent.join(" "));
     // Every section holds `quartz`: all of them come back, so no tie is cut.
-    let hits = |q: &str| -> Vec<(String, f64)> {
-        let v = t.json(&["query", "--json", "--limit", "20", "--", q]);
-        let mut hits: Vec<(String, f64)> = v["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h["path"].as_str().unwrap().to_owned(),
-                    h["score"].as_f64().unwrap(),
-                )
-            })
-            .collect();
+    let hits = |q: &str| {
+        let mut hits = scored(
+            &t.json(&["query", "--json", "--limit", "20", "--", q]),
+            "path",
+        );
         hits.sort_by(|x, y| x.0.cmp(&y.0));
         hits
     };
     let (a, b) = (hits(&few), hits(&many));
     assert_eq!(a.len(), 12, "{a:?}");
-    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
-    for ((pa, sa), (pb, sb)) in a.iter().zip(&b) {
-        assert_eq!(pa, pb);
-        assert!(
-            (sa - sb).abs() <= 1e-4 * sa.abs().max(1.0),
-            "{a:?} vs {b:?}"
-        );
-    }
+    assert_same_scores(&a, &b);
 }
 
 /// A segment of more sections than one window of term-at-a-time scoring (16,384) is
@@ -946,19 +959,9 @@ fn a_big_segment_scores_as_through_the_scorers() {
     // Words no section holds: no section holds every word (which would score
     // double), and 40 words go through the scorers.
     let absent: Vec<String> = (0..38).map(|i| format!("nohit{i}x")).collect();
-    let search = |q: &str| -> (Value, Vec<(String, f64)>) {
+    let search = |q: &str| {
         let v = t.json(&["query", "--json", "--limit", "30", "--", q]);
-        let hits = v["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h["id"].as_str().unwrap().to_owned(),
-                    h["score"].as_f64().unwrap(),
-                )
-            })
-            .collect();
+        let hits = scored(&v, "id");
         (v, hits)
     };
     let few = format!("quartz basalt {}", absent[..6].join(" "));
@@ -974,19 +977,12 @@ fn a_big_segment_scores_as_through_the_scorers() {
         })
         .collect();
     best.sort();
-    let ids = |hits: &[(String, f64)]| hits.iter().map(|h| h.0.clone()).collect::<Vec<_>>();
-    let mut found = ids(&a);
+    let mut found: Vec<String> = a.iter().map(|h| h.0.clone()).collect();
     found.sort();
     assert_eq!(found, best, "{a:?}");
     // No two score alike, so the order is the ranking's, not a tie's.
     assert!(a.windows(2).all(|w| w[0].1 > w[1].1), "{a:?}");
-    assert_eq!(ids(&a), ids(&b), "{a:?} vs {b:?}");
-    for ((_, sa), (_, sb)) in a.iter().zip(&b) {
-        assert!(
-            (sa - sb).abs() <= 1e-4 * sa.abs().max(1.0),
-            "{a:?} vs {b:?}"
-        );
-    }
+    assert_same_scores(&a, &b);
     // A path prefix counts alike, window by window: docs/f1, docs/f10 to docs/f19,
     // docs/f100 to docs/f159.
     let under = |q: String| search(&format!("{q} path:docs/f1")).0["total_matches"].clone();
