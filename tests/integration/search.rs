@@ -911,6 +911,51 @@ fn plain_words_score_alike_by_terms_and_through_the_scorers() {
     assert_same_scores(&a, &b);
 }
 
+/// As the README's query table and Search paragraph say: several path prefixes keep
+/// files under any of them, and a phrase's score is added to the words' score, which
+/// alone is doubled when a section holds every word.
+#[test]
+fn path_prefixes_are_a_union_and_phrases_are_not_doubled() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    for (dir, text) in [
+        ("a", "alpha beta gamma delta and some other words"),
+        ("b", "alpha beta"),
+        ("c", "alpha and more"),
+    ] {
+        std::fs::create_dir_all(docs.join(dir)).unwrap();
+        std::fs::write(docs.join(dir).join("x.md"), format!("# T\n\n{text}\n")).unwrap();
+    }
+    t.ok(&["index"]);
+    let mut paths = hit_paths(&query(&t, "alpha path:docs/a path:docs/b"));
+    paths.sort();
+    assert_eq!(paths, ["docs/a/x.md", "docs/b/x.md"]);
+    let v = t.json(&[
+        "query",
+        "--json",
+        "--path-prefix",
+        "docs/c",
+        "--",
+        "alpha path:docs/a",
+    ]);
+    let mut paths = hit_paths(&v);
+    paths.sort();
+    assert_eq!(paths, ["docs/a/x.md", "docs/c/x.md"]);
+
+    let score = |q: &str| {
+        let scores = scored(&query(&t, &format!("{q} path:docs/a")), "path");
+        assert_eq!(scores.len(), 1, "{q}: {scores:?}");
+        scores[0].1
+    };
+    let (phrase, words) = (score("\"alpha beta\""), score("gamma delta"));
+    let both = score("\"alpha beta\" gamma delta");
+    // Both words are held, so `words` is already doubled; the phrase is not.
+    assert!(
+        (both - (phrase + words)).abs() <= 1e-4 * both,
+        "{both} is not {phrase} + {words}"
+    );
+}
+
 /// A segment of more sections than one window of term-at-a-time scoring (16,384) is
 /// scored a window at a time; the hits, their scores and the total are those of the
 /// same words through the scorers (past 32 words), which score a segment whole.
