@@ -915,7 +915,7 @@ fn plain_words_score_alike_by_terms_and_through_the_scorers() {
 /// files under any of them, and a phrase's score is added to the words' score, which
 /// alone is doubled when a section holds every word.
 #[test]
-fn path_prefixes_are_a_union_and_phrases_are_not_doubled() {
+fn path_prefixes_are_a_union_and_only_the_words_are_doubled() {
     let t = TestEnv::new();
     let docs = t.project.join("docs");
     for (dir, text) in [
@@ -948,6 +948,13 @@ fn path_prefixes_are_a_union_and_phrases_are_not_doubled() {
         scores[0].1
     };
     let (phrase, words) = (score("\"alpha beta\""), score("gamma delta"));
+    // A section holding every word scores its words' sum twice; one word alone is
+    // not doubled.
+    let (gamma, delta) = (score("gamma"), score("delta"));
+    assert!(
+        (words - 2.0 * (gamma + delta)).abs() <= 1e-4 * words,
+        "{words} is not 2 ({gamma} + {delta})"
+    );
     let both = score("\"alpha beta\" gamma delta");
     // Both words are held, so `words` is already doubled; the phrase is not.
     assert!(
