@@ -310,7 +310,7 @@ impl Lease<'_> {
     /// Merges small segments once there are [`MAX_SEGMENTS`] of them (small: under a
     /// tenth of the documents), so that one saved file never pays for rewriting the
     /// big segments; past twice that many segments of any size, merges all but the
-    /// largest. True when it merged.
+    /// largest. Either way in two merges at once. True when it merged.
     fn compact(&mut self) -> Result<bool> {
         let mut metas = self.engine.index.searchable_segment_metas()?;
         let total: u32 = metas.iter().map(|m| m.num_docs()).sum();
@@ -326,12 +326,16 @@ impl Lease<'_> {
         } else {
             return Ok(false);
         }
-        let ids: Vec<_> = metas.iter().map(|m| m.id()).collect();
-        let dir = &self.engine.dir;
-        self.writer
-            .merge(&ids)
-            .wait()
-            .map_err(|e| EngineError::writing(dir, e))?;
+        // Two merges at once, of halves alike in size (the segments, smallest first,
+        // dealt out in turn), keep two cores busy where one merge kept one. Both are
+        // waited for, even after one failed.
+        let merges = [0, 1].map(|k| {
+            let ids: Vec<_> = metas.iter().skip(k).step_by(2).map(|m| m.id()).collect();
+            self.writer.merge(&ids)
+        });
+        for result in merges.map(|m| m.wait()) {
+            result.map_err(|e| EngineError::writing(&self.engine.dir, e))?;
+        }
         Ok(true)
     }
 }
