@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
+use hashbrown::hash_map::{EntryRef, HashMap};
 use rust_stemmers::{Algorithm, Stemmer};
 use rustc_hash::FxBuildHasher;
 use tantivy::tokenizer::{
@@ -241,19 +241,20 @@ impl TokenFilter for CachedStemmer {
 pub struct StemCache(HashMap<Box<str>, Option<Box<str>>, FxBuildHasher>);
 
 impl StemCache {
-    /// The stem of `word` (lowercased) when it is not the word itself.
+    /// The stem of `word` (lowercased) when it is not the word itself; one lookup for
+    /// a word seen before, as most are.
     pub fn stem(&mut self, stemmer: &Stemmer, word: &str) -> Option<&str> {
-        if !self.0.contains_key(word) {
-            if self.0.len() >= MAX_STEMS {
-                self.0.clear();
-            }
-            let stem = match stemmer.stem(word) {
+        if self.0.len() >= MAX_STEMS {
+            self.0.clear();
+        }
+        let stem = match self.0.entry_ref(word) {
+            EntryRef::Occupied(seen) => seen.into_mut(),
+            EntryRef::Vacant(new) => new.insert(match stemmer.stem(word) {
                 Cow::Borrowed(same) if same == word => None,
                 stem => Some(stem.into()),
-            };
-            self.0.insert(word.into(), stem);
-        }
-        self.0.get(word).and_then(Option::as_deref)
+            }),
+        };
+        stem.as_deref()
     }
 }
 
