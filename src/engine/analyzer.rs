@@ -402,21 +402,38 @@ pub fn is_cjk(c: char) -> bool {
 }
 
 /// Parts of a compound into `out`, each with its position in the compound: split on
-/// non-alphanumerics, then on camelCase boundaries. `base` is the compound's offset in
-/// the whole text.
+/// non-alphanumerics, then on camelCase boundaries. A piece between non-alphanumerics
+/// that camelCase splits is a part whole too, at its first part's position (as the
+/// compound is), unless it is the whole compound: `std::collections::HashMap` has
+/// `HashMap` as well as `Hash` and `Map`. `base` is the compound's offset in the whole
+/// text.
 fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
     out.clear();
+    // The run of alphanumerics in progress: where it starts, and where its first part
+    // is in `out`.
+    let mut run: Option<(usize, usize)> = None;
     let mut start: Option<usize> = None;
+    let mut k = 0;
     let mut prev = ' ';
     let mut chars = text.char_indices().peekable();
-    let push = |out: &mut Vec<(usize, usize, usize)>, from: usize, to: usize| {
-        let k = out.len();
+    let mut push = |out: &mut Vec<(usize, usize, usize)>, from: usize, to: usize| {
         out.push((base + from, base + to, k));
+        k += 1;
+    };
+    // A run split into several parts goes in whole before them.
+    let end_run = |out: &mut Vec<(usize, usize, usize)>, run: (usize, usize), to: usize| {
+        let (from, first) = run;
+        if out.len() - first > 1 && (from, to) != (0, text.len()) {
+            out.insert(first, (base + from, base + to, out[first].2));
+        }
     };
     while let Some((i, c)) = chars.next() {
         if !c.is_alphanumeric() {
             if let Some(s) = start.take() {
                 push(out, s, i);
+            }
+            if let Some(r) = run.take() {
+                end_run(out, r, i);
             }
         } else if let Some(s) = start {
             let next = chars.peek().map(|x| x.1);
@@ -431,11 +448,15 @@ fn parts(text: &str, base: usize, out: &mut Vec<(usize, usize, usize)>) {
             }
         } else {
             start = Some(i);
+            run = Some((i, out.len()));
         }
         prev = c;
     }
     if let Some(s) = start {
         push(out, s, text.len());
+    }
+    if let Some(r) = run {
+        end_run(out, r, text.len());
     }
 }
 
@@ -496,6 +517,35 @@ mod tests {
         assert_eq!(
             words("std::fs::read"),
             ["std::fs::read", "std", "fs", "read"]
+        );
+        // A camelCase piece of a longer compound is a part whole too, so a search
+        // for `hashmap` finds it; its position is its first part's.
+        assert_eq!(
+            words("std::collections::HashMap"),
+            [
+                "std::collections::hashmap",
+                "std",
+                "collections",
+                "hashmap",
+                "hash",
+                "map"
+            ]
+        );
+        let positions: Vec<_> = texts(&mut exact(), "std::collections::HashMap")
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(positions, [0, 0, 1, 2, 2, 3]);
+        assert_eq!(
+            words("config.maxRetryCount"),
+            [
+                "config.maxretrycount",
+                "config",
+                "maxretrycount",
+                "max",
+                "retry",
+                "count"
+            ]
         );
         assert_eq!(words("--dry-run"), ["--dry-run", "dry", "run"]);
         assert_eq!(words("use -v now"), ["use", "-v", "v", "now"]);

@@ -150,11 +150,12 @@ impl Snippets {
     }
 
     /// With plain stems (letters and digits), the tokens that can match are the parts
-    /// of compounds (runs of letters and digits, split at camelCase, see the analyzer)
-    /// and the compounds that are one such run of several parts (`JavaScript`), and each
-    /// starts where a stem's prefix occurs. Reads the tokens at `found` (the prefixes'
-    /// occurrences that can start a part) into `out` as [`Snippets::matches_in`] would,
-    /// unless a non-ASCII character is next to one of them: then false.
+    /// of compounds (split at non-alphanumerics and camelCase, see the analyzer) and
+    /// the runs of letters and digits of several parts (`JavaScript`, and `HashMap` in
+    /// `std::collections::HashMap`), and each starts where a stem's prefix occurs.
+    /// Reads the tokens at `found` (the prefixes' occurrences that can start a part)
+    /// into `out` as [`Snippets::matches_in`] would, unless a non-ASCII character is
+    /// next to one of them: then false.
     fn plain_matches(
         &mut self,
         body: &str,
@@ -327,8 +328,9 @@ fn push_match(out: &mut Vec<(usize, usize, usize)>, (from, to, i): (usize, usize
 }
 
 /// The tokens a plain stem can match that start at `at` (where a part starts) into
-/// `out`: the part, and the compound when it is a run of several parts starting
-/// there. False when that depends on a non-ASCII character.
+/// `out`: the part, and the run of letters and digits it starts when that is several
+/// parts (the analyzer's `parts` makes such a run a token, or it is the compound).
+/// False when that depends on a non-ASCII character.
 fn plain_tokens(text: &[u8], at: usize, out: &mut Vec<(usize, usize)>) -> bool {
     let Some(end) = part_end(text, at) else {
         return false;
@@ -336,7 +338,7 @@ fn plain_tokens(text: &[u8], at: usize, out: &mut Vec<(usize, usize)>) -> bool {
     out.push((at, end));
     let alnum = |c: &u8| c.is_ascii_alphanumeric();
     if at > 0 && alnum(&text[at - 1]) {
-        // A later part of its run: the compound starts before it.
+        // A later part of its run.
         return true;
     }
     let run_end = text[at..]
@@ -344,43 +346,15 @@ fn plain_tokens(text: &[u8], at: usize, out: &mut Vec<(usize, usize)>) -> bool {
         .position(|c| !alnum(c))
         .map_or(text.len(), |i| at + i);
     if run_end == end {
-        // One part: the compound is not a token of its own, or is more than the run.
         return true;
     }
-    // The compound is the run alone unless a connector, `_` or a leading dash joins
-    // it to more (see the analyzer's `compounds`).
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let before = |back: usize| at.checked_sub(back).map(|i| text[i]);
-    let left = match before(1) {
-        None => Some(true),
-        Some(b'_' | b'-') => Some(false),
-        Some(b'.') => before(2).map_or(Some(true), |c| c.is_ascii().then(|| !word(c))),
-        Some(b':') => match (before(2), before(3)) {
-            (Some(b':'), Some(c)) => c.is_ascii().then(|| !word(c)),
-            _ => Some(true),
-        },
-        Some(c) => c.is_ascii().then_some(true),
-    };
-    let after = |ahead: usize| text.get(run_end + ahead).copied();
-    let right = match after(0) {
-        None => Some(true),
-        Some(b'_') => Some(false),
-        Some(b'.' | b'-') => after(1).map_or(Some(true), |c| c.is_ascii().then(|| !word(c))),
-        Some(b':') => match (after(1), after(2)) {
-            (Some(b':'), Some(c)) => c.is_ascii().then(|| !word(c)),
-            _ => Some(true),
-        },
-        Some(c) => c.is_ascii().then_some(true),
-    };
-    match (left, right) {
-        (Some(left), Some(right)) => {
-            if left && right {
-                out.push((at, run_end));
-            }
-            true
-        }
-        _ => false,
+    // A non-ASCII letter on either side would be part of the run.
+    let ascii = |i: Option<usize>| i.and_then(|i| text.get(i)).is_none_or(u8::is_ascii);
+    if !ascii(at.checked_sub(1)) || !ascii(Some(run_end)) {
+        return false;
     }
+    out.push((at, run_end));
+    true
 }
 
 /// The end of the part (a run of letters and digits, split at camelCase, as the

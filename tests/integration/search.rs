@@ -361,6 +361,36 @@ fn identifiers_phrases_exclusions_prefixes() {
     assert!(!hit_paths(&query(&t, "backups nonexistentword")).is_empty());
 }
 
+/// A camelCase word inside a longer identifier is found as any other part, in any
+/// case, and highlighted where it stands.
+#[test]
+fn a_camel_case_word_inside_an_identifier_is_found_in_lower_case() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("a.md"),
+        "# A\n\nUse std::collections::HashMap here.\n",
+    )
+    .unwrap();
+    std::fs::write(docs.join("c.md"), "# C\n\nSee config.maxRetryCount too.\n").unwrap();
+    t.ok(&["index"]);
+    for (q, path, word) in [
+        ("hashmap", "docs/a.md", "HashMap"),
+        ("Hashmap", "docs/a.md", "HashMap"),
+        ("HashMap", "docs/a.md", "HashMap"),
+        ("maxretrycount", "docs/c.md", "maxRetryCount"),
+        ("retry", "docs/c.md", "Retry"),
+    ] {
+        let v = query(&t, q);
+        assert_eq!(hit_paths(&v), [path], "{q}: {v}");
+        assert!(
+            highlighted(&v["hits"][0]).contains(&word.to_owned()),
+            "{q}: {v}"
+        );
+    }
+}
+
 #[test]
 fn odd_queries_never_fail() {
     let t = with_fixtures();
