@@ -391,6 +391,27 @@ fn a_camel_case_word_inside_an_identifier_is_found_in_lower_case() {
     }
 }
 
+/// As the README says: a word of 80 bytes or more is not indexed, and the limit is
+/// in bytes (two a letter in Cyrillic).
+#[test]
+fn words_of_80_bytes_or_more_are_not_indexed() {
+    let t = TestEnv::new();
+    let docs = t.project.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let (short, long) = ("q".repeat(79), "q".repeat(80));
+    let (cyr_short, cyr_long) = ("ж".repeat(39), "ж".repeat(40));
+    std::fs::write(
+        docs.join("a.md"),
+        format!("# A\n\nfound {short} {long} {cyr_short} {cyr_long}\n"),
+    )
+    .unwrap();
+    t.ok(&["index"]);
+    for (word, hits) in [(&short, 1), (&long, 0), (&cyr_short, 1), (&cyr_long, 0)] {
+        let v = query(&t, word);
+        assert_eq!(v["total_matches"], hits, "{} bytes: {v}", word.len());
+    }
+}
+
 #[test]
 fn odd_queries_never_fail() {
     let t = with_fixtures();
